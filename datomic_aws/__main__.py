@@ -1,0 +1,3 @@
+from datomic_aws.cli import main
+
+main()

@@ -1,0 +1,165 @@
+"""The only place a boto3 Session and its clients are built.
+
+Owns credentials (standard chain, profile), endpoint override (moto, LocalStack), botocore retry
+configuration, the per-run log of AWS calls (what `--output json` reports and tests count), the
+dry-run write guard, and the helpers that read AWS error codes. It must not decide anything about
+resources: the resource modules take the clients it builds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from datomic_aws import __version__
+from datomic_aws.errors import AwsCallError, CredentialsError, DryRunViolation
+
+if TYPE_CHECKING:
+    import boto3
+
+# Read-only operations by name prefix; everything else counts as mutating. Every AWS read API we
+# use starts with one of these.
+_READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Validate")
+
+Hook = tuple[str, Callable[..., Any]]
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(_READ_PREFIXES)
+
+
+class CallLog:
+    """Counts AWS API calls (once per call, not per retry) by `service:Operation`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+
+    def record(self, service: str, operation: str) -> None:
+        with self._lock:
+            self.calls[f"{service}:{operation}"] += 1
+
+    def mutating(self) -> dict[str, int]:
+        return {k: v for k, v in sorted(self.calls.items()) if is_mutating(k.split(":", 1)[1])}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": sum(self.calls.values()),
+            "mutating": sum(self.mutating().values()),
+            "by_operation": dict(sorted(self.calls.items())),
+        }
+
+
+@dataclass
+class AwsContext:
+    """Session factory for one command run.
+
+    `read_only` turns on the dry-run guard: any mutating call raises before it is sent, except the
+    operations named in `allowed_writes` (e.g. a CloudFormation change set that only describes).
+    `hooks` are botocore event handlers registered before any client exists, because clients copy
+    the session's event emitter when they are built.
+    """
+
+    profile: str | None = None
+    endpoint_url: str | None = None
+    read_only: bool = False
+    allowed_writes: frozenset[str] = frozenset()
+    hooks: Iterable[Hook] = ()
+    max_attempts: int = 10
+    call_log: CallLog = field(default_factory=CallLog)
+    _session: Any = field(default=None, init=False, repr=False)
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
+    _account: str | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def session(self) -> boto3.Session:
+        with self._lock:
+            return self._session_locked()
+
+    def _session_locked(self) -> boto3.Session:
+        if self._session is None:
+            import boto3
+            import botocore.exceptions
+
+            try:
+                session = boto3.Session(profile_name=self.profile)
+            except botocore.exceptions.ProfileNotFound as exc:
+                raise CredentialsError(str(exc)) from exc
+            session.events.register("before-call.*.*", self._before_call)
+            for event, handler in self.hooks:
+                session.events.register(event, handler)
+            self._session = session
+        return self._session  # type: ignore[no-any-return]
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                from botocore.config import Config
+
+                config = Config(
+                    retries={"mode": "standard", "max_attempts": self.max_attempts},
+                    user_agent_extra=f"datomic-aws/{__version__}",
+                    connect_timeout=10,
+                    read_timeout=60,
+                )
+                self._clients[key] = self._session_locked().client(
+                    service,  # type: ignore[call-overload]
+                    region_name=region,
+                    endpoint_url=self.endpoint_url,
+                    config=config,
+                )
+            return self._clients[key]
+
+    def account_id(self, region: str) -> str:
+        if self._account is None:
+            import botocore.exceptions
+
+            try:
+                self._account = str(self.client("sts", region).get_caller_identity()["Account"])
+            except (
+                botocore.exceptions.NoCredentialsError,
+                botocore.exceptions.PartialCredentialsError,
+            ) as exc:
+                raise CredentialsError(str(exc)) from exc
+        return self._account
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        service = model.service_model.endpoint_prefix
+        operation = str(model.name)
+        self.call_log.record(service, operation)
+        if (
+            self.read_only
+            and is_mutating(operation)
+            and f"{service}:{operation}" not in self.allowed_writes
+        ):
+            raise DryRunViolation(f"{service}:{operation}")
+
+
+def error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def is_error(exc: BaseException, *codes: str) -> bool:
+    return error_code(exc) in codes
+
+
+def translate(exc: BaseException, resource: str = "") -> AwsCallError:
+    """Turn a botocore ClientError into the catalogue's error, keeping the request id."""
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    err = response.get("Error", {})
+    meta = response.get("ResponseMetadata", {})
+    return AwsCallError(
+        operation=str(getattr(exc, "operation_name", "call")),
+        code=str(err.get("Code", "Unknown")),
+        message=str(err.get("Message", exc)),
+        resource=resource,
+        request_id=str(meta.get("RequestId", "")),
+    )

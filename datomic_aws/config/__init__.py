@@ -1,0 +1,1 @@
+"""Validated, typed views of the operator's properties files (see common.py for the rules)."""

@@ -1,0 +1,121 @@
+"""Schema-driven validation of flat properties into typed values, with every problem located.
+
+The JSON Schemas in `datomic_aws/schemas/` are the single statement of what a file may contain.
+Flat strings are converted to the types the schema declares before validation; blank values count as
+absent (the tool fills them). Every problem names the file, the line and the key; a secret's value
+never appears in a message. No AWS, no I/O beyond reading the packaged schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from datomic_aws.errors import Problem
+from datomic_aws.properties import PropertiesText
+
+_SECRET_KEY = re.compile(r"password|secret|license-key|access-key|token", re.IGNORECASE)
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def secret_values(values: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(sorted({v for k, v in values.items() if is_secret_key(k) and v}))
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("datomic_aws.schemas").joinpath(f"{name}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def _declared_type(schema: Mapping[str, Any], key: str) -> str | None:
+    prop = schema.get("properties", {}).get(key)
+    if isinstance(prop, dict):
+        declared = prop.get("type")
+        return declared if isinstance(declared, str) else None
+    return None
+
+
+def to_typed(values: Mapping[str, str], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Blank values dropped; integers and booleans converted where the text is unambiguous."""
+    typed: dict[str, Any] = {}
+    for key, raw in values.items():
+        value = raw.strip()
+        if value == "":
+            continue
+        declared = _declared_type(schema, key)
+        if declared == "integer" and re.fullmatch(r"[+-]?[0-9]+", value):
+            typed[key] = int(value)
+        elif declared == "boolean" and value.lower() in ("true", "false"):
+            typed[key] = value.lower() == "true"
+        else:
+            typed[key] = value
+    return typed
+
+
+def _fallback_message(err: ValidationError) -> str:
+    v = err.validator
+    if v == "type":
+        return f"must be {'an' if str(err.validator_value)[0] in 'aeiou' else 'a'} {err.validator_value}"
+    if v == "enum":
+        return "must be one of " + ", ".join(str(x) for x in err.validator_value)
+    if v == "const":
+        return f"must be {err.validator_value}"
+    if v in ("minimum", "exclusiveMinimum"):
+        return f"must be at least {err.validator_value}"
+    if v in ("maximum", "exclusiveMaximum"):
+        return f"must be at most {err.validator_value}"
+    if v == "minLength":
+        return "must not be blank"
+    if v == "maxLength":
+        return f"must be at most {err.validator_value} characters"
+    return "has an invalid value"
+
+
+def _problems_of(
+    err: ValidationError, typed: Mapping[str, Any], props: PropertiesText
+) -> Iterable[Problem]:
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    hint = str(schema.get("x-hint", ""))
+    if err.validator == "required":
+        for key in err.validator_value:
+            if key not in typed:
+                message = schema.get("x-message") or "is required"
+                yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)
+        return
+    if not err.path:
+        yield Problem(props.path, None, None, str(schema.get("x-message", err.message)), hint)
+        return
+    key = str(err.path[0])
+    message = str(schema.get("x-message") or _fallback_message(err))
+    if not is_secret_key(key) and err.validator not in ("not", "required"):
+        message += f" (got {str(props.get(key))!r})"
+    yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)
+
+
+def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], list[Problem]]:
+    schema = load_schema(schema_name)
+    typed = to_typed(props.values(), schema)
+    validator = Draft202012Validator(schema)
+    problems: list[Problem] = []
+    for err in validator.iter_errors(typed):
+        # An if/then failure is reported through its inner errors, which carry the key.
+        leaves = [err] if not err.context else list(err.context)
+        for leaf in leaves:
+            for problem in _problems_of(leaf, typed, props):
+                if problem not in problems:
+                    problems.append(problem)
+    problems.sort(key=lambda p: (p.line is None, p.line or 0, p.key or ""))
+    return typed, problems

@@ -1,0 +1,172 @@
+"""Exception catalogue: every error the tool reports, its message shape and its exit code.
+
+Owns the exit codes and the one-line `Error: <what> (<where>): <what to do>` format. It must not
+print, log or import boto3: the CLI funnel renders these, other modules only raise them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    CHANGES_PENDING = 3
+    INTERRUPTED = 130
+
+
+class DatomicAwsError(Exception):
+    """Base of every error the tool reports to the operator."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILURE
+
+    def __init__(self, what: str, where: str = "", hint: str = "") -> None:
+        super().__init__(what)
+        self.what = what
+        self.where = where
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        where = f" ({self.where})" if self.where else ""
+        hint = f": {self.hint}" if self.hint else ""
+        return [f"Error: {self.what}{where}{hint}"]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid value in an input file."""
+
+    file: str
+    line: int | None
+    key: str | None
+    message: str
+    hint: str = ""
+
+    @property
+    def where(self) -> str:
+        loc = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{loc} {self.key}" if self.key else loc
+
+
+class InvalidInput(DatomicAwsError):
+    """Input files that fail validation; every problem is listed at once."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"{len(problems)} problem(s) in the input")
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        out = []
+        for p in self.problems:
+            hint = f": {p.hint}" if p.hint else ""
+            out.append(f"Error: {p.message} ({p.where}){hint}")
+        return out
+
+
+class UsageError(DatomicAwsError):
+    exit_code = ExitCode.USAGE
+
+
+class AwsCallError(DatomicAwsError):
+    """An AWS API call failed after botocore's retries."""
+
+    def __init__(
+        self,
+        operation: str,
+        code: str,
+        message: str,
+        resource: str = "",
+        request_id: str = "",
+    ) -> None:
+        hint = _AWS_HINTS.get(code, "check the AWS error above and rerun; the run is safe to repeat")
+        what = f"AWS {operation} failed with {code}: {message}"
+        super().__init__(what, resource, hint)
+        self.operation = operation
+        self.code = code
+        self.request_id = request_id
+
+
+_AWS_HINTS = {
+    "AccessDenied": "grant this action to the credentials you run with, then rerun",
+    "AccessDeniedException": "grant this action to the credentials you run with, then rerun",
+    "UnauthorizedOperation": "grant this action to the credentials you run with, then rerun",
+    "ExpiredToken": "refresh your credentials (aws sso login, or new session keys), then rerun",
+    "ExpiredTokenException": "refresh your credentials (aws sso login, or new session keys), then rerun",
+    "InvalidClientTokenId": "the access key is not valid: check --profile / AWS_PROFILE",
+    "UnrecognizedClientException": "the access key is not valid: check --profile / AWS_PROFILE",
+    "Throttling": "AWS kept throttling after retries; rerun later",
+    "ThrottlingException": "AWS kept throttling after retries; rerun later",
+}
+
+
+class CredentialsError(DatomicAwsError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"no usable AWS credentials ({detail})",
+            "",
+            "set AWS_PROFILE or --profile, or run inside an environment with a role",
+        )
+
+
+class OwnershipError(DatomicAwsError):
+    """A derived name is taken by a resource that does not carry our tags."""
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(
+            "exists but was not created by datomic-aws (no datomic:system tag)",
+            resource,
+            "if it is yours to manage, rerun with --adopt; otherwise set an explicit name in the file",
+        )
+
+
+class NameTakenError(DatomicAwsError):
+    def __init__(self, resource: str, key: str) -> None:
+        super().__init__(
+            "the name belongs to another AWS account (S3 bucket names are global)",
+            resource,
+            f"choose another value for {key}",
+        )
+
+
+class ResourceMismatch(DatomicAwsError):
+    """An existing resource cannot serve and must not be modified destructively."""
+
+
+class StackError(DatomicAwsError):
+    """A stack operation failed, rolled back, or is in a state we refuse to act on."""
+
+
+class WaitTimeout(DatomicAwsError):
+    pass
+
+
+class ReplacementError(DatomicAwsError):
+    pass
+
+
+class Aborted(DatomicAwsError):
+    """The operator declined a confirmation."""
+
+
+class LockedError(DatomicAwsError):
+    pass
+
+
+class DryRunViolation(DatomicAwsError):
+    """A mutating AWS call was attempted while writes were switched off: a bug, never silent."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            f"internal error: {operation} attempted during --dry-run; nothing was changed",
+            "",
+            "please report this",
+        )

@@ -1,0 +1,84 @@
+"""Deterministic names of everything the tool creates, and the tags that mark ownership.
+
+Every name is a pure function of the system name (plus account and region where AWS requires global
+uniqueness), so a rerun after a crash finds what the first run created. Each is sanitised to its
+service's charset and length; an over-long name is truncated and suffixed with a short hash so two
+long system names never collide. No AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+TAG_SYSTEM = "datomic:system"
+TAG_MANAGED = "managed-by"
+MANAGED_BY = "datomic-aws"
+
+
+def tags(system: str) -> dict[str, str]:
+    return {TAG_SYSTEM: system, TAG_MANAGED: MANAGED_BY}
+
+
+def tag_list(system: str) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags(system).items()]
+
+
+def is_ours(found: dict[str, str], system: str) -> bool:
+    return found.get(TAG_SYSTEM) == system and found.get(TAG_MANAGED) == MANAGED_BY
+
+
+def _fit(name: str, limit: int) -> str:
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-.')}-{digest}"
+
+
+def _clean(text: str, allowed: str, replacement: str = "-") -> str:
+    return re.sub(f"[^{allowed}]+", replacement, text).strip("-.")
+
+
+def iam_name(system: str, suffix: str) -> str:
+    """Roles and instance profiles: [\\w+=,.@-], 64 characters."""
+    return _fit(f"datomic-{_clean(system, r'A-Za-z0-9+=,.@_-')}-{suffix}", 64)
+
+
+def transactor_role(system: str) -> str:
+    return iam_name(system, "transactor")
+
+
+def peer_role(system: str) -> str:
+    return iam_name(system, "peer")
+
+
+def _bucket(system: str, kind: str, account: str, region: str) -> str:
+    """S3: lower-case letters, digits, hyphens; 3-63 characters; globally unique."""
+    tail = f"-{kind}-{account}-{region}"
+    head = f"datomic-{_clean(system.lower(), 'a-z0-9-')}".rstrip("-")
+    return _fit(head, 63 - len(tail)) + tail
+
+
+def log_bucket(system: str, account: str, region: str) -> str:
+    return _bucket(system, "logs", account, region)
+
+
+def templates_bucket(account: str, region: str) -> str:
+    return f"datomic-aws-templates-{account}-{region}"
+
+
+def security_group(system: str) -> str:
+    return _fit(f"datomic-{_clean(system, r'A-Za-z0-9 ._:/()#,@+=&;{}!$*-')}-transactor", 255)
+
+
+def ssm_parameter(system: str) -> str:
+    return f"/datomic/{_clean(system, r'A-Za-z0-9_.-')}/transactor.properties"
+
+
+def autoscaling_group(system: str) -> str:
+    return _fit(f"datomic-{_clean(system, r'A-Za-z0-9_.-')}-transactors", 255)
+
+
+def stack(system: str) -> str:
+    """CloudFormation: [A-Za-z][-A-Za-z0-9]*, 128 characters."""
+    return _fit(f"datomic-{_clean(system, 'A-Za-z0-9-')}", 128)

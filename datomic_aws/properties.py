@@ -1,0 +1,210 @@
+"""Minimal-diff reading, editing and atomic writing of Java `.properties` files.
+
+Operators commit these files and review `git diff` after every run, so an edit touches only the lines
+of keys whose value changed: separators, comments, blank lines, line endings and unrelated lines are
+kept byte for byte; a commented `# key=` line is uncommented in place; new keys are appended; an
+unchanged file is never rewritten. Files are Latin-1, as Java reads them. No AWS, no validation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import javaproperties
+
+ENCODING = "latin-1"
+
+# A line's key part: leading blanks, then the (escaped) key up to the first unescaped separator.
+_KEY_PART = re.compile(r"^(?P<lead>[ \t\f]*)(?P<key>(?:\\.|[^ \t\f=:\\])*)(?P<sep>[ \t\f]*[=:][ \t\f]*|[ \t\f]+|)")
+# A commented assignment `#key=` / `! key : value`; prose such as `# see the docs` never matches.
+_COMMENTED = re.compile(r"^(?P<lead>[ \t\f]*)[#!][ \t\f]*(?P<key>[A-Za-z0-9_.\-]+)(?P<sep>[ \t\f]*[=:][ \t\f]*)")
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: str
+    line: int
+
+
+def _line_ending(source: str) -> str:
+    for eol in ("\r\n", "\n", "\r"):
+        if source.endswith(eol):
+            return eol
+    return ""
+
+
+def escape_value(value: str) -> str:
+    out = []
+    for i, ch in enumerate(value):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch in " \f" and i == 0:
+            out.append("\\" + ch if ch == " " else "\\f")
+        elif ord(ch) > 0xFF:
+            out.append("".join(f"\\u{u:04x}" for u in _utf16_units(ch)))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _utf16_units(ch: str) -> list[int]:
+    data = ch.encode("utf-16-be")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+class PropertiesText:
+    """An immutable parsed properties document that can produce minimally edited copies."""
+
+    def __init__(self, text: str, path: str = "<text>") -> None:
+        self.text = text
+        self.path = path
+        self._elements = list(javaproperties.parse(text))
+        self._lines: list[int] = []
+        line = 1
+        for el in self._elements:
+            self._lines.append(line)
+            line += el.source.count("\n") + el.source.count("\r") - el.source.count("\r\n")
+        self._entries: dict[str, Entry] = {}
+        self._index: dict[str, int] = {}
+        for i, el in enumerate(self._elements):
+            if isinstance(el, javaproperties.KeyValue):
+                self._entries[el.key] = Entry(el.key, el.value, self._lines[i])
+                self._index[el.key] = i
+
+    @classmethod
+    def load(cls, path: str | Path) -> PropertiesText:
+        with open(path, encoding=ENCODING, newline="") as fh:
+            return cls(fh.read(), str(path))
+
+    def entries(self) -> dict[str, Entry]:
+        """Keys as Java reads them: the last duplicate wins."""
+        return dict(self._entries)
+
+    def values(self) -> dict[str, str]:
+        return {k: e.value for k, e in self._entries.items()}
+
+    def get(self, key: str) -> str | None:
+        entry = self._entries.get(key)
+        return entry.value if entry else None
+
+    def line_of(self, key: str) -> int | None:
+        entry = self._entries.get(key)
+        if entry:
+            return entry.line
+        commented = self._commented_index(key)
+        return self._lines[commented] if commented is not None else None
+
+    def _commented_index(self, key: str) -> int | None:
+        found = None
+        for i, el in enumerate(self._elements):
+            if isinstance(el, javaproperties.Comment):
+                m = _COMMENTED.match(el.source)
+                if m and m.group("key") == key:
+                    found = i
+        return found
+
+    def with_values(self, updates: Mapping[str, str]) -> PropertiesText:
+        """A copy where each key has its new value, touching only the lines that must change."""
+        sources = [el.source for el in self._elements]
+        appended: list[str] = []
+        eol = self._dominant_eol()
+        for key, value in updates.items():
+            current = self._entries.get(key)
+            if current is not None:
+                if current.value == value:
+                    continue
+                i = self._index[key]
+                sources[i] = self._rewrite(sources[i], key, value, eol)
+                continue
+            commented = self._commented_index(key)
+            if commented is not None:
+                m = _COMMENTED.match(sources[commented])
+                assert m is not None
+                ending = _line_ending(sources[commented]) or eol
+                sources[commented] = (
+                    f"{m.group('lead')}{javaproperties.escape(key)}{m.group('sep')}"
+                    f"{escape_value(value)}{ending}"
+                )
+                continue
+            appended.append(f"{javaproperties.escape(key)}={escape_value(value)}{eol}")
+        if appended and sources and not _line_ending(sources[-1]):
+            sources[-1] += eol
+        return PropertiesText("".join(sources) + "".join(appended), self.path)
+
+    @staticmethod
+    def _rewrite(source: str, key: str, value: str, eol: str) -> str:
+        m = _KEY_PART.match(source)
+        ending = _line_ending(source) or eol
+        lead = m.group("lead") if m else ""
+        raw_key = m.group("key") if m and m.group("key") else javaproperties.escape(key)
+        sep = m.group("sep") if m and m.group("sep").strip(" \t\f") else "="
+        return f"{lead}{raw_key}{sep}{escape_value(value)}{ending}"
+
+    def _dominant_eol(self) -> str:
+        crlf = self.text.count("\r\n")
+        lf = self.text.count("\n") - crlf
+        return "\r\n" if crlf > lf else "\n"
+
+
+def unified_diff(before: str, after: str, path: str) -> str:
+    if before == after:
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    """Replace `path` with `text` (Latin-1, line endings as given), keeping the file's mode.
+
+    A temporary file in the same folder, fsynced, then `os.replace`: a reader or a crash sees the
+    old file or the new one, never half of one.
+    """
+    target = Path(path)
+    try:
+        mode: int | None = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding=ENCODING, newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,84 @@
+"""Fixtures shared by every test: fake credentials, in-process moto, call recording.
+
+Tests never reach AWS: credentials are fake, the config files point nowhere, and every AWS client is
+built by `AwsContext` against moto (in-process here; the CLI tests use a moto server in a separate
+process, see tests/cli/conftest.py, so `mock_aws` and a server never share a process).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datomic_aws.aws import AwsContext, is_mutating
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "config_samples"
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = tmp_path_factory.mktemp("aws-home")
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+class CallRecorder:
+    """Records every AWS operation (once per call, before retries) and can fail the k-th write."""
+
+    def __init__(self) -> None:
+        self.operations: list[str] = []
+        self.fail_at: int | None = None
+        self._writes = 0
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        name = f"{model.service_model.endpoint_prefix}:{model.name}"
+        if is_mutating(model.name):
+            self._writes += 1
+            if self.fail_at is not None and self._writes == self.fail_at:
+                raise SimulatedCrash(name)
+        self.operations.append(name)
+
+    @property
+    def mutating(self) -> list[str]:
+        return [op for op in self.operations if is_mutating(op.split(":", 1)[1])]
+
+
+class SimulatedCrash(BaseException):
+    """Stands for a kill: a BaseException, so no `except Exception` in the product swallows it."""
+
+
+@pytest.fixture
+def mocked_aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def recorder() -> CallRecorder:
+    return CallRecorder()
+
+
+@pytest.fixture
+def ctx(mocked_aws: None, recorder: CallRecorder) -> AwsContext:
+    """An AwsContext against in-process moto whose calls `recorder` sees."""
+    return AwsContext(hooks=[("before-call.*.*", recorder)])
+
+
+def new_ctx(recorder: CallRecorder | None = None, **kwargs: Any) -> AwsContext:
+    hooks = [("before-call.*.*", recorder)] if recorder else []
+    return AwsContext(hooks=hooks, **kwargs)

@@ -1,0 +1,24 @@
+"""Runs a moto server on 127.0.0.1 in its own process and prints its port.
+
+The CLI tests start this as a subprocess so that the server never shares a process with the
+in-process `mock_aws` tests. Exits when its standard input closes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from moto.server import ThreadedMotoServer
+
+
+def main() -> None:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(port, flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
