@@ -28,7 +28,11 @@ class Change:
         return self.action is not Action.NOOP
 
     def as_dict(self) -> dict[str, Any]:
-        return {"resource": self.resource, "action": self.action.value, "details": list(self.details)}
+        return {
+            "resource": self.resource,
+            "action": self.action.value,
+            "details": list(self.details),
+        }
 
 
 def noop(resource: str, *details: str) -> Change:
@@ -46,7 +50,12 @@ class FileChange:
         return bool(self.diff)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "changed": self.changed, "written": self.written, "diff": self.diff}
+        return {
+            "path": self.path,
+            "changed": self.changed,
+            "written": self.written,
+            "diff": self.diff,
+        }
 
 
 @dataclass

@@ -87,7 +87,9 @@ class AwsCallError(DatomicAwsError):
         resource: str = "",
         request_id: str = "",
     ) -> None:
-        hint = _AWS_HINTS.get(code, "check the AWS error above and rerun; the run is safe to repeat")
+        hint = _AWS_HINTS.get(
+            code, "check the AWS error above and rerun; the run is safe to repeat"
+        )
         what = f"AWS {operation} failed with {code}: {message}"
         super().__init__(what, resource, hint)
         self.operation = operation
@@ -170,3 +172,9 @@ class DryRunViolation(DatomicAwsError):
             "",
             "please report this",
         )
+
+
+class Interrupted(DatomicAwsError):
+    """Ctrl-C: says what may still be running in AWS so the operator can rerun or watch it."""
+
+    exit_code = ExitCode.INTERRUPTED

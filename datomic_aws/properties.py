@@ -8,6 +8,7 @@ unchanged file is never rewritten. Files are Latin-1, as Java reads them. No AWS
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -18,12 +19,18 @@ from pathlib import Path
 
 import javaproperties
 
+from datomic_aws.changes import FileChange
+
 ENCODING = "latin-1"
 
 # A line's key part: leading blanks, then the (escaped) key up to the first unescaped separator.
-_KEY_PART = re.compile(r"^(?P<lead>[ \t\f]*)(?P<key>(?:\\.|[^ \t\f=:\\])*)(?P<sep>[ \t\f]*[=:][ \t\f]*|[ \t\f]+|)")
+_KEY_PART = re.compile(
+    r"^(?P<lead>[ \t\f]*)(?P<key>(?:\\.|[^ \t\f=:\\])*)(?P<sep>[ \t\f]*[=:][ \t\f]*|[ \t\f]+|)"
+)
 # A commented assignment `#key=` / `! key : value`; prose such as `# see the docs` never matches.
-_COMMENTED = re.compile(r"^(?P<lead>[ \t\f]*)[#!][ \t\f]*(?P<key>[A-Za-z0-9_.\-]+)(?P<sep>[ \t\f]*[=:][ \t\f]*)")
+_COMMENTED = re.compile(
+    r"^(?P<lead>[ \t\f]*)[#!][ \t\f]*(?P<key>[A-Za-z0-9_.\-]+)(?P<sep>[ \t\f]*[=:][ \t\f]*)"
+)
 
 
 @dataclass(frozen=True)
@@ -193,10 +200,8 @@ def atomic_write(path: str | Path, text: str) -> None:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     try:
         dir_fd = os.open(target.parent, os.O_RDONLY)
@@ -208,3 +213,25 @@ def atomic_write(path: str | Path, text: str) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def write_back(
+    props: PropertiesText, updates: Mapping[str, str], output: str | Path, *, dry_run: bool
+) -> FileChange:
+    """Apply `updates` to `props` and write OUTPUT only when its bytes would change.
+
+    OUTPUT may be INPUT (the usual, in place) or another file; the diff is against what OUTPUT holds
+    now, so a rerun that changes nothing writes nothing and keeps the mtime.
+    """
+    updated = props.with_values(updates)
+    target = Path(output)
+    try:
+        current = PropertiesText.load(target).text
+    except FileNotFoundError:
+        current = ""
+    diff = unified_diff(current, updated.text, str(output))
+    written = False
+    if diff and not dry_run:
+        atomic_write(target, updated.text)
+        written = True
+    return FileChange(str(output), diff, written)

@@ -70,7 +70,7 @@ def _fallback_message(err: ValidationError) -> str:
     if v == "type":
         return f"must be {'an' if str(err.validator_value)[0] in 'aeiou' else 'a'} {err.validator_value}"
     if v == "enum":
-        return "must be one of " + ", ".join(str(x) for x in err.validator_value)
+        return "must be one of " + ", ".join(str(x) for x in list(err.validator_value))
     if v == "const":
         return f"must be {err.validator_value}"
     if v in ("minimum", "exclusiveMinimum"):
@@ -90,7 +90,7 @@ def _problems_of(
     schema = err.schema if isinstance(err.schema, dict) else {}
     hint = str(schema.get("x-hint", ""))
     if err.validator == "required":
-        for key in err.validator_value:
+        for key in list(err.validator_value):
             if key not in typed:
                 message = schema.get("x-message") or "is required"
                 yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)

@@ -107,7 +107,9 @@ def load_transactor(path: str | Path) -> tuple[PropertiesText, TransactorSpec]:
     try:
         props = PropertiesText.load(path)
     except OSError as exc:
-        raise InvalidInput([Problem(str(path), None, None, f"cannot read the file: {exc.strerror}")]) from exc
+        raise InvalidInput(
+            [Problem(str(path), None, None, f"cannot read the file: {exc.strerror}")]
+        ) from exc
     return props, spec_from(props)
 
 
