@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,9 @@ class AwsContext:
     max_attempts: int = 10
     call_log: CallLog = field(default_factory=CallLog)
     _session: Any = field(default=None, init=False, repr=False)
-    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
+    _clients: dict[tuple[str, str, str | None], Any] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _account: str | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -94,9 +97,10 @@ class AwsContext:
             self._session = session
         return self._session  # type: ignore[no-any-return]
 
-    def client(self, service: str, region: str) -> Any:
+    def client(self, service: str, region: str, endpoint_url: str | None = None) -> Any:
+        """A cached client; `endpoint_url` overrides the run's endpoint (DynamoDB Local)."""
         with self._lock:
-            key = (service, region)
+            key = (service, region, endpoint_url)
             if key not in self._clients:
                 from botocore.config import Config
 
@@ -109,7 +113,7 @@ class AwsContext:
                 self._clients[key] = self._session_locked().client(
                     service,  # type: ignore[call-overload]
                     region_name=region,
-                    endpoint_url=self.endpoint_url,
+                    endpoint_url=endpoint_url or self.endpoint_url,
                     config=config,
                 )
             return self._clients[key]
@@ -163,3 +167,14 @@ def translate(exc: BaseException, resource: str = "") -> AwsCallError:
         resource=resource,
         request_id=str(meta.get("RequestId", "")),
     )
+
+
+@contextmanager
+def translating(resource: str) -> Iterator[None]:
+    """Report any AWS error raised inside as the catalogue's error, naming `resource`."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        raise translate(exc, resource) from exc

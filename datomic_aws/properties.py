@@ -25,7 +25,8 @@ ENCODING = "latin-1"
 
 # A line's key part: leading blanks, then the (escaped) key up to the first unescaped separator.
 _KEY_PART = re.compile(
-    r"^(?P<lead>[ \t\f]*)(?P<key>(?:\\.|[^ \t\f=:\\])*)(?P<sep>[ \t\f]*[=:][ \t\f]*|[ \t\f]+|)"
+    r"^(?P<lead>[ \t\f]*)(?P<key>(?:\\[^\r\n]|[^ \t\f=:\\\r\n])*)"
+    r"(?P<sep>[ \t\f]*[=:][ \t\f]*|[ \t\f]+|)"
 )
 # A commented assignment `#key=` / `! key : value`; prose such as `# see the docs` never matches.
 _COMMENTED = re.compile(
@@ -38,6 +39,14 @@ class Entry:
     key: str
     value: str
     line: int
+
+
+# Java's line terminators, and only those (str.splitlines also splits on \x85, \x0c, \x1c...).
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _split_lines(text: str) -> list[str]:
+    return _LINES.findall(text)
 
 
 def _line_ending(source: str) -> str:
@@ -140,7 +149,7 @@ class PropertiesText:
             if commented is not None:
                 m = _COMMENTED.match(sources[commented])
                 assert m is not None
-                ending = _line_ending(sources[commented]) or eol
+                ending = _line_ending(sources[commented])
                 sources[commented] = (
                     f"{m.group('lead')}{javaproperties.escape(key)}{m.group('sep')}"
                     f"{escape_value(value)}{ending}"
@@ -153,30 +162,40 @@ class PropertiesText:
 
     @staticmethod
     def _rewrite(source: str, key: str, value: str, eol: str) -> str:
+        # The last line of a file may have no line ending; it keeps none (an append adds one).
+        ending = _line_ending(source)
         m = _KEY_PART.match(source)
-        ending = _line_ending(source) or eol
         lead = m.group("lead") if m else ""
         raw_key = m.group("key") if m and m.group("key") else javaproperties.escape(key)
-        sep = m.group("sep") if m and m.group("sep").strip(" \t\f") else "="
-        return f"{lead}{raw_key}{sep}{escape_value(value)}{ending}"
+        sep = m.group("sep") if m and m.group("sep") else "="
+        escaped = escape_value(value)
+        if not sep.strip(" \t\f") and escaped[:1] in ("=", ":"):
+            # After a blank separator Java skips one `=`/`:`; escape it so the value keeps it.
+            escaped = "\\" + escaped
+        return f"{lead}{raw_key}{sep}{escaped}{ending}"
 
     def _dominant_eol(self) -> str:
         crlf = self.text.count("\r\n")
         lf = self.text.count("\n") - crlf
+        cr = self.text.count("\r") - crlf
+        if cr > lf and cr > crlf:
+            return "\r"
         return "\r\n" if crlf > lf else "\n"
 
 
 def unified_diff(before: str, after: str, path: str) -> str:
     if before == after:
         return ""
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True),
-            after.splitlines(keepends=True),
-            fromfile=f"a/{path}",
-            tofile=f"b/{path}",
-        )
-    )
+    out = []
+    for line in difflib.unified_diff(
+        _split_lines(before), _split_lines(after), fromfile=f"a/{path}", tofile=f"b/{path}"
+    ):
+        if line.endswith(("\n", "\r")):
+            out.append(line)
+        else:
+            # As git shows it: the diff stays one line per line even without a final newline.
+            out.append(line + "\n\\ No newline at end of file\n")
+    return "".join(out)
 
 
 def atomic_write(path: str | Path, text: str) -> None:
@@ -185,7 +204,9 @@ def atomic_write(path: str | Path, text: str) -> None:
     A temporary file in the same folder, fsynced, then `os.replace`: a reader or a crash sees the
     old file or the new one, never half of one.
     """
-    target = Path(path)
+    # Through a symlink (a file kept in a dotfiles repository, say) the link stays and its target
+    # is replaced; os.replace on the link itself would turn it into a regular file.
+    target = Path(os.path.realpath(path))
     try:
         mode: int | None = target.stat().st_mode & 0o7777
     except FileNotFoundError:

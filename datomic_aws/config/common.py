@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -22,6 +22,11 @@ from datomic_aws.errors import Problem
 from datomic_aws.properties import PropertiesText
 
 _SECRET_KEY = re.compile(r"password|secret|license-key|access-key|token", re.IGNORECASE)
+
+
+# A value that carries a credential even under an ordinary key: `jdbc:...://user:pass@host`,
+# `...?password=...`.
+_CREDENTIAL_IN_VALUE = re.compile(r"://[^/@\s]*:[^/@\s]*@|password|secret|token", re.IGNORECASE)
 
 
 def is_secret_key(key: str) -> bool:
@@ -70,7 +75,7 @@ def _fallback_message(err: ValidationError) -> str:
     if v == "type":
         return f"must be {'an' if str(err.validator_value)[0] in 'aeiou' else 'a'} {err.validator_value}"
     if v == "enum":
-        return "must be one of " + ", ".join(str(x) for x in list(err.validator_value))
+        return "must be one of " + ", ".join(str(x) for x in cast(list[Any], err.validator_value))
     if v == "const":
         return f"must be {err.validator_value}"
     if v in ("minimum", "exclusiveMinimum"):
@@ -84,24 +89,36 @@ def _fallback_message(err: ValidationError) -> str:
     return "has an invalid value"
 
 
+def _shown_value(key: str, raw: str | None, secrets: Iterable[str]) -> str | None:
+    """The value as a problem may quote it, or None when it is (or holds) a secret."""
+    if raw is None or is_secret_key(key) or _CREDENTIAL_IN_VALUE.search(raw):
+        return None
+    if any(secret in raw for secret in secrets):
+        return None
+    return raw
+
+
 def _problems_of(
     err: ValidationError, typed: Mapping[str, Any], props: PropertiesText
 ) -> Iterable[Problem]:
     schema = err.schema if isinstance(err.schema, dict) else {}
     hint = str(schema.get("x-hint", ""))
     if err.validator == "required":
-        for key in list(err.validator_value):
+        for key in cast(list[str], err.validator_value):
             if key not in typed:
                 message = schema.get("x-message") or "is required"
                 yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)
         return
     if not err.path:
-        yield Problem(props.path, None, None, str(schema.get("x-message", err.message)), hint)
+        # err.message may quote the whole instance, secrets included: never shown.
+        message = schema.get("x-message") or f"the file {_fallback_message(err)}"
+        yield Problem(props.path, None, None, str(message), hint)
         return
     key = str(err.path[0])
     message = str(schema.get("x-message") or _fallback_message(err))
-    if not is_secret_key(key) and err.validator not in ("not", "required"):
-        message += f" (got {str(props.get(key))!r})"
+    shown = _shown_value(key, props.get(key), secret_values(props.values()))
+    if shown is not None and err.validator not in ("not", "required"):
+        message += f" (got {shown!r})"
     yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)
 
 

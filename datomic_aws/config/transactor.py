@@ -71,7 +71,11 @@ def spec_from(props: PropertiesText) -> TransactorSpec:
     protocol = str(typed["protocol"])
     table = _optional(values, "aws-dynamodb-table") if protocol in ("ddb", "ddb-local") else None
     system = table or _optional(values, "aws-cloudwatch-dimension-value") or Path(props.path).stem
-    region = _optional(values, "aws-region") or _optional(values, "aws-dynamodb-region")
+    if protocol in ("ddb", "ddb-local"):
+        # The table lives where the transactor looks for it: aws-dynamodb-region comes first.
+        region = _optional(values, "aws-dynamodb-region") or _optional(values, "aws-region")
+    else:
+        region = _optional(values, "aws-region")
     if region is None:
         # ddb-local with no region: DynamoDB Local ignores it, but the SDK wants one.
         region = "us-east-1"

@@ -1,0 +1,136 @@
+"""IAM documents for the transactor and peer roles: trust policy and least-privilege statements.
+
+Pure functions of names, account and region. Keeps Datomic's inline policy names (reference §3) so
+deployments made by `bin/datomic` converge without churn, while scoping each statement to the
+system's own table, bucket, parameter and group. No AWS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datomic_aws import names
+
+Document = dict[str, Any]
+
+TRUST_POLICY: Document = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+# What a transactor does to its storage table: conditional writes, reads, scans for indexing and
+# deletes for garbage collection. Datomic's tool granted dynamodb:*.
+TRANSACTOR_TABLE_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+)
+PEER_TABLE_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+)
+
+
+def _doc(*statements: Document) -> Document:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def table_arn(table: str, account: str, region: str) -> str:
+    return f"arn:aws:dynamodb:{region}:{account}:table/{table}"
+
+
+def parameter_arn(system: str, account: str, region: str) -> str:
+    return f"arn:aws:ssm:{region}:{account}:parameter{names.ssm_parameter(system)}"
+
+
+def group_arn(system: str, account: str) -> str:
+    # The group's ARN embeds a UUID unknown until it exists; region is open because the stack's
+    # region is chosen later, in cf.properties.
+    return (
+        f"arn:aws:autoscaling:*:{account}:autoScalingGroup:*:"
+        f"autoScalingGroupName/{names.autoscaling_group(system)}"
+    )
+
+
+def transactor_table_policy(table: str, account: str, region: str) -> tuple[str, Document]:
+    return f"{table}-transactor", _doc(
+        {
+            "Effect": "Allow",
+            "Action": list(TRANSACTOR_TABLE_ACTIONS),
+            "Resource": [table_arn(table, account, region)],
+        }
+    )
+
+
+def peer_table_policy(table: str, account: str, region: str) -> tuple[str, Document]:
+    return f"{table}-peer", _doc(
+        {
+            "Effect": "Allow",
+            "Action": list(PEER_TABLE_ACTIONS),
+            "Resource": [table_arn(table, account, region)],
+        }
+    )
+
+
+def log_bucket_policy(bucket: str) -> tuple[str, Document]:
+    return f"{bucket}-transactor-logs", _doc(
+        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"arn:aws:s3:::{bucket}/*"]}
+    )
+
+
+METRICS_POLICY_NAME = "transactor-metrics"
+
+
+def metrics_policy() -> tuple[str, Document]:
+    # PutMetricData has no resource-level permissions: AWS requires "*". The namespace condition
+    # keeps the role to Datomic's own metrics.
+    return METRICS_POLICY_NAME, _doc(
+        {
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": "*",
+            "Condition": {
+                "Bool": {"aws:SecureTransport": "true"},
+                "StringEquals": {"cloudwatch:namespace": "Datomic"},
+            },
+        }
+    )
+
+
+def runtime_policy(system: str, account: str, region: str) -> tuple[str, Document]:
+    """Read the stored configuration; tell Auto Scaling the transactor listens."""
+    return f"datomic-{system}-transactor-runtime", _doc(
+        {
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": [parameter_arn(system, account, region)],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["autoscaling:CompleteLifecycleAction"],
+            "Resource": [group_arn(system, account)],
+        },
+    )
+
+
+def is_managed_policy_name(name: str, system: str) -> bool:
+    """Inline policies this tool may remove when the file no longer asks for them."""
+    return (
+        name == METRICS_POLICY_NAME
+        or name.endswith("-transactor-logs")
+        or name == f"datomic-{system}-transactor-runtime"
+    )

@@ -1,0 +1,93 @@
+"""Text and JSON rendering of command results and errors.
+
+Owns what the operator sees: one JSON document per command on stdout with `--output json`, or a
+readable plan/report. Owns the last line of defence against leaking secrets: every rendered string
+passes through `redact`, which masks secret values and the values of secret keys in file diffs.
+Never decides anything and never calls AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from datomic_aws.changes import Action, Result
+
+MASK = "********"
+_SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NOOP: "="}
+# A diff line of a properties file whose key names a secret: keep the key, mask the value.
+_SECRET_LINE = re.compile(
+    r"^(?P<head>[ +\-][ \t\f]*[#!]?[ \t\f]*[^\s=:]*(?:password|secret|license-key|access-key|token)"
+    r"[^\s=:]*[ \t\f]*[=:]?[ \t\f]*)(?P<value>\S.*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    text = _SECRET_LINE.sub(lambda m: m.group("head") + MASK, text)
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _secrets(result: Result) -> list[str]:
+    return [str(s) for s in result.extra.get("secrets", [])]
+
+
+def to_json(result: Result, aws_calls: dict[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {
+        "command": result.command,
+        "dry_run": result.dry_run,
+        "changed": result.pending,
+        "changes": [c.as_dict() for c in result.changes],
+        "files": [f.as_dict() for f in result.files],
+        "warnings": list(result.warnings),
+    }
+    doc.update({k: v for k, v in result.extra.items() if k != "secrets"})
+    if aws_calls is not None:
+        doc["aws_calls"] = aws_calls
+    return redact(json.dumps(doc, indent=2, sort_keys=True), _secrets(result)) + "\n"
+
+
+def summary(result: Result) -> str:
+    counts = {a: sum(1 for c in result.changes if c.action is a) for a in Action}
+    verb = "would be " if result.dry_run else ""
+    parts = []
+    for action, word in (
+        (Action.CREATE, "created"),
+        (Action.UPDATE, "updated"),
+        (Action.DELETE, "deleted"),
+    ):
+        if counts[action]:
+            parts.append(f"{counts[action]} {verb}{word}")
+    parts.append(f"{counts[Action.NOOP]} unchanged")
+    files = [f for f in result.files if f.changed]
+    if files:
+        parts.append(f"{len(files)} file(s) {'would be ' if result.dry_run else ''}rewritten")
+    head = "No changes." if not result.pending else "Changes:"
+    return f"{head} " + ", ".join(parts) + "."
+
+
+def to_text(result: Result) -> str:
+    lines = [f"{result.command}{' (dry run: nothing written)' if result.dry_run else ''}"]
+    for change in result.changes:
+        symbol = _SYMBOL[change.action]
+        lines.append(f"  {symbol} {change.action.value:<6} {change.resource}")
+        if change.changed:
+            lines.extend(f"      {d}" for d in change.details)
+    for f in result.files:
+        if f.changed:
+            state = "rewritten" if f.written else "would be rewritten"
+            lines.append(f"  file {f.path}: {state}")
+            lines.extend("    " + line for line in f.diff.rstrip("\n").splitlines())
+        else:
+            lines.append(f"  file {f.path}: unchanged")
+    lines.append(summary(result))
+    return redact("\n".join(lines) + "\n", _secrets(result))
+
+
+def warnings_text(result: Result) -> str:
+    return redact("".join(f"Warning: {w}\n" for w in result.warnings), _secrets(result))

@@ -1,0 +1,129 @@
+"""Corrections that make moto behave like AWS where our demo and tests depend on it.
+
+Owns `patch_moto()`: small, idempotent, in-process patches of moto's model/response classes, each
+stating the AWS behaviour it restores. Because they patch classes, they apply to `mock_aws` and to
+a `ThreadedMotoServer` running in the same process alike. Call it before the first request.
+
+It must not patch our own code, must not be imported by the product outside the sandbox/test
+paths (moto is an optional dependency), and must not paper over a gap that our code has to handle
+on AWS too: only behaviour AWS really has is added here. Known moto gaps that are *not* corrected
+(our code handles them, see the reference §7): the group is not moved to a new launch template
+version on a stack update (update-stack's `ensure_group_version` moves it), no instance refresh,
+everything synchronous.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_MARK = "_datomic_aws_patched"
+_LAUNCHED_FROM = "_datomic_aws_launch_template"
+_lock = threading.Lock()
+
+
+def patch_moto() -> None:
+    """Apply every correction once; later calls do nothing."""
+    with _lock:
+        _patch_instance_launch_template_version()
+        _patch_create_bucket_tags()
+
+
+def _patch_instance_launch_template_version() -> None:
+    """AWS: each instance of an Auto Scaling group reports the launch template *version it was
+    launched from* (`Instances[].LaunchTemplate.Version` in DescribeAutoScalingGroups and
+    DescribeAutoScalingInstances); that is how an operator, an instance refresh, and our
+    replacement tell outdated instances from current ones.
+
+    moto 5.2 computes it on every read from the group's template's *default* version number, so
+    every instance claims the same version whatever it was launched from, and moving the group to
+    a new version never makes an instance current or outdated. Correction: when the group
+    launches instances, record on each the template id, name and the version number the group's
+    setting (`3`, `$Latest`, `$Default`) resolved to at that moment; report that record.
+    """
+    from moto.autoscaling import models
+
+    group_cls: Any = models.FakeAutoScalingGroup
+    state_cls: Any = models.InstanceState
+    if getattr(group_cls.replace_autoscaling_group_instances, _MARK, False):
+        return
+    original_launch = group_cls.replace_autoscaling_group_instances
+    original_report = state_cls.launch_template
+
+    def replace_autoscaling_group_instances(
+        self: Any, count_needed: int, propagated_tags: dict[str, str]
+    ) -> None:
+        before = {state.instance.id for state in self.instance_states}
+        original_launch(self, count_needed, propagated_tags)
+        template = self.ec2_launch_template
+        if template is None:
+            return
+        version = template.get_version(self.launch_template_version)
+        record = {
+            "LaunchTemplateId": template.id,
+            "LaunchTemplateName": template.name,
+            "Version": str(version.number),
+        }
+        for state in self.instance_states:
+            if state.instance.id not in before:
+                # On the EC2 instance, not the InstanceState: moto rebuilds states (standby).
+                setattr(state.instance, _LAUNCHED_FROM, dict(record))
+
+    def launch_template(self: Any) -> dict[str, Any] | None:
+        record = getattr(self.instance, _LAUNCHED_FROM, None)
+        if record is not None:
+            return dict(record)
+        # Instances moto launched before the patch, or attached ones: moto's own answer.
+        result: dict[str, Any] | None = original_report.fget(self)
+        return result
+
+    setattr(replace_autoscaling_group_instances, _MARK, True)
+    group_cls.replace_autoscaling_group_instances = replace_autoscaling_group_instances
+    state_cls.launch_template = property(launch_template)
+
+
+def _patch_create_bucket_tags() -> None:
+    """AWS: CreateBucket accepts `CreateBucketConfiguration.Tags` and the bucket exists with those
+    tags from its first moment (atomically; our ownership tags are never missing on a bucket a
+    crash left behind). Only a bucket this request creates is tagged: re-creating your own bucket
+    in us-east-1 (a 200) leaves its tags alone.
+
+    moto 5.2 parses only `LocationConstraint` from the body and drops the tags. Correction: after
+    moto creates the bucket, apply the body's tags as PutBucketTagging would.
+    """
+    import xmltodict
+    from moto.s3 import models, responses
+
+    response_cls: Any = responses.S3Response
+    if getattr(response_cls._bucket_response_put, _MARK, False):
+        return
+    original_put = response_cls._bucket_response_put
+
+    def _bucket_response_put(
+        self: Any, request: Any, bucket_name: str, querystring: dict[str, Any]
+    ) -> Any:
+        # CreateBucket is the PUT on the bucket without a sub-resource (?tagging, ?policy...).
+        creating = not querystring
+        existed = bucket_name in models.s3_backends.bucket_accounts
+        result = original_put(self, request, bucket_name, querystring)
+        if creating and not existed and bucket_name in models.s3_backends.bucket_accounts:
+            tags = _tags_from_create_body(xmltodict, self.body)
+            if tags:
+                self.backend.put_bucket_tagging(bucket_name, tags)
+        return result
+
+    setattr(_bucket_response_put, _MARK, True)
+    response_cls._bucket_response_put = _bucket_response_put
+
+
+def _tags_from_create_body(xmltodict: Any, body: bytes | str | None) -> dict[str, str]:
+    if not body:
+        return {}
+    try:
+        config = xmltodict.parse(body).get("CreateBucketConfiguration") or {}
+    except Exception:  # not XML: moto already answered the request; nothing to tag
+        return {}
+    tag_list = (config.get("Tags") or {}).get("Tag") or []
+    if isinstance(tag_list, dict):  # xmltodict: one element is a dict, several a list
+        tag_list = [tag_list]
+    return {str(t["Key"]): str(t.get("Value") or "") for t in tag_list if "Key" in t}

@@ -1,0 +1,1111 @@
+"""CloudFormation stack lifecycle: status table, template transport, change sets, waiting, events.
+
+Owns the classification of every CloudFormation stack status and the one decision function that
+create-cf-stack, update-stack and delete-cf-stack share; the tool-owned templates bucket and the
+upload of templates into it; change sets (created with deterministic names and tokens so a rerun
+after a crash converges); waiting on a stack while streaming its new events through a callback.
+
+It must not print, prompt, build boto3 sessions (clients come from the `AwsContext` passed in), touch
+any resource other than the named stack, its change sets and the templates bucket, or replace
+instances (replace.py does that after an update).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from datomic_aws import aws, names
+from datomic_aws.changes import Action, Change, noop
+from datomic_aws.errors import Interrupted, NameTakenError, StackError, WaitTimeout
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_s3 import S3Client
+
+    from datomic_aws.aws import AwsContext
+
+# CloudFormation rejects a TemplateBody larger than this; bigger templates must go by TemplateURL.
+MAX_TEMPLATE_BODY = 51_200
+
+DEFAULT_TIMEOUT = 3600.0
+DEFAULT_POLL_INTERVAL = 5.0
+DEFAULT_HEARTBEAT_INTERVAL = 60.0
+
+# Writes a --dry-run may make: a change set is how CloudFormation previews, and it is deleted again.
+DRY_RUN_WRITES = frozenset({"cloudformation:CreateChangeSet", "cloudformation:DeleteChangeSet"})
+# ...plus, for a template too large for TemplateBody, the templates bucket and the upload.
+TEMPLATE_UPLOAD_WRITES = frozenset(
+    {
+        "s3:CreateBucket",
+        "s3:PutPublicAccessBlock",
+        "s3:PutBucketEncryption",
+        "s3:PutBucketPolicy",
+        "s3:PutBucketTagging",
+        "s3:PutObject",
+    }
+)
+
+
+def dry_run_writes(template: str) -> frozenset[str]:
+    """The `AwsContext.allowed_writes` a dry run of create/update needs for this template."""
+    if len(template.encode("utf-8")) > MAX_TEMPLATE_BODY:
+        return DRY_RUN_WRITES | TEMPLATE_UPLOAD_WRITES
+    return DRY_RUN_WRITES
+
+
+# --------------------------------------------------------------------------------------------
+# Status table and decisions
+
+
+class StackState(str, Enum):
+    ABSENT = "absent"
+    DELETED = "deleted"
+    READY = "ready"
+    IN_PROGRESS = "in-progress"
+    REVIEW = "review"
+    ROLLBACK_COMPLETE = "rollback-complete"
+    NEEDS_CONTINUE_ROLLBACK = "needs-continue-rollback"
+    FAILED = "failed"
+
+
+_S = StackState
+
+# Every value of botocore's cloudformation StackStatus enum; tests/test_stack.py walks the model.
+STATUS_STATES: Mapping[str, StackState] = MappingProxyType(
+    {
+        "CREATE_IN_PROGRESS": _S.IN_PROGRESS,
+        "CREATE_FAILED": _S.FAILED,
+        "CREATE_COMPLETE": _S.READY,
+        "ROLLBACK_IN_PROGRESS": _S.IN_PROGRESS,
+        "ROLLBACK_FAILED": _S.FAILED,
+        # A create that failed and rolled back: the stack can only be deleted.
+        "ROLLBACK_COMPLETE": _S.ROLLBACK_COMPLETE,
+        "DELETE_IN_PROGRESS": _S.IN_PROGRESS,
+        "DELETE_FAILED": _S.FAILED,
+        "DELETE_COMPLETE": _S.DELETED,
+        "UPDATE_IN_PROGRESS": _S.IN_PROGRESS,
+        "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS": _S.IN_PROGRESS,
+        "UPDATE_COMPLETE": _S.READY,
+        "UPDATE_FAILED": _S.FAILED,
+        "UPDATE_ROLLBACK_IN_PROGRESS": _S.IN_PROGRESS,
+        # Stuck until someone runs continue-update-rollback (or deletes the stack).
+        "UPDATE_ROLLBACK_FAILED": _S.NEEDS_CONTINUE_ROLLBACK,
+        "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS": _S.IN_PROGRESS,
+        # The previous template is back in place: updatable again.
+        "UPDATE_ROLLBACK_COMPLETE": _S.READY,
+        # Only a change set exists, never executed: nothing to wait for, nothing deployed.
+        "REVIEW_IN_PROGRESS": _S.REVIEW,
+        "IMPORT_IN_PROGRESS": _S.IN_PROGRESS,
+        "IMPORT_COMPLETE": _S.READY,
+        "IMPORT_ROLLBACK_IN_PROGRESS": _S.IN_PROGRESS,
+        "IMPORT_ROLLBACK_FAILED": _S.FAILED,
+        "IMPORT_ROLLBACK_COMPLETE": _S.READY,
+    }
+)
+
+# Terminal statuses that mean the operation we waited for did not do what was asked.
+FAILURE_STATUSES = frozenset(
+    {"ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"}
+    | {s for s in STATUS_STATES if s.endswith("_FAILED")}
+)
+
+
+def classify(status: str | None) -> StackState:
+    """The state of a stack status; None (no such stack) is ABSENT."""
+    if status is None:
+        return StackState.ABSENT
+    try:
+        return STATUS_STATES[status]
+    except KeyError:
+        raise StackError(
+            f"unknown CloudFormation stack status {status}",
+            "",
+            "upgrade datomic-aws; nothing was changed",
+        ) from None
+
+
+class Intent(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Verdict(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    RECREATE = "recreate"  # delete the failed stack, then create
+    COMPARE = "compare"  # create on an existing stack: no-op if the template is the same
+    NOOP = "noop"
+    WAIT = "wait"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a stack; for REFUSE, `what` and `hint` may name {stack} and {region}."""
+
+    verdict: Verdict
+    what: str = ""
+    hint: str = ""
+
+
+_CONTINUE_ROLLBACK = Decision(
+    Verdict.REFUSE,
+    "the last update failed to roll back",
+    "run `aws cloudformation continue-update-rollback --region {region} --stack-name {stack}`"
+    " (skip the stuck resources if needed), wait for UPDATE_ROLLBACK_COMPLETE, then rerun",
+)
+_FAILED = Decision(
+    Verdict.REFUSE,
+    "the stack is in a failed state datomic-aws does not repair",
+    "inspect its events (`datomic-aws status {region} {stack}` or the console), fix or delete it"
+    " with `datomic-aws delete-cf-stack {region} {stack}`, then rerun",
+)
+
+
+def decide(
+    state: StackState, intent: Intent, *, recreate_failed: bool = False, ours: bool = False
+) -> Decision:
+    """The one decision table for create, update and delete."""
+    if state is StackState.IN_PROGRESS:
+        return Decision(Verdict.WAIT)
+    absent = state in (StackState.ABSENT, StackState.DELETED)
+    if intent is Intent.DELETE:
+        return Decision(Verdict.NOOP if absent else Verdict.DELETE)
+    if intent is Intent.CREATE:
+        if absent or state is StackState.REVIEW:
+            # A REVIEW_IN_PROGRESS stack only holds change sets; a CREATE change set still applies.
+            return Decision(Verdict.CREATE)
+        if state is StackState.READY:
+            return Decision(Verdict.COMPARE)
+        if state is StackState.ROLLBACK_COMPLETE:
+            if recreate_failed and ours:
+                return Decision(Verdict.RECREATE)
+            if recreate_failed:
+                return Decision(
+                    Verdict.REFUSE,
+                    "the failed stack was not created by datomic-aws (no datomic:system tag)",
+                    "delete it yourself if it is yours to remove, then rerun",
+                )
+            return Decision(
+                Verdict.REFUSE,
+                "a previous create failed and rolled back; such a stack can only be deleted",
+                "rerun with --recreate-failed to delete it and create it again",
+            )
+        if state is StackState.NEEDS_CONTINUE_ROLLBACK:
+            return _CONTINUE_ROLLBACK
+        return _FAILED
+    # Intent.UPDATE
+    if absent or state is StackState.REVIEW:
+        return Decision(
+            Verdict.REFUSE,
+            "the stack does not exist yet",
+            "create it with `datomic-aws create-cf-stack {region} {stack} TEMPLATE_JSON`",
+        )
+    if state is StackState.READY:
+        return Decision(Verdict.UPDATE)
+    if state is StackState.ROLLBACK_COMPLETE:
+        return Decision(
+            Verdict.REFUSE,
+            "a previous create failed and rolled back; such a stack cannot be updated",
+            "rerun `datomic-aws create-cf-stack {region} {stack} TEMPLATE_JSON --recreate-failed`",
+        )
+    if state is StackState.NEEDS_CONTINUE_ROLLBACK:
+        return _CONTINUE_ROLLBACK
+    return _FAILED
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a stack
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    name: str
+    stack_id: str
+    status: str
+    state: StackState
+    reason: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    termination_protection: bool = False
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+def _does_not_exist(exc: BaseException) -> bool:
+    # The one documented exception to matching by code: CloudFormation reports a missing stack as
+    # a generic ValidationError whose only distinguishing mark is this message text.
+    if not aws.is_error(exc, "ValidationError"):
+        return False
+    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+    return "does not exist" in message
+
+
+def read_stack(cfn: CloudFormationClient, name: str) -> StackInfo | None:
+    """The stack by name or id; None when there is none (a deleted stack read by id is DELETED)."""
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except Exception as exc:
+        if _does_not_exist(exc):
+            return None
+        raise
+    if not stacks:
+        return None
+    s = stacks[0]
+    status = str(s["StackStatus"])
+    return StackInfo(
+        name=s["StackName"],
+        stack_id=s.get("StackId", name),
+        status=status,
+        state=classify(status),
+        reason=s.get("StackStatusReason", ""),
+        tags={t["Key"]: t["Value"] for t in s.get("Tags", [])},
+        termination_protection=bool(s.get("EnableTerminationProtection", False)),
+        outputs={o["OutputKey"]: o.get("OutputValue", "") for o in s.get("Outputs", []) if "OutputKey" in o},
+        parameters={
+            p["ParameterKey"]: p.get("ParameterValue", "")
+            for p in s.get("Parameters", [])
+            if "ParameterKey" in p
+        },
+    )
+
+
+def deployed_template(cfn: CloudFormationClient, stack: str) -> Any:
+    """The template the stack was last deployed with, JSON-parsed (None if it is not JSON)."""
+    # botocore already decodes a JSON TemplateBody of GetTemplate into a dict; YAML stays a str.
+    body: Any = cfn.get_template(StackName=stack, TemplateStage="Original")["TemplateBody"]
+    if isinstance(body, str):
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+    return body
+
+
+def template_matches(cfn: CloudFormationClient, stack: str, template: str) -> bool:
+    """Whether the deployed template equals the local JSON (semantically, not byte for byte)."""
+    return bool(deployed_template(cfn, stack) == json.loads(template))
+
+
+# --------------------------------------------------------------------------------------------
+# Events and waiting
+
+EventSink = Callable[[str], None]
+
+
+def _discard(_: str) -> None:
+    return None
+
+
+@dataclass
+class EventCursor:
+    """Which events of one stack were already reported during one operation.
+
+    `baseline` is the newest event that existed before the operation started: it and everything
+    older is history and never reported.
+    """
+
+    baseline: str | None = None
+    seen: set[str] = field(default_factory=set)
+    events: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+def start_cursor(cfn: CloudFormationClient, stack: str) -> EventCursor:
+    """A cursor that skips every event the stack already has."""
+    try:
+        page = cfn.describe_stack_events(StackName=stack)
+    except Exception as exc:
+        if _does_not_exist(exc):
+            return EventCursor()
+        raise
+    events = page.get("StackEvents", [])
+    return EventCursor(baseline=events[0]["EventId"] if events else None)
+
+
+def new_events(cfn: CloudFormationClient, stack: str, cursor: EventCursor) -> list[Mapping[str, Any]]:
+    """Events not yet reported, oldest first; records them in the cursor."""
+    fresh: list[Mapping[str, Any]] = []
+    token: str | None = None
+    # DescribeStackEvents pages newest first, so stop at the first event already known.
+    while True:
+        try:
+            page = (
+                cfn.describe_stack_events(StackName=stack, NextToken=token)
+                if token
+                else cfn.describe_stack_events(StackName=stack)
+            )
+        except Exception as exc:
+            if _does_not_exist(exc):
+                break
+            raise
+        done = False
+        for event in page.get("StackEvents", []):
+            event_id = event["EventId"]
+            if event_id == cursor.baseline or event_id in cursor.seen:
+                done = True
+                break
+            fresh.append(event)
+        token = page.get("NextToken")
+        if done or not token:
+            break
+    fresh.reverse()
+    for event in fresh:
+        cursor.seen.add(event["EventId"])
+    cursor.events.extend(fresh)
+    return fresh
+
+
+def format_event(event: Mapping[str, Any]) -> str:
+    stamp = event.get("Timestamp")
+    when = (
+        stamp.astimezone(timezone.utc).strftime("%H:%M:%SZ") if isinstance(stamp, datetime) else "-"
+    )
+    reason = event.get("ResourceStatusReason")
+    line = (
+        f"{when} {event.get('LogicalResourceId', '?')} {event.get('ResourceType', '?')}"
+        f" {event.get('ResourceStatus', '?')}"
+    )
+    return f"{line}: {reason}" if reason else line
+
+
+def _is_cancellation(reason: str) -> bool:
+    return "cancelled" in reason.lower() or "canceled" in reason.lower()
+
+
+def failure_reasons(events: Collection[Mapping[str, Any]], limit: int = 3) -> list[str]:
+    """The first failed events' `LogicalId: reason`, root causes before the cascade they cause."""
+    failed = [
+        e
+        for e in events
+        if str(e.get("ResourceStatus", "")).endswith("_FAILED") and e.get("ResourceStatusReason")
+    ]
+    # Stack-level failures and "Resource creation cancelled" only echo the real cause.
+    causes = [
+        e
+        for e in failed
+        if e.get("ResourceType") != "AWS::CloudFormation::Stack"
+        and not _is_cancellation(str(e["ResourceStatusReason"]))
+    ] or failed
+    return [f"{e.get('LogicalResourceId', '?')}: {e['ResourceStatusReason']}" for e in causes[:limit]]
+
+
+def _watch_hint(region: str, name: str) -> str:
+    return f"watch it with `datomic-aws status {region} {name}`"
+
+
+def wait_for_stack(
+    cfn: CloudFormationClient,
+    name: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    on_event: EventSink = _discard,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    cursor: EventCursor | None = None,
+    raise_on_failure: bool = True,
+    pending: Collection[str] = (),
+    display_name: str | None = None,
+) -> StackInfo | None:
+    """Wait until the stack (name or id) leaves every *_IN_PROGRESS status, streaming new events.
+
+    Each new event goes to `on_event` once, oldest first; a heartbeat line goes there when nothing
+    happened for `heartbeat_interval` seconds. Statuses in `pending` count as not settled yet (the
+    REVIEW_IN_PROGRESS a CREATE change set shows until its execution is visible). On a failure
+    status raises StackError quoting the first failed events, unless `raise_on_failure` is False.
+    Returns the final stack, or None when it is gone.
+    """
+    region = cfn.meta.region_name
+    label = display_name or name
+    start = clock()
+    last_activity = start
+    info: StackInfo | None = None
+    try:
+        if cursor is None:
+            cursor = start_cursor(cfn, name)
+        while True:
+            info = read_stack(cfn, name)
+            for event in new_events(cfn, info.stack_id if info else name, cursor):
+                on_event(format_event(event))
+                last_activity = clock()
+            if info is None or (
+                info.state is not StackState.IN_PROGRESS and info.status not in pending
+            ):
+                break
+            now = clock()
+            if now - start >= timeout:
+                raise WaitTimeout(
+                    f"stack {label} is still {info.status} after {int(timeout)}s",
+                    f"{region} {label}",
+                    f"it keeps going in AWS; {_watch_hint(region, label)} and rerun the same"
+                    " command once it settles, or raise --timeout",
+                )
+            if now - last_activity >= heartbeat_interval:
+                on_event(f"... stack {label} still {info.status} ({int(now - start)}s)")
+                last_activity = now
+            sleep(max(0.0, min(poll_interval, timeout - (now - start))))
+    except KeyboardInterrupt:
+        status = info.status if info else "in progress"
+        raise Interrupted(
+            f"interrupted while waiting for stack {label} ({status})",
+            f"{region} {label}",
+            f"the operation continues in AWS; {_watch_hint(region, label)} and rerun the same"
+            " command to resume",
+        ) from None
+    if raise_on_failure and info is not None and info.status in FAILURE_STATUSES:
+        reasons = failure_reasons(cursor.events) or ([info.reason] if info.reason else [])
+        detail = "; ".join(reasons) if reasons else "no reason reported"
+        raise StackError(
+            f"stack {label} ended {info.status}: {detail}",
+            f"{region} {label}",
+            _failure_hint(info, region, label),
+        )
+    return info
+
+
+def _failure_hint(info: StackInfo, region: str, name: str) -> str:
+    if info.status == "ROLLBACK_COMPLETE":
+        return "fix the cause above, then rerun create-cf-stack with --recreate-failed"
+    if info.status == "UPDATE_ROLLBACK_COMPLETE":
+        return "the previous template is back in place; fix the cause above and rerun update-stack"
+    if info.state is StackState.NEEDS_CONTINUE_ROLLBACK:
+        return _CONTINUE_ROLLBACK.hint.format(region=region, stack=name)
+    return f"fix the cause above; {_watch_hint(region, name)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Templates bucket and upload
+
+_TOOL_TAGS = {names.TAG_MANAGED: names.MANAGED_BY, "datomic:purpose": "cloudformation-templates"}
+_PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+_ACCEPTED_SSE = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
+_TLS_SID = "DenyInsecureTransport"
+
+
+def _partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def _tls_statement(bucket: str, region: str) -> dict[str, Any]:
+    arn = f"arn:{_partition(region)}:s3:::{bucket}"
+    return {
+        "Sid": _TLS_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [arn, f"{arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def _normalise(statement: Mapping[str, Any]) -> dict[str, Any]:
+    # S3 may hand back a single-element list as a bare string and reorder lists.
+    out: dict[str, Any] = {}
+    for key, value in statement.items():
+        if isinstance(value, (str, list)) and key in ("Action", "Resource"):
+            value = sorted([value] if isinstance(value, str) else value)
+        out[key] = value
+    return out
+
+
+def _missing(exc: BaseException, *codes: str) -> bool:
+    return aws.is_error(exc, "404", "NotFound", *codes)
+
+
+def ensure_templates_bucket(s3: S3Client, account: str, region: str) -> Change:
+    """Create or converge the tool-owned templates bucket; reads first, writes only what differs."""
+    bucket = names.templates_bucket(account, region)
+    resource = f"s3 bucket {bucket}"
+    done: list[str] = []
+    exists = True
+    try:
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+    except Exception as exc:
+        if not aws.is_error(exc, "404", "NoSuchBucket", "NotFound", "403", "Forbidden"):
+            raise
+        # 403: someone else's bucket, or ours without s3:ListBucket; CreateBucket tells which.
+        exists = False
+    if not exists:
+        try:
+            if region == "us-east-1":
+                # us-east-1 rejects any LocationConstraint, even its own name.
+                s3.create_bucket(Bucket=bucket)
+            else:
+                s3.create_bucket(
+                    Bucket=bucket,
+                    CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+                )
+            done.append("created")
+        except Exception as exc:
+            if aws.is_error(exc, "BucketAlreadyExists"):
+                err = NameTakenError(resource, "the region")
+                err.hint = (
+                    "another AWS account owns this bucket name, so templates cannot be uploaded"
+                    " in this region; contact AWS support or use another account"
+                )
+                raise err from exc
+            if not aws.is_error(exc, "BucketAlreadyOwnedByYou"):
+                raise
+
+    try:
+        pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    except Exception as exc:
+        if not _missing(exc, "NoSuchPublicAccessBlockConfiguration"):
+            raise
+        pab = {}
+    if any(pab.get(k) is not True for k in _PUBLIC_ACCESS_BLOCK):
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration=_PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]
+        )
+        done.append("public access blocked")
+
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except Exception as exc:
+        if not _missing(exc, "ServerSideEncryptionConfigurationNotFoundError"):
+            raise
+        rules = []
+    algorithms = {r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules}
+    if not algorithms & _ACCEPTED_SSE:
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+        done.append("default encryption AES256")
+
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except Exception as exc:
+        if not _missing(exc, "NoSuchBucketPolicy"):
+            raise
+        policy = {"Version": "2012-10-17", "Statement": []}
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    wanted = _tls_statement(bucket, region)
+    if _normalise(wanted) not in [_normalise(s) for s in statements]:
+        kept = [s for s in statements if s.get("Sid") != _TLS_SID]
+        policy = {"Version": "2012-10-17", "Statement": [*kept, wanted]}
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy, sort_keys=True))
+        done.append("TLS-only bucket policy")
+
+    try:
+        tag_set = s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
+    except Exception as exc:
+        if not _missing(exc, "NoSuchTagSet"):
+            raise
+        tag_set = []
+    current = {t["Key"]: t["Value"] for t in tag_set}
+    if any(current.get(k) != v for k, v in _TOOL_TAGS.items()):
+        merged = {**current, **_TOOL_TAGS}
+        s3.put_bucket_tagging(
+            Bucket=bucket,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged.items())]},
+        )
+        done.append("tagged")
+
+    if not done:
+        return noop(resource)
+    action = Action.CREATE if "created" in done else Action.UPDATE
+    return Change(resource, action, tuple(d for d in done if d != "created"))
+
+
+def template_digest(template: str) -> str:
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()
+
+
+def template_key(stack: str, template: str) -> str:
+    return f"{stack}/{template_digest(template)}.json"
+
+
+def template_url(bucket: str, region: str, key: str) -> str:
+    # The virtual-hosted regional form: what CloudFormation documents, and what moto resolves even
+    # as a server (a 127.0.0.1 endpoint URL would not be).
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{bucket}.s3.{region}.{suffix}/{key}"
+
+
+def upload_template(s3: S3Client, account: str, region: str, stack: str, template: str) -> str:
+    """Put the template under `<stack>/<sha256>.json` unless it is there already; its URL."""
+    bucket = names.templates_bucket(account, region)
+    key = template_key(stack, template)
+    try:
+        s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=account)
+    except Exception as exc:
+        if not _missing(exc, "NoSuchKey"):
+            raise
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=template.encode("utf-8"),
+            ContentType="application/json",
+            ExpectedBucketOwner=account,
+        )
+    return template_url(bucket, region, key)
+
+
+# --------------------------------------------------------------------------------------------
+# Create, update, delete
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How long and how often to wait, and where progress lines go."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    on_event: EventSink = _discard
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+class _Run:
+    """One create/update/delete: its clients, its deadline and its progress sink."""
+
+    def __init__(self, ctx: AwsContext, region: str, name: str, waiting: Waiting | None) -> None:
+        self.ctx = ctx
+        self.region = region
+        self.name = name
+        self.w = waiting or Waiting()
+        self.cfn: CloudFormationClient = ctx.client("cloudformation", region)
+        self.deadline = self.w.clock() + self.w.timeout
+        self.resource = f"stack/{name}"
+
+    def say(self, line: str) -> None:
+        self.w.on_event(line)
+
+    def remaining(self) -> float:
+        return self.deadline - self.w.clock()
+
+    def wait(
+        self,
+        stack: str,
+        *,
+        cursor: EventCursor | None = None,
+        raise_on_failure: bool = True,
+        pending: Collection[str] = (),
+    ) -> StackInfo | None:
+        return wait_for_stack(
+            self.cfn,
+            stack,
+            timeout=max(0.0, self.remaining()),
+            poll_interval=self.w.poll_interval,
+            heartbeat_interval=self.w.heartbeat_interval,
+            on_event=self.w.on_event,
+            clock=self.w.clock,
+            sleep=self.w.sleep,
+            cursor=cursor,
+            raise_on_failure=raise_on_failure,
+            pending=pending,
+            display_name=self.name,
+        )
+
+    def refuse(self, decision: Decision, info: StackInfo | None) -> StackError:
+        status = info.status if info else "absent"
+        fmt = {"stack": self.name, "region": self.region}
+        return StackError(
+            f"stack is {status}: {decision.what.format(**fmt)}",
+            f"{self.region} {self.name}",
+            decision.hint.format(**fmt),
+        )
+
+    def settle(
+        self, intent: Intent, *, recreate_failed: bool = False, system: str = ""
+    ) -> tuple[Decision, StackInfo | None]:
+        """Read the stack and decide, waiting out any operation already running on it."""
+        while True:
+            info = read_stack(self.cfn, self.name)
+            ours = info is not None and bool(system) and names.is_ours(dict(info.tags), system)
+            decision = decide(
+                info.state if info else StackState.ABSENT,
+                intent,
+                recreate_failed=recreate_failed,
+                ours=ours,
+            )
+            if decision.verdict is Verdict.REFUSE:
+                raise self.refuse(decision, info)
+            if decision.verdict is not Verdict.WAIT or info is None:
+                return decision, info
+            self.say(f"stack {self.name} is {info.status}; waiting for it to settle")
+            self.wait(info.stack_id, raise_on_failure=False)
+
+    def template_source(self, stack: str, template: str, *, dry_run: bool) -> dict[str, Any]:
+        """TemplateURL from the templates bucket; a body only for a small dry-run preview."""
+        if dry_run and len(template.encode("utf-8")) <= MAX_TEMPLATE_BODY:
+            return {"TemplateBody": template}
+        s3: S3Client = self.ctx.client("s3", self.region)
+        account = self.ctx.account_id(self.region)
+        bucket_change = ensure_templates_bucket(s3, account, self.region)
+        if bucket_change.changed:
+            self.say(f"{bucket_change.action.value} {bucket_change.resource}")
+        return {"TemplateURL": upload_template(s3, account, self.region, stack, template)}
+
+    def lift_protection(self, info: StackInfo) -> None:
+        if info.termination_protection:
+            self.say(f"lifting termination protection of stack {self.name}")
+            self.cfn.update_termination_protection(
+                StackName=info.stack_id, EnableTerminationProtection=False
+            )
+
+    def protect(self, stack_id: str) -> None:
+        try:
+            self.cfn.update_termination_protection(
+                StackName=stack_id, EnableTerminationProtection=True
+            )
+        except NotImplementedError:
+            # In-process moto lacks this API; botocore itself never raises NotImplementedError.
+            self.say("warning: this endpoint does not support termination protection")
+        except Exception as exc:
+            # A moto server answers unimplemented APIs with an unparsable 500; only tolerated on an
+            # explicit --endpoint-url, never against AWS.
+            from botocore.parsers import ResponseParserError
+
+            if not (self.ctx.endpoint_url and isinstance(exc, ResponseParserError)):
+                raise
+            self.say("warning: this endpoint does not support termination protection")
+
+    def delete(self, info: StackInfo) -> None:
+        self.lift_protection(info)
+        cursor = start_cursor(self.cfn, info.stack_id)
+        self.say(f"deleting stack {self.name}")
+        self.cfn.delete_stack(
+            StackName=info.stack_id, ClientRequestToken=_token("delete", info.stack_id)
+        )
+        self.wait(info.stack_id, cursor=cursor)
+
+
+def _token(kind: str, *parts: str) -> str:
+    """Deterministic idempotency token: a retried call after a crash is recognised by AWS."""
+    digest = hashlib.sha256("\0".join((kind, *parts)).encode()).hexdigest()[:40]
+    return f"datomic-aws-{kind}-{digest}"
+
+
+def _change_set_name(kind: str, template: str) -> str:
+    return f"datomic-aws-{kind}-{template_digest(template)[:16]}"
+
+
+def _merged_tags(system: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    return {**(extra or {}), **names.tags(system)}
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def _parameter_list(parameters: Mapping[str, str] | None) -> list[dict[str, str]]:
+    return [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in sorted((parameters or {}).items())
+    ]
+
+
+def _template_changes(stack: str, template: str) -> list[Change]:
+    """What creating from this template adds, read from the template itself (no AWS)."""
+    resources = json.loads(template).get("Resources", {})
+    return [
+        Change(f"stack/{stack}/{logical}", Action.CREATE, (str(body.get("Type", "?")),))
+        for logical, body in sorted(resources.items())
+    ]
+
+
+_ACTIONS = {"Add": Action.CREATE, "Remove": Action.DELETE}
+
+
+def _change_set_changes(stack: str, changes: Collection[Mapping[str, Any]]) -> list[Change]:
+    out: list[Change] = []
+    for change in changes:
+        rc = change.get("ResourceChange")
+        if not rc:
+            continue
+        details = [str(rc.get("ResourceType", "?"))]
+        if rc.get("Action") == "Modify":
+            scope = ", ".join(rc.get("Scope", []))
+            if scope:
+                details.append(f"changes: {scope}")
+            replacement = rc.get("Replacement")
+            if replacement:
+                details.append(f"replacement: {replacement}")
+        out.append(
+            Change(
+                f"stack/{stack}/{rc.get('LogicalResourceId', '?')}",
+                _ACTIONS.get(str(rc.get("Action")), Action.UPDATE),
+                tuple(details),
+            )
+        )
+    return out
+
+
+def _is_empty_change_set(reason: str) -> bool:
+    # CloudFormation has no status code for an empty change set, only these reason texts.
+    return "didn't contain changes" in reason or "No updates are to be performed" in reason
+
+
+def _wait_change_set(run: _Run, stack_id: str, change_set_id: str) -> dict[str, Any]:
+    """Poll until the change set is created or failed; all its pages of Changes merged."""
+    try:
+        while True:
+            described: dict[str, Any] = dict(
+                run.cfn.describe_change_set(ChangeSetName=change_set_id, StackName=stack_id)
+            )
+            if described["Status"] in ("CREATE_COMPLETE", "FAILED", "DELETE_COMPLETE"):
+                break
+            if run.remaining() <= 0:
+                raise WaitTimeout(
+                    f"change set {described.get('ChangeSetName', change_set_id)} is still"
+                    f" {described['Status']}",
+                    f"{run.region} {run.name}",
+                    "rerun the same command; the change set is reused",
+                )
+            run.w.sleep(max(0.0, min(run.w.poll_interval, run.remaining())))
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted while CloudFormation prepared a change set for stack {run.name}",
+            f"{run.region} {run.name}",
+            "nothing was executed; rerun the same command",
+        ) from None
+    changes = list(described.get("Changes", []))
+    token = described.get("NextToken")
+    while token:
+        page = run.cfn.describe_change_set(
+            ChangeSetName=change_set_id, StackName=stack_id, NextToken=token
+        )
+        changes.extend(page.get("Changes", []))
+        token = page.get("NextToken")
+    described["Changes"] = changes
+    return described
+
+
+def _create_change_set(
+    run: _Run,
+    *,
+    kind: str,
+    change_set_type: str,
+    template: str,
+    source: Mapping[str, Any],
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+    base: str,
+) -> tuple[str, str]:
+    """Create (or find, after a crash) our change set; returns (change set id, stack id)."""
+    cs_name = _change_set_name(kind, template)
+    run.say(f"creating change set {cs_name} for stack {run.name}")
+    try:
+        response = run.cfn.create_change_set(
+            StackName=run.name,
+            ChangeSetName=cs_name,
+            ChangeSetType=change_set_type,  # type: ignore[arg-type]
+            ClientToken=_token(kind, run.name, base, template_digest(template)),
+            Tags=_tag_list(tags),  # type: ignore[arg-type]
+            Parameters=_parameter_list(parameters),  # type: ignore[arg-type]
+            **source,
+        )
+        return response["Id"], response["StackId"]
+    except Exception as exc:
+        if not aws.is_error(exc, "AlreadyExistsException"):
+            raise
+    # Same name means same template on the same stack: a previous run's change set, reusable.
+    described = run.cfn.describe_change_set(ChangeSetName=cs_name, StackName=run.name)
+    return described["ChangeSetId"], described["StackId"]
+
+
+def _desired_parameters(template: str, parameters: Mapping[str, str] | None) -> dict[str, str]:
+    declared = json.loads(template).get("Parameters", {})
+    out = {k: str(v["Default"]) for k, v in declared.items() if "Default" in v}
+    out.update(parameters or {})
+    return out
+
+
+def _up_to_date(
+    run: _Run,
+    info: StackInfo,
+    template: str,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+) -> bool:
+    if any(info.tags.get(k) != v for k, v in tags.items()):
+        return False
+    desired = _desired_parameters(template, parameters)
+    if any(info.parameters.get(k) != v for k, v in desired.items()):
+        return False
+    return template_matches(run.cfn, info.stack_id, template)
+
+
+def create_stack(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    template: str,
+    *,
+    system: str,
+    tags: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
+    recreate_failed: bool = False,
+    dry_run: bool = False,
+    waiting: Waiting | None = None,
+) -> list[Change]:
+    """Create the stack from a JSON template through a CREATE change set, then protect it.
+
+    An existing stack with the same template is a no-op (no mutating call); with another template
+    it is an error pointing to update-stack. A ROLLBACK_COMPLETE stack is deleted and created again
+    only with `recreate_failed` and our tags. With `dry_run` nothing is written: the changes are
+    read from the template.
+    """
+    run = _Run(ctx, region, name, waiting)
+    decision, info = run.settle(Intent.CREATE, recreate_failed=recreate_failed, system=system)
+    if decision.verdict is Verdict.COMPARE and info is not None:
+        if template_matches(run.cfn, info.stack_id, template):
+            return [noop(run.resource, info.status)]
+        raise StackError(
+            "the stack exists with a different template",
+            f"{region} {name}",
+            f"use `datomic-aws update-stack {region} {name} TEMPLATE_JSON` to change it",
+        )
+    out: list[Change] = []
+    if decision.verdict is Verdict.RECREATE and info is not None:
+        out.append(Change(run.resource, Action.DELETE, (f"{info.status}: failed create, recreated",)))
+        if not dry_run:
+            run.delete(info)
+    all_tags = _merged_tags(system, tags)
+    if dry_run:
+        return [*out, Change(run.resource, Action.CREATE), *_template_changes(name, template)]
+    source = run.template_source(name, template, dry_run=False)
+    change_set_id, stack_id = _create_change_set(
+        run,
+        kind="create",
+        change_set_type="CREATE",
+        template=template,
+        source=source,
+        tags=all_tags,
+        parameters=parameters,
+        base="",
+    )
+    described = _wait_change_set(run, stack_id, change_set_id)
+    if described["Status"] != "CREATE_COMPLETE":
+        reason = str(described.get("StatusReason", "no reason reported"))
+        run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
+        raise StackError(
+            f"CloudFormation rejected the template: {reason}",
+            f"{region} {name}",
+            "fix the template (create-cf-template) and rerun",
+        )
+    changes = _change_set_changes(name, described["Changes"]) or _template_changes(name, template)
+    cursor = start_cursor(run.cfn, stack_id)
+    run.say(f"executing change set {described.get('ChangeSetName', change_set_id)}")
+    run.cfn.execute_change_set(
+        ChangeSetName=change_set_id,
+        StackName=stack_id,
+        ClientRequestToken=_token("exec", change_set_id),
+    )
+    # Right after ExecuteChangeSet the stack may still read REVIEW_IN_PROGRESS.
+    run.wait(stack_id, cursor=cursor, pending=("REVIEW_IN_PROGRESS",))
+    # Enabled once the stack is complete: the one state where every API surely accepts it.
+    run.protect(stack_id)
+    return [*out, Change(run.resource, Action.CREATE, ("termination protection on",)), *changes]
+
+
+def update_stack(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    template: str,
+    *,
+    system: str,
+    tags: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+    waiting: Waiting | None = None,
+) -> list[Change]:
+    """Update the stack through an UPDATE change set; the resource changes it made (or would).
+
+    Same template, parameters and tags as deployed: no-op, no mutating call. An empty change set is
+    deleted and reported as a no-op. With `dry_run` the change set is created, described and
+    deleted, never executed (see DRY_RUN_WRITES).
+    """
+    run = _Run(ctx, region, name, waiting)
+    _, info = run.settle(Intent.UPDATE, system=system)
+    assert info is not None  # decide() refuses an update of an absent stack
+    all_tags = {**info.tags, **_merged_tags(system, tags)}
+    if _up_to_date(run, info, template, all_tags, parameters):
+        return [noop(run.resource, info.status)]
+    source = run.template_source(name, template, dry_run=dry_run)
+    kind = "preview" if dry_run else "update"
+    change_set_id, stack_id = _create_change_set(
+        run,
+        kind=kind,
+        change_set_type="UPDATE",
+        template=template,
+        source=source,
+        tags=all_tags,
+        parameters=parameters,
+        base=info.stack_id,
+    )
+    described = _wait_change_set(run, stack_id, change_set_id)
+    if described["Status"] != "CREATE_COMPLETE":
+        reason = str(described.get("StatusReason", ""))
+        # A failed or empty change set stays listed on the stack until deleted.
+        run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
+        if _is_empty_change_set(reason):
+            return [noop(run.resource, "no changes")]
+        raise StackError(
+            f"CloudFormation could not prepare the update: {reason or 'no reason reported'}",
+            f"{region} {name}",
+            "fix the template (create-cf-template) and rerun",
+        )
+    changes = _change_set_changes(name, described["Changes"])
+    head = Change(run.resource, Action.UPDATE, () if changes else ("parameters or tags",))
+    if dry_run:
+        run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
+        return [head, *changes]
+    cursor = start_cursor(run.cfn, stack_id)
+    run.say(f"executing change set {described.get('ChangeSetName', change_set_id)}")
+    run.cfn.execute_change_set(
+        ChangeSetName=change_set_id,
+        StackName=stack_id,
+        ClientRequestToken=_token("exec", change_set_id),
+    )
+    run.wait(stack_id, cursor=cursor)
+    return [head, *changes]
+
+
+def delete_stack(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    *,
+    dry_run: bool = False,
+    waiting: Waiting | None = None,
+) -> list[Change]:
+    """Lift termination protection, delete the stack, wait until it is gone. Absent: no-op.
+
+    Only the stack's own resources go; the table, roles, buckets and SSM parameter live outside it.
+    """
+    run = _Run(ctx, region, name, waiting)
+    decision, info = run.settle(Intent.DELETE)
+    if decision.verdict is Verdict.NOOP or info is None:
+        return [noop(run.resource, "absent")]
+    details = (info.status,)
+    if not dry_run:
+        run.delete(info)
+    return [Change(run.resource, Action.DELETE, details)]
