@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from xml.etree import ElementTree
 
 _MARK = "_datomic_aws_patched"
 _LAUNCHED_FROM = "_datomic_aws_launch_template"
 _lock = threading.Lock()
+# (class, attribute, moto's original) for every patched attribute, so tests can show moto's own
+# behaviour next to the corrected one without leaking a patched moto into other tests.
+_originals: list[tuple[Any, str, Any]] = []
 
 
 def patch_moto() -> None:
@@ -27,6 +31,19 @@ def patch_moto() -> None:
     with _lock:
         _patch_instance_launch_template_version()
         _patch_create_bucket_tags()
+
+
+def is_patched() -> bool:
+    with _lock:
+        return bool(_originals)
+
+
+def unpatch_moto() -> None:
+    """Put moto's own behaviour back (for tests that demonstrate why a correction is needed)."""
+    with _lock:
+        while _originals:
+            cls, attribute, original = _originals.pop()
+            setattr(cls, attribute, original)
 
 
 def _patch_instance_launch_template_version() -> None:
@@ -78,6 +95,8 @@ def _patch_instance_launch_template_version() -> None:
         return result
 
     setattr(replace_autoscaling_group_instances, _MARK, True)
+    _originals.append((group_cls, "replace_autoscaling_group_instances", original_launch))
+    _originals.append((state_cls, "launch_template", original_report))
     group_cls.replace_autoscaling_group_instances = replace_autoscaling_group_instances
     state_cls.launch_template = property(launch_template)
 
@@ -91,7 +110,6 @@ def _patch_create_bucket_tags() -> None:
     moto 5.2 parses only `LocationConstraint` from the body and drops the tags. Correction: after
     moto creates the bucket, apply the body's tags as PutBucketTagging would.
     """
-    import xmltodict
     from moto.s3 import models, responses
 
     response_cls: Any = responses.S3Response
@@ -107,23 +125,33 @@ def _patch_create_bucket_tags() -> None:
         existed = bucket_name in models.s3_backends.bucket_accounts
         result = original_put(self, request, bucket_name, querystring)
         if creating and not existed and bucket_name in models.s3_backends.bucket_accounts:
-            tags = _tags_from_create_body(xmltodict, self.body)
+            tags = _tags_from_create_body(self.body)
             if tags:
                 self.backend.put_bucket_tagging(bucket_name, tags)
         return result
 
     setattr(_bucket_response_put, _MARK, True)
+    _originals.append((response_cls, "_bucket_response_put", original_put))
     response_cls._bucket_response_put = _bucket_response_put
 
 
-def _tags_from_create_body(xmltodict: Any, body: bytes | str | None) -> dict[str, str]:
+def _tags_from_create_body(body: bytes | str | None) -> dict[str, str]:
+    """`<CreateBucketConfiguration><Tags><Tag><Key/><Value/></Tag>...` -> {key: value}."""
     if not body:
         return {}
     try:
-        config = xmltodict.parse(body).get("CreateBucketConfiguration") or {}
-    except Exception:  # not XML: moto already answered the request; nothing to tag
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:  # not XML: moto already answered the request
         return {}
-    tag_list = (config.get("Tags") or {}).get("Tag") or []
-    if isinstance(tag_list, dict):  # xmltodict: one element is a dict, several a list
-        tag_list = [tag_list]
-    return {str(t["Key"]): str(t.get("Value") or "") for t in tag_list if "Key" in t}
+
+    def local(tag: str) -> str:  # the S3 namespace is optional in request bodies
+        return tag.rsplit("}", 1)[-1]
+
+    tags: dict[str, str] = {}
+    for element in root.iter():
+        if local(element.tag) != "Tag":
+            continue
+        fields = {local(child.tag): child.text or "" for child in element}
+        if "Key" in fields:
+            tags[fields["Key"]] = fields.get("Value", "")
+    return tags

@@ -270,7 +270,11 @@ def read_stack(cfn: CloudFormationClient, name: str) -> StackInfo | None:
         reason=s.get("StackStatusReason", ""),
         tags={t["Key"]: t["Value"] for t in s.get("Tags", [])},
         termination_protection=bool(s.get("EnableTerminationProtection", False)),
-        outputs={o["OutputKey"]: o.get("OutputValue", "") for o in s.get("Outputs", []) if "OutputKey" in o},
+        outputs={
+            o["OutputKey"]: o.get("OutputValue", "")
+            for o in s.get("Outputs", [])
+            if "OutputKey" in o
+        },
         parameters={
             p["ParameterKey"]: p.get("ParameterValue", "")
             for p in s.get("Parameters", [])
@@ -331,7 +335,9 @@ def start_cursor(cfn: CloudFormationClient, stack: str) -> EventCursor:
     return EventCursor(baseline=events[0]["EventId"] if events else None)
 
 
-def new_events(cfn: CloudFormationClient, stack: str, cursor: EventCursor) -> list[Mapping[str, Any]]:
+def new_events(
+    cfn: CloudFormationClient, stack: str, cursor: EventCursor
+) -> list[Mapping[str, Any]]:
     """Events not yet reported, oldest first; records them in the cursor."""
     fresh: list[Mapping[str, Any]] = []
     token: str | None = None
@@ -358,8 +364,8 @@ def new_events(cfn: CloudFormationClient, stack: str, cursor: EventCursor) -> li
         if done or not token:
             break
     fresh.reverse()
-    for event in fresh:
-        cursor.seen.add(event["EventId"])
+    for known in fresh:
+        cursor.seen.add(known["EventId"])
     cursor.events.extend(fresh)
     return fresh
 
@@ -395,7 +401,9 @@ def failure_reasons(events: Collection[Mapping[str, Any]], limit: int = 3) -> li
         if e.get("ResourceType") != "AWS::CloudFormation::Stack"
         and not _is_cancellation(str(e["ResourceStatusReason"]))
     ] or failed
-    return [f"{e.get('LogicalResourceId', '?')}: {e['ResourceStatusReason']}" for e in causes[:limit]]
+    return [
+        f"{e.get('LogicalResourceId', '?')}: {e['ResourceStatusReason']}" for e in causes[:limit]
+    ]
 
 
 def _watch_hint(region: str, name: str) -> str:
@@ -580,12 +588,16 @@ def ensure_templates_bucket(s3: S3Client, account: str, region: str) -> Change:
         done.append("public access blocked")
 
     try:
-        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+            "Rules"
+        ]
     except Exception as exc:
         if not _missing(exc, "ServerSideEncryptionConfigurationNotFoundError"):
             raise
         rules = []
-    algorithms = {r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules}
+    algorithms = {
+        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules
+    }
     if not algorithms & _ACCEPTED_SSE:
         s3.put_bucket_encryption(
             Bucket=bucket,
@@ -693,6 +705,8 @@ class _Run:
         self.cfn: CloudFormationClient = ctx.client("cloudformation", region)
         self.deadline = self.w.clock() + self.w.timeout
         self.resource = f"stack/{name}"
+        # Changes made on the way (the templates bucket), reported before the stack's own.
+        self.side: list[Change] = []
 
     def say(self, line: str) -> None:
         self.w.on_event(line)
@@ -761,6 +775,7 @@ class _Run:
         bucket_change = ensure_templates_bucket(s3, account, self.region)
         if bucket_change.changed:
             self.say(f"{bucket_change.action.value} {bucket_change.resource}")
+            self.side.append(bucket_change)
         return {"TemplateURL": upload_template(s3, account, self.region, stack, template)}
 
     def lift_protection(self, info: StackInfo) -> None:
@@ -770,14 +785,16 @@ class _Run:
                 StackName=info.stack_id, EnableTerminationProtection=False
             )
 
-    def protect(self, stack_id: str) -> None:
+    def protect(self, stack_id: str) -> bool:
+        """Turn termination protection on; False on an emulator that lacks the API."""
         try:
             self.cfn.update_termination_protection(
                 StackName=stack_id, EnableTerminationProtection=True
             )
+            return True
         except NotImplementedError:
             # In-process moto lacks this API; botocore itself never raises NotImplementedError.
-            self.say("warning: this endpoint does not support termination protection")
+            pass
         except Exception as exc:
             # A moto server answers unimplemented APIs with an unparsable 500; only tolerated on an
             # explicit --endpoint-url, never against AWS.
@@ -785,7 +802,10 @@ class _Run:
 
             if not (self.ctx.endpoint_url and isinstance(exc, ResponseParserError)):
                 raise
-            self.say("warning: this endpoint does not support termination protection")
+        self.say(
+            "warning: this endpoint does not support termination protection; stack unprotected"
+        )
+        return False
 
     def delete(self, info: StackInfo) -> None:
         self.lift_protection(info)
@@ -816,9 +836,7 @@ def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 def _parameter_list(parameters: Mapping[str, str] | None) -> list[dict[str, str]]:
-    return [
-        {"ParameterKey": k, "ParameterValue": v} for k, v in sorted((parameters or {}).items())
-    ]
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted((parameters or {}).items())]
 
 
 def _template_changes(stack: str, template: str) -> list[Change]:
@@ -932,7 +950,13 @@ def _create_change_set(
 
 def _desired_parameters(template: str, parameters: Mapping[str, str] | None) -> dict[str, str]:
     declared = json.loads(template).get("Parameters", {})
-    out = {k: str(v["Default"]) for k, v in declared.items() if "Default" in v}
+    # An SSM-typed default is reported as the path by AWS but as the resolved value by moto; the
+    # path itself is part of the template, which is compared as a whole.
+    out = {
+        k: str(v["Default"])
+        for k, v in declared.items()
+        if "Default" in v and not str(v.get("Type", "")).startswith("AWS::SSM::Parameter::Value<")
+    }
     out.update(parameters or {})
     return out
 
@@ -984,7 +1008,9 @@ def create_stack(
         )
     out: list[Change] = []
     if decision.verdict is Verdict.RECREATE and info is not None:
-        out.append(Change(run.resource, Action.DELETE, (f"{info.status}: failed create, recreated",)))
+        out.append(
+            Change(run.resource, Action.DELETE, (f"{info.status}: failed create, recreated",))
+        )
         if not dry_run:
             run.delete(info)
     all_tags = _merged_tags(system, tags)
@@ -1021,8 +1047,13 @@ def create_stack(
     # Right after ExecuteChangeSet the stack may still read REVIEW_IN_PROGRESS.
     run.wait(stack_id, cursor=cursor, pending=("REVIEW_IN_PROGRESS",))
     # Enabled once the stack is complete: the one state where every API surely accepts it.
-    run.protect(stack_id)
-    return [*out, Change(run.resource, Action.CREATE, ("termination protection on",)), *changes]
+    protected = run.protect(stack_id)
+    created = Change(
+        run.resource,
+        Action.CREATE,
+        ("termination protection on",) if protected else ("termination protection unsupported",),
+    )
+    return [*run.side, *out, created, *changes]
 
 
 def update_stack(
@@ -1067,7 +1098,7 @@ def update_stack(
         # A failed or empty change set stays listed on the stack until deleted.
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
         if _is_empty_change_set(reason):
-            return [noop(run.resource, "no changes")]
+            return [*run.side, noop(run.resource, "no changes")]
         raise StackError(
             f"CloudFormation could not prepare the update: {reason or 'no reason reported'}",
             f"{region} {name}",
@@ -1077,7 +1108,7 @@ def update_stack(
     head = Change(run.resource, Action.UPDATE, () if changes else ("parameters or tags",))
     if dry_run:
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
-        return [head, *changes]
+        return [*run.side, head, *changes]
     cursor = start_cursor(run.cfn, stack_id)
     run.say(f"executing change set {described.get('ChangeSetName', change_set_id)}")
     run.cfn.execute_change_set(
@@ -1086,7 +1117,7 @@ def update_stack(
         ClientRequestToken=_token("exec", change_set_id),
     )
     run.wait(stack_id, cursor=cursor)
-    return [head, *changes]
+    return [*run.side, head, *changes]
 
 
 def delete_stack(

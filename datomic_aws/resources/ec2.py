@@ -443,8 +443,9 @@ def converge_security_group(
     notes = kept_rules(desired, current)
     existing_id = current.group_id if current else None
     if not details:
-        return SecurityGroupOutcome(Change(resource, Action.NOOP, (existing_id or "", *notes)),
-                                    existing_id)
+        return SecurityGroupOutcome(
+            Change(resource, Action.NOOP, (f"id {existing_id}", *notes)), existing_id
+        )
     action = Action.CREATE if current is None else Action.UPDATE
     if dry_run:
         return SecurityGroupOutcome(Change(resource, action, (*details, *notes)), existing_id)

@@ -1,0 +1,748 @@
+"""Instance replacement (datomic_aws.replace) and the moto corrections it relies on (sandbox_moto).
+
+moto in-process for the flows (it is synchronous: instances are InService at once, so every
+InService count is observed after each call); botocore Stubber for what moto cannot show:
+Pending:Wait, a replacement that dies before serving, a timeout. Time is fake throughout.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from datomic_aws import replace, sandbox_moto
+from datomic_aws.aws import AwsContext
+from datomic_aws.changes import Action
+from datomic_aws.errors import (
+    AwsCallError,
+    ExitCode,
+    Interrupted,
+    ReplacementError,
+    WaitTimeout,
+)
+from conftest import CallRecorder, SimulatedCrash
+
+REGION = "us-east-1"
+GROUP = "datomic-test-transactors"
+AMI_PARAM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+OLD_TYPE, NEW_TYPE = "t3.micro", "t3.small"
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+class InServicePoller:
+    """After every Auto Scaling call, counts the group's InService instances with a client of
+    its own. moto changes state only inside calls, so this sees every moment there is."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+        self._client: Any = None
+
+    def __call__(self, **_: Any) -> None:
+        if self._client is None:
+            self._client = boto3.client("autoscaling", region_name=REGION)
+        groups = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
+        for g in groups["AutoScalingGroups"]:
+            self.counts.append(
+                sum(
+                    1
+                    for i in g["Instances"]
+                    if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
+                )
+            )
+
+
+@pytest.fixture
+def patched() -> Iterator[None]:
+    already = sandbox_moto.is_patched()
+    sandbox_moto.patch_moto()
+    yield
+    if not already:
+        sandbox_moto.unpatch_moto()
+
+
+@pytest.fixture
+def unpatched() -> Iterator[None]:
+    was = sandbox_moto.is_patched()
+    sandbox_moto.unpatch_moto()
+    yield
+    if was:
+        sandbox_moto.patch_moto()
+
+
+@pytest.fixture
+def poller() -> InServicePoller:
+    return InServicePoller()
+
+
+@pytest.fixture
+def aws(mocked_aws: None, recorder: CallRecorder, poller: InServicePoller) -> AwsContext:
+    return AwsContext(
+        hooks=[("before-call.*.*", recorder), ("after-call.autoscaling.*", poller)]
+    )
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+# --- building a group with plain boto3 clients (not recorded) ----------------------------------
+
+
+def build_group(size: int, max_size: int) -> str:
+    ssm = boto3.client("ssm", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    asg = boto3.client("autoscaling", region_name=REGION)
+    ami = ssm.get_parameter(Name=AMI_PARAM)["Parameter"]["Value"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]]
+    lt = ec2.create_launch_template(
+        LaunchTemplateName="datomic-test",
+        LaunchTemplateData={"ImageId": ami, "InstanceType": OLD_TYPE},
+    )["LaunchTemplate"]
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=GROUP,
+        MinSize=size,
+        MaxSize=max_size,
+        DesiredCapacity=size,
+        LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
+        VPCZoneIdentifier=",".join(subnets[:2]),
+    )
+    return str(lt["LaunchTemplateId"])
+
+
+def new_version(lt_id: str, *, move_group: bool = True) -> str:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    number = str(
+        ec2.create_launch_template_version(
+            LaunchTemplateId=lt_id, SourceVersion="1", LaunchTemplateData={"InstanceType": NEW_TYPE}
+        )["LaunchTemplateVersion"]["VersionNumber"]
+    )
+    if move_group:
+        boto3.client("autoscaling", region_name=REGION).update_auto_scaling_group(
+            AutoScalingGroupName=GROUP, LaunchTemplate={"LaunchTemplateId": lt_id, "Version": number}
+        )
+    return number
+
+
+def snapshot() -> dict[str, Any]:
+    g = boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[GROUP]
+    )["AutoScalingGroups"][0]
+    return {
+        "sizes": (g["MinSize"], g["MaxSize"], g["DesiredCapacity"]),
+        "types": sorted(i["InstanceType"] for i in g["Instances"]),
+        "versions": sorted(i["LaunchTemplate"]["Version"] for i in g["Instances"]),
+        "tags": {t["Key"] for t in g.get("Tags", [])},
+    }
+
+
+def run(aws: AwsContext, fake_time: FakeTime, target: int, **kwargs: Any) -> list[Any]:
+    progress: list[str] = kwargs.pop("progress", [])
+    return replace.replace_outdated(
+        aws.client("autoscaling", REGION),
+        aws.client("ec2", REGION),
+        GROUP,
+        target_size=target,
+        timeout=600,
+        poll_interval=5,
+        on_progress=progress.append,
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        **kwargs,
+    )
+
+
+# --- reading and the group's version ----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("patched")
+def test_read_group_reports_sizes_template_and_each_instance(aws: AwsContext) -> None:
+    lt_id = build_group(2, 3)
+    group = replace.read_group(aws.client("autoscaling", REGION), GROUP)
+    assert group is not None
+    assert (group.min_size, group.max_size, group.desired_capacity) == (2, 3, 2)
+    assert (group.launch_template_id, group.launch_template_name) == (lt_id, "datomic-test")
+    assert group.launch_template_version == "1"
+    assert len(group.instances) == 2
+    for i in group.instances:
+        assert (i.instance_type, i.lifecycle_state, i.health_status) == (
+            OLD_TYPE,
+            "InService",
+            "Healthy",
+        )
+        assert (i.launch_template_id, i.launch_template_version) == (lt_id, "1")
+        assert i.availability_zone.startswith(REGION)
+    assert replace.read_group(aws.client("autoscaling", REGION), "nope") is None
+
+
+@pytest.mark.usefixtures("patched")
+def test_ensure_group_version_moves_a_drifted_group_then_is_a_noop(
+    aws: AwsContext, recorder: CallRecorder
+) -> None:
+    lt_id = build_group(1, 2)
+    new_version(lt_id, move_group=False)  # what moto does on a stack update
+    asg, ec2 = aws.client("autoscaling", REGION), aws.client("ec2", REGION)
+
+    group = replace.read_group(asg, GROUP)
+    assert group is not None
+    planned = replace.ensure_group_version(asg, ec2, group, "$Latest", dry_run=True)
+    assert planned.action is Action.UPDATE and recorder.mutating == []
+
+    change = replace.ensure_group_version(asg, ec2, group, "$Latest", dry_run=False)
+    assert change.action is Action.UPDATE
+    assert "drift" in change.details[0] and "1 -> 2" in change.details[0]
+    assert recorder.mutating == ["autoscaling:UpdateAutoScalingGroup"]
+    moved = replace.read_group(asg, GROUP)
+    assert moved is not None and moved.launch_template_version == "2"  # pinned to the number
+
+    recorder.operations.clear()
+    again = replace.ensure_group_version(asg, ec2, moved, "2", dry_run=False)
+    assert again.action is Action.NOOP and recorder.mutating == []
+
+    with pytest.raises(ReplacementError, match="does not exist"):
+        replace.ensure_group_version(asg, ec2, moved, "7", dry_run=False)
+
+
+# --- surge ---------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("patched")
+def test_surge_group_of_one_launches_before_it_terminates(
+    aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 2))
+    progress: list[str] = []
+
+    changes = run(aws, fake_time, 1, progress=progress)
+
+    assert recorder.mutating == [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    assert min(poller.counts) >= 1
+    assert snapshot() == {"sizes": (1, 2, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
+    assert [c.action for c in changes] == [Action.UPDATE]
+    assert changes[0].resource.startswith("ec2 instance i-")
+    assert any("launching a replacement" in line for line in progress)
+
+
+@pytest.mark.usefixtures("patched")
+def test_surge_group_of_two_replaces_one_at_a_time_never_below_two(
+    aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
+) -> None:
+    new_version(build_group(2, 3))
+
+    changes = run(aws, fake_time, 2)
+
+    assert recorder.mutating == [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ] * 2
+    assert min(poller.counts) >= 2
+    assert snapshot()["sizes"] == (2, 3, 2)
+    assert snapshot()["types"] == [NEW_TYPE, NEW_TYPE]
+    assert len(changes) == 2 and len({c.resource for c in changes}) == 2
+
+
+@pytest.mark.usefixtures("patched")
+def test_surge_raises_max_size_for_the_replacement_and_lowers_it_after(
+    aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 1))
+
+    changes = run(aws, fake_time, 1)
+
+    assert recorder.mutating == [
+        "autoscaling:CreateOrUpdateTags",  # the original MaxSize, for a rerun after a kill
+        "autoscaling:UpdateAutoScalingGroup",  # MaxSize and DesiredCapacity 2
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:UpdateAutoScalingGroup",  # MaxSize back to 1
+        "autoscaling:DeleteTags",
+    ]
+    assert min(poller.counts) >= 1
+    assert snapshot() == {"sizes": (1, 1, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
+    assert any("max size 2 -> 1" in d for c in changes for d in c.details)
+
+
+@pytest.mark.usefixtures("patched")
+def test_a_rerun_and_an_up_to_date_group_make_no_mutating_call(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(2, 3))
+    run(aws, fake_time, 2)
+    recorder.operations.clear()
+
+    assert run(aws, fake_time, 2) == []
+    assert run(aws, fake_time, 2, strategy="terminate") == []
+    assert recorder.mutating == []
+    assert recorder.operations  # it did look
+
+
+@pytest.mark.usefixtures("patched")
+def test_dry_run_lists_each_outdated_instance_and_changes_nothing(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(2, 3))
+    before = snapshot()
+
+    plan = run(aws, fake_time, 2, dry_run=True)
+
+    assert [c.action for c in plan] == [Action.UPDATE, Action.UPDATE]
+    assert all("version 1 -> version 2" in c.details[0] for c in plan)
+    assert recorder.mutating == [] and snapshot() == before
+
+
+# --- terminate strategy --------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("patched")
+def test_terminate_strategy_terminates_without_decrement_and_warns(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(2, 3))
+
+    changes = run(aws, fake_time, 2, strategy="terminate")
+
+    assert recorder.mutating == ["autoscaling:TerminateInstanceInAutoScalingGroup"] * 2
+    assert snapshot() == {
+        "sizes": (2, 3, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert all(replace.TERMINATE_WARNING in " ".join(c.details) for c in changes)
+
+
+# --- kills, failures, Ctrl-C ---------------------------------------------------------------
+
+# Group of 2 at MaxSize 2, so the run raises MaxSize too: tag, raise, terminate, surge,
+# terminate, lower, untag = 7 mutating calls; a kill before each one.
+@pytest.mark.usefixtures("patched")
+@pytest.mark.parametrize("kill_at", range(1, 8))
+def test_a_kill_at_any_write_then_a_rerun_converges(
+    aws: AwsContext,
+    recorder: CallRecorder,
+    poller: InServicePoller,
+    fake_time: FakeTime,
+    kill_at: int,
+) -> None:
+    new_version(build_group(2, 2))
+    recorder.fail_at = kill_at
+    with pytest.raises(SimulatedCrash):
+        run(aws, fake_time, 2)
+
+    recorder.fail_at = None
+    run(aws, fake_time, 2)
+
+    assert snapshot() == {
+        "sizes": (2, 2, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert min(poller.counts) >= 2
+    recorder.operations.clear()
+    assert run(aws, fake_time, 2) == [] and recorder.mutating == []
+
+
+@pytest.mark.usefixtures("patched")
+def test_a_rerun_after_a_kill_trusts_target_size_not_desired_capacity(
+    aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 2))
+    # A killed run left desired 2: one old and one new instance, both InService.
+    boto3.client("autoscaling", region_name=REGION).set_desired_capacity(
+        AutoScalingGroupName=GROUP, DesiredCapacity=2
+    )
+
+    run(aws, fake_time, 1)
+
+    # No second surge: the new instance already serves, so the old one goes straight away.
+    assert recorder.mutating == ["autoscaling:TerminateInstanceInAutoScalingGroup"]
+    assert snapshot()["sizes"] == (1, 2, 1) and snapshot()["types"] == [NEW_TYPE]
+    assert min(poller.counts) >= 1
+
+
+@pytest.mark.usefixtures("patched")
+def test_a_rerun_drops_surplus_current_instances_a_kill_left(
+    aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 3))
+    asg = boto3.client("autoscaling", region_name=REGION)
+    asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=3)
+    old = [
+        i["InstanceId"]
+        for i in asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+            "AutoScalingGroups"
+        ][0]["Instances"]
+        if i["InstanceType"] == OLD_TYPE
+    ]
+    asg.terminate_instance_in_auto_scaling_group(
+        InstanceId=old[0], ShouldDecrementDesiredCapacity=False
+    )  # desired 3, three current instances
+
+    changes = run(aws, fake_time, 1)
+
+    assert snapshot()["sizes"] == (1, 3, 1) and snapshot()["types"] == [NEW_TYPE]
+    assert min(poller.counts) >= 1
+    assert sum(1 for c in changes if c.action is Action.DELETE) == 2
+
+
+@pytest.mark.usefixtures("patched")
+def test_a_failure_in_the_middle_restores_the_sizes(
+    mocked_aws: None, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
+) -> None:
+    failures = {"left": 1}
+
+    def deny_terminate_once(**_: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "denied"}},
+                "TerminateInstanceInAutoScalingGroup",
+            )
+
+    aws = AwsContext(
+        hooks=[
+            ("before-call.*.*", recorder),
+            ("after-call.autoscaling.*", poller),
+            ("before-call.autoscaling.TerminateInstanceInAutoScalingGroup", deny_terminate_once),
+        ]
+    )
+    new_version(build_group(1, 1))
+
+    with pytest.raises(AwsCallError) as err:
+        run(aws, fake_time, 1)
+
+    assert err.value.code == "AccessDenied"
+    # The surge is undone: the replacement goes, the old instance keeps serving, sizes restored.
+    assert snapshot() == {"sizes": (1, 1, 1), "types": [OLD_TYPE], "versions": ["1"], "tags": set()}
+    assert min(poller.counts) >= 1
+    run(aws, fake_time, 1)  # and a rerun finishes
+    assert snapshot()["types"] == [NEW_TYPE] and snapshot()["sizes"] == (1, 1, 1)
+
+
+@pytest.mark.usefixtures("patched")
+def test_ctrl_c_restores_sizes_and_says_a_rerun_finishes(
+    mocked_aws: None, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    def interrupt(**_: Any) -> None:
+        raise KeyboardInterrupt
+
+    aws = AwsContext(
+        hooks=[
+            ("before-call.*.*", recorder),
+            ("after-call.autoscaling.SetDesiredCapacity", interrupt),
+        ]
+    )
+    new_version(build_group(1, 2))
+
+    with pytest.raises(Interrupted) as err:
+        run(aws, fake_time, 1)
+
+    assert err.value.exit_code is ExitCode.INTERRUPTED
+    assert "launching a replacement for i-" in err.value.what
+    assert "rerun update-stack" in err.value.hint
+    assert snapshot() == {"sizes": (1, 2, 1), "types": [OLD_TYPE], "versions": ["1"], "tags": set()}
+
+
+# --- Stubber: what moto cannot show (asynchronous lifecycle, timeouts) -------------------------
+
+LT = "lt-0123456789abcdef0"
+NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def inst(iid: str, state: str = "InService", version: str = "2", health: str = "Healthy") -> Any:
+    return {
+        "InstanceId": iid,
+        "InstanceType": NEW_TYPE if version == "2" else OLD_TYPE,
+        "AvailabilityZone": "us-east-1a",
+        "LifecycleState": state,
+        "HealthStatus": health,
+        "LaunchTemplate": {"LaunchTemplateId": LT, "LaunchTemplateName": "t", "Version": version},
+        "ProtectedFromScaleIn": False,
+    }
+
+
+def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
+    return {
+        "AutoScalingGroups": [
+            {
+                "AutoScalingGroupName": GROUP,
+                "LaunchTemplate": {"LaunchTemplateId": LT, "LaunchTemplateName": "t", "Version": "2"},
+                "MinSize": 1,
+                "MaxSize": max_size,
+                "DesiredCapacity": desired,
+                "DefaultCooldown": 300,
+                "AvailabilityZones": ["us-east-1a"],
+                "HealthCheckType": "EC2",
+                "CreatedTime": NOW,
+                "Instances": list(instances),
+            }
+        ]
+    }
+
+
+def template_page() -> Any:
+    return {
+        "LaunchTemplates": [
+            {"LaunchTemplateId": LT, "DefaultVersionNumber": 1, "LatestVersionNumber": 2}
+        ]
+    }
+
+
+class Stubbed:
+    def __init__(self) -> None:
+        self.asg = boto3.client("autoscaling", region_name=REGION)
+        self.ec2 = boto3.client("ec2", region_name=REGION)
+        self.asg_stub = Stubber(self.asg)
+        self.ec2_stub = Stubber(self.ec2)
+        self.ec2_stub.add_response("describe_launch_templates", template_page())
+
+    def describe(self, page: Any) -> None:
+        self.asg_stub.add_response("describe_auto_scaling_groups", page)
+
+    def write(self, method: str, params: dict[str, Any]) -> None:
+        response: dict[str, Any] = {}
+        if method == "terminate_instance_in_auto_scaling_group":
+            response = {"Activity": {
+                "ActivityId": "a", "AutoScalingGroupName": GROUP, "Cause": "c",
+                "StartTime": NOW, "StatusCode": "InProgress",
+            }}
+        self.asg_stub.add_response(method, response, params)
+
+    def run(self, fake_time: FakeTime, progress: list[str], timeout: float = 600) -> Any:
+        with self.asg_stub, self.ec2_stub:
+            try:
+                return replace.replace_outdated(
+                    self.asg, self.ec2, GROUP, target_size=1, timeout=timeout, poll_interval=10,
+                    on_progress=progress.append, sleep=fake_time.sleep, clock=fake_time.clock,
+                )
+            finally:
+                self.asg_stub.assert_no_pending_responses()
+                self.ec2_stub.assert_no_pending_responses()
+
+
+def test_pending_wait_is_not_in_service_the_old_instance_waits(fake_time: FakeTime) -> None:
+    s = Stubbed()
+    s.describe(group_page(1, inst("i-old", version="1")))
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
+    s.describe(group_page(2, inst("i-old", version="1")))  # not launched yet
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending:Wait")))
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new")))
+    s.write("terminate_instance_in_auto_scaling_group",
+            {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True})
+    s.describe(group_page(1, inst("i-old", "Terminating", version="1"), inst("i-new")))
+    s.describe(group_page(1, inst("i-new")))
+    progress: list[str] = []
+
+    changes = s.run(fake_time, progress)
+
+    assert [c.resource for c in changes] == [f"ec2 instance i-old ({GROUP})"]
+    assert fake_time.sleeps == [10, 10, 10, 10]
+    assert any("i-new Pending:Wait" in line for line in progress)
+
+
+def test_a_replacement_that_dies_before_serving_fails_and_sizes_are_restored(
+    fake_time: FakeTime,
+) -> None:
+    s = Stubbed()
+    s.describe(group_page(1, inst("i-old", version="1")))
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Terminating")))
+    # restore: the dead replacement is not a member any more; only desired goes back.
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Terminating")))
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 1})
+
+    with pytest.raises(ReplacementError, match="i-new went Terminating"):
+        s.run(fake_time, [])
+
+
+def test_unhealthy_replacement_fails(fake_time: FakeTime) -> None:
+    s = Stubbed()
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending", health="Unhealthy")))
+    s.describe(group_page(1, inst("i-old", version="1")))  # restore: nothing left to do
+
+    with pytest.raises(ReplacementError, match="i-new went Pending/Unhealthy"):
+        s.run(fake_time, [])
+
+
+def test_timeout_names_the_instance_and_restores_sizes(fake_time: FakeTime) -> None:
+    s = Stubbed()
+    stuck = group_page(2, inst("i-old", version="1"), inst("i-new", "Pending:Wait"))
+    s.describe(group_page(1, inst("i-old", version="1")))
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
+    for _ in range(4):  # t = 0, 10, 20, 30
+        s.describe(stuck)
+    # restore: the stuck replacement is terminated (it is not serving), the old one stays.
+    s.describe(stuck)
+    s.ec2_stub.add_response("describe_instances", {"Reservations": []})
+    s.write("terminate_instance_in_auto_scaling_group",
+            {"InstanceId": "i-new", "ShouldDecrementDesiredCapacity": True})
+    s.describe(group_page(1, inst("i-old", version="1"), inst("i-new", "Terminating")))
+
+    with pytest.raises(WaitTimeout) as err:
+        s.run(fake_time, [], timeout=30)
+
+    assert "i-new is Pending:Wait" in err.value.what
+    assert "timed out after 30s" in err.value.what
+    assert fake_time.now == 30
+
+
+def test_scaling_activity_in_progress_is_retried(fake_time: FakeTime) -> None:
+    s = Stubbed()
+    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new")))
+    s.asg_stub.add_client_error(
+        "terminate_instance_in_auto_scaling_group", "ScalingActivityInProgress", "busy"
+    )
+    s.write("terminate_instance_in_auto_scaling_group",
+            {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True})
+    s.describe(group_page(1, inst("i-new")))
+
+    changes = s.run(fake_time, [])
+
+    assert len(changes) == 1 and fake_time.sleeps == [10]
+
+
+def test_unknown_strategy_is_refused() -> None:
+    with pytest.raises(ValueError, match="strategy"):
+        replace.replace_outdated(
+            None, None, GROUP, target_size=1, strategy="rolling"  # type: ignore[arg-type]
+        )
+
+
+# --- sandbox_moto: each correction is needed, and makes moto answer like AWS -----------------
+
+
+def _replacement_versions() -> list[str]:
+    new_version(build_group(1, 2))
+    asg = boto3.client("autoscaling", region_name=REGION)
+    asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    return snapshot()["versions"]
+
+
+@pytest.mark.usefixtures("unpatched", "mocked_aws")
+def test_without_the_correction_moto_reports_the_wrong_instance_version() -> None:
+    # The instance launched from version 2 (it is a t3.small) claims version 1.
+    assert _replacement_versions() == ["1", "1"]
+
+
+@pytest.mark.usefixtures("patched", "mocked_aws")
+def test_with_the_correction_each_instance_reports_the_version_it_was_launched_from() -> None:
+    assert _replacement_versions() == ["1", "2"]
+
+
+@pytest.mark.usefixtures("unpatched")
+def test_without_the_correction_a_replacement_cannot_tell_new_from_old(
+    aws: AwsContext, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 2))
+    with pytest.raises(ReplacementError, match="runs launch template version 1, not 2"):
+        run(aws, fake_time, 1)
+    assert snapshot()["sizes"] == (1, 2, 1)  # and the failure path restored the group
+
+
+def _create_tagged_bucket(s3: Any, name: str, region: str = REGION) -> Any:
+    config: dict[str, Any] = {"Tags": [{"Key": "datomic:system", "Value": "t"}]}
+    if region != "us-east-1":
+        config["LocationConstraint"] = region
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration=config)
+    try:
+        return s3.get_bucket_tagging(Bucket=name)["TagSet"]
+    except ClientError as exc:
+        return exc.response["Error"]["Code"]
+
+
+@pytest.mark.usefixtures("unpatched", "mocked_aws")
+def test_without_the_correction_create_bucket_drops_its_tags() -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    assert _create_tagged_bucket(s3, "datomic-tags-a") == "NoSuchTagSet"
+
+
+@pytest.mark.usefixtures("patched", "mocked_aws")
+def test_with_the_correction_create_bucket_applies_its_tags_at_creation() -> None:
+    tagged = [{"Key": "datomic:system", "Value": "t"}]
+    s3 = boto3.client("s3", region_name=REGION)
+    assert _create_tagged_bucket(s3, "datomic-tags-a") == tagged
+    eu = boto3.client("s3", region_name="eu-west-1")
+    assert _create_tagged_bucket(eu, "datomic-tags-b", "eu-west-1") == tagged
+    # Re-creating your own bucket in us-east-1 is a 200 and creates nothing: tags untouched.
+    s3.put_bucket_tagging(Bucket="datomic-tags-a", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+    s3.create_bucket(
+        Bucket="datomic-tags-a", CreateBucketConfiguration={"Tags": [{"Key": "x", "Value": "y"}]}
+    )
+    assert s3.get_bucket_tagging(Bucket="datomic-tags-a")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    s3.create_bucket(Bucket="datomic-untagged")  # no body at all
+    with pytest.raises(ClientError):
+        s3.get_bucket_tagging(Bucket="datomic-untagged")
+
+
+def test_patch_moto_is_idempotent_and_reversible(patched: None) -> None:
+    from moto.autoscaling.models import FakeAutoScalingGroup
+    from moto.s3.responses import S3Response
+
+    launch, put = FakeAutoScalingGroup.replace_autoscaling_group_instances, S3Response._bucket_response_put
+    sandbox_moto.patch_moto()
+    assert FakeAutoScalingGroup.replace_autoscaling_group_instances is launch
+    assert S3Response._bucket_response_put is put
+    assert sandbox_moto.is_patched()
+
+
+@pytest.mark.usefixtures("patched")
+def test_the_corrections_apply_inside_a_threaded_moto_server_in_this_process() -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+        assert _create_tagged_bucket(s3, "datomic-server-tags") == [
+            {"Key": "datomic:system", "Value": "t"}
+        ]
+        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=endpoint)
+        asg = boto3.client("autoscaling", region_name=REGION, endpoint_url=endpoint)
+        ssm = boto3.client("ssm", region_name=REGION, endpoint_url=endpoint)
+        ami = ssm.get_parameter(Name=AMI_PARAM)["Parameter"]["Value"]
+        lt = ec2.create_launch_template(
+            LaunchTemplateName="srv", LaunchTemplateData={"ImageId": ami, "InstanceType": OLD_TYPE}
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        ec2.create_launch_template_version(
+            LaunchTemplateId=lt, SourceVersion="1", LaunchTemplateData={"InstanceType": NEW_TYPE}
+        )
+        subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName="srv", MinSize=1, MaxSize=1, VPCZoneIdentifier=subnet,
+            LaunchTemplate={"LaunchTemplateId": lt, "Version": "$Latest"},
+        )
+        instances = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["srv"])[
+            "AutoScalingGroups"
+        ][0]["Instances"]
+        assert [i["LaunchTemplate"]["Version"] for i in instances] == ["2"]
+    finally:
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+        server.stop()
