@@ -54,6 +54,26 @@ def ensure_transactor(
     adopt: bool = False,
 ) -> Result:
     props, spec = load_transactor(input_path)
+    output = output_path or input_path
+    # Plan first: every read and every refusal (a derived name owned by someone else, a table
+    # with the wrong key) happens before the first write, so a refused run changes nothing in
+    # AWS and leaves the file as it was. A plan with nothing pending is the run's result.
+    plan = _run(ctx, props, spec, output, dry_run=True, adopt=adopt)
+    if dry_run or not plan.pending:
+        plan.dry_run = dry_run
+        return plan
+    return _run(ctx, props, spec, output, dry_run=False, adopt=adopt)
+
+
+def _run(
+    ctx: AwsContext,
+    props: PropertiesText,
+    spec: TransactorSpec,
+    output: str | Path,
+    *,
+    dry_run: bool,
+    adopt: bool,
+) -> Result:
     result = Result("ensure-transactor", dry_run=dry_run, warnings=list(spec.warnings))
     result.extra["system"] = spec.system
     result.extra["secrets"] = list(spec.secrets)
@@ -64,7 +84,7 @@ def ensure_transactor(
     if spec.has_iam:
         updates = _iam_and_config(ctx, spec, props, dry_run=dry_run, adopt=adopt, result=result)
 
-    result.files.append(write_back(props, updates, output_path or input_path, dry_run=dry_run))
+    result.files.append(write_back(props, updates, output, dry_run=dry_run))
     return result
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from datomic_aws.aws import is_error, translating
+from datomic_aws.aws import translating
 from datomic_aws.changes import Action, Change
 from datomic_aws.errors import AwsCallError, Interrupted, ReplacementError, WaitTimeout
 
@@ -286,6 +286,7 @@ class _Replacer:
         self.clock = clock
         self.resource = _resource(group_name)
         self.doing = "reading the group"
+        self.version: str | None = None  # the resolved version number, once known
         self.changes: list[Change] = []
 
     # -- plumbing
@@ -294,9 +295,9 @@ class _Replacer:
         group = read_group(self.asg, self.name)
         if group is None:
             raise ReplacementError(
-                "the Auto Scaling group disappeared during the replacement",
+                "the Auto Scaling group does not exist",
                 self.resource,
-                "check the stack's status; rerun update-stack",
+                "check the stack's status and resources, then rerun update-stack",
             )
         return group
 
@@ -355,9 +356,9 @@ class _Replacer:
                 pages = self.ec2.describe_instances(InstanceIds=[i.instance_id for i in instances])[
                     "Reservations"
                 ]
-        except Exception as exc:
+        except AwsCallError as exc:
             # A just-launched instance may not be visible to EC2 yet; order by id instead.
-            if is_error(exc, "InvalidInstanceID.NotFound"):
+            if exc.code == "InvalidInstanceID.NotFound":
                 return {}
             raise
         return {
@@ -399,10 +400,21 @@ class _Replacer:
 
         return self.wait(f"{instance_id} to terminate", gone)
 
+    @staticmethod
+    def settled(group: GroupInfo, version: str, lt_id: str) -> set[str]:
+        """Instances that are not replacements in flight: serving, or outdated. Every other one
+        (new, or current but not yet serving, e.g. launched by a run that was killed) is
+        watched by check_replacements."""
+        return {
+            i.instance_id
+            for i in group.instances
+            if i.in_service or not is_current(i, lt_id, version)
+        }
+
     def check_replacements(self, g: GroupInfo, before: set[str], version: str, lt_id: str) -> None:
-        """Instances absent when we asked for capacity (`before`) are the replacements: one that
-        leaves or turns unhealthy before serving fails the replacement, and one that serves
-        another version means the group launches the wrong one (replacing again would loop)."""
+        """Instances outside `before` (see settled) are the replacements: one that leaves or
+        turns unhealthy before serving fails the replacement, and one that serves another
+        version means the group launches the wrong one (replacing again would loop)."""
         for i in g.instances:
             if i.instance_id in before:
                 continue
@@ -512,21 +524,36 @@ class _Replacer:
             self.changes.append(Change(self.resource, Action.UPDATE, tuple(details)))
         return group
 
-    def drop_surplus(self, group: GroupInfo, *, wait: bool) -> GroupInfo:
+    def drop_surplus(self, group: GroupInfo, reason: str, *, wait: bool) -> GroupInfo:
         """Terminate members beyond target with a decrement, never an InService one that would
-        leave fewer than target serving. Not-yet-serving instances go first, then the newest."""
+        leave fewer than target serving.
+
+        Which go: those not yet serving, then those on the current version (the ones a surge
+        launched: after a failure this undoes the surge and leaves the instances that were
+        serving before, the active transactor among them), then the newest.
+        """
         members = group.members
         surplus = len(members) - self.target
         if surplus <= 0:
             return group
-        order = [i for i in self.newest_first(members) if not i.in_service]
-        order += [i for i in self.newest_first(members) if i.in_service]
+        version, lt_id = self.version, group.launch_template_id
+
+        def launched_by_us(i: InstanceInfo) -> bool:
+            return version is not None and lt_id is not None and is_current(i, lt_id, version)
+
+        # sorted() is stable: within each class the newest-first order stays.
+        order = sorted(
+            self.newest_first(members), key=lambda i: (i.in_service, not launched_by_us(i))
+        )
         serving = group.in_service_count
-        for victim in order[:surplus]:
+        for victim in order:
+            if surplus == 0:
+                break
             if victim.in_service:
                 if serving - 1 < self.target:
                     continue
                 serving -= 1
+            surplus -= 1
             self.doing = f"terminating surplus instance {victim.instance_id}"
             self.progress(f"{self.name}: terminating surplus instance {victim.instance_id}")
             self.terminate(victim.instance_id, decrement=True)
@@ -534,7 +561,7 @@ class _Replacer:
                 Change(
                     _instance_resource(victim.instance_id, self.name),
                     Action.DELETE,
-                    (f"surplus instance ({victim.lifecycle_state}) left by an interrupted run",),
+                    (f"surplus instance ({victim.lifecycle_state}) {reason}",),
                 )
             )
             if wait:
@@ -553,6 +580,7 @@ class _Replacer:
                 "recreate it from a template made by create-cf-template",
             )
         version = resolve_version(self.ec2, lt_id, group.launch_template_version)
+        self.version = version
         # Bound the loop: each pass retires one outdated instance; anything beyond that means
         # the group keeps launching outdated instances, which wait_serving reports.
         for _ in range(len(group.instances) + self.target + 2):
@@ -560,14 +588,17 @@ class _Replacer:
             if not outdated:
                 break
             victim = self.newest_first(outdated)[0]
-            old = f"{victim.instance_type}, version {victim.launch_template_version}"
+            old = (
+                f"{victim.instance_type} on launch template version "
+                f"{victim.launch_template_version} -> version {version}"
+            )
             if strategy == "surge":
                 group = self.surge_one(group, victim, version, lt_id)
-                detail = "launched a replacement first, then terminated it"
+                detail = "replaced (surge): its replacement was InService before it was terminated"
             else:
                 group = self.terminate_one(group, victim, version, lt_id)
-                detail = "terminated it, then waited for the replacement"
-            details = [f"{old} -> version {version}: {detail}"]
+                detail = "replaced (terminate): terminated first, then its replacement came up"
+            details = [old, detail]
             if strategy == "terminate":
                 details.append(f"warning: {TERMINATE_WARNING}")
             self.changes.append(
@@ -584,7 +615,7 @@ class _Replacer:
                 "in-flight instances to be InService",
                 lambda g: not any(i.pending for i in g.members),
             )
-            group = self.drop_surplus(group, wait=True)
+            group = self.drop_surplus(group, "left by an interrupted run", wait=True)
         self.doing = "restoring the group's sizes"
         self.restore_sizes(group, "left by an interrupted run")
 
@@ -594,7 +625,7 @@ class _Replacer:
         vid = victim.instance_id
         serving = [i for i in group.instances if i.in_service and i.instance_id != vid]
         if len(serving) < self.target:
-            before = {i.instance_id for i in group.instances}
+            before = self.settled(group, version, lt_id)
             self.doing = f"launching a replacement for {vid}"
             if group.desired_capacity < self.target + 1:
                 self.progress(
@@ -612,7 +643,7 @@ class _Replacer:
         self, group: GroupInfo, victim: InstanceInfo, version: str, lt_id: str
     ) -> GroupInfo:
         vid = victim.instance_id
-        before = {i.instance_id for i in group.instances}
+        before = self.settled(group, version, lt_id)
         self.doing = f"terminating {vid} and waiting for its replacement"
         self.progress(f"{self.name}: terminating {vid}; Auto Scaling launches its replacement")
         self.terminate(vid, decrement=False)
@@ -723,7 +754,7 @@ def replace_outdated(
 def _restore_after_failure(job: _Replacer) -> None:
     try:
         group = job.read()
-        group = job.drop_surplus(group, wait=False)
+        group = job.drop_surplus(group, "launched before the failure", wait=False)
         job.restore_sizes(group, "restored after the failure")
     except Exception as exc:  # never mask the original error with the cleanup's
         job.progress(f"{job.name}: could not restore the group's sizes: {exc}")

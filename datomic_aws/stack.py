@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from datomic_aws import aws, names
 from datomic_aws.changes import Action, Change, noop
-from datomic_aws.errors import Interrupted, NameTakenError, StackError, WaitTimeout
+from datomic_aws.errors import (
+    Interrupted,
+    NameTakenError,
+    StackError,
+    UsageError,
+    WaitTimeout,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -827,6 +833,20 @@ def _change_set_name(kind: str, template: str) -> str:
     return f"datomic-aws-{kind}-{template_digest(template)[:16]}"
 
 
+def _check_template(template: str) -> None:
+    """Refuse a template that is not a JSON object with Resources, before any AWS call."""
+    try:
+        doc = json.loads(template)
+    except ValueError as exc:
+        raise UsageError(
+            f"the template is not valid JSON ({exc})", "", "regenerate it with create-cf-template"
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
+        raise UsageError(
+            "the template has no Resources object", "", "regenerate it with create-cf-template"
+        )
+
+
 def _merged_tags(system: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     return {**(extra or {}), **names.tags(system)}
 
@@ -996,6 +1016,7 @@ def create_stack(
     only with `recreate_failed` and our tags. With `dry_run` nothing is written: the changes are
     read from the template.
     """
+    _check_template(template)
     run = _Run(ctx, region, name, waiting)
     decision, info = run.settle(Intent.CREATE, recreate_failed=recreate_failed, system=system)
     if decision.verdict is Verdict.COMPARE and info is not None:
@@ -1070,10 +1091,12 @@ def update_stack(
 ) -> list[Change]:
     """Update the stack through an UPDATE change set; the resource changes it made (or would).
 
-    Same template, parameters and tags as deployed: no-op, no mutating call. An empty change set is
-    deleted and reported as a no-op. With `dry_run` the change set is created, described and
-    deleted, never executed (see DRY_RUN_WRITES).
+    The stack name is the operator's explicit choice, so a stack without our tags is updated too
+    (and gains them). Same template, parameters and tags as deployed: no-op, no mutating call. An
+    empty change set is deleted and reported as a no-op. With `dry_run` the change set is created,
+    described and deleted, never executed (see DRY_RUN_WRITES).
     """
+    _check_template(template)
     run = _Run(ctx, region, name, waiting)
     _, info = run.settle(Intent.UPDATE, system=system)
     assert info is not None  # decide() refuses an update of an absent stack

@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import moto  # noqa: F401  (see below)
 import pytest
 
 from datomic_aws.aws import AwsContext, is_mutating
 
+# moto hooks botocore when it is imported: a boto3 session built before that import (boto3's default
+# session, say, in a CLI test that ran first) never reaches the mock and would call real AWS.
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config_samples"
 

@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 def main() -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
+    _host, port = server.get_host_and_port()
     print(port, flush=True)
     sys.stdin.read()
     server.stop()

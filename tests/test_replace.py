@@ -8,13 +8,17 @@ Pending:Wait, a replacement that dies before serving, a timeout. Time is fake th
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+from conftest import CallRecorder, SimulatedCrash
 
 from datomic_aws import replace, sandbox_moto
 from datomic_aws.aws import AwsContext
@@ -26,12 +30,16 @@ from datomic_aws.errors import (
     ReplacementError,
     WaitTimeout,
 )
-from conftest import CallRecorder, SimulatedCrash
 
 REGION = "us-east-1"
 GROUP = "datomic-test-transactors"
 AMI_PARAM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 OLD_TYPE, NEW_TYPE = "t3.micro", "t3.small"
+
+
+def client(service: str, region: str = REGION, endpoint_url: str | None = None) -> Any:
+    """A plain client (not recorded, typed loosely: the stubs' literals get in a test's way)."""
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url)  # type: ignore[call-overload]
 
 
 class FakeTime:
@@ -57,7 +65,7 @@ class InServicePoller:
 
     def __call__(self, **_: Any) -> None:
         if self._client is None:
-            self._client = boto3.client("autoscaling", region_name=REGION)
+            self._client = client("autoscaling")
         groups = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
         for g in groups["AutoScalingGroups"]:
             self.counts.append(
@@ -67,6 +75,28 @@ class InServicePoller:
                     if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
                 )
             )
+
+
+_LOADERS: dict[Any, Any] = {}
+
+
+def _shared_loader(search_path_string: Any = None) -> Any:
+    if search_path_string not in _LOADERS:
+        _LOADERS[search_path_string] = botocore.loaders.create_loader(search_path_string)
+    return _LOADERS[search_path_string]
+
+
+@pytest.fixture(autouse=True)
+def lean_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Speed only; nothing these tests assert depends on it.
+
+    moto otherwise registers ~22,000 public AMIs (with snapshots) whenever a test's fresh EC2
+    backend starts; it does not check the AMI an instance uses, and the SSM parameter still
+    names the Amazon Linux 2023 image. And every AwsContext builds a new botocore session that
+    would parse the EC2 service model (megabytes of JSON) again: share one loader instead.
+    """
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    monkeypatch.setattr(botocore.session, "create_loader", _shared_loader)
 
 
 @pytest.fixture
@@ -94,9 +124,7 @@ def poller() -> InServicePoller:
 
 @pytest.fixture
 def aws(mocked_aws: None, recorder: CallRecorder, poller: InServicePoller) -> AwsContext:
-    return AwsContext(
-        hooks=[("before-call.*.*", recorder), ("after-call.autoscaling.*", poller)]
-    )
+    return AwsContext(hooks=[("before-call.*.*", recorder), ("after-call.autoscaling.*", poller)])
 
 
 @pytest.fixture
@@ -108,9 +136,9 @@ def fake_time() -> FakeTime:
 
 
 def build_group(size: int, max_size: int) -> str:
-    ssm = boto3.client("ssm", region_name=REGION)
-    ec2 = boto3.client("ec2", region_name=REGION)
-    asg = boto3.client("autoscaling", region_name=REGION)
+    ssm = client("ssm")
+    ec2 = client("ec2")
+    asg = client("autoscaling")
     ami = ssm.get_parameter(Name=AMI_PARAM)["Parameter"]["Value"]
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]]
     lt = ec2.create_launch_template(
@@ -129,23 +157,24 @@ def build_group(size: int, max_size: int) -> str:
 
 
 def new_version(lt_id: str, *, move_group: bool = True) -> str:
-    ec2 = boto3.client("ec2", region_name=REGION)
+    ec2 = client("ec2")
     number = str(
         ec2.create_launch_template_version(
             LaunchTemplateId=lt_id, SourceVersion="1", LaunchTemplateData={"InstanceType": NEW_TYPE}
         )["LaunchTemplateVersion"]["VersionNumber"]
     )
     if move_group:
-        boto3.client("autoscaling", region_name=REGION).update_auto_scaling_group(
-            AutoScalingGroupName=GROUP, LaunchTemplate={"LaunchTemplateId": lt_id, "Version": number}
+        client("autoscaling").update_auto_scaling_group(
+            AutoScalingGroupName=GROUP,
+            LaunchTemplate={"LaunchTemplateId": lt_id, "Version": number},
         )
     return number
 
 
 def snapshot() -> dict[str, Any]:
-    g = boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups(
-        AutoScalingGroupNames=[GROUP]
-    )["AutoScalingGroups"][0]
+    g = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+        "AutoScalingGroups"
+    ][0]
     return {
         "sizes": (g["MinSize"], g["MaxSize"], g["DesiredCapacity"]),
         "types": sorted(i["InstanceType"] for i in g["Instances"]),
@@ -252,10 +281,14 @@ def test_surge_group_of_two_replaces_one_at_a_time_never_below_two(
 
     changes = run(aws, fake_time, 2)
 
-    assert recorder.mutating == [
-        "autoscaling:SetDesiredCapacity",
-        "autoscaling:TerminateInstanceInAutoScalingGroup",
-    ] * 2
+    assert (
+        recorder.mutating
+        == [
+            "autoscaling:SetDesiredCapacity",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+        ]
+        * 2
+    )
     assert min(poller.counts) >= 2
     assert snapshot()["sizes"] == (2, 3, 2)
     assert snapshot()["types"] == [NEW_TYPE, NEW_TYPE]
@@ -331,7 +364,61 @@ def test_terminate_strategy_terminates_without_decrement_and_warns(
     assert all(replace.TERMINATE_WARNING in " ".join(c.details) for c in changes)
 
 
+# --- the update-stack sequence on a CloudFormation stack --------------------------------------
+
+
+def _stack_template(instance_type: str, subnet: str, ami: str) -> str:
+    return json.dumps(
+        {
+            "Resources": {
+                "LaunchTemplate": {
+                    "Type": "AWS::EC2::LaunchTemplate",
+                    "Properties": {
+                        "LaunchTemplateData": {"ImageId": ami, "InstanceType": instance_type}
+                    },
+                },
+                "Group": {
+                    "Type": "AWS::AutoScaling::AutoScalingGroup",
+                    "Properties": {
+                        "AutoScalingGroupName": GROUP,
+                        "MinSize": "2",
+                        "MaxSize": "3",
+                        "DesiredCapacity": "2",
+                        "VPCZoneIdentifier": [subnet],
+                        "LaunchTemplate": {
+                            "LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                            "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]},
+                        },
+                    },
+                },
+            }
+        }
+    )
+
+
+@pytest.mark.usefixtures("patched")
+def test_after_a_stack_update_the_group_is_moved_and_every_instance_replaced(
+    aws: AwsContext, poller: InServicePoller, fake_time: FakeTime
+) -> None:
+    ami = client("ssm").get_parameter(Name=AMI_PARAM)["Parameter"]["Value"]
+    subnet = client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    cfn = client("cloudformation")
+    cfn.create_stack(StackName="datomic-test", TemplateBody=_stack_template(OLD_TYPE, subnet, ami))
+    cfn.update_stack(StackName="datomic-test", TemplateBody=_stack_template(NEW_TYPE, subnet, ami))
+    asg, ec2 = aws.client("autoscaling", REGION), aws.client("ec2", REGION)
+    group = replace.read_group(asg, GROUP)
+    assert group is not None and group.launch_template_version == "1"  # moto did not move it
+
+    moved = replace.ensure_group_version(asg, ec2, group, "$Latest", dry_run=False)
+    changes = run(aws, fake_time, 2)
+
+    assert moved.action is Action.UPDATE and len(changes) == 2
+    assert snapshot()["types"] == [NEW_TYPE, NEW_TYPE] and snapshot()["sizes"] == (2, 3, 2)
+    assert min(poller.counts) >= 2
+
+
 # --- kills, failures, Ctrl-C ---------------------------------------------------------------
+
 
 # Group of 2 at MaxSize 2, so the run raises MaxSize too: tag, raise, terminate, surge,
 # terminate, lower, untag = 7 mutating calls; a kill before each one.
@@ -369,9 +456,7 @@ def test_a_rerun_after_a_kill_trusts_target_size_not_desired_capacity(
 ) -> None:
     new_version(build_group(1, 2))
     # A killed run left desired 2: one old and one new instance, both InService.
-    boto3.client("autoscaling", region_name=REGION).set_desired_capacity(
-        AutoScalingGroupName=GROUP, DesiredCapacity=2
-    )
+    client("autoscaling").set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
 
     run(aws, fake_time, 1)
 
@@ -386,7 +471,7 @@ def test_a_rerun_drops_surplus_current_instances_a_kill_left(
     aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
     new_version(build_group(1, 3))
-    asg = boto3.client("autoscaling", region_name=REGION)
+    asg = client("autoscaling")
     asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=3)
     old = [
         i["InstanceId"]
@@ -477,7 +562,7 @@ def inst(iid: str, state: str = "InService", version: str = "2", health: str = "
         "AvailabilityZone": "us-east-1a",
         "LifecycleState": state,
         "HealthStatus": health,
-        "LaunchTemplate": {"LaunchTemplateId": LT, "LaunchTemplateName": "t", "Version": version},
+        "LaunchTemplate": {"LaunchTemplateId": LT, "LaunchTemplateName": "tpl", "Version": version},
         "ProtectedFromScaleIn": False,
     }
 
@@ -487,7 +572,11 @@ def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
         "AutoScalingGroups": [
             {
                 "AutoScalingGroupName": GROUP,
-                "LaunchTemplate": {"LaunchTemplateId": LT, "LaunchTemplateName": "t", "Version": "2"},
+                "LaunchTemplate": {
+                    "LaunchTemplateId": LT,
+                    "LaunchTemplateName": "tpl",
+                    "Version": "2",
+                },
                 "MinSize": 1,
                 "MaxSize": max_size,
                 "DesiredCapacity": desired,
@@ -511,8 +600,8 @@ def template_page() -> Any:
 
 class Stubbed:
     def __init__(self) -> None:
-        self.asg = boto3.client("autoscaling", region_name=REGION)
-        self.ec2 = boto3.client("ec2", region_name=REGION)
+        self.asg = client("autoscaling")
+        self.ec2 = client("ec2")
         self.asg_stub = Stubber(self.asg)
         self.ec2_stub = Stubber(self.ec2)
         self.ec2_stub.add_response("describe_launch_templates", template_page())
@@ -523,18 +612,30 @@ class Stubbed:
     def write(self, method: str, params: dict[str, Any]) -> None:
         response: dict[str, Any] = {}
         if method == "terminate_instance_in_auto_scaling_group":
-            response = {"Activity": {
-                "ActivityId": "a", "AutoScalingGroupName": GROUP, "Cause": "c",
-                "StartTime": NOW, "StatusCode": "InProgress",
-            }}
+            response = {
+                "Activity": {
+                    "ActivityId": "a",
+                    "AutoScalingGroupName": GROUP,
+                    "Cause": "c",
+                    "StartTime": NOW,
+                    "StatusCode": "InProgress",
+                }
+            }
         self.asg_stub.add_response(method, response, params)
 
     def run(self, fake_time: FakeTime, progress: list[str], timeout: float = 600) -> Any:
         with self.asg_stub, self.ec2_stub:
             try:
                 return replace.replace_outdated(
-                    self.asg, self.ec2, GROUP, target_size=1, timeout=timeout, poll_interval=10,
-                    on_progress=progress.append, sleep=fake_time.sleep, clock=fake_time.clock,
+                    self.asg,
+                    self.ec2,
+                    GROUP,
+                    target_size=1,
+                    timeout=timeout,
+                    poll_interval=10,
+                    on_progress=progress.append,
+                    sleep=fake_time.sleep,
+                    clock=fake_time.clock,
                 )
             finally:
                 self.asg_stub.assert_no_pending_responses()
@@ -549,8 +650,10 @@ def test_pending_wait_is_not_in_service_the_old_instance_waits(fake_time: FakeTi
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending:Wait")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new")))
-    s.write("terminate_instance_in_auto_scaling_group",
-            {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True})
+    s.write(
+        "terminate_instance_in_auto_scaling_group",
+        {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
+    )
     s.describe(group_page(1, inst("i-old", "Terminating", version="1"), inst("i-new")))
     s.describe(group_page(1, inst("i-new")))
     progress: list[str] = []
@@ -581,7 +684,9 @@ def test_a_replacement_that_dies_before_serving_fails_and_sizes_are_restored(
 def test_unhealthy_replacement_fails(fake_time: FakeTime) -> None:
     s = Stubbed()
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
-    s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending", health="Unhealthy")))
+    s.describe(
+        group_page(2, inst("i-old", version="1"), inst("i-new", "Pending", health="Unhealthy"))
+    )
     s.describe(group_page(1, inst("i-old", version="1")))  # restore: nothing left to do
 
     with pytest.raises(ReplacementError, match="i-new went Pending/Unhealthy"):
@@ -598,8 +703,10 @@ def test_timeout_names_the_instance_and_restores_sizes(fake_time: FakeTime) -> N
     # restore: the stuck replacement is terminated (it is not serving), the old one stays.
     s.describe(stuck)
     s.ec2_stub.add_response("describe_instances", {"Reservations": []})
-    s.write("terminate_instance_in_auto_scaling_group",
-            {"InstanceId": "i-new", "ShouldDecrementDesiredCapacity": True})
+    s.write(
+        "terminate_instance_in_auto_scaling_group",
+        {"InstanceId": "i-new", "ShouldDecrementDesiredCapacity": True},
+    )
     s.describe(group_page(1, inst("i-old", version="1"), inst("i-new", "Terminating")))
 
     with pytest.raises(WaitTimeout) as err:
@@ -616,8 +723,10 @@ def test_scaling_activity_in_progress_is_retried(fake_time: FakeTime) -> None:
     s.asg_stub.add_client_error(
         "terminate_instance_in_auto_scaling_group", "ScalingActivityInProgress", "busy"
     )
-    s.write("terminate_instance_in_auto_scaling_group",
-            {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True})
+    s.write(
+        "terminate_instance_in_auto_scaling_group",
+        {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
+    )
     s.describe(group_page(1, inst("i-new")))
 
     changes = s.run(fake_time, [])
@@ -628,7 +737,11 @@ def test_scaling_activity_in_progress_is_retried(fake_time: FakeTime) -> None:
 def test_unknown_strategy_is_refused() -> None:
     with pytest.raises(ValueError, match="strategy"):
         replace.replace_outdated(
-            None, None, GROUP, target_size=1, strategy="rolling"  # type: ignore[arg-type]
+            client("autoscaling"),
+            client("ec2"),
+            GROUP,
+            target_size=1,
+            strategy="rolling",  # type: ignore[arg-type]
         )
 
 
@@ -637,9 +750,10 @@ def test_unknown_strategy_is_refused() -> None:
 
 def _replacement_versions() -> list[str]:
     new_version(build_group(1, 2))
-    asg = boto3.client("autoscaling", region_name=REGION)
+    asg = client("autoscaling")
     asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
-    return snapshot()["versions"]
+    versions: list[str] = snapshot()["versions"]
+    return versions
 
 
 @pytest.mark.usefixtures("unpatched", "mocked_aws")
@@ -676,16 +790,16 @@ def _create_tagged_bucket(s3: Any, name: str, region: str = REGION) -> Any:
 
 @pytest.mark.usefixtures("unpatched", "mocked_aws")
 def test_without_the_correction_create_bucket_drops_its_tags() -> None:
-    s3 = boto3.client("s3", region_name=REGION)
+    s3 = client("s3")
     assert _create_tagged_bucket(s3, "datomic-tags-a") == "NoSuchTagSet"
 
 
 @pytest.mark.usefixtures("patched", "mocked_aws")
 def test_with_the_correction_create_bucket_applies_its_tags_at_creation() -> None:
     tagged = [{"Key": "datomic:system", "Value": "t"}]
-    s3 = boto3.client("s3", region_name=REGION)
+    s3 = client("s3")
     assert _create_tagged_bucket(s3, "datomic-tags-a") == tagged
-    eu = boto3.client("s3", region_name="eu-west-1")
+    eu = client("s3", "eu-west-1")
     assert _create_tagged_bucket(eu, "datomic-tags-b", "eu-west-1") == tagged
     # Re-creating your own bucket in us-east-1 is a 200 and creates nothing: tags untouched.
     s3.put_bucket_tagging(Bucket="datomic-tags-a", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
@@ -702,7 +816,10 @@ def test_patch_moto_is_idempotent_and_reversible(patched: None) -> None:
     from moto.autoscaling.models import FakeAutoScalingGroup
     from moto.s3.responses import S3Response
 
-    launch, put = FakeAutoScalingGroup.replace_autoscaling_group_instances, S3Response._bucket_response_put
+    launch, put = (
+        FakeAutoScalingGroup.replace_autoscaling_group_instances,
+        S3Response._bucket_response_put,
+    )
     sandbox_moto.patch_moto()
     assert FakeAutoScalingGroup.replace_autoscaling_group_instances is launch
     assert S3Response._bucket_response_put is put
@@ -718,13 +835,13 @@ def test_the_corrections_apply_inside_a_threaded_moto_server_in_this_process() -
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+        s3 = client("s3", endpoint_url=endpoint)
         assert _create_tagged_bucket(s3, "datomic-server-tags") == [
             {"Key": "datomic:system", "Value": "t"}
         ]
-        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=endpoint)
-        asg = boto3.client("autoscaling", region_name=REGION, endpoint_url=endpoint)
-        ssm = boto3.client("ssm", region_name=REGION, endpoint_url=endpoint)
+        ec2 = client("ec2", endpoint_url=endpoint)
+        asg = client("autoscaling", endpoint_url=endpoint)
+        ssm = client("ssm", endpoint_url=endpoint)
         ami = ssm.get_parameter(Name=AMI_PARAM)["Parameter"]["Value"]
         lt = ec2.create_launch_template(
             LaunchTemplateName="srv", LaunchTemplateData={"ImageId": ami, "InstanceType": OLD_TYPE}
@@ -734,7 +851,10 @@ def test_the_corrections_apply_inside_a_threaded_moto_server_in_this_process() -
         )
         subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
         asg.create_auto_scaling_group(
-            AutoScalingGroupName="srv", MinSize=1, MaxSize=1, VPCZoneIdentifier=subnet,
+            AutoScalingGroupName="srv",
+            MinSize=1,
+            MaxSize=1,
+            VPCZoneIdentifier=subnet,
             LaunchTemplate={"LaunchTemplateId": lt, "Version": "$Latest"},
         )
         instances = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["srv"])[

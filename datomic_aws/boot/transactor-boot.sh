@@ -156,9 +156,10 @@ systemctl start "$UNIT"
 # 5. Ready once the transactor accepts connections. An HA standby may not open its port until it
 # takes over; it logs that it is standing by, which counts as ready too.
 deadline=$((SECONDS + LISTEN_TIMEOUT_SECONDS))
-until ss -Hltn "sport = :$port" | grep -q .; do
+# (No `grep -q` after a pipe: with pipefail, its early exit can fail the writer with SIGPIPE.)
+until [ -n "$(ss -Hltn "sport = :$port")" ]; do
   systemctl is-active --quiet "$UNIT" || fail "the transactor exited before listening on $port"
-  if journalctl -q -u "$UNIT" --no-pager | grep -qiE 'standby|standing by'; then
+  if journalctl -q -u "$UNIT" --no-pager | grep -iE 'standby|standing by' >/dev/null; then
     log "the transactor is a standby"
     break
   fi

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,11 @@ class CfSpec:
     ingress_cidrs: tuple[str, ...]
     stack_name: str | None
     warnings: tuple[str, ...]
+    # Line of each schema key in the file (set or commented out), for problems found later.
+    lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
+
+    def line_of(self, key: str) -> int | None:
+        return self.lines.get(key)
 
     @property
     def architecture(self) -> str:
@@ -274,6 +279,15 @@ def _warnings(props: PropertiesText, schema: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _lines(props: PropertiesText, schema: Mapping[str, Any]) -> dict[str, int]:
+    lines = {}
+    for key in schema.get("properties", {}):
+        line = props.line_of(key)
+        if line is not None:
+            lines[key] = line
+    return lines
+
+
 def spec_from(props: PropertiesText) -> CfSpec:
     """Validate every key (all problems at once) and build the spec; no AWS."""
     typed, problems = validate(props, "cf")
@@ -305,6 +319,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         ingress_cidrs=tuple(cidrs),
         stack_name=_optional(values, "aws-stack-name"),
         warnings=tuple(_warnings(props, load_schema("cf"))),
+        lines=_lines(props, load_schema("cf")),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from datomic_aws import aws, names
 from datomic_aws.changes import Action, Change
+from datomic_aws.resources.owner import check_owner
 
 TRANSACTOR_PORT = 4334
 RULE_DESCRIPTION = "Datomic peers to transactor (datomic-aws)"
@@ -67,7 +68,7 @@ SELF = "self"
 
 
 @dataclass(frozen=True)
-class DesiredSecurityGroup:
+class SecurityGroupSpec:
     name: str
     vpc_id: str
     system: str
@@ -109,7 +110,9 @@ def read_vpc(client: Any, vpc_id: str | None) -> Vpc | None:
         if vpc_id:
             vpcs = client.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
         else:
-            vpcs = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+            vpcs = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])[
+                "Vpcs"
+            ]
     except Exception as exc:
         if aws.is_error(exc, "InvalidVpcID.NotFound", "InvalidVpcID.Malformed"):
             return None
@@ -117,7 +120,9 @@ def read_vpc(client: Any, vpc_id: str | None) -> Vpc | None:
     if not vpcs:
         return None
     vpc = vpcs[0]
-    cidrs = tuple(a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", []) if "CidrBlock" in a)
+    cidrs = tuple(
+        a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", []) if "CidrBlock" in a
+    )
     return Vpc(vpc["VpcId"], bool(vpc.get("IsDefault")), cidrs or (vpc.get("CidrBlock", ""),))
 
 
@@ -129,10 +134,18 @@ def _subnet(raw: dict[str, Any]) -> Subnet:
 
 def read_subnets(client: Any, subnet_ids: Iterable[str]) -> dict[str, Subnet]:
     """The subnets that exist among `subnet_ids` (missing ones are simply absent)."""
+    ids = list(subnet_ids)
+    try:
+        return {
+            s["SubnetId"]: _subnet(s) for s in client.describe_subnets(SubnetIds=ids)["Subnets"]
+        }
+    except Exception as exc:
+        if not aws.is_error(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
+            raise aws.translate(exc, "ec2 subnets " + ",".join(ids)) from exc
     found: dict[str, Subnet] = {}
-    for subnet_id in subnet_ids:
-        # One id per call: a batch fails as a whole on the first unknown id, and the operator wants
-        # to hear about every bad one.
+    for subnet_id in ids:
+        # A batch fails as a whole on the first unknown id, and the operator wants to hear about
+        # every bad one: ask again one id at a time.
         try:
             raw = client.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
         except Exception as exc:
@@ -189,8 +202,9 @@ def read_image_architecture(client: Any, image_id: str) -> str | None:
     try:
         images = client.describe_images(ImageIds=[image_id])["Images"]
     except Exception as exc:
-        if aws.is_error(exc, "InvalidAMIID.NotFound", "InvalidAMIID.Malformed",
-                        "InvalidAMIID.Unavailable"):
+        if aws.is_error(
+            exc, "InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"
+        ):
             return None
         raise aws.translate(exc, f"ec2 image {image_id}") from exc
     return str(images[0].get("Architecture", "")) if images else None
@@ -212,8 +226,9 @@ def find_group(
                 ]
             )["SecurityGroups"]
     except Exception as exc:
-        if aws.is_error(exc, "InvalidGroup.NotFound", "InvalidGroupId.NotFound",
-                        "InvalidGroupId.Malformed"):
+        if aws.is_error(
+            exc, "InvalidGroup.NotFound", "InvalidGroupId.NotFound", "InvalidGroupId.Malformed"
+        ):
             return None
         raise aws.translate(exc, f"ec2 security group {group_id or name}") from exc
     return dict(groups[0]) if groups else None
@@ -262,7 +277,7 @@ def state_of(raw: dict[str, Any]) -> SecurityGroupState:
     )
 
 
-def read_security_group(client: Any, desired: DesiredSecurityGroup) -> SecurityGroupState | None:
+def read_security_group(client: Any, desired: SecurityGroupSpec) -> SecurityGroupState | None:
     """By the id from the file when it still exists, else by name in the VPC. No side effects."""
     raw = None
     if desired.group_id:
@@ -272,26 +287,43 @@ def read_security_group(client: Any, desired: DesiredSecurityGroup) -> SecurityG
     return state_of(raw) if raw else None
 
 
-def is_owned(desired: DesiredSecurityGroup, current: SecurityGroupState) -> bool:
+def is_owned(desired: SecurityGroupSpec, current: SecurityGroupState) -> bool:
     return names.is_ours(current.tags, desired.system)
 
 
-def needs_adoption(desired: DesiredSecurityGroup, current: SecurityGroupState | None) -> bool:
+def _explicit(desired: SecurityGroupSpec, current: SecurityGroupState) -> bool:
+    """The operator named this group: by name in the file, or by the id the file pins."""
+    return not desired.derived or current.group_id == desired.group_id
+
+
+def needs_adoption(desired: SecurityGroupSpec, current: SecurityGroupState | None) -> bool:
     """A derived name found without our tags: not ours to take over without --adopt."""
     return (
-        current is not None
-        and desired.derived
-        and not desired.group_id
-        and not is_owned(desired, current)
+        current is not None and not _explicit(desired, current) and not is_owned(desired, current)
     )
 
 
-def _may_revoke(desired: DesiredSecurityGroup, current: SecurityGroupState) -> bool:
+def check_security_group_owner(
+    desired: SecurityGroupSpec, current: SecurityGroupState | None, *, adopt: bool
+) -> None:
+    """Design §3 (resources/owner.py), before any write: another system's group is always
+    refused; a derived name without our tags needs --adopt."""
+    if current is not None:
+        check_owner(
+            current.tags,
+            desired.system,
+            desired.resource,
+            explicit=_explicit(desired, current),
+            adopt=adopt,
+        )
+
+
+def _may_revoke(desired: SecurityGroupSpec, current: SecurityGroupState) -> bool:
     return is_owned(desired, current) or needs_adoption(desired, current)
 
 
 def diff_security_group(
-    desired: DesiredSecurityGroup, current: SecurityGroupState | None
+    desired: SecurityGroupSpec, current: SecurityGroupState | None
 ) -> list[str]:
     """What applying would do, one line each; empty when the group already matches. Pure."""
     port = f"tcp/{TRANSACTOR_PORT}"
@@ -314,7 +346,7 @@ def diff_security_group(
     return lines
 
 
-def kept_rules(desired: DesiredSecurityGroup, current: SecurityGroupState | None) -> list[str]:
+def kept_rules(desired: SecurityGroupSpec, current: SecurityGroupState | None) -> list[str]:
     """Undeclared rules we leave alone because the group is the operator's, for the report."""
     if current is None or _may_revoke(desired, current):
         return []
@@ -387,7 +419,7 @@ def _revoke(client: Any, group_id: str, sources: list[Source], resource: str) ->
 
 
 def apply_security_group(
-    client: Any, desired: DesiredSecurityGroup, current: SecurityGroupState | None
+    client: Any, desired: SecurityGroupSpec, current: SecurityGroupState | None
 ) -> str:
     """Create or converge the group; returns its id. Only makes the calls the diff asks for."""
     resource = desired.resource
@@ -401,8 +433,10 @@ def apply_security_group(
                     TagSpecifications=[
                         {
                             "ResourceType": "security-group",
-                            "Tags": [*names.tag_list(desired.system),
-                                     {"Key": "Name", "Value": desired.name}],
+                            "Tags": [
+                                *names.tag_list(desired.system),
+                                {"Key": "Name", "Value": desired.name},
+                            ],
                         }
                     ],
                 )["GroupId"]
@@ -426,7 +460,7 @@ def apply_security_group(
 
 def converge_security_group(
     client: Any,
-    desired: DesiredSecurityGroup,
+    desired: SecurityGroupSpec,
     current: SecurityGroupState | None,
     *,
     dry_run: bool,
@@ -434,11 +468,8 @@ def converge_security_group(
 ) -> SecurityGroupOutcome:
     """ensure_security_group with an already-read state, also returning the group id (None only
     when a dry run would create the group)."""
-    from datomic_aws.errors import OwnershipError
-
     resource = desired.resource
-    if needs_adoption(desired, current) and not adopt:
-        raise OwnershipError(resource)
+    check_security_group_owner(desired, current, adopt=adopt)
     details = diff_security_group(desired, current)
     notes = kept_rules(desired, current)
     existing_id = current.group_id if current else None
@@ -456,7 +487,7 @@ def converge_security_group(
 
 
 def ensure_security_group(
-    client: Any, desired: DesiredSecurityGroup, *, dry_run: bool, adopt: bool
+    client: Any, desired: SecurityGroupSpec, *, dry_run: bool, adopt: bool
 ) -> Change:
     current = read_security_group(client, desired)
     return converge_security_group(client, desired, current, dry_run=dry_run, adopt=adopt).change

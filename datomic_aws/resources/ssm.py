@@ -72,16 +72,23 @@ def ensure_parameter(ssm: Any, spec: ParameterSpec, *, dry_run: bool, adopt: boo
         current = read_parameter(ssm, spec)
         if current == spec.value:
             return Change(resource, Action.NOOP, (f"sha256 {digest(spec.value)[:12]}",))
+        retag = False
         if current is not None:
             tags = read_parameter_tags(ssm, spec)
             check_owner(tags, spec.system, resource, explicit=False, adopt=adopt)
+            # Adopted: tag it as ours, or every later change would need --adopt again.
+            retag = not names.is_ours(tags, spec.system)
             action = Action.UPDATE
             details: tuple[str, ...] = (
                 f"SecureString sha256 {digest(current)[:12]} -> {digest(spec.value)[:12]}",
-            )
+            ) + (("tags: add datomic:system, managed-by",) if retag else ())
         else:
             action = Action.CREATE
             details = (f"SecureString, sha256 {digest(spec.value)[:12]}",)
         if not dry_run:
             apply_parameter(ssm, spec, exists=current is not None)
+            if retag:
+                ssm.add_tags_to_resource(
+                    ResourceType="Parameter", ResourceId=spec.name, Tags=names.tag_list(spec.system)
+                )
     return Change(resource, action, details)

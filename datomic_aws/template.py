@@ -1,0 +1,423 @@
+"""The transactor's CloudFormation template: a pure function of the two properties files.
+
+Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
+lifecycle hook, outputs), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
+into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
+and no randomness, so identical files give a byte-identical template. It must never put a transactor
+configuration value or a secret in the template: the instance reads its configuration from SSM, and
+only the configuration's SHA-256 is embedded (so that a configuration change rolls the instances).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from datomic_aws import names
+from datomic_aws.changes import FileChange, Result
+from datomic_aws.config.cf import CfSpec, load_cf
+from datomic_aws.config.transactor import TransactorSpec, config_digest, load_transactor
+from datomic_aws.errors import InvalidInput, Problem
+from datomic_aws.properties import unified_diff
+
+# CloudFormation refuses a TemplateBody above this; stack.py uploads instead, but a template this
+# tool generates should never come near it.
+MAX_TEMPLATE_BYTES = 51_200
+
+LAUNCH_HOOK_NAME = "transactor-listening"
+# Time Auto Scaling waits for the boot script to report; on expiry it abandons (terminates) the
+# instance. Installing Java, downloading Datomic and starting the transactor takes 2-4 minutes.
+LAUNCH_HOOK_HEARTBEAT_SECONDS = 900
+# The script gives up a little earlier than Auto Scaling, so the failure is logged by the instance.
+LISTEN_TIMEOUT_SECONDS = 780
+
+# CloudFormation has no arithmetic: MaxSize = GroupSize + 1 comes from a mapping keyed by GroupSize,
+# which is why GroupSize is limited to the values the mapping lists (the cf schema's maximum).
+MAX_GROUP_SIZE = 10
+
+ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023's root device name
+ROOT_VOLUME_GIB = 20
+
+AL2023_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
+
+CONFIG_DIGEST_TAG = "datomic:config-sha256"
+
+_REQUIRED_GENERATED = (
+    ("aws-security-group-id", "security_group_id"),
+    ("aws-subnet-ids", "subnet_ids"),
+    ("java-xmx", "java_xmx"),
+    ("datomic-version", "datomic_version"),
+)
+
+
+class _BootTemplate(string.Template):
+    """`@@NAME` placeholders: plain words to bash and shellcheck, never confused with `$x`."""
+
+    delimiter = "@@"
+    idpattern = r"[A-Z][A-Z0-9_]*"
+    flags = re.RegexFlag(
+        0
+    )  # upper-case only: `@@` followed by anything else is an error, not a silent no-op
+
+
+# Values that come from stack parameters: in the template they are `${Param}` for Fn::Sub, so the
+# console or `update-stack` can change them without regenerating the template.
+_PARAMETER_PLACEHOLDERS = {
+    "XMX": "Xmx",
+    "JAVA_OPTS": "JavaOpts",
+    "DATOMIC_VERSION": "DatomicVersion",
+}
+
+
+def boot_script_source() -> str:
+    return resources.files("datomic_aws.boot").joinpath("transactor-boot.sh").read_text("utf-8")
+
+
+def _quote(value: str) -> str:
+    """Single-quoted for bash; the schema keeps quotes out of the values, this keeps it safe."""
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _escape_for_sub(text: str) -> str:
+    """Fn::Sub reads `${x}` as a reference; `${!x}` is CloudFormation's escape for a literal."""
+    return text.replace("${", "${!")
+
+
+def instance_profile(transactor: TransactorSpec) -> str:
+    return transactor.transactor_role or names.transactor_role(transactor.system)
+
+
+def architecture(cf: CfSpec) -> str:
+    return cf.architecture
+
+
+def image_parameter_path(cf: CfSpec) -> str:
+    return AL2023_IMAGE_PARAMETER.format(arch=cf.architecture)
+
+
+def _constants(transactor: TransactorSpec, cf: CfSpec) -> dict[str, str]:
+    return {
+        "CONFIG_SHA256": config_digest(transactor.values),
+        "SYSTEM": transactor.system,
+        "CONFIG_REGION": transactor.region,
+        "SSM_PARAMETER": names.ssm_parameter(transactor.system),
+        "GROUP_NAME": names.autoscaling_group(transactor.system),
+        "HOOK_NAME": LAUNCH_HOOK_NAME,
+        "DOWNLOAD_URL": cf.download_url or "",
+        "ZIP_SHA256": cf.zip_sha256 or "",
+        "LISTEN_TIMEOUT_SECONDS": str(LISTEN_TIMEOUT_SECONDS),
+    }
+
+
+def _parameter_defaults(cf: CfSpec) -> dict[str, str]:
+    return {
+        "XMX": cf.java_xmx or "",
+        "JAVA_OPTS": cf.java_opts or "",
+        "DATOMIC_VERSION": cf.datomic_version or "",
+    }
+
+
+def render_boot_script(transactor: TransactorSpec, cf: CfSpec) -> str:
+    """The script an instance receives when the stack runs with the template's default parameters."""
+    values = {**_constants(transactor, cf), **_parameter_defaults(cf)}
+    return _BootTemplate(boot_script_source()).substitute(
+        {key: _quote(value) for key, value in values.items()}
+    )
+
+
+def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
+    """The Fn::Sub body of the user data: the same script, parameters left as `${Param}`."""
+    values = {k: _escape_for_sub(_quote(v)) for k, v in _constants(transactor, cf).items()}
+    values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
+    return _BootTemplate(_escape_for_sub(boot_script_source())).substitute(values)
+
+
+def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
+    """What the cf file lacks for a template: the keys ensure-cf generates, a consistent system."""
+    problems = []
+    values = {
+        "security_group_id": cf.security_group_id,
+        "subnet_ids": cf.subnet_ids,
+        "java_xmx": cf.java_xmx,
+        "datomic_version": cf.datomic_version,
+    }
+    for key, field_name in _REQUIRED_GENERATED:
+        if not values[field_name]:
+            problems.append(
+                Problem(
+                    cf.path,
+                    cf.line_of(key),
+                    key,
+                    f"{key} is blank",
+                    f"run datomic-aws ensure-cf {cf.path} first; it fills it in",
+                )
+            )
+    if cf.system and cf.system != transactor.system:
+        problems.append(
+            Problem(
+                cf.path,
+                cf.line_of("datomic-system"),
+                "datomic-system",
+                f"datomic-system {cf.system!r} is not the transactor's system "
+                f"{transactor.system!r} ({transactor.path})",
+                "pair each cf file with its own transactor file",
+            )
+        )
+    return problems
+
+
+def _tags(system: str, name: str) -> list[dict[str, str]]:
+    return [*names.tag_list(system), {"Key": "Name", "Value": name}]
+
+
+def _parameters(cf: CfSpec) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "InstanceType": {
+            "Type": "String",
+            "Default": cf.instance_type,
+            "AllowedPattern": "^[a-z][a-z0-9-]*\\.[a-z0-9-]+$",
+            "Description": "EC2 instance type of the transactor (aws-instance-type); its "
+            "architecture must match ImageId",
+        },
+        "GroupSize": {
+            "Type": "String",
+            "Default": str(cf.group_size),
+            "AllowedValues": [str(n) for n in range(1, MAX_GROUP_SIZE + 1)],
+            "Description": "Transactors to run (aws-autoscaling-group-size): 1, or 2 for an "
+            "active/standby pair; the group may hold one more during a replacement",
+        },
+        "Xmx": {
+            "Type": "String",
+            "Default": cf.java_xmx or "",
+            "AllowedPattern": "^[1-9][0-9]*[kKmMgG]$",
+            "Description": "JVM heap, -Xms and -Xmx (java-xmx)",
+        },
+        "JavaOpts": {
+            "Type": "String",
+            "Default": cf.java_opts or "",
+            "AllowedPattern": "^[^'\"\\\\`$]*$",
+            "Description": "JVM options (java-opts), no quotes",
+        },
+        "DatomicVersion": {
+            "Type": "String",
+            "Default": cf.datomic_version or "",
+            "AllowedPattern": "^[0-9]+\\.[0-9]+\\.[0-9]+$",
+            "Description": "Datomic Pro release to download (datomic-version)",
+        },
+    }
+    if cf.ami:
+        params["ImageId"] = {
+            "Type": "AWS::EC2::Image::Id",
+            "Default": cf.ami,
+            "Description": "AMI of the transactor (pinned by aws-ami)",
+        }
+    else:
+        params["ImageId"] = {
+            "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            "Default": image_parameter_path(cf),
+            "Description": f"Latest Amazon Linux 2023 for {cf.architecture}, resolved at each "
+            "stack update",
+        }
+    return params
+
+
+def _launch_template(transactor: TransactorSpec, cf: CfSpec, digest: str) -> dict[str, Any]:
+    system = transactor.system
+    instance_name = f"datomic-{system}-transactor"
+    return {
+        "Type": "AWS::EC2::LaunchTemplate",
+        "Properties": {
+            "LaunchTemplateData": {
+                "ImageId": {"Ref": "ImageId"},
+                "InstanceType": {"Ref": "InstanceType"},
+                "IamInstanceProfile": {"Name": instance_profile(transactor)},
+                "SecurityGroupIds": [cf.security_group_id],
+                "MetadataOptions": {
+                    "HttpEndpoint": "enabled",
+                    "HttpTokens": "required",
+                    # Only the host itself reads instance metadata; no container hop allowed.
+                    "HttpPutResponseHopLimit": 1,
+                },
+                "BlockDeviceMappings": [
+                    {
+                        "DeviceName": ROOT_DEVICE,
+                        "Ebs": {
+                            "VolumeType": "gp3",
+                            "VolumeSize": ROOT_VOLUME_GIB,
+                            "Encrypted": True,
+                            "DeleteOnTermination": True,
+                        },
+                    }
+                ],
+                "Monitoring": {"Enabled": cf.monitoring},
+                "UserData": {"Fn::Base64": {"Fn::Sub": user_data_sub(transactor, cf)}},
+                # The digest tag (and the digest in the user data) is what makes a configuration
+                # change produce a new launch template version, hence replaced instances.
+                "TagSpecifications": [
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [
+                            *_tags(system, instance_name),
+                            {"Key": CONFIG_DIGEST_TAG, "Value": digest},
+                        ],
+                    },
+                    {"ResourceType": "volume", "Tags": _tags(system, instance_name)},
+                ],
+            },
+            "TagSpecifications": [
+                {"ResourceType": "launch-template", "Tags": _tags(system, instance_name)}
+            ],
+        },
+    }
+
+
+def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
+    system = transactor.system
+    return {
+        "Type": "AWS::AutoScaling::AutoScalingGroup",
+        # A stack update must not reset the group's sizes while update-stack is surging it.
+        "UpdatePolicy": {
+            "AutoScalingScheduledAction": {"IgnoreUnmodifiedGroupSizeProperties": True}
+        },
+        "Properties": {
+            "AutoScalingGroupName": names.autoscaling_group(system),
+            "VPCZoneIdentifier": list(cf.subnet_ids),
+            "LaunchTemplate": {
+                "LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]},
+            },
+            "MinSize": {"Ref": "GroupSize"},
+            "DesiredCapacity": {"Ref": "GroupSize"},
+            # One above the group size, so a replacement starts before the old transactor stops.
+            "MaxSize": {"Fn::FindInMap": ["GroupSizes", {"Ref": "GroupSize"}, "MaxSize"]},
+            "HealthCheckType": "EC2",
+            # On a scale-in, instances of an old launch template version go first.
+            "TerminationPolicies": ["OldestLaunchTemplate", "OldestInstance"],
+            "LifecycleHookSpecificationList": [
+                {
+                    "LifecycleHookName": LAUNCH_HOOK_NAME,
+                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                    "HeartbeatTimeout": LAUNCH_HOOK_HEARTBEAT_SECONDS,
+                    "DefaultResult": "ABANDON",
+                }
+            ],
+            "Tags": [
+                {"Key": t["Key"], "Value": t["Value"], "PropagateAtLaunch": True}
+                for t in _tags(system, f"datomic-{system}-transactor")
+            ],
+        },
+    }
+
+
+def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
+    """The template as a dict; raises InvalidInput when the cf file was not through ensure-cf."""
+    problems = template_problems(transactor, cf)
+    if problems:
+        raise InvalidInput(problems)
+    system = transactor.system
+    digest = config_digest(transactor.values)
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"Datomic Pro transactor for system {system}: launch template and Auto "
+        "Scaling group. Generated by datomic-aws create-cf-template from the properties files; "
+        "edit those, not this file.",
+        "Metadata": {
+            "DatomicAws": {
+                "System": system,
+                "ConfigSha256": digest,
+                "ConfigParameter": names.ssm_parameter(system),
+                "ConfigRegion": transactor.region,
+            }
+        },
+        "Parameters": _parameters(cf),
+        "Mappings": {
+            "GroupSizes": {str(n): {"MaxSize": n + 1} for n in range(1, MAX_GROUP_SIZE + 1)}
+        },
+        "Resources": {
+            "LaunchTemplate": _launch_template(transactor, cf, digest),
+            "AutoScalingGroup": _autoscaling_group(transactor, cf),
+        },
+        "Outputs": {
+            "AutoScalingGroupName": {
+                "Description": "The transactors' Auto Scaling group",
+                "Value": {"Ref": "AutoScalingGroup"},
+            },
+            "LaunchTemplateId": {
+                "Description": "The transactors' launch template",
+                "Value": {"Ref": "LaunchTemplate"},
+            },
+            "LaunchTemplateVersion": {
+                "Description": "The launch template version current instances should run",
+                "Value": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]},
+            },
+            "ConfigSha256": {
+                "Description": "SHA-256 of the transactor configuration this template was built for",
+                "Value": digest,
+            },
+        },
+    }
+
+
+def dump_template(template: dict[str, Any]) -> str:
+    """Deterministic JSON: sorted keys, 2-space indent, ASCII only, trailing newline."""
+    return json.dumps(template, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+def create_cf_template(
+    transactor_path: str | Path, cf_path: str | Path, output_path: str | Path, *, dry_run: bool
+) -> Result:
+    """create-cf-template: load both files, build, write OUTPUT only when its bytes change. No AWS."""
+    from datomic_aws.properties import atomic_write
+
+    result = Result("create-cf-template", dry_run=dry_run)
+    problems: list[Problem] = []
+    transactor: TransactorSpec | None = None
+    cf: CfSpec | None = None
+    # Both files are validated before either error is reported, so the operator sees everything.
+    try:
+        _, transactor = load_transactor(transactor_path)
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+    try:
+        _, cf = load_cf(cf_path)
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+    if problems or transactor is None or cf is None:
+        raise InvalidInput(problems)
+    result.warnings.extend(transactor.warnings)
+    result.warnings.extend(cf.warnings)
+    text = dump_template(build_template(transactor, cf))
+    size = len(text.encode("ascii"))
+    if size > MAX_TEMPLATE_BYTES:
+        # Not reachable with today's template; kept so growth is caught here, not by CloudFormation.
+        raise InvalidInput(
+            [
+                Problem(
+                    str(output_path),
+                    None,
+                    None,
+                    f"the template is {size} bytes, over CloudFormation's {MAX_TEMPLATE_BYTES}",
+                    "please report this",
+                )
+            ]
+        )
+    target = Path(output_path)
+    try:
+        # newline="" so that a CRLF copy of the same template counts as different bytes.
+        with open(target, encoding="latin-1", newline="") as fh:
+            current = fh.read()
+    except FileNotFoundError:
+        current = ""
+    diff = unified_diff(current, text, str(output_path))
+    written = False
+    if diff and not dry_run:
+        atomic_write(target, text)
+        written = True
+    result.files.append(FileChange(str(output_path), diff, written))
+    result.extra["config_sha256"] = config_digest(transactor.values)
+    result.extra["template_bytes"] = size
+    return result

@@ -1,0 +1,130 @@
+"""The IAM documents: Datomic's policy names, least privilege, exact resources. Pure, no AWS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datomic_aws import policies
+
+ACCOUNT = "123456789012"
+
+
+def actions(doc: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for stmt in doc["Statement"]:
+        action = stmt["Action"]
+        out.extend([action] if isinstance(action, str) else action)
+    return out
+
+
+def every_document() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("trust", policies.TRUST_POLICY),
+        policies.transactor_table_policy("tbl", ACCOUNT, "eu-west-1"),
+        policies.peer_table_policy("tbl", ACCOUNT, "eu-west-1"),
+        policies.log_bucket_policy("my-logs"),
+        policies.metrics_policy(),
+        policies.runtime_policy("sys", ACCOUNT, "eu-west-1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name,doc", every_document(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_no_document_grants_a_wildcard_action(name: str, doc: dict[str, Any]) -> None:
+    assert doc["Version"] == "2012-10-17"
+    for action in actions(doc):
+        assert "*" not in action, (name, action)
+
+
+def test_policy_names_are_datomics() -> None:
+    assert policies.transactor_table_policy("tbl", ACCOUNT, "us-east-1")[0] == "tbl-transactor"
+    assert policies.peer_table_policy("tbl", ACCOUNT, "us-east-1")[0] == "tbl-peer"
+    assert policies.log_bucket_policy("my-logs")[0] == "my-logs-transactor-logs"
+    assert policies.metrics_policy()[0] == "transactor-metrics"
+    assert (
+        policies.runtime_policy("sys", ACCOUNT, "us-east-1")[0] == "datomic-sys-transactor-runtime"
+    )
+
+
+def test_trust_policy_lets_only_ec2_assume_the_role() -> None:
+    assert policies.TRUST_POLICY == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def test_table_policies_are_scoped_to_the_table() -> None:
+    arn = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/tbl"
+    _, transactor = policies.transactor_table_policy("tbl", ACCOUNT, "eu-west-1")
+    _, peer = policies.peer_table_policy("tbl", ACCOUNT, "eu-west-1")
+    assert [s["Resource"] for s in transactor["Statement"]] == [[arn]]
+    assert [s["Resource"] for s in peer["Statement"]] == [[arn]]
+    assert sorted(actions(peer)) == [
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    ]
+    # The transactor writes, conditionally updates and garbage-collects; it never manages tables.
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= set(
+        actions(transactor)
+    )
+    assert not {a for a in actions(transactor) if a.endswith(("Table", "Tables"))} - {
+        "dynamodb:DescribeTable"
+    }
+
+
+def test_runtime_policy_names_exactly_the_parameter_and_the_group() -> None:
+    _, doc = policies.runtime_policy("sys", ACCOUNT, "eu-west-1")
+    assert doc["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": [
+                f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/datomic/sys/transactor.properties"
+            ],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["autoscaling:CompleteLifecycleAction"],
+            "Resource": [
+                f"arn:aws:autoscaling:*:{ACCOUNT}:autoScalingGroup:*:"
+                "autoScalingGroupName/datomic-sys-transactors"
+            ],
+        },
+    ]
+
+
+def test_log_and_metrics_policies() -> None:
+    _, logs = policies.log_bucket_policy("my-logs")
+    assert logs["Statement"] == [
+        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::my-logs/*"]}
+    ]
+    _, metrics = policies.metrics_policy()
+    assert actions(metrics) == ["cloudwatch:PutMetricData"]
+    assert metrics["Statement"][0]["Condition"]["Bool"] == {"aws:SecureTransport": "true"}
+
+
+@pytest.mark.parametrize(
+    "name,managed",
+    [
+        ("transactor-metrics", True),
+        ("my-logs-transactor-logs", True),
+        ("datomic-sys-transactor-runtime", True),
+        ("datomic-other-transactor-runtime", False),
+        ("tbl-transactor", False),
+        ("tbl-peer", False),
+        ("operator-extra", False),
+    ],
+)
+def test_only_the_tools_optional_policies_may_be_removed(name: str, managed: bool) -> None:
+    assert policies.is_managed_policy_name(name, system="sys") is managed
