@@ -44,6 +44,9 @@ class FileChange:
     path: str
     diff: str
     written: bool
+    # The file's full new text, for a later step of the same run (a dry-run `apply` plans the
+    # template from it). May hold secrets: never rendered.
+    content: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:

@@ -171,6 +171,368 @@ def ensure_transactor_cmd(
     return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
 
 
+@cli.command("ensure-cf")
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("output_path", metavar="[OUTPUT]", required=False, type=click.Path(dir_okay=False))
+@change_options(adopt=True)
+@click.pass_obj
+def ensure_cf_cmd(
+    opts: Options,
+    input_path: str,
+    output_path: str | None,
+    dry_run: bool,
+    detailed_exitcode: bool,
+    adopt: bool,
+) -> int:
+    """Ensure the network side of a transactor: VPC, subnets, security group, JVM sizing.
+
+    Validates INPUT (instance type offered in the region, Xmx fits in RAM, subnets in the VPC),
+    converges the security group's TCP 4334 rules, and writes the VPC, subnets, group id, java-xmx,
+    datomic-version and stack name back into OUTPUT (default: INPUT).
+
+    \b
+    Example:
+      datomic-aws ensure-cf aws/prod/cf.properties
+      datomic-aws ensure-cf --dry-run aws/prod/cf.properties
+    """
+    from datomic_aws.ensure_cf import ensure_cf
+
+    _check_detailed(dry_run, detailed_exitcode)
+    aws = opts.aws(dry_run=dry_run)
+    result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
+    return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
+
+
+@cli.command("create-cf-template")
+@click.argument("transactor_props", metavar="TRANSACTOR_PROPS", type=click.Path(dir_okay=False))
+@click.argument("cf_props", metavar="CF_PROPS", type=click.Path(dir_okay=False))
+@click.argument("output_json", metavar="OUTPUT_JSON", type=click.Path(dir_okay=False))
+@change_options()
+@click.pass_obj
+def create_cf_template_cmd(
+    opts: Options,
+    transactor_props: str,
+    cf_props: str,
+    output_json: str,
+    dry_run: bool,
+    detailed_exitcode: bool,
+) -> int:
+    """Write the CloudFormation template for the two files: pure, no AWS call, deterministic.
+
+    The template holds no transactor configuration and no secret: instances read the configuration
+    from SSM at boot; its SHA-256 is embedded so that a configuration change rolls the instances.
+
+    \b
+    Example:
+      datomic-aws create-cf-template aws/prod/transactor.properties aws/prod/cf.properties aws/prod/cf.json
+    """
+    from datomic_aws.template import create_cf_template
+
+    _check_detailed(dry_run, detailed_exitcode)
+    result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
+    return finish(opts, None, result, detailed_exitcode=detailed_exitcode)
+
+
+def wait_options(fn: F) -> F:
+    fn = click.option(
+        "--poll-interval",
+        type=click.FloatRange(min=0.1),
+        default=5.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How often to poll AWS while waiting.",
+    )(fn)
+    fn = click.option(
+        "--timeout",
+        type=click.FloatRange(min=1),
+        default=3600.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Give up waiting after this long (AWS carries on; `status` shows where it is).",
+    )(fn)
+    return fn
+
+
+def _waiting(timeout: float, poll_interval: float) -> Any:
+    from datomic_aws.stack import Waiting
+
+    return Waiting(timeout=timeout, poll_interval=poll_interval, on_event=_echo_err)
+
+
+def _confirm(yes: bool, question: str) -> None:
+    from datomic_aws.errors import Aborted
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("this step needs a confirmation", "", "rerun with --yes in scripts and CI")
+    if not click.confirm(question, default=False, err=True):
+        raise Aborted("not confirmed; nothing was changed")
+
+
+_REGION = click.argument("region", metavar="REGION")
+_STACK = click.argument("stack_name", metavar="STACK_NAME")
+_TEMPLATE = click.argument(
+    "template_json", metavar="TEMPLATE_JSON", type=click.Path(dir_okay=False)
+)
+
+
+def _stack_aws(opts: Options, dry_run: bool, template_text: str = "") -> AwsContext:
+    from datomic_aws.stack import dry_run_writes
+
+    return opts.aws(
+        dry_run=dry_run, allowed_writes=dry_run_writes(template_text) if dry_run else frozenset()
+    )
+
+
+@cli.command("create-cf-stack")
+@_REGION
+@_STACK
+@_TEMPLATE
+@click.option(
+    "--recreate-failed",
+    is_flag=True,
+    help="Delete and create again a stack left in ROLLBACK_COMPLETE (only one carrying our tags).",
+)
+@change_options()
+@wait_options
+@click.pass_obj
+def create_cf_stack_cmd(
+    opts: Options,
+    region: str,
+    stack_name: str,
+    template_json: str,
+    recreate_failed: bool,
+    dry_run: bool,
+    detailed_exitcode: bool,
+    timeout: float,
+    poll_interval: float,
+) -> int:
+    """Create the stack from TEMPLATE_JSON, with termination protection, and wait for it.
+
+    The template goes through the tool's templates bucket (TemplateURL) and a change set. An
+    existing stack with the same template is left alone; a different template is refused (use
+    update-stack).
+
+    \b
+    Example:
+      datomic-aws create-cf-stack us-east-1 datomic-prod aws/prod/cf.json
+    """
+    from datomic_aws.deploy import create_cf_stack, read_template
+
+    _check_detailed(dry_run, detailed_exitcode)
+    template = read_template(template_json)
+    aws = _stack_aws(opts, dry_run, template.text)
+    result = create_cf_stack(
+        aws,
+        region,
+        stack_name,
+        template,
+        dry_run=dry_run,
+        recreate_failed=recreate_failed,
+        waiting=_waiting(timeout, poll_interval),
+    )
+    return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
+
+
+def _replacement_options(fn: F) -> F:
+    fn = click.option(
+        "--no-replace",
+        is_flag=True,
+        help="Update the stack only; leave the running instances as they are.",
+    )(fn)
+    fn = click.option(
+        "--strategy",
+        type=click.Choice(["surge", "terminate"]),
+        default="surge",
+        show_default=True,
+        help="surge: start each replacement before stopping an old instance (no gap). "
+        "terminate: Datomic's old way, with downtime.",
+    )(fn)
+    fn = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(fn)
+    return fn
+
+
+@cli.command("update-stack")
+@_REGION
+@_STACK
+@_TEMPLATE
+@_replacement_options
+@change_options()
+@wait_options
+@click.pass_obj
+def update_stack_cmd(
+    opts: Options,
+    region: str,
+    stack_name: str,
+    template_json: str,
+    yes: bool,
+    strategy: str,
+    no_replace: bool,
+    dry_run: bool,
+    detailed_exitcode: bool,
+    timeout: float,
+    poll_interval: float,
+) -> int:
+    """Update the stack, then replace every instance not on the new launch template version.
+
+    The default surge strategy raises the group by one, waits until the new transactor is in
+    service (listening on 4334), then stops one old instance; the number of in-service transactors
+    never drops below the group size. A rerun finishes an interrupted replacement. --dry-run shows
+    the change set (created, described and deleted) and the instances that would be replaced.
+
+    \b
+    Example:
+      datomic-aws update-stack us-east-1 datomic-prod aws/prod/cf.json
+      datomic-aws update-stack --dry-run us-east-1 datomic-prod aws/prod/cf.json
+    """
+    from datomic_aws.deploy import Replacement, read_template, update_cf_stack
+
+    _check_detailed(dry_run, detailed_exitcode)
+    template = read_template(template_json)
+    replacement = Replacement(
+        strategy="terminate" if strategy == "terminate" else "surge", enabled=not no_replace
+    )
+    if strategy == "terminate" and not no_replace and not dry_run:
+        from datomic_aws.replace import TERMINATE_WARNING
+
+        _echo_err(f"Warning: {TERMINATE_WARNING}")
+        _confirm(yes, "Replace the instances with downtime?")
+    aws = _stack_aws(opts, dry_run, template.text)
+    result = update_cf_stack(
+        aws,
+        region,
+        stack_name,
+        template,
+        dry_run=dry_run,
+        replacement=replacement,
+        waiting=_waiting(timeout, poll_interval),
+    )
+    return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
+
+
+@cli.command("delete-cf-stack")
+@_REGION
+@_STACK
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@change_options()
+@wait_options
+@click.pass_obj
+def delete_cf_stack_cmd(
+    opts: Options,
+    region: str,
+    stack_name: str,
+    yes: bool,
+    dry_run: bool,
+    detailed_exitcode: bool,
+    timeout: float,
+    poll_interval: float,
+) -> int:
+    """Delete the stack (lifting its termination protection) and wait until it is gone.
+
+    Stops the transactors. Never touches the DynamoDB table, the roles, the buckets or the SSM
+    configuration parameter: they live outside the stack.
+
+    \b
+    Example:
+      datomic-aws delete-cf-stack us-east-1 datomic-prod --yes
+    """
+    from datomic_aws.deploy import delete_cf_stack
+
+    _check_detailed(dry_run, detailed_exitcode)
+    if not dry_run:
+        _confirm(yes, f"Delete stack {stack_name} in {region} and stop its transactors?")
+    aws = opts.aws(dry_run=dry_run)
+    result = delete_cf_stack(
+        aws, region, stack_name, dry_run=dry_run, waiting=_waiting(timeout, poll_interval)
+    )
+    return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
+
+
+@cli.command("status")
+@_REGION
+@_STACK
+@click.option(
+    "--template",
+    "template_json",
+    type=click.Path(dir_okay=False),
+    help="A local template to compare with the deployed one.",
+)
+@click.pass_obj
+def status_cmd(opts: Options, region: str, stack_name: str, template_json: str | None) -> int:
+    """Show the stack, its last event, the group and each instance (current or outdated).
+
+    \b
+    Example:
+      datomic-aws status us-east-1 datomic-prod --template aws/prod/cf.json
+    """
+    from datomic_aws.deploy import read_template, stack_status
+
+    template = read_template(template_json) if template_json else None
+    aws = opts.aws(dry_run=True)
+    result = stack_status(aws, region, stack_name, template=template)
+    return finish(opts, aws, result, detailed_exitcode=False)
+
+
+@cli.command("apply")
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@click.option(
+    "--recreate-failed",
+    is_flag=True,
+    help="Recreate a stack left in ROLLBACK_COMPLETE (only one carrying our tags).",
+)
+@_replacement_options
+@change_options(adopt=True)
+@wait_options
+@click.pass_obj
+def apply_cmd(
+    opts: Options,
+    directory: str,
+    recreate_failed: bool,
+    yes: bool,
+    strategy: str,
+    no_replace: bool,
+    dry_run: bool,
+    detailed_exitcode: bool,
+    adopt: bool,
+    timeout: float,
+    poll_interval: float,
+) -> int:
+    """Run the whole sequence for one environment folder.
+
+    ensure-transactor DIR/transactor.properties, ensure-cf DIR/cf.properties, create-cf-template
+    into DIR/cf.json, then create-cf-stack or update-stack (with replacement) for the stack named
+    by aws-stack-name in cf.properties.
+
+    \b
+    Example:
+      datomic-aws apply aws/prod
+      datomic-aws apply --dry-run --detailed-exitcode aws/prod
+    """
+    from datomic_aws.deploy import Replacement, apply_dir
+    from datomic_aws.stack import DRY_RUN_WRITES
+
+    _check_detailed(dry_run, detailed_exitcode)
+    if strategy == "terminate" and not no_replace and not dry_run:
+        from datomic_aws.replace import TERMINATE_WARNING
+
+        _echo_err(f"Warning: {TERMINATE_WARNING}")
+        _confirm(yes, "Replace the instances with downtime if the launch template changes?")
+    aws = opts.aws(dry_run=dry_run, allowed_writes=DRY_RUN_WRITES)
+    result = apply_dir(
+        aws,
+        directory,
+        dry_run=dry_run,
+        adopt=adopt,
+        recreate_failed=recreate_failed,
+        replacement=Replacement(
+            strategy="terminate" if strategy == "terminate" else "surge", enabled=not no_replace
+        ),
+        waiting=_waiting(timeout, poll_interval),
+    )
+    return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
+
+
 @cli.command("demo")
 @click.option(
     "--dir",

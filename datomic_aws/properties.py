@@ -236,23 +236,26 @@ def atomic_write(path: str | Path, text: str) -> None:
         os.close(dir_fd)
 
 
-def write_back(
-    props: PropertiesText, updates: Mapping[str, str], output: str | Path, *, dry_run: bool
-) -> FileChange:
-    """Apply `updates` to `props` and write OUTPUT only when its bytes would change.
+def write_if_changed(output: str | Path, text: str, *, dry_run: bool) -> FileChange:
+    """Write `text` to OUTPUT only when its bytes would change; the diff is against what it holds.
 
-    OUTPUT may be INPUT (the usual, in place) or another file; the diff is against what OUTPUT holds
-    now, so a rerun that changes nothing writes nothing and keeps the mtime.
+    A rerun that changes nothing writes nothing and keeps the mtime.
     """
-    updated = props.with_values(updates)
     target = Path(output)
     try:
         current = PropertiesText.load(target).text
     except FileNotFoundError:
         current = ""
-    diff = unified_diff(current, updated.text, str(output))
+    diff = unified_diff(current, text, str(output))
     written = False
     if diff and not dry_run:
-        atomic_write(target, updated.text)
+        atomic_write(target, text)
         written = True
-    return FileChange(str(output), diff, written)
+    return FileChange(str(output), diff, written, text)
+
+
+def write_back(
+    props: PropertiesText, updates: Mapping[str, str], output: str | Path, *, dry_run: bool
+) -> FileChange:
+    """Apply `updates` to `props` and write OUTPUT (INPUT, or another file) when it changes."""
+    return write_if_changed(output, props.with_values(updates).text, dry_run=dry_run)

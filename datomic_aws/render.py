@@ -71,7 +71,45 @@ def summary(result: Result) -> str:
     return f"{head} " + ", ".join(parts) + "."
 
 
+def status_text(doc: dict[str, Any]) -> str:
+    head = f"stack {doc['stack']} ({doc['region']})"
+    if not doc.get("exists"):
+        return f"{head}: does not exist\n"
+    lines = [
+        f"{head}: {doc['stack_status']}" + (f" - {doc['reason']}" if doc.get("reason") else "")
+    ]
+    if doc.get("last_event"):
+        lines.append(f"  last event: {doc['last_event']}")
+    lines.append(
+        f"  termination protection: {'on' if doc.get('termination_protection') else 'off'}"
+    )
+    template = doc.get("template")
+    if template:
+        state = (
+            "matches the deployed one"
+            if template["matches_deployed"]
+            else "DIFFERS from the deployed one"
+        )
+        lines.append(f"  template {template['path']}: {state}")
+    group = doc.get("group")
+    if group:
+        lines.append(
+            f"  group {group['name']}: min {group['min']} / desired {group['desired']} / max "
+            f"{group['max']}, {group['in_service']} in service, launch template version "
+            f"{group['launch_template_version']}"
+        )
+        for i in group["instances"]:
+            current = {True: "current", False: "OUTDATED", None: "?"}[i["current"]]
+            lines.append(
+                f"    {i['id']}  {i['type']:<12} {i['zone']:<12} {i['lifecycle_state']:<12} "
+                f"{i['health']:<9} v{i['launch_template_version']}  {current}"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def to_text(result: Result) -> str:
+    if "status" in result.extra:
+        return status_text(result.extra["status"])
     lines = [f"{result.command}{' (dry run: nothing written)' if result.dry_run else ''}"]
     for change in result.changes:
         symbol = _SYMBOL[change.action]
@@ -85,6 +123,8 @@ def to_text(result: Result) -> str:
             lines.extend("    " + line for line in f.diff.rstrip("\n").splitlines())
         else:
             lines.append(f"  file {f.path}: unchanged")
+    if result.extra.get("kept"):
+        lines.append(f"  kept: {result.extra['kept']}")
     lines.append(summary(result))
     return redact("\n".join(lines) + "\n", _secrets(result))
 

@@ -51,6 +51,9 @@ def embedded_aws() -> Iterator[str]:
         os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(Path(home) / "credentials")
         # werkzeug logs every request to stderr, which would drown the demo's narration.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        from datomic_aws.sandbox_moto import patch_moto
+
+        patch_moto()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         try:

@@ -14,6 +14,7 @@ everything synchronous.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 from xml.etree import ElementTree
@@ -31,6 +32,8 @@ def patch_moto() -> None:
     with _lock:
         _patch_instance_launch_template_version()
         _patch_create_bucket_tags()
+        _patch_secure_transport_condition()
+        _patch_termination_protection()
 
 
 def is_patched() -> bool:
@@ -43,7 +46,10 @@ def unpatch_moto() -> None:
     with _lock:
         while _originals:
             cls, attribute, original = _originals.pop()
-            setattr(cls, attribute, original)
+            if original is None:
+                delattr(cls, attribute)
+            else:
+                setattr(cls, attribute, original)
 
 
 def _patch_instance_launch_template_version() -> None:
@@ -155,3 +161,80 @@ def _tags_from_create_body(body: bytes | str | None) -> dict[str, str]:
         if "Key" in fields:
             tags[fields["Key"]] = fields.get("Value", "")
     return tags
+
+
+_TLS_CONDITION = {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _patch_secure_transport_condition() -> None:
+    """AWS: a bucket policy statement `Deny ... Condition Bool aws:SecureTransport=false` denies
+    only plain-HTTP requests; every SDK call over HTTPS passes it.
+
+    moto 5.2 cannot evaluate that condition and treats the Deny as unconditional, so a TLS-only
+    bucket refuses every object call (403), which would make template uploads to the templates
+    bucket fail. The sandbox endpoint is plain HTTP on 127.0.0.1 standing in for AWS's HTTPS, so
+    correction: evaluate bucket policies without that one statement.
+    """
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    bucket_cls: Any = FakeBucket
+    if getattr(bucket_cls.get_permission, _MARK, False):
+        return
+    original = bucket_cls.get_permission
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(self.policy)
+        kept = [s for s in policy.get("Statement", []) if s.get("Condition") != _TLS_CONDITION]
+        if not kept:
+            return PermissionResult.NEUTRAL
+        return IAMPolicy(json.dumps({**policy, "Statement": kept})).is_action_permitted(
+            action, resource
+        )
+
+    setattr(get_permission, _MARK, True)
+    _originals.append((bucket_cls, "get_permission", original))
+    bucket_cls.get_permission = get_permission
+
+
+def _patch_termination_protection() -> None:
+    """AWS: UpdateTerminationProtection turns a stack's termination protection on or off, and
+    DeleteStack on a protected stack fails with a ValidationError.
+
+    moto 5.2 has no UpdateTerminationProtection (in-process: NotImplementedError; server: an
+    unparsable 500) and deletes protected stacks. Correction: implement the call on moto's own
+    stack attribute, and refuse DeleteStack while it is set, as AWS does.
+    """
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.responses import CloudFormationResponse
+    from moto.core.responses import ActionResult
+
+    response_cls: Any = CloudFormationResponse
+    if getattr(getattr(response_cls, "update_termination_protection", None), _MARK, False):
+        return
+    original_delete = response_cls.delete_stack
+
+    def update_termination_protection(self: Any) -> Any:
+        stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+        stack.enable_termination_protection = self._get_bool_param(
+            "EnableTerminationProtection", False
+        )
+        return ActionResult({"StackId": stack.stack_id})
+
+    def delete_stack(self: Any) -> Any:
+        name = self._get_param("StackName")
+        stacks = self.cloudformation_backend.describe_stacks(name)
+        if stacks and getattr(stacks[0], "enable_termination_protection", False):
+            raise ValidationError(
+                name,
+                message=f"Stack [{name}] cannot be deleted while TerminationProtection is enabled",
+            )
+        return original_delete(self)
+
+    setattr(update_termination_protection, _MARK, True)
+    _originals.append((response_cls, "update_termination_protection", None))
+    _originals.append((response_cls, "delete_stack", original_delete))
+    response_cls.update_termination_protection = update_termination_protection
+    response_cls.delete_stack = delete_stack

@@ -791,27 +791,8 @@ class _Run:
                 StackName=info.stack_id, EnableTerminationProtection=False
             )
 
-    def protect(self, stack_id: str) -> bool:
-        """Turn termination protection on; False on an emulator that lacks the API."""
-        try:
-            self.cfn.update_termination_protection(
-                StackName=stack_id, EnableTerminationProtection=True
-            )
-            return True
-        except NotImplementedError:
-            # In-process moto lacks this API; botocore itself never raises NotImplementedError.
-            pass
-        except Exception as exc:
-            # A moto server answers unimplemented APIs with an unparsable 500; only tolerated on an
-            # explicit --endpoint-url, never against AWS.
-            from botocore.parsers import ResponseParserError
-
-            if not (self.ctx.endpoint_url and isinstance(exc, ResponseParserError)):
-                raise
-        self.say(
-            "warning: this endpoint does not support termination protection; stack unprotected"
-        )
-        return False
+    def protect(self, stack_id: str) -> None:
+        self.cfn.update_termination_protection(StackName=stack_id, EnableTerminationProtection=True)
 
     def delete(self, info: StackInfo) -> None:
         self.lift_protection(info)
@@ -956,7 +937,10 @@ def _create_change_set(
             ChangeSetType=change_set_type,  # type: ignore[arg-type]
             ClientToken=_token(kind, run.name, base, template_digest(template)),
             Tags=_tag_list(tags),  # type: ignore[arg-type]
-            Parameters=_parameter_list(parameters),  # type: ignore[arg-type]
+            # Every plain parameter is passed with its value, never left to "the template's default":
+            # the deployed stack then states exactly what the files say, and an update whose only
+            # change is a parameter's default (a new instance type) is seen as one.
+            Parameters=_parameter_list(_desired_parameters(template, parameters)),  # type: ignore[arg-type]
             **source,
         )
         return response["Id"], response["StackId"]
@@ -1068,12 +1052,8 @@ def create_stack(
     # Right after ExecuteChangeSet the stack may still read REVIEW_IN_PROGRESS.
     run.wait(stack_id, cursor=cursor, pending=("REVIEW_IN_PROGRESS",))
     # Enabled once the stack is complete: the one state where every API surely accepts it.
-    protected = run.protect(stack_id)
-    created = Change(
-        run.resource,
-        Action.CREATE,
-        ("termination protection on",) if protected else ("termination protection unsupported",),
-    )
+    run.protect(stack_id)
+    created = Change(run.resource, Action.CREATE, ("termination protection on",))
     return [*run.side, *out, created, *changes]
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws import names
-from datomic_aws.changes import FileChange, Result
+from datomic_aws.changes import Result
 from datomic_aws.config.cf import CfSpec, load_cf
 from datomic_aws.config.transactor import TransactorSpec, config_digest, load_transactor
 from datomic_aws.errors import InvalidInput, Problem
-from datomic_aws.properties import unified_diff
+from datomic_aws.properties import write_if_changed
 
 # CloudFormation refuses a TemplateBody above this; stack.py uploads instead, but a template this
 # tool generates should never come near it.
@@ -371,7 +371,6 @@ def create_cf_template(
     transactor_path: str | Path, cf_path: str | Path, output_path: str | Path, *, dry_run: bool
 ) -> Result:
     """create-cf-template: load both files, build, write OUTPUT only when its bytes change. No AWS."""
-    from datomic_aws.properties import atomic_write
 
     result = Result("create-cf-template", dry_run=dry_run)
     problems: list[Problem] = []
@@ -405,19 +404,7 @@ def create_cf_template(
                 )
             ]
         )
-    target = Path(output_path)
-    try:
-        # newline="" so that a CRLF copy of the same template counts as different bytes.
-        with open(target, encoding="latin-1", newline="") as fh:
-            current = fh.read()
-    except FileNotFoundError:
-        current = ""
-    diff = unified_diff(current, text, str(output_path))
-    written = False
-    if diff and not dry_run:
-        atomic_write(target, text)
-        written = True
-    result.files.append(FileChange(str(output_path), diff, written))
+    result.files.append(write_if_changed(output_path, text, dry_run=dry_run))
     result.extra["config_sha256"] = config_digest(transactor.values)
     result.extra["template_bytes"] = size
     return result

@@ -85,3 +85,28 @@ def ctx(mocked_aws: None, recorder: CallRecorder) -> AwsContext:
 def new_ctx(recorder: CallRecorder | None = None, **kwargs: Any) -> AwsContext:
     hooks = [("before-call.*.*", recorder)] if recorder else []
     return AwsContext(hooks=hooks, **kwargs)
+
+
+@pytest.fixture
+def patched_moto() -> Iterator[None]:
+    """moto corrected to AWS's behaviour where our flows depend on it (datomic_aws/sandbox_moto.py
+    states each correction); moto's own behaviour is put back afterwards."""
+    from datomic_aws import sandbox_moto
+
+    already = sandbox_moto.is_patched()
+    sandbox_moto.patch_moto()
+    yield
+    if not already:
+        sandbox_moto.unpatch_moto()
+
+
+@pytest.fixture
+def unpatched_moto() -> Iterator[None]:
+    """moto as it is, for tests that show why a correction is needed."""
+    from datomic_aws import sandbox_moto
+
+    was = sandbox_moto.is_patched()
+    sandbox_moto.unpatch_moto()
+    yield
+    if was:
+        sandbox_moto.patch_moto()

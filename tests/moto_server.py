@@ -10,8 +10,13 @@ import sys
 
 from moto.server import ThreadedMotoServer
 
+from datomic_aws.sandbox_moto import patch_moto
+
 
 def main() -> None:
+    # The corrections that make moto behave like AWS where our flows depend on it (each is
+    # documented in datomic_aws/sandbox_moto.py); the demo's embedded AWS applies the same.
+    patch_moto()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _host, port = server.get_host_and_port()

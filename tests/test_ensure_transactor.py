@@ -171,16 +171,6 @@ def aws_state(region: str = "us-east-1", clients: dict[str, Any] | None = None) 
     }
 
 
-@pytest.fixture
-def patched_moto() -> None:
-    # AWS applies CreateBucket's CreateBucketConfiguration.Tags atomically with the creation;
-    # moto 5.2 drops them. patch_moto() restores AWS's behaviour (never our code), so a crash just
-    # after CreateBucket leaves a tagged bucket, as it would on AWS.
-    from datomic_aws.sandbox_moto import patch_moto
-
-    patch_moto()
-
-
 # --------------------------------------------------------------------------- 1. fresh account
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -100,24 +99,6 @@ def lean_moto(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def patched() -> Iterator[None]:
-    already = sandbox_moto.is_patched()
-    sandbox_moto.patch_moto()
-    yield
-    if not already:
-        sandbox_moto.unpatch_moto()
-
-
-@pytest.fixture
-def unpatched() -> Iterator[None]:
-    was = sandbox_moto.is_patched()
-    sandbox_moto.unpatch_moto()
-    yield
-    if was:
-        sandbox_moto.patch_moto()
-
-
-@pytest.fixture
 def poller() -> InServicePoller:
     return InServicePoller()
 
@@ -202,7 +183,7 @@ def run(aws: AwsContext, fake_time: FakeTime, target: int, **kwargs: Any) -> lis
 # --- reading and the group's version ----------------------------------------------------------
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_read_group_reports_sizes_template_and_each_instance(aws: AwsContext) -> None:
     lt_id = build_group(2, 3)
     group = replace.read_group(aws.client("autoscaling", REGION), GROUP)
@@ -222,7 +203,7 @@ def test_read_group_reports_sizes_template_and_each_instance(aws: AwsContext) ->
     assert replace.read_group(aws.client("autoscaling", REGION), "nope") is None
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_ensure_group_version_moves_a_drifted_group_then_is_a_noop(
     aws: AwsContext, recorder: CallRecorder
 ) -> None:
@@ -253,7 +234,7 @@ def test_ensure_group_version_moves_a_drifted_group_then_is_a_noop(
 # --- surge ---------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_surge_group_of_one_launches_before_it_terminates(
     aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
@@ -273,7 +254,7 @@ def test_surge_group_of_one_launches_before_it_terminates(
     assert any("launching a replacement" in line for line in progress)
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_surge_group_of_two_replaces_one_at_a_time_never_below_two(
     aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
@@ -295,7 +276,7 @@ def test_surge_group_of_two_replaces_one_at_a_time_never_below_two(
     assert len(changes) == 2 and len({c.resource for c in changes}) == 2
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_surge_raises_max_size_for_the_replacement_and_lowers_it_after(
     aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
@@ -315,7 +296,7 @@ def test_surge_raises_max_size_for_the_replacement_and_lowers_it_after(
     assert any("max size 2 -> 1" in d for c in changes for d in c.details)
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_a_rerun_and_an_up_to_date_group_make_no_mutating_call(
     aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
 ) -> None:
@@ -329,7 +310,7 @@ def test_a_rerun_and_an_up_to_date_group_make_no_mutating_call(
     assert recorder.operations  # it did look
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_dry_run_lists_each_outdated_instance_and_changes_nothing(
     aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
 ) -> None:
@@ -346,7 +327,7 @@ def test_dry_run_lists_each_outdated_instance_and_changes_nothing(
 # --- terminate strategy --------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_terminate_strategy_terminates_without_decrement_and_warns(
     aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
 ) -> None:
@@ -396,7 +377,7 @@ def _stack_template(instance_type: str, subnet: str, ami: str) -> str:
     )
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_after_a_stack_update_the_group_is_moved_and_every_instance_replaced(
     aws: AwsContext, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
@@ -422,7 +403,7 @@ def test_after_a_stack_update_the_group_is_moved_and_every_instance_replaced(
 
 # Group of 2 at MaxSize 2, so the run raises MaxSize too: tag, raise, terminate, surge,
 # terminate, lower, untag = 7 mutating calls; a kill before each one.
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 @pytest.mark.parametrize("kill_at", range(1, 8))
 def test_a_kill_at_any_write_then_a_rerun_converges(
     aws: AwsContext,
@@ -450,7 +431,7 @@ def test_a_kill_at_any_write_then_a_rerun_converges(
     assert run(aws, fake_time, 2) == [] and recorder.mutating == []
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_a_rerun_after_a_kill_trusts_target_size_not_desired_capacity(
     aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
@@ -466,7 +447,7 @@ def test_a_rerun_after_a_kill_trusts_target_size_not_desired_capacity(
     assert min(poller.counts) >= 1
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_a_rerun_drops_surplus_current_instances_a_kill_left(
     aws: AwsContext, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
@@ -491,7 +472,7 @@ def test_a_rerun_drops_surplus_current_instances_a_kill_left(
     assert sum(1 for c in changes if c.action is Action.DELETE) == 2
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_a_failure_in_the_middle_restores_the_sizes(
     mocked_aws: None, recorder: CallRecorder, poller: InServicePoller, fake_time: FakeTime
 ) -> None:
@@ -525,7 +506,7 @@ def test_a_failure_in_the_middle_restores_the_sizes(
     assert snapshot()["types"] == [NEW_TYPE] and snapshot()["sizes"] == (1, 1, 1)
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_ctrl_c_restores_sizes_and_says_a_rerun_finishes(
     mocked_aws: None, recorder: CallRecorder, fake_time: FakeTime
 ) -> None:
@@ -756,18 +737,18 @@ def _replacement_versions() -> list[str]:
     return versions
 
 
-@pytest.mark.usefixtures("unpatched", "mocked_aws")
+@pytest.mark.usefixtures("unpatched_moto", "mocked_aws")
 def test_without_the_correction_moto_reports_the_wrong_instance_version() -> None:
     # The instance launched from version 2 (it is a t3.small) claims version 1.
     assert _replacement_versions() == ["1", "1"]
 
 
-@pytest.mark.usefixtures("patched", "mocked_aws")
+@pytest.mark.usefixtures("patched_moto", "mocked_aws")
 def test_with_the_correction_each_instance_reports_the_version_it_was_launched_from() -> None:
     assert _replacement_versions() == ["1", "2"]
 
 
-@pytest.mark.usefixtures("unpatched")
+@pytest.mark.usefixtures("unpatched_moto")
 def test_without_the_correction_a_replacement_cannot_tell_new_from_old(
     aws: AwsContext, fake_time: FakeTime
 ) -> None:
@@ -788,13 +769,13 @@ def _create_tagged_bucket(s3: Any, name: str, region: str = REGION) -> Any:
         return exc.response["Error"]["Code"]
 
 
-@pytest.mark.usefixtures("unpatched", "mocked_aws")
+@pytest.mark.usefixtures("unpatched_moto", "mocked_aws")
 def test_without_the_correction_create_bucket_drops_its_tags() -> None:
     s3 = client("s3")
     assert _create_tagged_bucket(s3, "datomic-tags-a") == "NoSuchTagSet"
 
 
-@pytest.mark.usefixtures("patched", "mocked_aws")
+@pytest.mark.usefixtures("patched_moto", "mocked_aws")
 def test_with_the_correction_create_bucket_applies_its_tags_at_creation() -> None:
     tagged = [{"Key": "datomic:system", "Value": "t"}]
     s3 = client("s3")
@@ -812,7 +793,7 @@ def test_with_the_correction_create_bucket_applies_its_tags_at_creation() -> Non
         s3.get_bucket_tagging(Bucket="datomic-untagged")
 
 
-def test_patch_moto_is_idempotent_and_reversible(patched: None) -> None:
+def test_patch_moto_is_idempotent_and_reversible(patched_moto: None) -> None:
     from moto.autoscaling.models import FakeAutoScalingGroup
     from moto.s3.responses import S3Response
 
@@ -826,7 +807,7 @@ def test_patch_moto_is_idempotent_and_reversible(patched: None) -> None:
     assert sandbox_moto.is_patched()
 
 
-@pytest.mark.usefixtures("patched")
+@pytest.mark.usefixtures("patched_moto")
 def test_the_corrections_apply_inside_a_threaded_moto_server_in_this_process() -> None:
     from moto.server import ThreadedMotoServer
 

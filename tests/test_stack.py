@@ -559,7 +559,12 @@ def change_set_created(
             "ChangeSetType": cs_type,
             "ClientToken": ANY,
             "Tags": [{"Key": k, "Value": v} for k, v in sorted(names.tags(SYSTEM).items())],
-            "Parameters": [],
+            # Every plain parameter goes with its value (see stack._create_change_set).
+            "Parameters": [
+                {"ParameterKey": k, "ParameterValue": str(v["Default"])}
+                for k, v in sorted(json.loads(body).get("Parameters", {}).items())
+                if "Default" in v
+            ],
             **source,
         },
     )

@@ -5,7 +5,6 @@ bucket hardened in us-east-1 and elsewhere."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -17,29 +16,11 @@ from tests.conftest import CallRecorder
 SYSTEM = "moto"
 NAME = names.stack(SYSTEM)
 AMI_PATH = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-_TLS_CONDITION = {"Bool": {"aws:SecureTransport": "false"}}
 
 
 @pytest.fixture(autouse=True)
-def moto_honours_secure_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto 5.2 treats a Deny statement whose Condition it cannot evaluate as an unconditional
-    deny, so a TLS-only bucket policy makes every object call 403. Our clients always use HTTPS,
-    so such a statement never applies to them: evaluate the policy without it."""
-    from moto.iam.access_control import IAMPolicy, PermissionResult
-    from moto.s3.models import FakeBucket
-
-    def get_permission(self: Any, action: str, resource: str) -> Any:
-        if self.policy is None:
-            return PermissionResult.NEUTRAL
-        policy = json.loads(self.policy)
-        kept = [s for s in policy.get("Statement", []) if s.get("Condition") != _TLS_CONDITION]
-        if not kept:
-            return PermissionResult.NEUTRAL
-        return IAMPolicy(json.dumps({**policy, "Statement": kept})).is_action_permitted(
-            action, resource
-        )
-
-    monkeypatch.setattr(FakeBucket, "get_permission", get_permission)
+def _corrected_moto(patched_moto: None) -> None:
+    """Templates bucket policy and termination protection behave as on AWS (sandbox_moto)."""
 
 
 def asg_template(ctx: AwsContext, region: str, instance_type: str = "t3.micro") -> str:

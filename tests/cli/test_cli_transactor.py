@@ -25,9 +25,7 @@ def _sample(tmp_path: Path, name: str = "transactor.properties", **edits: str) -
 
 
 def _ddb(tmp_path: Path) -> Path:
-    return _sample(
-        tmp_path, **{"# aws-s3-log-bucket-id=": "aws-s3-log-bucket-id="}
-    )
+    return _sample(tmp_path, **{"# aws-s3-log-bucket-id=": "aws-s3-log-bucket-id="})
 
 
 def test_first_run_creates_and_writes_back_then_rerun_is_a_noop(
@@ -96,7 +94,9 @@ def test_dry_run_plans_without_writing_and_detailed_exitcode(
 ) -> None:
     path = _ddb(tmp_path)
     before = path.read_bytes()
-    plan = cli("--output", "json", "ensure-transactor", "--dry-run", "--detailed-exitcode", str(path))
+    plan = cli(
+        "--output", "json", "ensure-transactor", "--dry-run", "--detailed-exitcode", str(path)
+    )
     assert plan.code == 3, plan.stderr
     doc = plan.json
     assert doc["dry_run"] is True
@@ -127,7 +127,10 @@ def test_detailed_exitcode_needs_dry_run(cli: Any, tmp_path: Path) -> None:
         ({"aws-dynamodb-table=my-datomic-system": "aws-dynamodb-table="}, "aws-dynamodb-table"),
         ({"memory-index-max=512m": "memory-index-max=lots"}, "memory-index-max"),
         ({"aws-peer-role=": "aws-peer-role=bad role"}, "aws-peer-role"),
-        ({"port=4334": "port=4334\naws-dynamodb-secret-key=AKIAEXAMPLE"}, "aws-dynamodb-secret-key"),
+        (
+            {"port=4334": "port=4334\naws-dynamodb-secret-key=AKIAEXAMPLE"},
+            "aws-dynamodb-secret-key",
+        ),
     ],
 )
 def test_invalid_input_exits_2_before_any_aws_call(
@@ -166,7 +169,10 @@ def test_sql_password_never_printed(cli: Any, boto: Any, tmp_path: Path, output:
     path = _sample(
         tmp_path,
         "sql-transactor.properties",
-        **{"sql-password=change-me": f"sql-password={SECRET}", "# aws-s3-log-bucket-id=": "aws-s3-log-bucket-id="},
+        **{
+            "sql-password=change-me": f"sql-password={SECRET}",
+            "# aws-s3-log-bucket-id=": "aws-s3-log-bucket-id=",
+        },
     )
     for args in (["--dry-run"], [], []):
         run = cli("--output", output, "--debug", "ensure-transactor", *args, str(path))
