@@ -7,7 +7,9 @@ library modules are imported inside the commands so that `datomic-aws --help` st
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -32,7 +34,19 @@ class Options:
     endpoint_url: str | None
     output: str
     debug: bool
+    lock_timeout: float = 600.0
     command: str = ""
+
+    def locked(
+        self, *paths: str | None, dry_run: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        """The folders of the files a command rewrites, locked against a concurrent run."""
+        if dry_run:
+            return contextlib.nullcontext()
+        from datomic_aws.locking import folder_lock
+
+        folders = [os.path.dirname(os.path.abspath(p)) for p in paths if p]
+        return folder_lock(folders, timeout=self.lock_timeout, on_wait=_echo_err)
 
     def aws(
         self, *, dry_run: bool = False, allowed_writes: frozenset[str] = frozenset()
@@ -124,10 +138,23 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
     help="json: exactly one JSON document on stdout.",
 )
 @click.option("--debug", is_flag=True, help="On errors, add the traceback and the AWS request id.")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another run working on the same folder (0: refuse at once).",
+)
 @click.version_option(__version__, prog_name="datomic-aws")
 @click.pass_context
 def cli(
-    ctx: click.Context, profile: str | None, endpoint_url: str | None, output: str, debug: bool
+    ctx: click.Context,
+    profile: str | None,
+    endpoint_url: str | None,
+    output: str,
+    debug: bool,
+    lock_timeout: float,
 ) -> None:
     """Provision and update the AWS side of a Datomic Pro transactor, idempotently.
 
@@ -137,7 +164,9 @@ def cli(
       datomic-aws ensure-cf aws/prod/cf.properties
       git diff aws/prod && git commit -am "datomic: ensure"
     """
-    ctx.obj = Options(profile, endpoint_url, output, debug, ctx.invoked_subcommand or "")
+    ctx.obj = Options(
+        profile, endpoint_url, output, debug, lock_timeout, ctx.invoked_subcommand or ""
+    )
 
 
 @cli.command("ensure-transactor")
@@ -167,7 +196,8 @@ def ensure_transactor_cmd(
 
     _check_detailed(dry_run, detailed_exitcode)
     aws = opts.aws(dry_run=dry_run)
-    result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
+    with opts.locked(output_path or input_path, dry_run=dry_run):
+        result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
     return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
 
 
@@ -199,7 +229,8 @@ def ensure_cf_cmd(
 
     _check_detailed(dry_run, detailed_exitcode)
     aws = opts.aws(dry_run=dry_run)
-    result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
+    with opts.locked(output_path or input_path, dry_run=dry_run):
+        result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
     return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
 
 
@@ -229,7 +260,8 @@ def create_cf_template_cmd(
     from datomic_aws.template import create_cf_template
 
     _check_detailed(dry_run, detailed_exitcode)
-    result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
+    with opts.locked(output_json, dry_run=dry_run):
+        result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
     return finish(opts, None, result, detailed_exitcode=detailed_exitcode)
 
 
@@ -519,17 +551,19 @@ def apply_cmd(
         _echo_err(f"Warning: {TERMINATE_WARNING}")
         _confirm(yes, "Replace the instances with downtime if the launch template changes?")
     aws = opts.aws(dry_run=dry_run, allowed_writes=DRY_RUN_WRITES)
-    result = apply_dir(
-        aws,
-        directory,
-        dry_run=dry_run,
-        adopt=adopt,
-        recreate_failed=recreate_failed,
-        replacement=Replacement(
-            strategy="terminate" if strategy == "terminate" else "surge", enabled=not no_replace
-        ),
-        waiting=_waiting(timeout, poll_interval),
-    )
+    with opts.locked(os.path.join(directory, "cf.json"), dry_run=dry_run):
+        result = apply_dir(
+            aws,
+            directory,
+            dry_run=dry_run,
+            adopt=adopt,
+            recreate_failed=recreate_failed,
+            replacement=Replacement(
+                strategy="terminate" if strategy == "terminate" else "surge",
+                enabled=not no_replace,
+            ),
+            waiting=_waiting(timeout, poll_interval),
+        )
     return finish(opts, aws, result, detailed_exitcode=detailed_exitcode)
 
 

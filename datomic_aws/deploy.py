@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,10 +348,14 @@ def apply_dir(
                 for p in missing
             ]
         )
+    _validate_both(transactor, cf)
     result = Result("apply", dry_run=dry_run)
-    first = ensure_transactor(ctx, transactor, dry_run=dry_run, adopt=adopt)
+    # The two ensure steps touch disjoint resources and files: they run side by side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first_job = pool.submit(ensure_transactor, ctx, transactor, dry_run=dry_run, adopt=adopt)
+        second_job = pool.submit(ensure_cf, ctx, cf, dry_run=dry_run, adopt=adopt)
+        first, second = first_job.result(), second_job.result()
     result.merge(first)
-    second = ensure_cf(ctx, cf, dry_run=dry_run, adopt=adopt)
     result.merge(second)
     scratch = Path(tempfile.mkdtemp(prefix="datomic-aws-plan-")) if dry_run else None
     try:
@@ -399,6 +404,21 @@ def apply_dir(
         )
     result.merge(step)
     return result
+
+
+def _validate_both(transactor: Path, cf: Path) -> None:
+    """Both files are checked before any AWS call, and every problem of both is reported."""
+    from datomic_aws.config.cf import load_cf
+    from datomic_aws.config.transactor import load_transactor
+
+    problems: list[Problem] = []
+    for load, path in ((load_transactor, transactor), (load_cf, cf)):
+        try:
+            load(path)
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems)
 
 
 def _would_be(step: Result, original: Path, scratch: Path) -> Path:

@@ -9,11 +9,13 @@ reads happen, writes are skipped (and the AwsContext guard refuses any that slip
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from datomic_aws import names, policies
 from datomic_aws.aws import AwsContext
-from datomic_aws.changes import Result
+from datomic_aws.changes import Change, Result
 from datomic_aws.config.transactor import (
     DEFAULT_READ_CAPACITY,
     DEFAULT_WRITE_CAPACITY,
@@ -26,23 +28,6 @@ from datomic_aws.resources.dynamodb import TableSpec, ensure_table
 from datomic_aws.resources.iam import RoleSpec, ensure_role
 from datomic_aws.resources.s3 import BucketSpec, ensure_bucket
 from datomic_aws.resources.ssm import ParameterSpec, ensure_parameter
-
-
-def _table(ctx: AwsContext, spec: TransactorSpec, *, dry_run: bool, result: Result) -> None:
-    assert spec.table is not None
-    local = spec.protocol == "ddb-local"
-    table = TableSpec(
-        name=spec.table,
-        system=spec.system,
-        billing_mode=spec.billing_mode,
-        read_capacity=spec.read_capacity,
-        write_capacity=spec.write_capacity,
-        default_read=DEFAULT_READ_CAPACITY,
-        default_write=DEFAULT_WRITE_CAPACITY,
-        local=local,
-    )
-    client = ctx.client("dynamodb", spec.region, spec.table_endpoint)
-    result.changes.append(ensure_table(client, table, dry_run=dry_run))
 
 
 def ensure_transactor(
@@ -77,25 +62,53 @@ def _run(
     result = Result("ensure-transactor", dry_run=dry_run, warnings=list(spec.warnings))
     result.extra["system"] = spec.system
     result.extra["secrets"] = list(spec.secrets)
+    steps: list[Step] = []
     if spec.has_table:
-        _table(ctx, spec, dry_run=dry_run, result=result)
-
+        steps.append(_table_step(ctx, spec))
     updates: dict[str, str] = {}
     if spec.has_iam:
-        updates = _iam_and_config(ctx, spec, props, dry_run=dry_run, adopt=adopt, result=result)
-
+        updates = _iam_and_config_steps(ctx, spec, props, adopt=adopt, steps=steps)
+    result.changes.extend(run_steps(steps, dry_run=dry_run))
     result.files.append(write_back(props, updates, output, dry_run=dry_run))
     return result
 
 
-def _iam_and_config(
+Step = Callable[[bool], Change]
+
+
+def run_steps(steps: list[Step], *, dry_run: bool) -> list[Change]:
+    """Each step ensures one resource. A plan only reads, and the resources are independent, so
+    planning runs them concurrently; writes run one after the other, in order, so that a crash
+    leaves a predictable prefix done."""
+    if dry_run and len(steps) > 1:
+        with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+            return list(pool.map(lambda step: step(True), steps))
+    return [step(dry_run) for step in steps]
+
+
+def _table_step(ctx: AwsContext, spec: TransactorSpec) -> Step:
+    assert spec.table is not None
+    table = TableSpec(
+        name=spec.table,
+        system=spec.system,
+        billing_mode=spec.billing_mode,
+        read_capacity=spec.read_capacity,
+        write_capacity=spec.write_capacity,
+        default_read=DEFAULT_READ_CAPACITY,
+        default_write=DEFAULT_WRITE_CAPACITY,
+        local=spec.protocol == "ddb-local",
+    )
+    client = ctx.client("dynamodb", spec.region, spec.table_endpoint)
+    return lambda dry_run: ensure_table(client, table, dry_run=dry_run)
+
+
+def _iam_and_config_steps(
     ctx: AwsContext,
     spec: TransactorSpec,
     props: PropertiesText,
     *,
-    dry_run: bool,
     adopt: bool,
-    result: Result,
+    steps: list[Step],
 ) -> dict[str, str]:
     region = spec.region
     account = ctx.account_id(region)
@@ -112,16 +125,11 @@ def _iam_and_config(
     if spec.log_bucket_wanted:
         bucket = spec.log_bucket or names.log_bucket(system, account, region)
         updates["aws-s3-log-bucket-id"] = bucket
-        result.changes.append(
-            ensure_bucket(
-                ctx.client("s3", region),
-                BucketSpec(
-                    bucket, region, system, spec.log_bucket is not None, "aws-s3-log-bucket-id"
-                ),
-                dry_run=dry_run,
-                adopt=adopt,
-            )
+        bucket_spec = BucketSpec(
+            bucket, region, system, spec.log_bucket is not None, "aws-s3-log-bucket-id"
         )
+        s3 = ctx.client("s3", region)
+        steps.append(lambda dry_run: ensure_bucket(s3, bucket_spec, dry_run=dry_run, adopt=adopt))
         transactor_policies.update([policies.log_bucket_policy(bucket)])
     if spec.cloudwatch_region:
         transactor_policies.update([policies.metrics_policy()])
@@ -139,7 +147,7 @@ def _iam_and_config(
             description=f"Datomic {what} of system {system} (managed by datomic-aws)",
             managed=functools.partial(policies.is_managed_policy_name, system=system),
         )
-        result.changes.append(ensure_role(iam, role, dry_run=dry_run, adopt=adopt))
+        steps.append(functools.partial(_role_step, iam, role, adopt))
 
     # The configuration is what the rewritten file will hold, in its line order, so that the
     # digest a rerun computes from the file is the one stored now.
@@ -150,7 +158,10 @@ def _iam_and_config(
         value=effective_config(final_values),
         description=f"Datomic transactor configuration of system {system} (datomic-aws)",
     )
-    result.changes.append(
-        ensure_parameter(ctx.client("ssm", region), parameter, dry_run=dry_run, adopt=adopt)
-    )
+    ssm = ctx.client("ssm", region)
+    steps.append(lambda dry_run: ensure_parameter(ssm, parameter, dry_run=dry_run, adopt=adopt))
     return updates
+
+
+def _role_step(iam: object, role: RoleSpec, adopt: bool, dry_run: bool) -> Change:
+    return ensure_role(iam, role, dry_run=dry_run, adopt=adopt)

@@ -188,7 +188,10 @@ def unified_diff(before: str, after: str, path: str) -> str:
         return ""
     out = []
     for line in difflib.unified_diff(
-        _split_lines(before), _split_lines(after), fromfile=f"a/{path}", tofile=f"b/{path}"
+        _split_lines(before),
+        _split_lines(after),
+        fromfile="a/" + path.lstrip("/"),
+        tofile="b/" + path.lstrip("/"),
     ):
         if line.endswith(("\n", "\r")):
             out.append(line)

@@ -107,6 +107,20 @@ def status_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_DIFF_LINES = 60
+
+
+def _diff_excerpt(diff: str) -> list[str]:
+    """A new file is announced, not printed; a long diff is cut (JSON output has it whole)."""
+    lines = diff.rstrip("\n").splitlines()
+    if len(lines) > 2 and lines[2].startswith("@@ -0,0 "):
+        return [f"(new file, {sum(1 for x in lines[3:] if x.startswith('+'))} lines)"]
+    if len(lines) > _DIFF_LINES:
+        cut = len(lines) - _DIFF_LINES
+        return [*lines[:_DIFF_LINES], f"... ({cut} more lines; --output json has the whole diff)"]
+    return lines
+
+
 def to_text(result: Result) -> str:
     if "status" in result.extra:
         return status_text(result.extra["status"])
@@ -120,7 +134,7 @@ def to_text(result: Result) -> str:
         if f.changed:
             state = "rewritten" if f.written else "would be rewritten"
             lines.append(f"  file {f.path}: {state}")
-            lines.extend("    " + line for line in f.diff.rstrip("\n").splitlines())
+            lines.extend("    " + line for line in _diff_excerpt(f.diff))
         else:
             lines.append(f"  file {f.path}: unchanged")
     if result.extra.get("kept"):

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Result
@@ -83,44 +86,110 @@ def copy_samples(directory: Path) -> dict[str, Path]:
 
 def _enable_demo_options(path: Path) -> None:
     """The demo turns on the optional log bucket so that every resource kind is shown."""
+    _edit(path, "# aws-s3-log-bucket-id=", "aws-s3-log-bucket-id=")
+
+
+def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="latin-1")
-    text = text.replace("# aws-s3-log-bucket-id=", "aws-s3-log-bucket-id=", 1)
-    path.write_text(text, encoding="latin-1")
+    if old not in text:
+        raise UsageError(f"the demo sample has no {old!r}", str(path), "please report this")
+    path.write_text(text.replace(old, new, 1), encoding="latin-1")
+
+
+def _instance_type(path: Path) -> str:
+    from datomic_aws.properties import PropertiesText
+
+    return PropertiesText.load(path).get("aws-instance-type") or ""
+
+
+class InServicePoller:
+    """Counts the group's InService instances every few milliseconds while an update runs."""
+
+    def __init__(self, endpoint: str, region: str, group: str) -> None:
+        import boto3
+
+        self._client = boto3.client("autoscaling", region_name=region, endpoint_url=endpoint)
+        self._group = group
+        self._stop = threading.Event()
+        self.samples: list[int] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            groups = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=[self._group])[
+                "AutoScalingGroups"
+            ]
+            if groups:
+                self.samples.append(
+                    sum(1 for i in groups[0]["Instances"] if i["LifecycleState"] == "InService")
+                )
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> InServicePoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def run_demo(directory: str | None, *, out: Say, err: Say, json_output: bool = False) -> int:
-    from datomic_aws import render
-    from datomic_aws.ensure import ensure_transactor
+    from datomic_aws import names, render
+    from datomic_aws.deploy import apply_dir
+    from datomic_aws.stack import Waiting
 
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="datomic-aws-demo-"))
     files = copy_samples(folder)
-    transactor = files["transactor.properties"]
-    _enable_demo_options(transactor)
+    _enable_demo_options(files["transactor.properties"])
+    cf = files["cf.properties"]
+    waiting = Waiting(poll_interval=0.2, heartbeat_interval=30, on_event=lambda m: err(f"   {m}"))
+    started = time.monotonic()
 
-    def step(title: str, run: Callable[[AwsContext], Result], ctx: AwsContext) -> Result:
+    def apply(title: str, endpoint: str) -> tuple[Result, dict[str, Any]]:
         err(f"\n== {title}")
-        result = run(ctx)
+        ctx = AwsContext(endpoint_url=endpoint)
+        result = apply_dir(ctx, folder, waiting=waiting)
         calls = ctx.call_log.as_dict()
         out(render.to_json(result, calls) if json_output else render.to_text(result).rstrip("\n"))
         err(f"   AWS calls: {calls['total']} ({calls['mutating']} mutating)")
-        return result
+        return result, calls
 
     with embedded_aws() as endpoint:
-        err(f"Embedded AWS (moto) listening on {endpoint}; demo files in {folder}")
-        first = step(
-            "ensure-transactor (first run: creates everything, writes the names back)",
-            lambda c: ensure_transactor(c, transactor),
-            AwsContext(endpoint_url=endpoint),
+        err(f"Embedded AWS (moto) listening on {endpoint}; demo folder {folder}")
+        first, _ = apply(
+            f"apply {folder}: table, roles, bucket, configuration, security group, template, stack",
+            endpoint,
         )
-        second_ctx = AwsContext(endpoint_url=endpoint)
-        second = step(
-            "ensure-transactor again (idempotent: nothing to do, file untouched)",
-            lambda c: ensure_transactor(c, transactor),
-            second_ctx,
-        )
-    ok = first.pending and not second.pending and second_ctx.call_log.mutating() == {}
+        system = str(first.extra.get("system", ""))
+        old_type = _instance_type(cf)
+        new_type = "m7i.xlarge" if old_type != "m7i.xlarge" else "m7i.2xlarge"
+        _edit(cf, f"aws-instance-type={old_type}", f"aws-instance-type={new_type}")
+        err(f"\n   (the operator edits cf.properties: aws-instance-type={old_type} -> {new_type})")
+        region = str(first.extra.get("region", "us-east-1"))
+        with InServicePoller(endpoint, region, names.autoscaling_group(system)) as poller:
+            second, _ = apply(
+                "apply again: update the stack, surge-replace the transactor", endpoint
+            )
+        third, third_calls = apply("apply once more: nothing to do", endpoint)
+
+    low = min(poller.samples) if poller.samples else None
+    replaced = any(c.resource.startswith("ec2 instance") and c.changed for c in second.changes)
+    ok = (
+        first.pending
+        and replaced
+        and not third.pending
+        and third_calls["mutating"] == 0
+        and low is not None
+        and low >= 1
+    )
     err(
-        f"\nDone. The files are in {folder}; the embedded AWS is gone."
+        f"\nDuring the update the group never had fewer than {low} transactor(s) in service "
+        f"({len(poller.samples)} samples); the no-op run made {third_calls['total']} AWS calls, "
+        f"none of them writes. {time.monotonic() - started:.1f} s in all."
+    )
+    err(
+        f"Done. The files are in {folder} (git init there to see the diffs); the embedded AWS is gone."
         if ok
         else "\nThe demo did not converge: see the output above."
     )

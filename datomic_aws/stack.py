@@ -965,6 +965,18 @@ def _desired_parameters(template: str, parameters: Mapping[str, str] | None) -> 
     return out
 
 
+def _parameter_changes(
+    info: StackInfo, template: str, parameters: Mapping[str, str] | None
+) -> tuple[str, ...]:
+    """What an operator changed in the files shows up as parameters: say which, from and to."""
+    desired = _desired_parameters(template, parameters)
+    return tuple(
+        f"parameter {k}: {info.parameters.get(k, '(none)')} -> {v}"
+        for k, v in sorted(desired.items())
+        if info.parameters.get(k) != v
+    )
+
+
 def _up_to_date(
     run: _Run,
     info: StackInfo,
@@ -1108,7 +1120,7 @@ def update_stack(
             "fix the template (create-cf-template) and rerun",
         )
     changes = _change_set_changes(name, described["Changes"])
-    head = Change(run.resource, Action.UPDATE, () if changes else ("parameters or tags",))
+    head = Change(run.resource, Action.UPDATE, _parameter_changes(info, template, parameters))
     if dry_run:
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
         return [*run.side, head, *changes]

@@ -63,7 +63,8 @@ def endpoint(moto_endpoint: str) -> str:
     return moto_endpoint
 
 
-def _command() -> list[str]:
+def command_line() -> list[str]:
+    """How to start the real `datomic-aws` of this environment."""
     script = Path(sys.executable).parent / "datomic-aws"
     if script.exists():
         return [str(script)]
@@ -80,7 +81,7 @@ def cli(endpoint: str) -> Any:
         full_env["AWS_ENDPOINT_URL"] = endpoint
         full_env.update(env or {})
         proc = subprocess.run(
-            [*_command(), *args],
+            [*command_line(), *args],
             capture_output=True,
             text=True,
             env=full_env,

@@ -1,0 +1,78 @@
+"""Advisory lock on an environment folder, so two runs never rewrite its files at once.
+
+Owns the lock file `.datomic-aws.lock` next to the files a command rewrites: a second run waits for
+the first (telling the operator whom it waits for) and gives up after a timeout. The lock is
+advisory (flock): it orders datomic-aws runs, never blocks an editor or git. No AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from datomic_aws.errors import LockedError
+
+LOCK_NAME = ".datomic-aws.lock"
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+@contextlib.contextmanager
+def folder_lock(
+    folders: Iterable[str | Path],
+    *,
+    timeout: float,
+    on_wait: Callable[[str], None] = lambda _msg: None,
+    poll: float = 0.2,
+) -> Iterator[None]:
+    """Hold the lock of each folder (in a fixed order, so two runs cannot deadlock)."""
+    paths = sorted({Path(f).resolve() / LOCK_NAME for f in folders})
+    with contextlib.ExitStack() as stack:
+        for path in paths:
+            stack.enter_context(_one(path, timeout=timeout, on_wait=on_wait, poll=poll))
+        yield
+
+
+@contextlib.contextmanager
+def _one(
+    path: Path, *, timeout: float, on_wait: Callable[[str], None], poll: float
+) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(fd)
+                if time.monotonic() >= deadline:
+                    raise LockedError(
+                        f"another datomic-aws run (pid {holder}) is working on this folder",
+                        str(path.parent),
+                        "wait for it to finish, or raise --lock-timeout",
+                    ) from None
+                if not told:
+                    on_wait(f"waiting for another datomic-aws run (pid {holder}) on {path.parent}")
+                    told = True
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
