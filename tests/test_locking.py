@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from datomic_aws.errors import LockedError
 from datomic_aws.locking import LOCK_NAME, folder_lock
 
 
-def _hold(folder: str, seconds: float, ready: "multiprocessing.synchronize.Event") -> None:
+def _hold(folder: str, seconds: float, ready: Any) -> None:
     with folder_lock([folder], timeout=5):
         ready.set()
         time.sleep(seconds)
