@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 _READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Validate")
 
 Hook = tuple[str, Callable[..., Any]]
+# Key added to a failed call's parsed response (ClientError.response): the IAM action of the call,
+# `service:Operation`, which botocore's error does not carry (it knows only the operation name).
+ACTION_KEY = "DatomicAwsAction"
 
 
 def is_mutating(operation: str) -> bool:
@@ -92,6 +95,7 @@ class AwsContext:
             except botocore.exceptions.ProfileNotFound as exc:
                 raise CredentialsError(str(exc)) from exc
             session.events.register("before-call.*.*", self._before_call)
+            session.events.register("after-call.*.*", _name_failed_action)
             for event, handler in self.hooks:
                 session.events.register(event, handler)
             self._session = session
@@ -143,6 +147,11 @@ class AwsContext:
             raise DryRunViolation(f"{service}:{operation}")
 
 
+def _name_failed_action(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
+    if http_response is not None and http_response.status_code >= 300 and isinstance(parsed, dict):
+        parsed[ACTION_KEY] = f"{model.service_model.endpoint_prefix}:{model.name}"
+
+
 def error_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
@@ -156,12 +165,13 @@ def is_error(exc: BaseException, *codes: str) -> bool:
 
 
 def translate(exc: BaseException, resource: str = "") -> AwsCallError:
-    """Turn a botocore ClientError into the catalogue's error, keeping the request id."""
+    """Turn a botocore ClientError into the catalogue's error, keeping the request id and naming
+    the action as IAM spells it (`iam:CreateRole`) when the call went through an AwsContext."""
     response: dict[str, Any] = getattr(exc, "response", None) or {}
     err = response.get("Error", {})
     meta = response.get("ResponseMetadata", {})
     return AwsCallError(
-        operation=str(getattr(exc, "operation_name", "call")),
+        operation=str(response.get(ACTION_KEY) or getattr(exc, "operation_name", "call")),
         code=str(err.get("Code", "Unknown")),
         message=str(err.get("Message", exc)),
         resource=resource,

@@ -214,7 +214,7 @@ def ensure_cf_cmd(
     detailed_exitcode: bool,
     adopt: bool,
 ) -> int:
-    """Ensure the network side of a transactor: VPC, subnets, security group, JVM sizing.
+    """Ensure a transactor's network: VPC, subnets, security group, JVM sizing.
 
     Validates INPUT (instance type offered in the region, Xmx fits in RAM, subnets in the VPC),
     converges the security group's TCP 4334 rules, and writes the VPC, subnets, group id, java-xmx,
@@ -248,9 +248,10 @@ def create_cf_template_cmd(
     dry_run: bool,
     detailed_exitcode: bool,
 ) -> int:
-    """Write the CloudFormation template for the two files: pure, no AWS call, deterministic.
+    """Write the CloudFormation template: pure, no AWS call, deterministic.
 
-    The template holds no transactor configuration and no secret: instances read the configuration
+    Reads TRANSACTOR_PROPS and CF_PROPS and writes OUTPUT_JSON (only when its bytes change). The
+    template holds no transactor configuration and no secret: instances read the configuration
     from SSM at boot; its SHA-256 is embedded so that a configuration change rolls the instances.
 
     \b
@@ -340,9 +341,9 @@ def create_cf_stack_cmd(
     timeout: float,
     poll_interval: float,
 ) -> int:
-    """Create the stack from TEMPLATE_JSON, with termination protection, and wait for it.
+    """Create the stack, with termination protection, and wait for it.
 
-    The template goes through the tool's templates bucket (TemplateURL) and a change set. An
+    Creates stack STACK_NAME in REGION from TEMPLATE_JSON. The template goes through the tool's templates bucket (TemplateURL) and a change set. An
     existing stack with the same template is left alone; a different template is refused (use
     update-stack).
 
@@ -406,9 +407,10 @@ def update_stack_cmd(
     timeout: float,
     poll_interval: float,
 ) -> int:
-    """Update the stack, then replace every instance not on the new launch template version.
+    """Update the stack, then replace the instances on an old launch template.
 
-    The default surge strategy raises the group by one, waits until the new transactor is in
+    Updates stack STACK_NAME in REGION to TEMPLATE_JSON through a change set, then replaces every
+    instance not on the launch template version the stack declares. The default surge strategy raises the group by one, waits until the new transactor is in
     service (listening on 4334), then stops one old instance; the number of in-service transactors
     never drops below the group size. A rerun finishes an interrupted replacement. --dry-run shows
     the change set (created, described and deleted) and the instances that would be replaced.
@@ -460,9 +462,9 @@ def delete_cf_stack_cmd(
     timeout: float,
     poll_interval: float,
 ) -> int:
-    """Delete the stack (lifting its termination protection) and wait until it is gone.
+    """Delete the stack (lifting termination protection) and wait until it is gone.
 
-    Stops the transactors. Never touches the DynamoDB table, the roles, the buckets or the SSM
+    Deletes stack STACK_NAME in REGION, which stops the transactors. Never touches the DynamoDB table, the roles, the buckets or the SSM
     configuration parameter: they live outside the stack.
 
     \b
@@ -492,7 +494,11 @@ def delete_cf_stack_cmd(
 )
 @click.pass_obj
 def status_cmd(opts: Options, region: str, stack_name: str, template_json: str | None) -> int:
-    """Show the stack, its last event, the group and each instance (current or outdated).
+    """Show the stack, its last event, the group and each of its instances.
+
+    Read-only: stack STACK_NAME in REGION, its status and last event, the group's sizes, and each
+    instance with its launch template version, current or outdated. --template compares a local
+    template with the deployed one.
 
     \b
     Example:
@@ -576,9 +582,9 @@ def apply_cmd(
 )
 @click.pass_obj
 def demo_cmd(opts: Options, directory: str | None) -> int:
-    """Run the whole loop against an embedded AWS (moto) on 127.0.0.1: no account needed.
+    """Run the whole loop against an embedded AWS (moto): no account needed.
 
-    Needs the sandbox extra: pip install 'datomic-aws[sandbox]'.
+    moto listens on 127.0.0.1 inside the process. Needs the sandbox extra: pip install 'datomic-aws[sandbox]'.
 
     \b
     Example:

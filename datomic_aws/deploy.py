@@ -385,8 +385,11 @@ def apply_dir(
     result.extra.update(stack=name, region=region)
     with translating(f"stack {name}"):
         info = stack.read_stack(ctx.client("cloudformation", region), name)
-    creating = info is None or (
-        info.state is stack.StackState.ROLLBACK_COMPLETE and recreate_failed
+    # REVIEW_IN_PROGRESS: a create that died between its change set and its execution.
+    creating = (
+        info is None
+        or info.state is stack.StackState.REVIEW
+        or (info.state is stack.StackState.ROLLBACK_COMPLETE and recreate_failed)
     )
     if creating:
         step = create_cf_stack(

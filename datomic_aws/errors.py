@@ -89,7 +89,7 @@ class AwsCallError(DatomicAwsError):
     ) -> None:
         hint = _AWS_HINTS.get(
             code, "check the AWS error above and rerun; the run is safe to repeat"
-        )
+        ).format(action=operation)
         what = f"AWS {operation} failed with {code}: {message}"
         super().__init__(what, resource, hint)
         self.operation = operation
@@ -98,9 +98,9 @@ class AwsCallError(DatomicAwsError):
 
 
 _AWS_HINTS = {
-    "AccessDenied": "grant this action to the credentials you run with, then rerun",
-    "AccessDeniedException": "grant this action to the credentials you run with, then rerun",
-    "UnauthorizedOperation": "grant this action to the credentials you run with, then rerun",
+    "AccessDenied": "grant {action} to the credentials you run with, then rerun",
+    "AccessDeniedException": "grant {action} to the credentials you run with, then rerun",
+    "UnauthorizedOperation": "grant {action} to the credentials you run with, then rerun",
     "ExpiredToken": "refresh your credentials (aws sso login, or new session keys), then rerun",
     "ExpiredTokenException": "refresh your credentials (aws sso login, or new session keys), then rerun",
     "InvalidClientTokenId": "the access key is not valid: check --profile / AWS_PROFILE",

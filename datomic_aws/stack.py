@@ -977,6 +977,15 @@ def _parameter_changes(
     )
 
 
+def _protected(run: _Run, info: StackInfo, *, dry_run: bool) -> list[Change]:
+    """A create killed after its execution left the stack unprotected: finish that step."""
+    if info.termination_protection:
+        return []
+    if not dry_run:
+        run.protect(info.stack_id)
+    return [Change(f"{run.resource} termination protection", Action.UPDATE, ("on",))]
+
+
 def _up_to_date(
     run: _Run,
     info: StackInfo,
@@ -1017,7 +1026,7 @@ def create_stack(
     decision, info = run.settle(Intent.CREATE, recreate_failed=recreate_failed, system=system)
     if decision.verdict is Verdict.COMPARE and info is not None:
         if template_matches(run.cfn, info.stack_id, template):
-            return [noop(run.resource, info.status)]
+            return [*_protected(run, info, dry_run=dry_run), noop(run.resource, info.status)]
         raise StackError(
             "the stack exists with a different template",
             f"{region} {name}",
@@ -1094,7 +1103,11 @@ def update_stack(
     assert info is not None  # decide() refuses an update of an absent stack
     all_tags = {**info.tags, **_merged_tags(system, tags)}
     if _up_to_date(run, info, template, all_tags, parameters):
-        return [noop(run.resource, info.status)]
+        ours = names.is_ours(dict(info.tags), system)
+        return [
+            *(_protected(run, info, dry_run=dry_run) if ours else []),
+            noop(run.resource, info.status),
+        ]
     source = run.template_source(name, template, dry_run=dry_run)
     kind = "preview" if dry_run else "update"
     change_set_id, stack_id = _create_change_set(

@@ -638,11 +638,30 @@ def test_update_ending_rollback_quotes_first_failed_reason(h: Harness) -> None:
 
 def test_update_same_template_is_noop_without_mutating_call(h: Harness) -> None:
     body = template()
-    h.describe("UPDATE_COMPLETE")
+    h.describe("UPDATE_COMPLETE", protected=True)
     h.get_template(json.dumps(json.loads(body)))  # same JSON, other formatting
     changes = stack.update_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
     assert [c.action for c in changes] == [Action.NOOP]
     assert h.mutating == {}
+    h.done()
+
+
+def test_same_template_on_our_unprotected_stack_finishes_the_protection(h: Harness) -> None:
+    # A create killed after ExecuteChangeSet: the stack is complete but was never protected.
+    body = template()
+    h.describe("CREATE_COMPLETE", protected=False)
+    h.get_template(body)
+    h.cfn.add_response(
+        "update_termination_protection",
+        {"StackId": SID},
+        {"StackName": SID, "EnableTerminationProtection": True},
+    )
+    changes = stack.update_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
+    assert [(c.resource, c.action) for c in changes] == [
+        (f"stack/{NAME} termination protection", Action.UPDATE),
+        (f"stack/{NAME}", Action.NOOP),
+    ]
+    assert h.mutating == {"cloudformation:UpdateTerminationProtection": 1}
     h.done()
 
 
@@ -685,7 +704,7 @@ def test_update_waits_out_in_progress_then_decides_again(h: Harness) -> None:
     h.events([event(0, "UPDATE_IN_PROGRESS")])
     h.describe("UPDATE_COMPLETE", by=SID)
     h.events([event(1, "UPDATE_COMPLETE"), event(0, "UPDATE_IN_PROGRESS")])
-    h.describe("UPDATE_COMPLETE")
+    h.describe("UPDATE_COMPLETE", protected=True)
     h.get_template(body)
     changes = stack.update_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
     assert [c.action for c in changes] == [Action.NOOP]
@@ -804,7 +823,7 @@ def test_change_set_names_and_tokens_are_deterministic() -> None:
 
 def test_create_existing_same_template_is_noop(h: Harness) -> None:
     body = template()
-    h.describe("CREATE_COMPLETE")
+    h.describe("CREATE_COMPLETE", protected=True)
     h.get_template(body)
     changes = stack.create_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
     assert [c.action for c in changes] == [Action.NOOP]

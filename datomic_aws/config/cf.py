@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datomic_aws.config.common import load_schema, validate
+from datomic_aws.config.common import load_schema, read_properties, validate
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 
@@ -324,10 +324,5 @@ def spec_from(props: PropertiesText) -> CfSpec:
 
 
 def load_cf(path: str | Path) -> tuple[PropertiesText, CfSpec]:
-    try:
-        props = PropertiesText.load(path)
-    except OSError as exc:
-        raise InvalidInput(
-            [Problem(str(path), None, None, f"cannot read the file: {exc.strerror}")]
-        ) from exc
+    props = read_properties(path)
     return props, spec_from(props)

@@ -13,12 +13,13 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from datomic_aws.errors import Problem
+from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 
 _SECRET_KEY = re.compile(r"password|secret|license-key|access-key|token", re.IGNORECASE)
@@ -120,6 +121,16 @@ def _problems_of(
     if shown is not None and err.validator not in ("not", "required"):
         message += f" (got {shown!r})"
     yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)
+
+
+def read_properties(path: str | Path) -> PropertiesText:
+    """The file, or InvalidInput (exit 2) naming it when it cannot be read."""
+    try:
+        return PropertiesText.load(path)
+    except OSError as exc:
+        raise InvalidInput(
+            [Problem(str(path), None, None, f"cannot read the file: {exc.strerror}")]
+        ) from exc
 
 
 def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], list[Problem]]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import javaproperties
 
-from datomic_aws.config.common import secret_values, validate
-from datomic_aws.errors import InvalidInput, Problem
+from datomic_aws.config.common import read_properties, secret_values, validate
+from datomic_aws.errors import InvalidInput
 from datomic_aws.properties import PropertiesText
 
 # Set on the instance at boot from instance metadata; never part of the stored configuration.
@@ -108,12 +108,7 @@ def spec_from(props: PropertiesText) -> TransactorSpec:
 
 
 def load_transactor(path: str | Path) -> tuple[PropertiesText, TransactorSpec]:
-    try:
-        props = PropertiesText.load(path)
-    except OSError as exc:
-        raise InvalidInput(
-            [Problem(str(path), None, None, f"cannot read the file: {exc.strerror}")]
-        ) from exc
+    props = read_properties(path)
     return props, spec_from(props)
 
 

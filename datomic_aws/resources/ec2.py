@@ -442,6 +442,12 @@ def apply_security_group(
                 )["GroupId"]
             )
         except Exception as exc:
+            # The create went through but its answer was lost, and botocore's retry met our own
+            # group: converge the group that exists.
+            if aws.is_error(exc, "InvalidGroup.Duplicate"):
+                found = read_security_group(client, desired)
+                if found is not None:
+                    return apply_security_group(client, desired, found)
             raise aws.translate(exc, resource) from exc
         _authorize(client, group_id, sorted(desired.sources), resource)
         return group_id

@@ -6,11 +6,15 @@ in-process `mock_aws` tests; it is reset between tests with POST /moto-api/reset
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,10 +80,17 @@ def command_line() -> list[str]:
 def cli(endpoint: str) -> Any:
     """Run `datomic-aws ARGS...` against the moto server; returns a Run."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
+    def run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        unset: tuple[str, ...] = (),
+    ) -> Run:
         full_env = dict(os.environ)
         full_env["AWS_ENDPOINT_URL"] = endpoint
         full_env.update(env or {})
+        for key in unset:  # e.g. the credentials, for a command that must not need them
+            full_env.pop(key, None)
         proc = subprocess.run(
             [*command_line(), *args],
             capture_output=True,
@@ -102,3 +113,127 @@ def boto(endpoint: str) -> Any:
         return boto3.client(service, region_name=region, endpoint_url=endpoint)
 
     return client
+
+
+def operation_of(headers: Any, body: bytes) -> str:
+    """The AWS operation of a request: query protocol (`Action=...` in the form body) or JSON
+    protocol (`X-Amz-Target: Service.Operation`); '' when neither (S3's REST calls)."""
+    target = headers.get("X-Amz-Target") or ""
+    if target:
+        return str(target).rsplit(".", 1)[-1]
+    if body and b"Action=" in body:
+        from urllib.parse import parse_qs
+
+        return parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+    return ""
+
+
+class Proxy:
+    """An HTTP proxy between the `datomic-aws` process and the moto server that can slow down or
+    hold chosen operations, so that a test sees (or interrupts) the state between two AWS calls.
+
+    moto does every Auto Scaling step synchronously (a new instance is InService the moment the
+    group asks for it); on AWS each step takes minutes. `delay` answers the named operations only
+    after a pause, `hold` never forwards them (the request waits until the test is done with it,
+    then the connection is dropped: the server never sees it). `log` lists the operations seen.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(upstream)
+        self.host, self.port = str(parts.hostname), int(parts.port or 80)
+        self.delays: dict[str, float] = {}
+        self.held_operations: set[str] = set()
+        self.held: list[str] = []
+        self.log: list[str] = []
+        self._release = threading.Event()
+        self._changed = threading.Condition()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: Any) -> None:
+                return None
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        chunk = self.rfile.read(size)
+                        self.rfile.readline()
+                        if size == 0:
+                            break
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _forward(self) -> None:
+                body = self._body()
+                operation = operation_of(self.headers, body)
+                with proxy._changed:
+                    proxy.log.append(operation)
+                    if operation in proxy.held_operations:
+                        proxy.held.append(operation)
+                        proxy._changed.notify_all()
+                        held = True
+                    else:
+                        held = False
+                if held:
+                    proxy._release.wait()
+                    self.close_connection = True
+                    return
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                }
+                conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    status, reason, resp_headers = resp.status, resp.reason, resp.getheaders()
+                finally:
+                    conn.close()
+                pause = proxy.delays.get(operation, 0.0)
+                if pause:
+                    time.sleep(pause)
+                self.send_response(status, reason)
+                for key, value in resp_headers:
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait_held(self, operation: str, timeout: float = 30) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: operation in self.held, timeout=timeout)
+
+    def close(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def proxy(endpoint: str) -> Iterator[Proxy]:
+    """A `Proxy` in front of the (reset) moto server; pass `proxy.url` as AWS_ENDPOINT_URL."""
+    p = Proxy(endpoint)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -1,0 +1,704 @@
+"""The stack commands through the real process, against a moto server: create-cf-stack,
+update-stack (surge and terminate replacement, dry run, a kill in the middle), delete-cf-stack,
+status and apply.
+
+moto runs every Auto Scaling step synchronously: a new instance is InService the moment the group
+asks for it. Where a test must see the state *between* two steps (the surge raised, the old
+instance not yet terminated), the process talks to moto through `Proxy` (conftest), which answers
+chosen operations late or holds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws import is_mutating
+from tests.cli.conftest import Proxy, command_line
+
+SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+SYSTEM = "my-datomic-system"
+STACK = f"datomic-{SYSTEM}"
+GROUP = f"datomic-{SYSTEM}-transactors"
+TEMPLATES_BUCKET = f"datomic-aws-templates-{ACCOUNT}-{REGION}"
+LOG_BUCKET = f"datomic-{SYSTEM}-logs-{ACCOUNT}-{REGION}"
+PARAMETER = f"/datomic/{SYSTEM}/transactor.properties"
+FAST = ("--poll-interval", "0.1")
+# The Auto Scaling writes of a replacement, answered late by the proxy so that a poller sees
+# each intermediate state of the group for a while.
+SCALING_WRITES = (
+    "SetDesiredCapacity",
+    "UpdateAutoScalingGroup",
+    "TerminateInstanceInAutoScalingGroup",
+)
+PENDING_CHANGE_SET = {"CREATE_PENDING", "CREATE_IN_PROGRESS", "FAILED"}
+
+
+@dataclass
+class Folder:
+    path: Path
+
+    @property
+    def transactor(self) -> Path:
+        return self.path / "transactor.properties"
+
+    @property
+    def cf(self) -> Path:
+        return self.path / "cf.properties"
+
+    @property
+    def template(self) -> Path:
+        return self.path / "cf.json"
+
+    def edit(self, path: Path, **edits: str) -> None:
+        text = path.read_text(encoding="latin-1")
+        for old, new in edits.items():
+            assert old in text, old
+            text = text.replace(old, new)
+        path.write_text(text, encoding="latin-1")
+
+    def value(self, path: Path, key: str) -> str:
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if line.startswith(f"{key}="):
+                return line.split("=", 1)[1]
+        raise AssertionError(f"{key} not in {path}")
+
+
+def _folder(tmp_path: Path, size: int = 1) -> Folder:
+    folder = Folder(tmp_path / "env")
+    folder.path.mkdir()
+    for name in ("transactor.properties", "cf.properties"):
+        shutil.copyfile(SAMPLES / name, folder.path / name)
+    folder.edit(folder.transactor, **{"# aws-s3-log-bucket-id=": "aws-s3-log-bucket-id="})
+    folder.edit(folder.cf, **{"aws-autoscaling-group-size=1": f"aws-autoscaling-group-size={size}"})
+    return folder
+
+
+def _ok(run: Any) -> Any:
+    assert run.code == 0, (run.stdout, run.stderr)
+    return run
+
+
+def _prepared(cli: Any, tmp_path: Path, size: int = 1) -> Folder:
+    """ensure-transactor, ensure-cf and create-cf-template, done; no stack yet."""
+    folder = _folder(tmp_path, size)
+    _ok(cli("ensure-transactor", str(folder.transactor)))
+    _ok(cli("ensure-cf", str(folder.cf)))
+    _regenerate(cli, folder)
+    return folder
+
+
+def _regenerate(cli: Any, folder: Folder) -> None:
+    _ok(cli("create-cf-template", str(folder.transactor), str(folder.cf), str(folder.template)))
+
+
+def _created(cli: Any, tmp_path: Path, size: int = 1) -> Folder:
+    folder = _prepared(cli, tmp_path, size)
+    _ok(cli("create-cf-stack", REGION, STACK, str(folder.template), *FAST))
+    return folder
+
+
+def _change_type(cli: Any, folder: Folder, new_type: str) -> None:
+    old = folder.value(folder.cf, "aws-instance-type")
+    folder.edit(
+        folder.cf,
+        **{
+            f"aws-instance-type={old}": f"aws-instance-type={new_type}",
+            f"java-xmx={folder.value(folder.cf, 'java-xmx')}": "java-xmx=",
+        },
+    )
+    _ok(cli("ensure-cf", str(folder.cf)))
+    _regenerate(cli, folder)
+
+
+def _group(boto: Any) -> dict[str, Any]:
+    (group,) = boto("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+        "AutoScalingGroups"
+    ]
+    return dict(group)
+
+
+def _sizes(group: dict[str, Any]) -> tuple[int, int, int]:
+    return group["MinSize"], group["DesiredCapacity"], group["MaxSize"]
+
+
+def _types(boto: Any, group: dict[str, Any]) -> dict[str, str]:
+    ids = [i["InstanceId"] for i in group["Instances"]]
+    reservations = boto("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    return {i["InstanceId"]: i["InstanceType"] for r in reservations for i in r["Instances"]}
+
+
+def _latest_version(boto: Any, group: dict[str, Any]) -> str:
+    lt_id = group["LaunchTemplate"]["LaunchTemplateId"]
+    (lt,) = boto("ec2").describe_launch_templates(LaunchTemplateIds=[lt_id])["LaunchTemplates"]
+    return str(lt["LatestVersionNumber"])
+
+
+def _assert_all_current(boto: Any, instance_type: str, size: int) -> dict[str, Any]:
+    group = _group(boto)
+    assert _sizes(group) == (size, size, size + 1)
+    assert len(group["Instances"]) == size
+    assert set(_types(boto, group).values()) == {instance_type}
+    latest = _latest_version(boto, group)
+    assert group["LaunchTemplate"]["Version"] == latest
+    assert {i["LaunchTemplate"]["Version"] for i in group["Instances"]} == {latest}
+    assert {(i["LifecycleState"], i["HealthStatus"]) for i in group["Instances"]} == {
+        ("InService", "Healthy")
+    }
+    return group
+
+
+def _change_sets(boto: Any) -> list[dict[str, Any]]:
+    summaries = boto("cloudformation").list_change_sets(StackName=STACK)["Summaries"]
+    return [{k: s[k] for k in ("ChangeSetName", "Status", "ExecutionStatus")} for s in summaries]
+
+
+def _no_pending_change_set(boto: Any) -> list[dict[str, Any]]:
+    sets = _change_sets(boto)
+    assert not [s for s in sets if s["Status"] in PENDING_CHANGE_SET], sets
+    assert {s["ExecutionStatus"] for s in sets} == {"EXECUTE_COMPLETE"}, sets
+    return sets
+
+
+def _stack(boto: Any) -> dict[str, Any]:
+    (stack,) = boto("cloudformation").describe_stacks(StackName=STACK)["Stacks"]
+    return dict(stack)
+
+
+def _replaced(doc: dict[str, Any]) -> list[str]:
+    return [
+        c["resource"].split()[2]
+        for c in doc["changes"]
+        if c["resource"].startswith("ec2 instance ") and c["action"] == "update"
+    ]
+
+
+class Poller:
+    """Reads the group every ~20 ms from the test process while a command runs."""
+
+    def __init__(self, boto: Any) -> None:
+        self.asg = boto("autoscaling")
+        self.samples: list[tuple[int, int]] = []  # (desired, in service)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            (g,) = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+                "AutoScalingGroups"
+            ]
+            serving = [
+                i["InstanceId"]
+                for i in g["Instances"]
+                if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
+            ]
+            self.samples.append((g["DesiredCapacity"], len(serving)))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+# --- create-cf-stack ------------------------------------------------------------------------
+
+
+def test_create_cf_stack_creates_then_rerun_is_a_noop_and_another_template_is_refused(
+    cli: Any, boto: Any, tmp_path: Path
+) -> None:
+    folder = _prepared(cli, tmp_path)
+    body = folder.template.read_bytes()
+    run = _ok(
+        cli("--output", "json", "create-cf-stack", REGION, STACK, str(folder.template), *FAST)
+    )
+    doc = run.json
+    assert doc["command"] == "create-cf-stack"
+    actions = {c["resource"]: c["action"] for c in doc["changes"]}
+    assert actions == {
+        f"s3 bucket {TEMPLATES_BUCKET}": "create",
+        f"stack/{STACK}": "create",
+        f"stack/{STACK}/AutoScalingGroup": "create",
+        f"stack/{STACK}/LaunchTemplate": "create",
+    }
+    calls = doc["aws_calls"]["by_operation"]
+    assert calls["cloudformation:CreateChangeSet"] == 1
+    assert calls["cloudformation:ExecuteChangeSet"] == 1
+    assert calls["cloudformation:UpdateTerminationProtection"] == 1
+    assert calls["s3:PutObject"] == 1
+    assert "cloudformation:CreateStack" not in calls
+    assert "CREATE_COMPLETE" in run.stderr
+
+    # The template went through the templates bucket, content-addressed.
+    key = f"{STACK}/{hashlib.sha256(body).hexdigest()}.json"
+    s3 = boto("s3")
+    assert s3.get_object(Bucket=TEMPLATES_BUCKET, Key=key)["Body"].read() == body
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=TEMPLATES_BUCKET)["Contents"]] == [key]
+    stack = _stack(boto)
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert stack["EnableTerminationProtection"] is True
+    assert {t["Key"]: t["Value"] for t in stack["Tags"]}["datomic:system"] == SYSTEM
+    group = _group(boto)
+    assert _sizes(group) == (1, 1, 2)
+    assert list(_types(boto, group).values()) == ["m7i.large"]
+    subnets = set(folder.value(folder.cf, "aws-subnet-ids").split(","))
+    reservations = boto("ec2").describe_instances(
+        InstanceIds=[i["InstanceId"] for i in group["Instances"]]
+    )["Reservations"]
+    assert {i["SubnetId"] for r in reservations for i in r["Instances"]} <= subnets
+    sets = _no_pending_change_set(boto)
+
+    again = _ok(cli("--output", "json", "create-cf-stack", REGION, STACK, str(folder.template)))
+    assert again.json["changed"] is False
+    assert [c["action"] for c in again.json["changes"]] == ["noop"]
+    assert again.json["aws_calls"]["mutating"] == 0, again.json["aws_calls"]
+    assert _change_sets(boto) == sets
+
+    other = folder.path / "other.json"
+    doc_other = json.loads(body)
+    doc_other["Description"] += " (edited)"
+    other.write_text(json.dumps(doc_other, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    refused = cli("create-cf-stack", REGION, STACK, str(other), *FAST)
+    assert refused.code == 1, (refused.stdout, refused.stderr)
+    assert "the stack exists with a different template" in refused.stderr
+    assert f"datomic-aws update-stack {REGION} {STACK}" in refused.stderr
+    assert _change_sets(boto) == sets
+    assert _stack(boto)["StackStatus"] == "CREATE_COMPLETE"
+
+
+# --- update-stack ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_update_stack_surges_one_at_a_time_without_a_gap(
+    cli: Any, boto: Any, proxy: Proxy, tmp_path: Path, size: int
+) -> None:
+    folder = _created(cli, tmp_path, size)
+    old_ids = {i["InstanceId"] for i in _group(boto)["Instances"]}
+    assert len(old_ids) == size
+    _change_type(cli, folder, "m7i.xlarge")
+
+    for op in SCALING_WRITES:
+        proxy.delays[op] = 0.3
+    with Poller(boto) as poller:
+        run = cli(
+            "--output",
+            "json",
+            "update-stack",
+            REGION,
+            STACK,
+            str(folder.template),
+            *FAST,
+            env={"AWS_ENDPOINT_URL": proxy.url},
+        )
+    _ok(run)
+    doc = run.json
+
+    # Capacity first: the group was raised by one, then one old instance went, size times.
+    writes = [op for op in proxy.log if op in SCALING_WRITES]
+    assert writes == [
+        "UpdateAutoScalingGroup",  # onto the stack's new launch template version (moto drift)
+        *["SetDesiredCapacity", "TerminateInstanceInAutoScalingGroup"] * size,
+    ]
+    assert len(poller.samples) > 20
+    assert min(s[1] for s in poller.samples) >= size, poller.samples
+    # The surge was seen (size + 1 serving), and never more than one extra at a time. (moto
+    # launches the replacement of a terminate-first within the same call, so a wrong order shows
+    # here as a surge never seen, and in `writes` above.)
+    assert max(s[1] for s in poller.samples) == size + 1
+    assert max(s[0] for s in poller.samples) == size + 1
+
+    group = _assert_all_current(boto, "m7i.xlarge", size)
+    assert not old_ids & {i["InstanceId"] for i in group["Instances"]}
+    assert sorted(_replaced(doc)) == sorted(old_ids)
+    stack_change = next(c for c in doc["changes"] if c["resource"] == f"stack/{STACK}")
+    assert stack_change["action"] == "update"
+    assert "parameter InstanceType: m7i.large -> m7i.xlarge" in stack_change["details"]
+    calls = doc["aws_calls"]["by_operation"]
+    assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == size
+    assert calls["autoscaling:SetDesiredCapacity"] == size
+    for i in _replaced(doc):
+        assert f"{GROUP}: launching a replacement for {i}" in run.stderr
+        assert f"{GROUP}: terminating {i} with a decrement" in run.stderr
+    _no_pending_change_set(boto)
+
+    again = _ok(cli("--output", "json", "update-stack", REGION, STACK, str(folder.template)))
+    assert again.json["changed"] is False
+    assert again.json["aws_calls"]["mutating"] == 0, again.json["aws_calls"]
+    assert {c["action"] for c in again.json["changes"]} == {"noop"}
+    _no_pending_change_set(boto)
+    _assert_all_current(boto, "m7i.xlarge", size)
+
+
+def test_update_stack_strategy_terminate_needs_yes_and_warns(
+    cli: Any, boto: Any, tmp_path: Path
+) -> None:
+    folder = _created(cli, tmp_path)
+    (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    _change_type(cli, folder, "m7i.xlarge")
+    args = ("update-stack", REGION, STACK, str(folder.template), "--strategy", "terminate", *FAST)
+
+    refused = cli(*args)  # stdin is not a terminal
+    assert refused.code == 2, (refused.stdout, refused.stderr)
+    assert "Error: this step needs a confirmation" in refused.stderr
+    assert "--yes" in refused.stderr
+    assert refused.stdout == ""
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in _stack(boto)["Parameters"]}
+    assert params["InstanceType"] == "m7i.large"
+    assert [i["InstanceId"] for i in _group(boto)["Instances"]] == [old]
+
+    run = _ok(cli("--output", "json", *args, "--yes"))
+    warning = (
+        "Warning: strategy 'terminate' stops each old instance before its replacement is "
+        "InService: with a group of 1 the transactor is down for the whole boot of the new instance"
+    )
+    assert warning in run.stderr
+    assert f"{GROUP}: terminating {old}; Auto Scaling launches its replacement" in run.stderr
+    doc = run.json
+    assert _replaced(doc) == [old]
+    calls = doc["aws_calls"]["by_operation"]
+    assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 1
+    assert "autoscaling:SetDesiredCapacity" not in calls
+    group = _assert_all_current(boto, "m7i.xlarge", 1)
+    assert old not in {i["InstanceId"] for i in group["Instances"]}
+
+
+def _reader(stream: Any, lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def test_update_killed_in_the_middle_of_a_surge_converges_on_rerun(
+    cli: Any, boto: Any, endpoint: str, proxy: Proxy, tmp_path: Path
+) -> None:
+    folder = _created(cli, tmp_path)
+    (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    _change_type(cli, folder, "m7i.xlarge")
+
+    # The old instance's termination never reaches AWS: the process is killed while it waits.
+    proxy.held_operations.add("TerminateInstanceInAutoScalingGroup")
+    env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
+    proc = subprocess.Popen(
+        [
+            *command_line(),
+            "update-stack",
+            REGION,
+            STACK,
+            str(folder.template),
+            "--poll-interval",
+            "2",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stderr, lines), daemon=True).start()
+    seen: list[str] = []
+    try:
+        while not any("launching a replacement" in line for line in seen):
+            seen.append(lines.get(timeout=60))
+        assert proxy.wait_held("TerminateInstanceInAutoScalingGroup", timeout=30), seen
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert f"launching a replacement for {old} (desired 1 -> 2)" in "".join(seen)
+
+    # Left over size: the replacement runs next to the old instance.
+    group = _group(boto)
+    assert _sizes(group) == (1, 2, 2)
+    assert {i["InstanceId"] for i in group["Instances"]} > {old}
+    assert len(group["Instances"]) == 2
+
+    rerun = _ok(cli("--output", "json", "update-stack", REGION, STACK, str(folder.template), *FAST))
+    doc = rerun.json
+    assert _replaced(doc) == [old]
+    # The stack was already updated: only the instances were left to converge, and the
+    # replacement the killed run launched is kept rather than launching another.
+    calls = doc["aws_calls"]["by_operation"]
+    assert "cloudformation:ExecuteChangeSet" not in calls
+    assert "autoscaling:SetDesiredCapacity" not in calls
+    assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 1
+    survivor = (set(i["InstanceId"] for i in group["Instances"]) - {old}).pop()
+    final = _assert_all_current(boto, "m7i.xlarge", 1)
+    assert [i["InstanceId"] for i in final["Instances"]] == [survivor]
+
+    settled = _ok(cli("--output", "json", "update-stack", REGION, STACK, str(folder.template)))
+    assert settled.json["aws_calls"]["mutating"] == 0
+
+
+def test_update_stack_dry_run_plans_with_only_change_set_writes(
+    cli: Any, boto: Any, tmp_path: Path
+) -> None:
+    folder = _created(cli, tmp_path)
+    (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    before_sets = _change_sets(boto)
+    # A new instance type and a new transactor configuration (its digest is in the launch
+    # template; moto's change sets list nothing for a parameter-only change).
+    folder.edit(folder.transactor, **{"memory-index-max=512m": "memory-index-max=600m"})
+    _ok(cli("ensure-transactor", str(folder.transactor)))
+    _change_type(cli, folder, "m7i.xlarge")
+    args = ("update-stack", "--dry-run", REGION, STACK, str(folder.template), *FAST)
+
+    plan = cli("--output", "json", *args, "--detailed-exitcode")
+    assert plan.code == 3, (plan.stdout, plan.stderr)
+    doc = plan.json
+    assert doc["dry_run"] is True
+    assert doc["changed"] is True
+    mutating = {
+        k: v for k, v in doc["aws_calls"]["by_operation"].items() if is_mutating(k.split(":")[1])
+    }
+    assert mutating == {"cloudformation:CreateChangeSet": 1, "cloudformation:DeleteChangeSet": 1}
+    assert doc["aws_calls"]["mutating"] == 2
+    changes = {c["resource"]: c for c in doc["changes"]}
+    assert changes[f"stack/{STACK}"]["action"] == "update"
+    assert "parameter InstanceType: m7i.large -> m7i.xlarge" in changes[f"stack/{STACK}"]["details"]
+    assert changes[f"stack/{STACK}/LaunchTemplate"]["action"] == "update"
+    assert changes[f"autoscaling group {GROUP}"]["details"] == [
+        f"the launch template changes: 1 instance(s) would be replaced (surge): {old}"
+    ]
+    text = _ok(cli(*args))
+    assert "update-stack (dry run: nothing written)" in text.stdout
+    assert f"1 instance(s) would be replaced (surge): {old}" in text.stdout
+
+    # Nothing happened: no change set left, the old instance and the old parameters in place.
+    assert _change_sets(boto) == before_sets
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in _stack(boto)["Parameters"]}
+    assert params["InstanceType"] == "m7i.large"
+    group = _group(boto)
+    assert [i["InstanceId"] for i in group["Instances"]] == [old]
+    assert _sizes(group) == (1, 1, 2)
+
+    _ok(cli("update-stack", REGION, STACK, str(folder.template), *FAST))
+    settled = cli("--output", "json", *args, "--detailed-exitcode")
+    assert settled.code == 0, settled.stderr
+    assert settled.json["changed"] is False
+    assert settled.json["aws_calls"]["mutating"] == 0
+
+
+# --- delete-cf-stack ------------------------------------------------------------------------
+
+
+def test_delete_cf_stack_needs_yes_and_keeps_everything_outside_the_stack(
+    cli: Any, boto: Any, tmp_path: Path
+) -> None:
+    _created(cli, tmp_path)
+    refused = cli("delete-cf-stack", REGION, STACK, *FAST)
+    assert refused.code == 2, (refused.stdout, refused.stderr)
+    assert "--yes" in refused.stderr
+    assert _stack(boto)["StackStatus"] == "CREATE_COMPLETE"
+
+    run = _ok(cli("--output", "json", "delete-cf-stack", REGION, STACK, "--yes", *FAST))
+    doc = run.json
+    assert doc["changes"] == [
+        {"resource": f"stack/{STACK}", "action": "delete", "details": ["CREATE_COMPLETE"]}
+    ]
+    assert doc["aws_calls"]["by_operation"]["cloudformation:DeleteStack"] == 1
+    assert doc["aws_calls"]["by_operation"]["cloudformation:UpdateTerminationProtection"] == 1
+    assert doc["kept"] == (
+        "the DynamoDB table, the roles and instance profiles, the log and templates buckets and "
+        "the SSM configuration parameter are not part of the stack and were left in place"
+    )
+    with pytest.raises(ClientError, match="does not exist"):
+        boto("cloudformation").describe_stacks(StackName=STACK)
+
+    # Everything outside the stack is still there.
+    assert boto("dynamodb").describe_table(TableName=SYSTEM)["Table"]["TableStatus"] == "ACTIVE"
+    iam = boto("iam")
+    for role in (f"datomic-{SYSTEM}-transactor", f"datomic-{SYSTEM}-peer"):
+        assert iam.get_role(RoleName=role)["Role"]["RoleName"] == role
+        profile = iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"]
+        assert [r["RoleName"] for r in profile["Roles"]] == [role]
+    s3 = boto("s3")
+    buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert buckets == {LOG_BUCKET, TEMPLATES_BUCKET}
+    assert s3.list_objects_v2(Bucket=TEMPLATES_BUCKET)["KeyCount"] == 1
+    assert boto("ssm").get_parameter(Name=PARAMETER)["Parameter"]["Type"] == "SecureString"
+
+    again = _ok(cli("delete-cf-stack", REGION, STACK, "--yes", *FAST))
+    assert f"= noop   stack/{STACK}" in again.stdout
+    assert "kept: the DynamoDB table" in again.stdout
+    assert "No changes. 1 unchanged." in again.stdout
+    quiet = _ok(cli("--output", "json", "delete-cf-stack", REGION, STACK, "--yes"))
+    assert quiet.json["aws_calls"]["mutating"] == 0
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
+    folder = _created(cli, tmp_path)
+    (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    status = ("status", REGION, STACK, "--template", str(folder.template))
+
+    doc = _ok(cli("--output", "json", *status)).json
+    assert doc["aws_calls"]["mutating"] == 0
+    s = doc["status"]
+    assert (s["exists"], s["stack_status"], s["state"]) == (True, "CREATE_COMPLETE", "ready")
+    assert s["termination_protection"] is True
+    assert s["template"] == {"path": str(folder.template), "matches_deployed": True}
+    assert "CREATE_COMPLETE" in s["last_event"]
+    g = s["group"]
+    assert (g["name"], g["min"], g["desired"], g["max"], g["in_service"]) == (GROUP, 1, 1, 2, 1)
+    assert g["launch_template_version"] == "1"
+    (instance,) = g["instances"]
+    assert {k: instance[k] for k in ("id", "type", "lifecycle_state", "health")} == {
+        "id": old,
+        "type": "m7i.large",
+        "lifecycle_state": "InService",
+        "health": "Healthy",
+    }
+    assert (instance["launch_template_version"], instance["current"]) == ("1", True)
+
+    text = _ok(cli(*status)).stdout
+    assert text.startswith(f"stack {STACK} ({REGION}): CREATE_COMPLETE\n")
+    assert "  termination protection: on\n" in text
+    assert f"  template {folder.template}: matches the deployed one\n" in text
+    assert (
+        f"  group {GROUP}: min 1 / desired 1 / max 2, 1 in service, launch template version 1\n"
+        in text
+    )
+    assert f"    {old}  m7i.large " in text
+    assert text.rstrip().endswith("v1  current")
+
+    # A new instance type, the stack updated but the instance left alone: outdated, and the
+    # previous local template no longer matches.
+    previous = folder.template.read_text(encoding="utf-8")
+    _change_type(cli, folder, "m7i.xlarge")
+    _ok(cli("update-stack", REGION, STACK, str(folder.template), "--no-replace", *FAST))
+    stale = folder.path / "previous.json"
+    stale.write_text(previous, encoding="utf-8")
+    doc = _ok(cli("--output", "json", "status", REGION, STACK, "--template", str(stale))).json
+    s = doc["status"]
+    assert s["stack_status"] == "UPDATE_COMPLETE"
+    assert s["template"] == {"path": str(stale), "matches_deployed": False}
+    assert s["group"]["launch_template_version"] == "2"
+    (instance,) = s["group"]["instances"]
+    assert (instance["id"], instance["type"]) == (old, "m7i.large")
+    assert (instance["launch_template_version"], instance["current"]) == ("1", False)
+    text = _ok(cli("status", REGION, STACK, "--template", str(stale))).stdout
+    assert f"  template {stale}: DIFFERS from the deployed one\n" in text
+    assert text.rstrip().endswith("v1  OUTDATED")
+    assert "matches the deployed one" in _ok(cli(*status)).stdout
+
+    missing = _ok(cli("status", REGION, "no-such-stack"))
+    assert missing.stdout == f"stack no-such-stack ({REGION}): does not exist\n"
+    doc = _ok(cli("--output", "json", "status", REGION, "no-such-stack")).json
+    assert doc["status"] == {"exists": False, "region": REGION, "stack": "no-such-stack"}
+
+
+# --- apply ----------------------------------------------------------------------------------
+
+
+def _snapshot(folder: Folder) -> dict[str, tuple[bytes, int]]:
+    return {
+        p.name: (p.read_bytes(), os.stat(p).st_mtime_ns)
+        for p in (folder.transactor, folder.cf, folder.template)
+    }
+
+
+def test_apply_twice_then_a_new_instance_type_then_a_noop(
+    cli: Any, boto: Any, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path)
+    originals = {p.name: p.read_bytes() for p in (folder.transactor, folder.cf)}
+    first = _ok(cli("--output", "json", "apply", str(folder.path), *FAST))
+    doc = first.json
+    assert doc["command"] == "apply"
+    assert (doc["stack"], doc["region"]) == (STACK, REGION)
+    assert {f["path"]: f["written"] for f in doc["files"]} == {
+        str(folder.transactor): True,
+        str(folder.cf): True,
+        str(folder.template): True,
+    }
+    for p in (folder.transactor, folder.cf):
+        assert p.read_bytes() != originals[p.name]
+    assert folder.value(folder.cf, "aws-stack-name") == STACK
+    assert json.loads(folder.template.read_text(encoding="utf-8"))["Resources"]
+    assert _stack(boto)["StackStatus"] == "CREATE_COMPLETE"
+    assert list(_types(boto, _group(boto)).values()) == ["m7i.large"]
+
+    before = _snapshot(folder)
+    second = _ok(cli("--output", "json", "apply", str(folder.path), *FAST))
+    doc = second.json
+    assert doc["changed"] is False
+    assert doc["aws_calls"]["mutating"] == 0, doc["aws_calls"]
+    assert doc["aws_calls"]["total"] <= 45, doc["aws_calls"]
+    assert {c["action"] for c in doc["changes"]} == {"noop"}
+    assert [f["written"] for f in doc["files"]] == [False, False, False]
+    assert _snapshot(folder) == before
+
+    (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    folder.edit(
+        folder.cf,
+        **{
+            "aws-instance-type=m7i.large": "aws-instance-type=m7i.xlarge",
+            "java-xmx=5734m": "java-xmx=",
+        },
+    )
+    third = _ok(cli("--output", "json", "apply", str(folder.path), *FAST))
+    doc = third.json
+    assert _replaced(doc) == [old]
+    assert folder.value(folder.cf, "java-xmx") == "11468m"
+    assert {f["path"]: f["written"] for f in doc["files"]} == {
+        str(folder.transactor): False,
+        str(folder.cf): True,
+        str(folder.template): True,
+    }
+    assert f"{GROUP}: launching a replacement for {old} (desired 1 -> 2)" in third.stderr
+    _assert_all_current(boto, "m7i.xlarge", 1)
+
+    before = _snapshot(folder)
+    fourth = _ok(cli("--output", "json", "apply", str(folder.path), *FAST))
+    assert fourth.json["changed"] is False
+    assert fourth.json["aws_calls"]["mutating"] == 0, fourth.json["aws_calls"]
+    assert _snapshot(folder) == before
+    _no_pending_change_set(boto)
+
+
+def test_apply_dry_run_on_a_fresh_folder_writes_nothing(
+    cli: Any, boto: Any, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path)
+    before = {p.name: p.read_bytes() for p in (folder.transactor, folder.cf)}
+    run = _ok(cli("--output", "json", "apply", "--dry-run", str(folder.path)))
+    doc = run.json
+    assert doc["dry_run"] is True
+    assert doc["changed"] is True
+    assert doc["aws_calls"]["mutating"] == 0, doc["aws_calls"]
+    assert {f["path"]: f["written"] for f in doc["files"]} == {
+        str(folder.transactor): False,
+        str(folder.cf): False,
+    }
+    assert {p.name: p.read_bytes() for p in (folder.transactor, folder.cf)} == before
+    assert sorted(p.name for p in folder.path.iterdir()) == [
+        "cf.properties",
+        "transactor.properties",
+    ]
+    assert boto("dynamodb").list_tables()["TableNames"] == []
+    assert boto("cloudformation").describe_stacks()["Stacks"] == []
+    assert boto("iam").list_roles()["Roles"] == []
+    detailed = cli("apply", "--dry-run", "--detailed-exitcode", str(folder.path))
+    assert detailed.code == 3, detailed.stderr
