@@ -225,7 +225,7 @@ def ensure_cf_cmd(
       datomic-aws ensure-cf aws/prod/cf.properties
       datomic-aws ensure-cf --dry-run aws/prod/cf.properties
     """
-    from datomic_aws.ensure_cf import ensure_cf
+    from datomic_aws.ensure import ensure_cf
 
     _check_detailed(dry_run, detailed_exitcode)
     aws = opts.aws(dry_run=dry_run)

@@ -330,8 +330,7 @@ def apply_dir(
 ) -> Result:
     """apply DIR: ensure-transactor, ensure-cf, create-cf-template, then create or update."""
     from datomic_aws.config.cf import load_cf
-    from datomic_aws.ensure import ensure_transactor
-    from datomic_aws.ensure_cf import ensure_cf
+    from datomic_aws.ensure import ensure_cf, ensure_transactor
     from datomic_aws.template import create_cf_template
 
     folder = Path(directory)

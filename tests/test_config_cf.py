@@ -16,7 +16,7 @@ from datomic_aws.config.cf import (
     parse_ingress_group,
     spec_from,
 )
-from datomic_aws.ensure_cf import sibling_transactor
+from datomic_aws.ensure import sibling_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.properties import PropertiesText
 

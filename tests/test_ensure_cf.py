@@ -14,7 +14,7 @@ from datomic_aws import names
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action, Result
 from datomic_aws.config.cf import DEFAULT_JAVA_OPTS, LATEST_DATOMIC_VERSION
-from datomic_aws.ensure_cf import ensure_cf
+from datomic_aws.ensure import ensure_cf
 from datomic_aws.errors import InvalidInput, OwnershipError
 from datomic_aws.properties import PropertiesText
 from datomic_aws.resources import ec2 as ec2r

@@ -5,7 +5,7 @@ nothing), the facts about an instance type (offered in the region, RAM, architec
 convergence of the transactor's security group to exactly the declared TCP 4334 ingress rules.
 Undeclared 4334 rules are revoked only in a group that carries our tags (or that --adopt takes
 over): an operator's own group gains rules but never loses one. Rules on other ports are never
-touched. It must not decide names or read files: ensure_cf.py passes the desired state in.
+touched. It must not decide names or read files: ensure.py passes the desired state in.
 """
 
 from __future__ import annotations
