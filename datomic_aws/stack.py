@@ -26,11 +26,11 @@ from datomic_aws import aws, names
 from datomic_aws.changes import Action, Change, noop
 from datomic_aws.errors import (
     Interrupted,
-    NameTakenError,
     StackError,
     UsageError,
     WaitTimeout,
 )
+from datomic_aws.resources import s3 as s3_bucket
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -500,45 +500,13 @@ def _failure_hint(info: StackInfo, region: str, name: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Templates bucket and upload
 
-_TOOL_TAGS = {names.TAG_MANAGED: names.MANAGED_BY, "datomic:purpose": "cloudformation-templates"}
-_PUBLIC_ACCESS_BLOCK = {
-    "BlockPublicAcls": True,
-    "IgnorePublicAcls": True,
-    "BlockPublicPolicy": True,
-    "RestrictPublicBuckets": True,
-}
-_ACCEPTED_SSE = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
-_TLS_SID = "DenyInsecureTransport"
-
-
-def _partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
-
-
-def _tls_statement(bucket: str, region: str) -> dict[str, Any]:
-    arn = f"arn:{_partition(region)}:s3:::{bucket}"
-    return {
-        "Sid": _TLS_SID,
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [arn, f"{arn}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }
-
-
-def _normalise(statement: Mapping[str, Any]) -> dict[str, Any]:
-    # S3 may hand back a single-element list as a bare string and reorder lists.
-    out: dict[str, Any] = {}
-    for key, value in statement.items():
-        if isinstance(value, (str, list)) and key in ("Action", "Resource"):
-            value = sorted([value] if isinstance(value, str) else value)
-        out[key] = value
-    return out
+# The templates bucket serves every system of the account and region, so it is tagged managed-by
+# only (plus its purpose), never datomic:system.
+_TEMPLATES_TAGS = MappingProxyType({"datomic:purpose": "cloudformation-templates"})
+_TEMPLATES_TAKEN_HINT = (
+    "another AWS account owns this bucket name, so templates cannot be uploaded"
+    " in this region; contact AWS support or use another account"
+)
 
 
 def _missing(exc: BaseException, *codes: str) -> bool:
@@ -547,107 +515,20 @@ def _missing(exc: BaseException, *codes: str) -> bool:
 
 def ensure_templates_bucket(s3: S3Client, account: str, region: str) -> Change:
     """Create or converge the tool-owned templates bucket; reads first, writes only what differs."""
-    bucket = names.templates_bucket(account, region)
-    resource = f"s3 bucket {bucket}"
-    done: list[str] = []
-    exists = True
-    try:
-        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
-    except Exception as exc:
-        if not aws.is_error(exc, "404", "NoSuchBucket", "NotFound", "403", "Forbidden"):
-            raise
-        # 403: someone else's bucket, or ours without s3:ListBucket; CreateBucket tells which.
-        exists = False
-    if not exists:
-        try:
-            if region == "us-east-1":
-                # us-east-1 rejects any LocationConstraint, even its own name.
-                s3.create_bucket(Bucket=bucket)
-            else:
-                s3.create_bucket(
-                    Bucket=bucket,
-                    CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
-                )
-            done.append("created")
-        except Exception as exc:
-            if aws.is_error(exc, "BucketAlreadyExists"):
-                err = NameTakenError(resource, "the region")
-                err.hint = (
-                    "another AWS account owns this bucket name, so templates cannot be uploaded"
-                    " in this region; contact AWS support or use another account"
-                )
-                raise err from exc
-            if not aws.is_error(exc, "BucketAlreadyOwnedByYou"):
-                raise
-
-    try:
-        pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-    except Exception as exc:
-        if not _missing(exc, "NoSuchPublicAccessBlockConfiguration"):
-            raise
-        pab = {}
-    if any(pab.get(k) is not True for k in _PUBLIC_ACCESS_BLOCK):
-        s3.put_public_access_block(
-            Bucket=bucket,
-            PublicAccessBlockConfiguration=_PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]
-        )
-        done.append("public access blocked")
-
-    try:
-        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
-            "Rules"
-        ]
-    except Exception as exc:
-        if not _missing(exc, "ServerSideEncryptionConfigurationNotFoundError"):
-            raise
-        rules = []
-    algorithms = {
-        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules
-    }
-    if not algorithms & _ACCEPTED_SSE:
-        s3.put_bucket_encryption(
-            Bucket=bucket,
-            ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-            },
-        )
-        done.append("default encryption AES256")
-
-    try:
-        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    except Exception as exc:
-        if not _missing(exc, "NoSuchBucketPolicy"):
-            raise
-        policy = {"Version": "2012-10-17", "Statement": []}
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        statements = [statements]
-    wanted = _tls_statement(bucket, region)
-    if _normalise(wanted) not in [_normalise(s) for s in statements]:
-        kept = [s for s in statements if s.get("Sid") != _TLS_SID]
-        policy = {"Version": "2012-10-17", "Statement": [*kept, wanted]}
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy, sort_keys=True))
-        done.append("TLS-only bucket policy")
-
-    try:
-        tag_set = s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
-    except Exception as exc:
-        if not _missing(exc, "NoSuchTagSet"):
-            raise
-        tag_set = []
-    current = {t["Key"]: t["Value"] for t in tag_set}
-    if any(current.get(k) != v for k, v in _TOOL_TAGS.items()):
-        merged = {**current, **_TOOL_TAGS}
-        s3.put_bucket_tagging(
-            Bucket=bucket,
-            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged.items())]},
-        )
-        done.append("tagged")
-
-    if not done:
-        return noop(resource)
-    action = Action.CREATE if "created" in done else Action.UPDATE
-    return Change(resource, action, tuple(d for d in done if d != "created"))
+    spec = s3_bucket.BucketSpec(
+        names.templates_bucket(account, region),
+        region,
+        system="",
+        explicit=False,
+        key="the region",
+        shared=True,
+        extra_tags=_TEMPLATES_TAGS,
+        taken_hint=_TEMPLATES_TAKEN_HINT,
+    )
+    # The name is the tool's own (it embeds the caller's account and region) and the stack
+    # commands have no --adopt: a bucket of that name in this account is ours to converge,
+    # re-tagging it if its tags were stripped.
+    return s3_bucket.ensure_bucket(s3, spec, dry_run=False, adopt=True)
 
 
 def template_digest(template: str) -> str:

@@ -173,7 +173,17 @@ class Harness:
             {},
         )
         bucket = names.templates_bucket(ACCOUNT, self.region)
-        self.s3.add_response("head_bucket", {}, {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT})
+        # GetBucketTagging doubles as the existence check.
+        self.s3.add_response(
+            "get_bucket_tagging",
+            {
+                "TagSet": [
+                    {"Key": "managed-by", "Value": "datomic-aws"},
+                    {"Key": "datomic:purpose", "Value": "cloudformation-templates"},
+                ]
+            },
+            {"Bucket": bucket},
+        )
         self.s3.add_response(
             "get_public_access_block",
             {
@@ -197,16 +207,6 @@ class Harness:
         )
         self.s3.add_response(
             "get_bucket_policy", {"Policy": json.dumps(tls_policy(bucket))}, {"Bucket": bucket}
-        )
-        self.s3.add_response(
-            "get_bucket_tagging",
-            {
-                "TagSet": [
-                    {"Key": "managed-by", "Value": "datomic-aws"},
-                    {"Key": "datomic:purpose", "Value": "cloudformation-templates"},
-                ]
-            },
-            {"Bucket": bucket},
         )
         head = {"Bucket": bucket, "Key": key, "ExpectedBucketOwner": ACCOUNT}
         if uploaded:
@@ -1026,70 +1026,180 @@ def test_delete_failed_quotes_reason(h: Harness) -> None:
 # templates bucket
 
 
+TEMPLATES_TAGS = [
+    {"Key": "datomic:purpose", "Value": "cloudformation-templates"},
+    {"Key": "managed-by", "Value": "datomic-aws"},
+]
+TAKEN_HINT = (
+    "another AWS account owns this bucket name, so templates cannot be uploaded in this region;"
+    " contact AWS support or use another account"
+)
+BLOCK_ALL = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
 def test_templates_bucket_location_constraint_and_name_taken() -> None:
     for region, config in (
-        ("us-east-1", None),
-        ("eu-west-1", {"LocationConstraint": "eu-west-1"}),
+        ("us-east-1", {"Tags": TEMPLATES_TAGS}),
+        ("eu-west-1", {"Tags": TEMPLATES_TAGS, "LocationConstraint": "eu-west-1"}),
     ):
         h = Harness(region=region)
         bucket = names.templates_bucket(ACCOUNT, region)
+        # GetBucketTagging doubles as the existence check.
         h.s3.add_client_error(
-            "head_bucket",
-            "404",
-            "Not Found",
+            "get_bucket_tagging",
+            "NoSuchBucket",
+            "The specified bucket does not exist",
             404,
-            expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
+            expected_params={"Bucket": bucket},
         )
-        expected: dict[str, Any] = {"Bucket": bucket}
-        if config:
-            expected["CreateBucketConfiguration"] = config
         h.s3.add_client_error(
-            "create_bucket", "BucketAlreadyExists", "taken", 409, expected_params=expected
+            "create_bucket",
+            "BucketAlreadyExists",
+            "taken",
+            409,
+            expected_params={"Bucket": bucket, "CreateBucketConfiguration": config},
         )
         with pytest.raises(NameTakenError) as err:
             stack.ensure_templates_bucket(h.ctx.client("s3", region), ACCOUNT, region)
         assert bucket in str(err.value)
+        assert err.value.hint == TAKEN_HINT
         h.done()
 
 
-def test_templates_bucket_already_owned_is_fine() -> None:
+def test_templates_bucket_we_may_not_read_is_name_taken() -> None:
     h = Harness(region="eu-west-1")
     bucket = names.templates_bucket(ACCOUNT, "eu-west-1")
-    h.s3.add_client_error("head_bucket", "403", "Forbidden", 403)
-    h.s3.add_client_error("create_bucket", "BucketAlreadyOwnedByYou", "yours", 409)
-    s3 = h.ctx.client("s3", "eu-west-1")
-    h.s3.add_response(
-        "get_public_access_block",
-        {
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            }
+    h.s3.add_client_error(
+        "get_bucket_tagging", "AccessDenied", "denied", 403, expected_params={"Bucket": bucket}
+    )
+    with pytest.raises(NameTakenError) as err:
+        stack.ensure_templates_bucket(h.ctx.client("s3", "eu-west-1"), ACCOUNT, "eu-west-1")
+    assert bucket in str(err.value)
+    assert err.value.hint == TAKEN_HINT
+    h.done()
+
+
+def test_templates_bucket_already_owned_is_fine() -> None:
+    # Created by a concurrent run between our read and our CreateBucket: converge it all the same.
+    h = Harness(region="eu-west-1")
+    bucket = names.templates_bucket(ACCOUNT, "eu-west-1")
+    h.s3.add_client_error(
+        "get_bucket_tagging", "NoSuchBucket", "absent", 404, expected_params={"Bucket": bucket}
+    )
+    h.s3.add_client_error(
+        "create_bucket",
+        "BucketAlreadyOwnedByYou",
+        "yours",
+        409,
+        expected_params={
+            "Bucket": bucket,
+            "CreateBucketConfiguration": {
+                "Tags": TEMPLATES_TAGS,
+                "LocationConstraint": "eu-west-1",
+            },
         },
+    )
+    h.s3.add_response(
+        "put_bucket_tagging", {}, {"Bucket": bucket, "Tagging": {"TagSet": TEMPLATES_TAGS}}
+    )
+    h.s3.add_response(
+        "put_public_access_block",
+        {},
+        {"Bucket": bucket, "PublicAccessBlockConfiguration": BLOCK_ALL},
+    )
+    h.s3.add_response(
+        "put_bucket_encryption",
+        {},
+        {
+            "Bucket": bucket,
+            "ServerSideEncryptionConfiguration": {
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                        "BucketKeyEnabled": True,
+                    }
+                ]
+            },
+        },
+    )
+    h.s3.add_response(
+        "put_bucket_policy",
+        {},
+        {"Bucket": bucket, "Policy": json.dumps(tls_policy(bucket), sort_keys=True)},
+    )
+    change = stack.ensure_templates_bucket(h.ctx.client("s3", "eu-west-1"), ACCOUNT, "eu-west-1")
+    assert change.action is Action.CREATE
+    assert change.resource == f"s3 bucket {bucket}"
+    h.done()
+
+
+def hardened_reads(
+    h: Harness, bucket: str, *, algorithm: str, policy: dict[str, Any], tags: list[Any]
+) -> None:
+    h.s3.add_response("get_bucket_tagging", {"TagSet": tags}, {"Bucket": bucket})
+    h.s3.add_response(
+        "get_public_access_block", {"PublicAccessBlockConfiguration": BLOCK_ALL}, {"Bucket": bucket}
     )
     h.s3.add_response(
         "get_bucket_encryption",
         {
             "ServerSideEncryptionConfiguration": {
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": algorithm}}]
             }
         },
+        {"Bucket": bucket},
     )
-    h.s3.add_response("get_bucket_policy", {"Policy": json.dumps(tls_policy(bucket))})
-    h.s3.add_response(
-        "get_bucket_tagging",
-        {
-            "TagSet": [
-                {"Key": "managed-by", "Value": "datomic-aws"},
-                {"Key": "datomic:purpose", "Value": "cloudformation-templates"},
-            ]
-        },
-    )
-    change = stack.ensure_templates_bucket(s3, ACCOUNT, "eu-west-1")
+    h.s3.add_response("get_bucket_policy", {"Policy": json.dumps(policy)}, {"Bucket": bucket})
+
+
+@pytest.mark.parametrize("algorithm", ["AES256", "aws:kms", "aws:kms:dsse"])
+def test_templates_bucket_accepts_kms_and_a_reshaped_tls_statement(algorithm: str) -> None:
+    h = Harness(region="eu-west-1")
+    bucket = names.templates_bucket(ACCOUNT, "eu-west-1")
+    policy = tls_policy(bucket)
+    # S3 may hand back a single-element list as a bare string, and lists in another order.
+    statement = policy["Statement"][0]
+    statement["Action"] = ["s3:*"]
+    statement["Resource"] = list(reversed(statement["Resource"]))
+    policy["Statement"] = statement  # and a lone statement without its list
+    hardened_reads(h, bucket, algorithm=algorithm, policy=policy, tags=TEMPLATES_TAGS)
+    change = stack.ensure_templates_bucket(h.ctx.client("s3", "eu-west-1"), ACCOUNT, "eu-west-1")
     assert change.action is Action.NOOP
-    h.s3.assert_no_pending_responses()
+    assert h.mutating == {}
+    h.done()
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"), [("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")]
+)
+def test_templates_bucket_policy_uses_the_regions_partition(region: str, partition: str) -> None:
+    h = Harness(region=region)
+    bucket = names.templates_bucket(ACCOUNT, region)
+    arn = f"arn:{partition}:s3:::{bucket}"
+    foreign = {"Sid": "Theirs", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject"}
+    # A statement over the aws partition's ARNs protects nothing there: ours is added, theirs kept.
+    hardened_reads(
+        h,
+        bucket,
+        algorithm="AES256",
+        policy={"Version": "2012-10-17", "Statement": [foreign, *tls_policy(bucket)["Statement"]]},
+        tags=TEMPLATES_TAGS,
+    )
+    wanted = tls_policy(bucket)
+    wanted["Statement"][0]["Resource"] = [arn, f"{arn}/*"]
+    wanted["Statement"] = [foreign, *wanted["Statement"]]
+    h.s3.add_response(
+        "put_bucket_policy", {}, {"Bucket": bucket, "Policy": json.dumps(wanted, sort_keys=True)}
+    )
+    change = stack.ensure_templates_bucket(h.ctx.client("s3", region), ACCOUNT, region)
+    assert change.action is Action.UPDATE
+    assert change.details == ("bucket policy: deny non-TLS access",)
+    h.done()
 
 
 @pytest.mark.parametrize("body", ["{not json", "[]", '{"Resources": []}'])

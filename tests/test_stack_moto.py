@@ -189,6 +189,7 @@ def test_templates_bucket_is_hardened_and_idempotent(
     assert set(statement["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
     tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
     assert tags[names.TAG_MANAGED] == names.MANAGED_BY
+    assert names.TAG_SYSTEM not in tags  # shared by every system of the account and region
 
     recorder.operations.clear()
     assert stack.ensure_templates_bucket(s3, account, region).action is Action.NOOP
@@ -209,6 +210,6 @@ def test_templates_bucket_converges_a_weakened_bucket(
     recorder.operations.clear()
     change = stack.ensure_templates_bucket(s3, account, region)
     assert change.action is Action.UPDATE
-    assert recorder.mutating == ["s3:PutPublicAccessBlock", "s3:PutBucketTagging"]
+    assert recorder.mutating == ["s3:PutBucketTagging", "s3:PutPublicAccessBlock"]
     tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
     assert tags["team"] == "data" and tags[names.TAG_MANAGED] == names.MANAGED_BY

@@ -1,20 +1,25 @@
-"""Hardened S3 buckets: the transactor log bucket (and any other bucket the tool owns).
+"""Hardened S3 buckets: the transactor log bucket and the shared templates bucket.
 
 Owns create-if-missing with the correct LocationConstraint, ownership tags, public access block,
 default encryption and the TLS-only bucket policy. It must never delete a bucket, an object, or a
 policy statement the operator added: a foreign policy is reported, never overwritten.
+
+A per-system bucket (the log bucket) is tagged for its system and owned by the rule of
+resources/owner. A shared bucket (the templates bucket, one per account and region for every
+system) carries only our managed-by tag, plus whatever `extra_tags` the caller names.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from datomic_aws import names
 from datomic_aws.aws import is_error, translating
 from datomic_aws.changes import Action, Change
-from datomic_aws.errors import NameTakenError
+from datomic_aws.errors import NameTakenError, OwnershipError
 from datomic_aws.resources.owner import check_owner
 
 _BLOCK_ALL = {
@@ -23,7 +28,10 @@ _BLOCK_ALL = {
     "BlockPublicPolicy": True,
     "RestrictPublicBuckets": True,
 }
+# Default encryption we accept as it is; anything else is converged to SSE-S3.
+_ACCEPTED_SSE = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
 _TLS_SID = "DenyInsecureTransport"
+_TLS_CONDITION = {"Bool": {"aws:SecureTransport": "false"}}
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,12 @@ class BucketSpec:
     system: str
     explicit: bool
     key: str  # the file key that names it, for error messages
+    # Serves every system of the account and region: tagged managed-by only, never datomic:system,
+    # and owned when it carries our managed-by tag.
+    shared: bool = False
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+    # Replaces NameTakenError's hint when the name is not the operator's to change.
+    taken_hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,28 @@ def _resource(spec: BucketSpec) -> str:
     return f"s3 bucket {spec.name}"
 
 
-def tls_only_policy(bucket: str) -> dict[str, Any]:
+def _name_taken(spec: BucketSpec) -> NameTakenError:
+    err = NameTakenError(_resource(spec), spec.key)
+    if spec.taken_hint is not None:
+        err.hint = spec.taken_hint
+    return err
+
+
+def wanted_tags(spec: BucketSpec) -> dict[str, str]:
+    base = {names.TAG_MANAGED: names.MANAGED_BY} if spec.shared else names.tags(spec.system)
+    return {**spec.extra_tags, **base}
+
+
+def partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def tls_only_policy(bucket: str, region: str) -> dict[str, Any]:
+    arn = f"arn:{partition(region)}:s3:::{bucket}"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -56,8 +91,8 @@ def tls_only_policy(bucket: str) -> dict[str, Any]:
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                "Resource": [arn, f"{arn}/*"],
+                "Condition": _TLS_CONDITION,
             }
         ],
     }
@@ -72,7 +107,7 @@ def read_bucket(s3: Any, spec: BucketSpec) -> BucketState | None:
             return None
         if is_error(exc, "AccessDenied", "AllAccessDisabled", "PermanentRedirect", "301"):
             # Names are global: a bucket we may not read, or one in another region, is not ours.
-            raise NameTakenError(_resource(spec), spec.key) from exc
+            raise _name_taken(spec) from exc
         if not is_error(exc, "NoSuchTagSet", "NoSuchTagSetError"):
             raise
         tag_set = []
@@ -84,8 +119,12 @@ def read_bucket(s3: Any, spec: BucketSpec) -> BucketState | None:
             raise
         pab = None
     try:
-        rules = s3.get_bucket_encryption(Bucket=spec.name)["ServerSideEncryptionConfiguration"]
-        encrypted = bool(rules.get("Rules"))
+        config = s3.get_bucket_encryption(Bucket=spec.name)["ServerSideEncryptionConfiguration"]
+        algorithms = {
+            rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
+            for rule in config.get("Rules", [])
+        }
+        encrypted = bool(algorithms & _ACCEPTED_SSE)
     except Exception as exc:
         if not is_error(exc, "ServerSideEncryptionConfigurationNotFoundError"):
             raise
@@ -99,38 +138,50 @@ def read_bucket(s3: Any, spec: BucketSpec) -> BucketState | None:
     return BucketState(tags, pab, encrypted, policy)
 
 
-def _has_tls_statement(policy: dict[str, Any] | None, bucket: str) -> bool:
+def _as_list(value: Any) -> list[Any]:
+    # A policy may hold a single-element list as a bare string.
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(policy: dict[str, Any] | None) -> list[dict[str, Any]]:
+    # A single statement may stand bare, without its list.
     if not policy:
-        return False
-    wanted = tls_only_policy(bucket)["Statement"][0]
-    return any(
+        return []
+    return [s for s in _as_list(policy.get("Statement", [])) if isinstance(s, dict)]
+
+
+def _refuses_non_tls(stmt: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return (
         stmt.get("Effect") == "Deny"
+        and stmt.get("Principal") in ("*", {"AWS": "*"})
+        and bool(set(_as_list(stmt.get("Action"))) & {"s3:*", "*"})
+        and set(_as_list(stmt.get("Resource"))) == set(wanted["Resource"])
         and stmt.get("Condition") == wanted["Condition"]
-        and sorted(_as_list(stmt.get("Resource"))) == sorted(wanted["Resource"])
-        for stmt in policy.get("Statement", [])
     )
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+def _has_tls_statement(policy: dict[str, Any] | None, spec: BucketSpec) -> bool:
+    wanted = tls_only_policy(spec.name, spec.region)["Statement"][0]
+    return any(_refuses_non_tls(stmt, wanted) for stmt in _statements(policy))
 
 
 def diff_bucket(spec: BucketSpec, current: BucketState) -> list[str]:
     out = []
-    missing_tags = {k: v for k, v in names.tags(spec.system).items() if current.tags.get(k) != v}
+    missing_tags = {k: v for k, v in wanted_tags(spec).items() if current.tags.get(k) != v}
     if missing_tags:
         out.append("tags: add " + ", ".join(f"{k}={v}" for k, v in sorted(missing_tags.items())))
     if current.public_access_block != _BLOCK_ALL:
         out.append("public access: block all")
     if not current.encrypted:
         out.append("default encryption: SSE-S3 (AES256)")
-    if not _has_tls_statement(current.policy, spec.name):
+    if not _has_tls_statement(current.policy, spec):
         out.append("bucket policy: deny non-TLS access")
     return out
 
 
 def _create(s3: Any, spec: BucketSpec) -> None:
-    config: dict[str, Any] = {"Tags": names.tag_list(spec.system)}
+    tags = wanted_tags(spec)
+    config: dict[str, Any] = {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
     # us-east-1 rejects an explicit LocationConstraint; every other region requires one.
     if spec.region != "us-east-1":
         config["LocationConstraint"] = spec.region
@@ -138,7 +189,7 @@ def _create(s3: Any, spec: BucketSpec) -> None:
         s3.create_bucket(Bucket=spec.name, CreateBucketConfiguration=config)
     except Exception as exc:
         if is_error(exc, "BucketAlreadyExists"):
-            raise NameTakenError(_resource(spec), spec.key) from exc
+            raise _name_taken(spec) from exc
         if not is_error(exc, "BucketAlreadyOwnedByYou"):
             raise
 
@@ -147,12 +198,12 @@ def apply_bucket(s3: Any, spec: BucketSpec, current: BucketState | None) -> None
     if current is None:
         _create(s3, spec)
     tags = dict(current.tags) if current else {}
-    wanted_tags = {**tags, **names.tags(spec.system)}
+    merged_tags = {**tags, **wanted_tags(spec)}
     # AWS applies CreateBucket's Tags atomically; this also covers endpoints that ignore them.
-    if wanted_tags != tags:
+    if merged_tags != tags:
         s3.put_bucket_tagging(
             Bucket=spec.name,
-            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(wanted_tags.items())]},
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged_tags.items())]},
         )
     if current is None or current.public_access_block != _BLOCK_ALL:
         s3.put_public_access_block(Bucket=spec.name, PublicAccessBlockConfiguration=_BLOCK_ALL)
@@ -169,20 +220,31 @@ def apply_bucket(s3: Any, spec: BucketSpec, current: BucketState | None) -> None
             },
         )
     policy = current.policy if current else None
-    if not _has_tls_statement(policy, spec.name):
-        statements = [s for s in (policy or {}).get("Statement", []) if s.get("Sid") != _TLS_SID]
-        merged = tls_only_policy(spec.name)
+    if not _has_tls_statement(policy, spec):
+        statements = [s for s in _statements(policy) if s.get("Sid") != _TLS_SID]
+        merged = tls_only_policy(spec.name, spec.region)
         merged["Statement"] = statements + merged["Statement"]
         s3.put_bucket_policy(Bucket=spec.name, Policy=json.dumps(merged, sort_keys=True))
+
+
+def _check_owner(spec: BucketSpec, tags: dict[str, str], *, adopt: bool) -> None:
+    if not spec.shared:
+        check_owner(tags, spec.system, _resource(spec), explicit=spec.explicit, adopt=adopt)
+    elif not spec.explicit and not adopt and tags.get(names.TAG_MANAGED) != names.MANAGED_BY:
+        # Shared by every system, so no datomic:system tag: our managed-by tag alone marks it.
+        err = OwnershipError(_resource(spec))
+        err.what = (
+            f"exists but was not created by datomic-aws"
+            f" (no {names.TAG_MANAGED}={names.MANAGED_BY} tag)"
+        )
+        raise err
 
 
 def ensure_bucket(s3: Any, spec: BucketSpec, *, dry_run: bool, adopt: bool) -> Change:
     with translating(_resource(spec)):
         current = read_bucket(s3, spec)
         if current is not None:
-            check_owner(
-                current.tags, spec.system, _resource(spec), explicit=spec.explicit, adopt=adopt
-            )
+            _check_owner(spec, current.tags, adopt=adopt)
         if current is None:
             action = Action.CREATE
             details: tuple[str, ...] = (
