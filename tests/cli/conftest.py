@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from .faulty_proxy import read_body
+
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 
@@ -158,18 +160,7 @@ class Proxy:
                 return None
 
             def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        chunk = self.rfile.read(size)
-                        self.rfile.readline()
-                        if size == 0:
-                            break
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
+                return read_body(self)
 
             def _forward(self) -> None:
                 body = self._body()

@@ -114,6 +114,22 @@ def error_response(service: str, headers: Any, kind: str) -> tuple[int, bytes, s
     return status, body, ctype
 
 
+def read_body(handler: http.server.BaseHTTPRequestHandler) -> bytes:
+    """A request's body, plain or chunked (botocore streams S3 uploads chunked)."""
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
+            chunk = handler.rfile.read(size)
+            handler.rfile.readline()
+            if size == 0:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 class FaultyProxy:
     def __init__(
         self,
@@ -140,18 +156,7 @@ class FaultyProxy:
                 return None
 
             def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        chunk = self.rfile.read(size)
-                        self.rfile.readline()
-                        if size == 0:
-                            break
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
+                return read_body(self)
 
             def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
                 self.send_response(status)
