@@ -169,9 +169,16 @@ def cli(
     )
 
 
+def _input_output(fn: F) -> F:
+    """INPUT [OUTPUT]: OUTPUT defaults to INPUT, rewritten in place (Datomic's convention)."""
+    fn = click.argument(
+        "output_path", metavar="[OUTPUT]", required=False, type=click.Path(dir_okay=False)
+    )(fn)
+    return click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))(fn)
+
+
 @cli.command("ensure-transactor")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.argument("output_path", metavar="[OUTPUT]", required=False, type=click.Path(dir_okay=False))
+@_input_output
 @change_options(adopt=True)
 @click.pass_obj
 def ensure_transactor_cmd(
@@ -202,8 +209,7 @@ def ensure_transactor_cmd(
 
 
 @cli.command("ensure-cf")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.argument("output_path", metavar="[OUTPUT]", required=False, type=click.Path(dir_okay=False))
+@_input_output
 @change_options(adopt=True)
 @click.pass_obj
 def ensure_cf_cmd(

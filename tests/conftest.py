@@ -8,6 +8,7 @@ process, see tests/cli/conftest.py, so `mock_aws` and a server never share a pro
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def environment(folder: Path) -> Path:
+    """The operator's folder: both samples, with the log bucket and metrics turned on."""
+    folder.mkdir()
+    text = (SAMPLES / "transactor.properties").read_text(encoding="latin-1")
+    for old in ("# aws-s3-log-bucket-id=\n", "# aws-cloudwatch-region=us-east-1\n"):
+        assert text.count(old) == 1, old
+        text = text.replace(old, old[2:])
+    (folder / "transactor.properties").write_bytes(text.encode("latin-1"))
+    shutil.copyfile(SAMPLES / "cf.properties", folder / "cf.properties")
+    return folder
 
 
 class CallRecorder:

@@ -15,7 +15,6 @@ must be a no-op with no mutating call.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from datomic_aws.deploy import apply_dir
 from datomic_aws.errors import DatomicAwsError
 from datomic_aws.stack import Waiting
 from tests.aws_snapshot import normalise_ids, snapshot
-from tests.conftest import SAMPLES, SimulatedCrash
+from tests.conftest import SimulatedCrash, environment
 
 FILES = ("transactor.properties", "cf.properties", "cf.json")
 
@@ -67,18 +66,6 @@ class Kill:
                 raise SimulatedCrash("after the kill")
             if is_mutating(model.name) and self.after:
                 self._count(f"{model.service_model.endpoint_prefix}:{model.name}")
-
-
-def environment(folder: Path) -> Path:
-    """The operator's folder: both samples, with the log bucket and metrics turned on."""
-    folder.mkdir()
-    text = (SAMPLES / "transactor.properties").read_text(encoding="latin-1")
-    for old in ("# aws-s3-log-bucket-id=\n", "# aws-cloudwatch-region=us-east-1\n"):
-        assert text.count(old) == 1, old
-        text = text.replace(old, old[2:])
-    (folder / "transactor.properties").write_bytes(text.encode("latin-1"))
-    shutil.copyfile(SAMPLES / "cf.properties", folder / "cf.properties")
-    return folder
 
 
 def files_of(folder: Path) -> dict[str, str]:

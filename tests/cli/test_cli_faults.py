@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,23 +20,11 @@ import pytest
 
 from tests.aws_snapshot import normalise_ids, snapshot
 from tests.cli.faulty_proxy import REQUEST_ID, FaultyProxy
+from tests.conftest import environment
 
-SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 SYSTEM = "my-datomic-system"
 STACK = f"datomic-{SYSTEM}"
 FILES = ("transactor.properties", "cf.properties", "cf.json")
-
-
-def environment(folder: Path) -> Path:
-    """The operator's folder: both samples, with the log bucket and metrics turned on."""
-    folder.mkdir()
-    text = (SAMPLES / "transactor.properties").read_text(encoding="latin-1")
-    for old in ("# aws-s3-log-bucket-id=\n", "# aws-cloudwatch-region=us-east-1\n"):
-        assert text.count(old) == 1, old
-        text = text.replace(old, old[2:])
-    (folder / "transactor.properties").write_bytes(text.encode("latin-1"))
-    shutil.copyfile(SAMPLES / "cf.properties", folder / "cf.properties")
-    return folder
 
 
 def sequence(cli: Any, folder: Path, proxy: FaultyProxy | None = None) -> list[Any]:
