@@ -15,6 +15,13 @@ TAG_SYSTEM = "datomic:system"
 TAG_MANAGED = "managed-by"
 MANAGED_BY = "datomic-aws"
 
+# The role a transactor instance publishes about itself (Datomic HA: one active, the others
+# standby), as an instance tag kept current by the instance. Readable with AWS credentials alone,
+# with no network path into the VPC.
+TAG_ROLE = "datomic:role"
+ROLE_ACTIVE = "active"
+ROLE_STANDBY = "standby"
+
 
 def tags(system: str) -> dict[str, str]:
     return {TAG_SYSTEM: system, TAG_MANAGED: MANAGED_BY}
