@@ -2,7 +2,7 @@
 
 Pure functions of names, account and region. Keeps Datomic's inline policy names (reference §3) so
 deployments made by `bin/datomic` converge without churn, while scoping each statement to the
-system's own table, bucket, parameter and group. No AWS.
+system's own table, bucket, parameter, group and instances. No AWS.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from datomic_aws import names
+from datomic_aws.resources.s3 import partition
 
 Document = dict[str, Any]
 
@@ -111,8 +112,23 @@ def metrics_policy() -> tuple[str, Document]:
     )
 
 
+# What the instance tells Auto Scaling about itself: ready or abandoned (launch hook), still booting
+# (hook heartbeat), and Unhealthy when its transactor exits so that it is replaced at once.
+RUNTIME_GROUP_ACTIONS = (
+    "autoscaling:CompleteLifecycleAction",
+    "autoscaling:RecordLifecycleActionHeartbeat",
+    "autoscaling:SetInstanceHealth",
+)
+
+
+def instances_arn(account: str, region: str) -> str:
+    # Instance ids are unknown in advance: the system tag condition scopes the statement instead.
+    # Region open for the same reason as the group's.
+    return f"arn:{partition(region)}:ec2:*:{account}:instance/*"
+
+
 def runtime_policy(system: str, account: str, region: str) -> tuple[str, Document]:
-    """Read the stored configuration; tell Auto Scaling the transactor listens."""
+    """Read the stored configuration; report readiness to Auto Scaling; publish the HA role tag."""
     return f"datomic-{system}-transactor-runtime", _doc(
         {
             "Effect": "Allow",
@@ -121,8 +137,18 @@ def runtime_policy(system: str, account: str, region: str) -> tuple[str, Documen
         },
         {
             "Effect": "Allow",
-            "Action": ["autoscaling:CompleteLifecycleAction"],
+            "Action": list(RUNTIME_GROUP_ACTIONS),
             "Resource": [group_arn(system, account)],
+        },
+        {
+            # The role tag only (names.TAG_ROLE), only on instances of this system.
+            "Effect": "Allow",
+            "Action": ["ec2:CreateTags"],
+            "Resource": [instances_arn(account, region)],
+            "Condition": {
+                "StringEquals": {f"aws:ResourceTag/{names.TAG_SYSTEM}": system},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [names.TAG_ROLE]},
+            },
         },
     )
 

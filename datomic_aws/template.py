@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,16 @@ MAX_TEMPLATE_BYTES = 51_200
 LAUNCH_HOOK_NAME = "transactor-listening"
 # Time Auto Scaling waits for the boot script to report; on expiry it abandons (terminates) the
 # instance. Installing Java, downloading Datomic and starting the transactor takes 2-4 minutes.
+# The script records a heartbeat after each step and every HEARTBEAT_EVERY_SECONDS while it waits,
+# which restarts this timeout (reference §11).
 LAUNCH_HOOK_HEARTBEAT_SECONDS = 900
-# The script gives up a little earlier than Auto Scaling, so the failure is logged by the instance.
-LISTEN_TIMEOUT_SECONDS = 780
+# The script gives up a little earlier than Auto Scaling, counted from its own start, so the failure
+# is logged by the instance (and reported with ABANDON) even without a single heartbeat.
+READY_TIMEOUT_SECONDS = 780
+HEARTBEAT_EVERY_SECONDS = 60
+# How often the script checks readiness, and the instance re-reads its role for the role tag.
+POLL_SECONDS = 5
+ROLE_POLL_SECONDS = 5
 
 # CloudFormation has no arithmetic: MaxSize = GroupSize + 1 comes from a mapping keyed by GroupSize,
 # which is why GroupSize is limited to the values the mapping lists (the cf schema's maximum).
@@ -99,7 +107,22 @@ def image_parameter_path(cf: CfSpec) -> str:
     return AL2023_IMAGE_PARAMETER.format(arch=cf.architecture)
 
 
-def _constants(transactor: TransactorSpec, cf: CfSpec) -> dict[str, str]:
+@dataclass(frozen=True)
+class BootTimings:
+    """The boot script's clock: the defaults are what instances get; tests render shorter ones."""
+
+    ready_timeout_seconds: int = READY_TIMEOUT_SECONDS
+    poll_seconds: float = POLL_SECONDS
+    heartbeat_every_seconds: int = HEARTBEAT_EVERY_SECONDS
+    role_poll_seconds: float = ROLE_POLL_SECONDS
+
+
+_DEFAULT_TIMINGS = BootTimings()
+
+
+def _constants(
+    transactor: TransactorSpec, cf: CfSpec, timings: BootTimings = _DEFAULT_TIMINGS
+) -> dict[str, str]:
     return {
         "CONFIG_SHA256": config_digest(transactor.values),
         "SYSTEM": transactor.system,
@@ -107,9 +130,15 @@ def _constants(transactor: TransactorSpec, cf: CfSpec) -> dict[str, str]:
         "SSM_PARAMETER": names.ssm_parameter(transactor.system),
         "GROUP_NAME": names.autoscaling_group(transactor.system),
         "HOOK_NAME": LAUNCH_HOOK_NAME,
+        "ROLE_TAG": names.TAG_ROLE,
+        "ROLE_ACTIVE": names.ROLE_ACTIVE,
+        "ROLE_STANDBY": names.ROLE_STANDBY,
         "DOWNLOAD_URL": cf.download_url or "",
         "ZIP_SHA256": cf.zip_sha256 or "",
-        "LISTEN_TIMEOUT_SECONDS": str(LISTEN_TIMEOUT_SECONDS),
+        "READY_TIMEOUT_SECONDS": str(timings.ready_timeout_seconds),
+        "POLL_SECONDS": f"{timings.poll_seconds:g}",
+        "HEARTBEAT_EVERY_SECONDS": str(timings.heartbeat_every_seconds),
+        "ROLE_POLL_SECONDS": f"{timings.role_poll_seconds:g}",
     }
 
 
@@ -121,9 +150,11 @@ def _parameter_defaults(cf: CfSpec) -> dict[str, str]:
     }
 
 
-def render_boot_script(transactor: TransactorSpec, cf: CfSpec) -> str:
+def render_boot_script(
+    transactor: TransactorSpec, cf: CfSpec, timings: BootTimings = _DEFAULT_TIMINGS
+) -> str:
     """The script an instance receives when the stack runs with the template's default parameters."""
-    values = {**_constants(transactor, cf), **_parameter_defaults(cf)}
+    values = {**_constants(transactor, cf, timings), **_parameter_defaults(cf)}
     return _BootTemplate(boot_script_source()).substitute(
         {key: _quote(value) for key, value in values.items()}
     )
@@ -254,6 +285,9 @@ def _launch_template(transactor: TransactorSpec, cf: CfSpec, digest: str) -> dic
                     }
                 ],
                 "Monitoring": {"Enabled": cf.monitoring},
+                # EC2's default is stop: a powered-off transactor would linger in the group
+                # (reference §11). The boot script and the transactor unit power off to leave it.
+                "InstanceInitiatedShutdownBehavior": "terminate",
                 "UserData": {"Fn::Base64": {"Fn::Sub": user_data_sub(transactor, cf)}},
                 # The digest tag (and the digest in the user data) is what makes a configuration
                 # change produce a new launch template version, hence replaced instances.

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from datomic_aws import policies
+from datomic_aws import names, policies
 
 ACCOUNT = "123456789012"
 
@@ -95,13 +95,46 @@ def test_runtime_policy_names_exactly_the_parameter_and_the_group() -> None:
         },
         {
             "Effect": "Allow",
-            "Action": ["autoscaling:CompleteLifecycleAction"],
+            "Action": [
+                "autoscaling:CompleteLifecycleAction",
+                "autoscaling:RecordLifecycleActionHeartbeat",
+                "autoscaling:SetInstanceHealth",
+            ],
             "Resource": [
                 f"arn:aws:autoscaling:*:{ACCOUNT}:autoScalingGroup:*:"
                 "autoScalingGroupName/datomic-sys-transactors"
             ],
         },
+        {
+            "Effect": "Allow",
+            "Action": ["ec2:CreateTags"],
+            "Resource": [f"arn:aws:ec2:*:{ACCOUNT}:instance/*"],
+            "Condition": {
+                "StringEquals": {"aws:ResourceTag/datomic:system": "sys"},
+                "ForAllValues:StringEquals": {"aws:TagKeys": ["datomic:role"]},
+            },
+        },
     ]
+
+
+@pytest.mark.parametrize(
+    "region,partition",
+    [("us-east-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")],
+)
+def test_the_role_tag_statement_is_in_the_regions_partition(region: str, partition: str) -> None:
+    _, doc = policies.runtime_policy("sys", ACCOUNT, region)
+    (tagging,) = [s for s in doc["Statement"] if s["Action"] == ["ec2:CreateTags"]]
+    assert tagging["Resource"] == [f"arn:{partition}:ec2:*:{ACCOUNT}:instance/*"]
+
+
+def test_the_transactor_may_set_only_the_role_tag_only_on_its_own_instances() -> None:
+    _, doc = policies.runtime_policy("sys", ACCOUNT, "eu-west-1")
+    writes = [s for s in doc["Statement"] if any(a.startswith("ec2:") for a in s["Action"])]
+    assert [s["Action"] for s in writes] == [["ec2:CreateTags"]]
+    condition = writes[0]["Condition"]
+    # Nothing else: no DeleteTags, and no tag key but the role's.
+    assert condition["ForAllValues:StringEquals"] == {"aws:TagKeys": [names.TAG_ROLE]}
+    assert condition["StringEquals"] == {f"aws:ResourceTag/{names.TAG_SYSTEM}": "sys"}
 
 
 def test_log_and_metrics_policies() -> None:

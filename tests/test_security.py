@@ -3,7 +3,7 @@
 - No IAM statement the tool writes grants a wildcard action; the one `Resource: "*"` is
   cloudwatch:PutMetricData (AWS has no resource-level permission for it), kept to the Datomic
   namespace. Every other resource is scoped to the system: its table, bucket, parameter or group,
-  in the caller's account.
+  in the caller's account, or its instances by their `datomic:system` tag (the role tag).
 - The log bucket and the templates bucket refuse public access (all four block flags, no public
   ACL grant) and non-TLS access (a Deny on aws:SecureTransport=false over the bucket and its
   objects), and are encrypted.
@@ -97,7 +97,13 @@ def wildcard_actions(statement: dict[str, Any]) -> list[str]:
     return [a for a in as_list(statement["Action"]) if "*" in a]
 
 
-def unscoped_resources(statement: dict[str, Any], scopes: list[str]) -> list[str]:
+def tagged_for(statement: dict[str, Any], system: str) -> bool:
+    """Held to the system's own resources by their system tag (EC2 instance ids are unknown)."""
+    condition = statement.get("Condition", {}).get("StringEquals", {})
+    return bool(condition.get("aws:ResourceTag/datomic:system") == system)
+
+
+def unscoped_resources(statement: dict[str, Any], system: str) -> list[str]:
     """Resources that name none of the system's own resources, or not in the caller's account."""
     if "NotResource" in statement:
         return ["NotResource"]
@@ -110,7 +116,10 @@ def unscoped_resources(statement: dict[str, Any], scopes: list[str]) -> list[str
         parts = [*arn.split(":"), "", "", "", ""]
         service, account = parts[2], parts[4]
         in_account = service == "s3" or account == ACCOUNT  # S3 ARNs carry no account
-        if not in_account or not any(scope in arn for scope in scopes):
+        named = any(scope in arn for scope in scopes(system))
+        if service == "ec2" and arn.endswith(":instance/*"):
+            named = tagged_for(statement, system)
+        if not in_account or not named:
             bad.append(arn)
     return bad
 
@@ -164,7 +173,7 @@ def test_every_resource_is_scoped_to_the_system(provisioned: dict[str, dict[str,
             continue
         system = SQL_SYSTEM if SQL_SYSTEM in name else DDB_SYSTEM
         for s in allow_statements(doc):
-            bad = unscoped_resources(s, scopes(system))
+            bad = unscoped_resources(s, system)
             if bad:
                 offenders[name] = bad
     assert offenders == {}
@@ -198,7 +207,7 @@ def test_the_checks_catch_a_wildcard_and_an_unscoped_resource() -> None:
     policy on every table: both are caught."""
     legacy = {"Effect": "Allow", "Action": ["dynamodb:*"], "Resource": ["arn:aws:dynamodb:*"]}
     assert wildcard_actions(legacy) == ["dynamodb:*"]
-    assert unscoped_resources(legacy, scopes(DDB_SYSTEM)) == ["arn:aws:dynamodb:*"]
+    assert unscoped_resources(legacy, DDB_SYSTEM) == ["arn:aws:dynamodb:*"]
     other_account = {
         "Effect": "Allow",
         "Action": ["ssm:GetParameter"],
@@ -206,9 +215,19 @@ def test_the_checks_catch_a_wildcard_and_an_unscoped_resource() -> None:
             f"arn:aws:ssm:us-east-1:*:parameter/datomic/{DDB_SYSTEM}/transactor.properties"
         ],
     }
-    assert unscoped_resources(other_account, scopes(DDB_SYSTEM)) == other_account["Resource"]
+    assert unscoped_resources(other_account, DDB_SYSTEM) == other_account["Resource"]
     star = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}
-    assert unscoped_resources(star, scopes(DDB_SYSTEM)) == ["*"]
+    assert unscoped_resources(star, DDB_SYSTEM) == ["*"]
+    # Every instance of the account, or those of another system: both caught.
+    instances = f"arn:aws:ec2:*:{ACCOUNT}:instance/*"
+    any_instance = {"Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": [instances]}
+    assert unscoped_resources(any_instance, DDB_SYSTEM) == [instances]
+    other_system = {
+        **any_instance,
+        "Condition": {"StringEquals": {"aws:ResourceTag/datomic:system": SQL_SYSTEM}},
+    }
+    assert unscoped_resources(other_system, DDB_SYSTEM) == [instances]
+    assert unscoped_resources(other_system, SQL_SYSTEM) == []
 
 
 # ------------------------------------------------------------------------------------ buckets

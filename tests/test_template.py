@@ -24,8 +24,10 @@ from datomic_aws.config.transactor import config_digest, load_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.template import (
+    LAUNCH_HOOK_HEARTBEAT_SECONDS,
     LAUNCH_HOOK_NAME,
     MAX_TEMPLATE_BYTES,
+    READY_TIMEOUT_SECONDS,
     boot_script_source,
     build_template,
     create_cf_template,
@@ -237,6 +239,8 @@ def test_shape(tmp_path: Path) -> None:
     assert lt["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
     assert lt["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
     assert lt["Monitoring"] == {"Enabled": True}
+    # A powered-off transactor leaves the group instead of lingering stopped (reference §11).
+    assert lt["InstanceInitiatedShutdownBehavior"] == "terminate"
     asg = template["Resources"]["AutoScalingGroup"]["Properties"]
     assert asg["AutoScalingGroupName"] == "datomic-orders-transactors"
     assert asg["VPCZoneIdentifier"] == ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
@@ -253,6 +257,8 @@ def test_shape(tmp_path: Path) -> None:
     assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
     assert hook["LifecycleHookName"] == LAUNCH_HOOK_NAME
     assert hook["DefaultResult"] == "ABANDON"
+    # The script's own deadline, counted from its start, ends before Auto Scaling's.
+    assert READY_TIMEOUT_SECONDS < hook["HeartbeatTimeout"] == LAUNCH_HOOK_HEARTBEAT_SECONDS
     assert {"Key": "datomic:system", "Value": "orders", "PropagateAtLaunch": True} in asg["Tags"]
     assert set(template["Outputs"]) >= {
         "AutoScalingGroupName",
@@ -324,9 +330,18 @@ def test_user_data_escapes_everything_but_the_parameters(tmp_path: Path) -> None
 
 def _shellcheck(script: Path) -> None:
     if shutil.which("shellcheck") is None:
+        # .ci/run installs it: in CI its absence is a failure, never a silent skip.
+        assert not os.environ.get("CI"), "shellcheck is not installed (CI is set)"
         return
     done = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
+
+
+def _helper_of(script: str) -> str:
+    """The instance helper the boot script writes (a quoted here-document), as its own file."""
+    match = re.search(r"<<'HELPER'\n(.*?)\nHELPER\n", script, re.S)
+    assert match, "no instance helper in the boot script"
+    return match.group(1) + "\n"
 
 
 def test_boot_script_source_is_valid_bash(tmp_path: Path) -> None:
@@ -334,6 +349,10 @@ def test_boot_script_source_is_valid_bash(tmp_path: Path) -> None:
     path.write_text(boot_script_source())
     subprocess.run(["bash", "-n", str(path)], check=True)
     _shellcheck(path)
+    helper = tmp_path / "datomic-instance"
+    helper.write_text(_helper_of(boot_script_source()))
+    subprocess.run(["bash", "-n", str(helper)], check=True)
+    _shellcheck(helper)
 
 
 def test_boot_script_does_what_the_design_says(tmp_path: Path) -> None:
@@ -345,9 +364,18 @@ def test_boot_script_does_what_the_design_says(tmp_path: Path) -> None:
     assert "readonly SSM_PARAMETER='/datomic/orders/transactor.properties'" in script
     assert "--with-decryption" in script and "umask 077" in script
     assert "X-aws-ec2-metadata-token" in script and "local-ipv4" in script
-    assert "-Xms${XMX} -Xmx${XMX} $JAVA_OPTS" in script
-    assert "complete-lifecycle-action" in script and "CONTINUE" in script
-    assert "ExecStopPost=+/usr/bin/systemctl --no-block poweroff" in script
+    # The heap as arguments, JAVA_OPTS from the environment only (reference §10).
+    assert "bin/transactor -Xms$XMX -Xmx$XMX /etc/datomic/transactor.properties" in script
+    assert "$JAVA_OPTS /etc/datomic" not in script
+    assert "complete-lifecycle-action" in script and "CONTINUE" in script and "ABANDON" in script
+    assert "ExecStopPost=+/opt/datomic/bin/datomic-instance leave-group" in script
+    assert "systemctl enable --now" in script
+    # Ready = /health answers (both roles); neither the port nor the journal decides.
+    assert "journalctl" not in script and "standby|standing by" not in script
+    assert "readonly DEFAULT_PING_PORT=9999" in script
+    assert "readonly HOOK_NAME='transactor-listening'" in script
+    assert "readonly READY_TIMEOUT_SECONDS='780'" in script
+    assert "set -x" not in script
     assert "readonly XMX='5734m'" in script
     assert f"readonly CONFIG_SHA256='{config_digest(load_transactor(t)[1].values)}'" in script
 
