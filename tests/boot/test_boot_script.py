@@ -1,0 +1,274 @@
+"""The rendered user data, run by bash in a fake Amazon Linux (tests/boot/fake_al.py).
+
+What moto cannot show (reference §7, §10, §11): the instance completes its launch lifecycle action
+with CONTINUE once the transactor process is alive and Datomic's /health answers, for an active
+and for a standby (which never binds its port); ABANDON and power-off when the transactor dies at
+start or the deadline passes; the role tag kept current; the JVM options passed once; the unit
+enabled; a transactor that exits takes its instance out of the group; no secret printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from datomic_aws import names
+from datomic_aws.config.cf import load_cf
+from datomic_aws.config.transactor import load_transactor
+from datomic_aws.template import LAUNCH_HOOK_NAME, BootTimings, render_boot_script
+from tests.boot.fake_al import INSTANCE_ID, REGION, FakeAmazonLinux, datomic_zip
+
+VERSION = "1.0.7556"
+GROUP = "datomic-orders-transactors"
+SECRET = "PLANTED-SECRET-3b9d1f"
+TRANSACTOR_UNIT = "datomic-transactor.service"
+ROLE_UNIT = "datomic-role.service"
+
+TRANSACTOR = """protocol=ddb
+host=localhost
+port=4334
+aws-dynamodb-table=orders
+aws-dynamodb-region=us-east-1
+memory-index-threshold=32m
+memory-index-max=512m
+object-cache-max=1g
+"""
+
+CF = f"""datomic-system=orders
+aws-region=us-east-1
+aws-instance-type=m7i.large
+aws-instance-monitoring=true
+aws-autoscaling-group-size=2
+java-xmx=5734m
+java-opts=-XX:+UseG1GC -Dfake.marker=once
+datomic-version={VERSION}
+aws-vpc-id=vpc-0123456789abcdef0
+aws-subnet-ids=subnet-0123456789abcdef0
+aws-security-group-id=sg-0123456789abcdef0
+aws-ingress-cidrs=172.31.0.0/16
+"""
+
+# What `aws ssm get-parameter` returns: the stored configuration, secrets included.
+PARAMETER = f"""protocol=ddb
+host=localhost
+port=4334
+aws-dynamodb-table=orders
+aws-dynamodb-region=us-east-1
+license-key={SECRET}
+memcached-password={SECRET}-memcached
+"""
+
+FAST = BootTimings(
+    ready_timeout_seconds=30, poll_seconds=0.1, heartbeat_every_seconds=1, role_poll_seconds=0.3
+)
+
+
+def render(tmp_path: Path, release: bytes, timings: BootTimings) -> str:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "transactor.properties").write_text(TRANSACTOR)
+    sha = hashlib.sha256(release).hexdigest()
+    (folder / "cf.properties").write_text(CF + f"datomic-zip-sha256={sha}\n")
+    transactor = load_transactor(folder / "transactor.properties")[1]
+    cf = load_cf(folder / "cf.properties")[1]
+    return render_boot_script(transactor, cf, timings)
+
+
+def instance(tmp_path: Path, extra: str = "", timings: BootTimings = FAST) -> FakeAmazonLinux:
+    release = datomic_zip(VERSION)
+    script = render(tmp_path, release, timings)
+    return FakeAmazonLinux(tmp_path / "world", script, PARAMETER + extra, release)
+
+
+def tag_call(role: str) -> list[str]:
+    return [
+        "ec2",
+        "create-tags",
+        "--region",
+        REGION,
+        "--resources",
+        INSTANCE_ID,
+        "--tags",
+        f"Key={names.TAG_ROLE},Value={role}",
+    ]
+
+
+def lifecycle_call(result: str) -> list[str]:
+    return [
+        "autoscaling",
+        "complete-lifecycle-action",
+        "--region",
+        REGION,
+        "--auto-scaling-group-name",
+        GROUP,
+        "--lifecycle-hook-name",
+        LAUNCH_HOOK_NAME,
+        "--instance-id",
+        INSTANCE_ID,
+        "--lifecycle-action-result",
+        result,
+    ]
+
+
+def assert_no_secret(box: FakeAmazonLinux) -> None:
+    printed = box.printed()
+    assert SECRET not in printed
+    assert "license-key" not in printed and "memcached-password" not in printed
+    # The secret did reach the transactor's configuration: the check above is not vacuous.
+    assert SECRET in box.file("/etc/datomic/transactor.properties").read_text()
+
+
+def test_an_active_transactor_completes_continue(tmp_path: Path) -> None:
+    with instance(tmp_path) as box:
+        assert box.boot() == 0, box.printed()
+        assert box.aws("autoscaling", "complete-lifecycle-action") == [lifecycle_call("CONTINUE")]
+        assert not box.powered_off()
+        box.wait_for(lambda: bool(box.aws("ec2")), 20, "the role tag")
+        assert box.aws("ec2") == [tag_call(names.ROLE_ACTIVE)]
+        assert "ready" in box.file("console").read_text()
+        assert (
+            ":transactor/active" in box.file("/opt/datomic/release/log/transactor.log").read_text()
+        )
+        assert_no_secret(box)
+    # The launch hook's timeout was extended while the script installed and downloaded.
+    heartbeats = box.aws("autoscaling", "record-lifecycle-action-heartbeat")
+    assert len(heartbeats) >= 3
+    assert heartbeats[0][-6:] == [
+        "--auto-scaling-group-name",
+        GROUP,
+        "--lifecycle-hook-name",
+        LAUNCH_HOOK_NAME,
+        "--instance-id",
+        INSTANCE_ID,
+    ]
+
+
+def test_a_standby_completes_continue_without_binding_its_port(tmp_path: Path) -> None:
+    with instance(tmp_path, "fake-behaviour=standby\n") as box:
+        assert box.boot() == 0, box.printed()
+        assert box.lifecycle_results() == ["CONTINUE"]
+        assert not box.powered_off()
+        box.wait_for(lambda: bool(box.aws("ec2")), 20, "the role tag")
+        assert box.aws("ec2") == [tag_call(names.ROLE_STANDBY)]
+        log = box.file("/opt/datomic/release/log/transactor.log").read_text()
+        assert ":transactor/standby" in log and "bound port" not in log
+        # Datomic logs the role to its log files, never to stdout (reference §10).
+        assert "standby" not in box.journal(TRANSACTOR_UNIT)
+
+
+def test_the_role_tag_follows_a_takeover_and_changes_only_with_the_role(tmp_path: Path) -> None:
+    with instance(tmp_path, "fake-behaviour=standby\nfake-takeover-after-seconds=1.5\n") as box:
+        assert box.boot() == 0, box.printed()
+        box.wait_for(lambda: len(box.aws("ec2")) >= 2, 20, "the active role tag")
+        # Many polls later, still one call per change.
+        polls = len(box.calls("ss"))
+        box.wait_for(lambda: len(box.calls("ss")) >= polls + 5, 20, "more role polls")
+        assert box.aws("ec2") == [tag_call(names.ROLE_STANDBY), tag_call(names.ROLE_ACTIVE)]
+
+
+def test_a_transactor_that_dies_at_start_is_abandoned_and_powered_off(tmp_path: Path) -> None:
+    with instance(tmp_path, "fake-behaviour=die\n") as box:
+        assert box.boot() == 1
+        assert box.lifecycle_results() == ["ABANDON"]
+        assert box.powered_off()
+        assert "the transactor exited before it was ready" in box.file("console").read_text()
+        # The unit's ExecStopPost takes the instance out of the group as well.
+        box.wait_for(lambda: bool(box.aws("autoscaling", "set-instance-health")), 20, "leave")
+        assert box.aws("ec2") == []
+        assert_no_secret(box)
+
+
+def test_no_answer_from_health_is_abandoned_at_the_deadline(tmp_path: Path) -> None:
+    timings = BootTimings(
+        ready_timeout_seconds=4, poll_seconds=0.1, heartbeat_every_seconds=1, role_poll_seconds=0.1
+    )
+    with instance(tmp_path, "fake-behaviour=silent\n", timings) as box:
+        assert box.boot() == 1
+        assert box.lifecycle_results() == ["ABANDON"]
+        assert box.powered_off()
+        assert "within 4s of boot" in box.file("console").read_text()
+        # The deadline counts from the start of the boot, not from the transactor's start.
+        assert 3 <= box.boot_seconds < 4 + 10
+        assert box.aws("ec2") == []
+
+
+def test_a_transactor_that_exits_later_takes_its_instance_out_of_the_group(
+    tmp_path: Path,
+) -> None:
+    with instance(tmp_path, "fake-exit-after-seconds=1\n") as box:
+        assert box.boot() == 0, box.printed()
+        assert box.lifecycle_results() == ["CONTINUE"]
+        box.wait_for(box.powered_off, 20, "the power-off")
+        assert box.aws("autoscaling", "set-instance-health") == [
+            [
+                "autoscaling",
+                "set-instance-health",
+                "--region",
+                REGION,
+                "--instance-id",
+                INSTANCE_ID,
+                "--health-status",
+                "Unhealthy",
+                "--no-should-respect-grace-period",
+            ]
+        ]
+        assert "marking " + INSTANCE_ID + " Unhealthy" in box.file("console").read_text()
+
+
+def test_the_health_endpoint_is_added_once_and_the_unit_enabled(tmp_path: Path) -> None:
+    with instance(tmp_path) as box:
+        assert box.boot() == 0, box.printed()
+        config = box.file("/etc/datomic/transactor.properties")
+        text = config.read_text()
+        assert text.endswith(
+            "\nhost=10.0.1.23\nalt-host=10.0.1.23\nping-host=127.0.0.1\nping-port=9999\n"
+        )
+        assert config.stat().st_mode & 0o777 == 0o600
+        assert box.file("/etc/datomic").stat().st_mode & 0o777 == 0o700
+        wants = box.file("/etc/systemd/system/multi-user.target.wants")
+        assert sorted(p.name for p in wants.iterdir()) == [ROLE_UNIT, TRANSACTOR_UNIT]
+        assert ["enable", "--now", TRANSACTOR_UNIT] in box.calls("systemctl")
+        # Checked where the configuration says.
+        urls = {c[-1] for c in box.calls("curl") if "/health" in c[-1]}
+        assert urls == {"http://127.0.0.1:9999/health"}
+        # The helper root runs on the transactor's exit is not the transactor's to change.
+        helper = box.file("/opt/datomic/bin/datomic-instance").stat()
+        assert (helper.st_uid, helper.st_mode & 0o777) == (0, 0o755)
+        assert box.file("/opt/datomic").stat().st_uid == 0
+
+
+def test_the_operators_health_endpoint_is_kept(tmp_path: Path) -> None:
+    with instance(tmp_path, "ping-host = 127.0.0.1\nping-port: 9988\n") as box:
+        assert box.boot() == 0, box.printed()
+        text = box.file("/etc/datomic/transactor.properties").read_text()
+        assert "ping-port=9999" not in text and "ping-host=127.0.0.1" not in text
+        urls = {c[-1] for c in box.calls("curl") if "/health" in c[-1]}
+        assert urls == {"http://127.0.0.1:9988/health"}
+        assert box.lifecycle_results() == ["CONTINUE"]
+
+
+def test_jvm_options_reach_the_jvm_once(tmp_path: Path) -> None:
+    with instance(tmp_path) as box:
+        assert box.boot() == 0, box.printed()
+        launch = box.launch()
+    # bin/transactor got the heap as arguments and JAVA_OPTS from the environment only.
+    assert launch["transactor_args"] == ("-Xms5734m -Xmx5734m /etc/datomic/transactor.properties")
+    assert launch["java_opts_env"] == "-XX:+UseG1GC -Dfake.marker=once"
+    jvm = launch["jvm_args"]
+    for option in ("-Xms5734m", "-Xmx5734m", "-XX:+UseG1GC", "-Dfake.marker=once"):
+        assert jvm.count(option) == 1, jvm
+    # The operator's options replace bin/transactor's defaults.
+    assert "-XX:MaxGCPauseMillis=50" not in jvm
+
+
+@pytest.mark.parametrize("behaviour", ["active", "die"])
+def test_nothing_secret_is_printed(tmp_path: Path, behaviour: str) -> None:
+    with instance(tmp_path, f"fake-behaviour={behaviour}\n") as box:
+        box.boot()
+        box.wait_for(lambda: bool(box.aws("ec2") or box.powered_off()), 20, "the outcome")
+        assert_no_secret(box)
+        console = box.file("console").read_text()
+        assert re.search(r"^datomic-boot: system orders, instance " + INSTANCE_ID, console, re.M)
