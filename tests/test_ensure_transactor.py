@@ -65,11 +65,24 @@ def runtime_policy(system: str, region: str) -> dict[str, Any]:
             },
             {
                 "Effect": "Allow",
-                "Action": ["autoscaling:CompleteLifecycleAction"],
+                "Action": [
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                    "autoscaling:SetInstanceHealth",
+                ],
                 "Resource": [
                     f"arn:aws:autoscaling:*:{ACCOUNT}:autoScalingGroup:*:"
                     f"autoScalingGroupName/datomic-{system}-transactors"
                 ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:CreateTags"],
+                "Resource": [f"arn:aws:ec2:*:{ACCOUNT}:instance/*"],
+                "Condition": {
+                    "StringEquals": {"aws:ResourceTag/datomic:system": system},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": ["datomic:role"]},
+                },
             },
         ],
     }
