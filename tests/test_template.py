@@ -358,6 +358,8 @@ def test_boot_script_source_is_valid_bash(tmp_path: Path) -> None:
 def test_boot_script_does_what_the_design_says(tmp_path: Path) -> None:
     t, c, _ = files(tmp_path, datomic_zip_sha256="ab" * 32)
     script = render_boot_script(load_transactor(t)[1], load_cf(c)[1])
+    # EC2 refuses user data over 16 KB (raw, before base64); keep room for long names and URLs.
+    assert len(script.encode()) < 15 * 1024
     assert "java-21-amazon-corretto" in script
     assert "datomic-pro-downloads.s3.amazonaws.com/$DATOMIC_VERSION" in script
     assert f"readonly ZIP_SHA256='{'ab' * 32}'" in script and "sha256sum --check" in script

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,7 @@ class FakeAmazonLinux:
 
     def __enter__(self) -> FakeAmazonLinux:
         assert shutil.which("unshare"), "the fake Amazon Linux needs util-linux's unshare"
+        assert os.geteuid() == 0, "the fake Amazon Linux needs root (mount namespaces; CI is root)"
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [
