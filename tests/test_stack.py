@@ -24,7 +24,7 @@ from datomic_aws.errors import (
     UsageError,
     WaitTimeout,
 )
-from datomic_aws.stack import Intent, StackState, Verdict
+from datomic_aws.stack import Intent, Owner, StackState, Verdict
 
 REGION = "us-east-1"
 NAME = "datomic-prod"
@@ -156,6 +156,14 @@ class Harness:
     def events(self, events: list[dict[str, Any]], by: str = SID, **page: Any) -> None:
         self.cfn.add_response(
             "describe_stack_events", {"StackEvents": events, **page}, {"StackName": by, **{}}
+        )
+
+    def resources(self, resources: list[dict[str, Any]] | None = None) -> None:
+        """DescribeStackResources: the ownership check of the stack's groups before a write."""
+        self.cfn.add_response(
+            "describe_stack_resources",
+            {"StackResources": resources or []},
+            {"StackName": SID},
         )
 
     def get_template(self, body: str) -> None:
@@ -348,21 +356,49 @@ def test_decide_is_total_and_waits_on_in_progress(state: StackState, intent: Int
             {"recreate_failed": True, "ours": True},
             Verdict.RECREATE,
         ),
-        (StackState.READY, Intent.UPDATE, {}, Verdict.UPDATE),
+        (StackState.READY, Intent.UPDATE, {"ours": True}, Verdict.UPDATE),
         (StackState.ABSENT, Intent.UPDATE, {}, Verdict.REFUSE),
-        (StackState.NEEDS_CONTINUE_ROLLBACK, Intent.UPDATE, {}, Verdict.REFUSE),
-        (StackState.FAILED, Intent.UPDATE, {}, Verdict.REFUSE),
+        (StackState.NEEDS_CONTINUE_ROLLBACK, Intent.UPDATE, {"ours": True}, Verdict.REFUSE),
+        (StackState.FAILED, Intent.UPDATE, {"ours": True}, Verdict.REFUSE),
         (StackState.ABSENT, Intent.DELETE, {}, Verdict.NOOP),
         (StackState.DELETED, Intent.DELETE, {}, Verdict.NOOP),
-        (StackState.ROLLBACK_COMPLETE, Intent.DELETE, {}, Verdict.DELETE),
-        (StackState.FAILED, Intent.DELETE, {}, Verdict.DELETE),
-        (StackState.REVIEW, Intent.DELETE, {}, Verdict.DELETE),
+        (StackState.ROLLBACK_COMPLETE, Intent.DELETE, {"ours": True}, Verdict.DELETE),
+        (StackState.FAILED, Intent.DELETE, {"ours": True}, Verdict.DELETE),
+        (StackState.REVIEW, Intent.DELETE, {"ours": True}, Verdict.DELETE),
+        # Ownership (issue 9): a stack that is not ours is refused for update and delete, in any
+        # state and before any wait; --adopt takes over an untagged one, never a foreign one.
+        (StackState.READY, Intent.UPDATE, {}, Verdict.REFUSE),
+        (StackState.IN_PROGRESS, Intent.UPDATE, {}, Verdict.REFUSE),
+        (StackState.READY, Intent.UPDATE, {"adopt": True}, Verdict.ADOPT),
+        (StackState.IN_PROGRESS, Intent.UPDATE, {"adopt": True}, Verdict.WAIT),
+        (StackState.READY, Intent.UPDATE, {"owner": Owner.FOREIGN, "adopt": True}, Verdict.REFUSE),
+        (StackState.READY, Intent.DELETE, {}, Verdict.REFUSE),
+        (StackState.IN_PROGRESS, Intent.DELETE, {}, Verdict.REFUSE),
+        (StackState.ROLLBACK_COMPLETE, Intent.DELETE, {}, Verdict.REFUSE),
+        (StackState.READY, Intent.DELETE, {"owner": Owner.FOREIGN}, Verdict.REFUSE),
+        (StackState.READY, Intent.DELETE, {"owner": Owner.OURS}, Verdict.DELETE),
     ],
 )
 def test_decide(
-    state: StackState, intent: Intent, kwargs: dict[str, bool], verdict: Verdict
+    state: StackState, intent: Intent, kwargs: dict[str, Any], verdict: Verdict
 ) -> None:
     assert stack.decide(state, intent, **kwargs).verdict is verdict
+
+
+@pytest.mark.parametrize(
+    ("tags", "owner"),
+    [
+        (names.tags(SYSTEM), Owner.OURS),
+        ({}, Owner.UNTAGGED),
+        ({"owner": "team-a"}, Owner.UNTAGGED),
+        ({"managed-by": "datomic-aws"}, Owner.UNTAGGED),
+        ({"datomic:system": SYSTEM}, Owner.UNTAGGED),
+        (names.tags("other"), Owner.FOREIGN),
+        ({"datomic:system": "other"}, Owner.FOREIGN),
+    ],
+)
+def test_owner_of(tags: dict[str, str], owner: Owner) -> None:
+    assert stack.owner_of(tags, SYSTEM) is owner
 
 
 def test_dry_run_writes_depend_on_template_size() -> None:
@@ -602,6 +638,7 @@ def test_update_ending_rollback_quotes_first_failed_reason(h: Harness) -> None:
     key = stack.template_key(NAME, new)
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.large"})
     h.get_template(old)
+    h.resources()
     h.bucket_ready(key, uploaded=False)
     change_set_created(h, new, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
@@ -670,6 +707,8 @@ def test_update_empty_change_set_is_deleted_and_noop(h: Harness) -> None:
     body = template()
     key = stack.template_key(NAME, body)
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.nano"})
+    h.get_template(body)
+    h.resources()
     h.bucket_ready(key)
     change_set_created(h, body, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "FAILED", EMPTY_REASON)
@@ -687,6 +726,8 @@ def test_update_failed_change_set_is_deleted_and_raises(h: Harness) -> None:
     body = template()
     key = stack.template_key(NAME, body)
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.nano"})
+    h.get_template(body)
+    h.resources()
     h.bucket_ready(key)
     change_set_created(h, body, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "FAILED", "Template format error: bad")
@@ -737,6 +778,7 @@ def test_update_large_template_goes_by_url(h: Harness) -> None:
     key = stack.template_key(NAME, big)
     h.describe("UPDATE_COMPLETE")
     h.get_template(template())
+    h.resources()
     h.bucket_ready(key, uploaded=False)
     change_set_created(h, big, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
@@ -769,6 +811,7 @@ def test_dry_run_preview_creates_describes_deletes_never_executes() -> None:
     old, new = template(), template(instance_type="t3.large")
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.large"})
     h.get_template(old)
+    h.resources()
     change_set_created(h, new, "preview", source={"TemplateBody": new})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
     h.cfn.add_response("delete_change_set", {}, {"ChangeSetName": CSID, "StackName": SID})
@@ -790,6 +833,7 @@ def test_dry_run_large_template_uploads_but_never_sends_body() -> None:
     key = stack.template_key(NAME, big)
     h.describe("UPDATE_COMPLETE")
     h.get_template(template())
+    h.resources()
     h.bucket_ready(key, uploaded=False)
     change_set_created(h, big, "preview", source={"TemplateURL": url(key)})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
@@ -806,6 +850,8 @@ def test_change_set_names_and_tokens_are_deterministic() -> None:
         body = template()
         key = stack.template_key(NAME, body)
         h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.nano"})
+        h.get_template(body)
+        h.resources()
         h.bucket_ready(key)
         change_set_created(h, body, "update", source={"TemplateURL": url(key)})
         change_set_described(h, "FAILED", EMPTY_REASON)
@@ -1007,6 +1053,8 @@ def test_delete_absent_is_noop(h: Harness) -> None:
 
 def test_delete_failed_quotes_reason(h: Harness) -> None:
     h.describe("UPDATE_COMPLETE")
+    h.get_template(template())  # no Metadata: the name says whose it is (datomic-prod: prod)
+    h.resources()
     h.events([event(0, "UPDATE_COMPLETE")])
     h.cfn.add_response("delete_stack", {}, {"StackName": SID, "ClientRequestToken": ANY})
     h.describe("DELETE_FAILED", by=SID)
