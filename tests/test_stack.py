@@ -86,9 +86,10 @@ class Harness:
         self.cfn = Stubber(self.ctx.client("cloudformation", region))
         self.s3 = Stubber(self.ctx.client("s3", region))
         self.sts = Stubber(self.ctx.client("sts", region))
+        self.asg = Stubber(self.ctx.client("autoscaling", region))
         self.clock = FakeClock()
         self.lines: list[str] = []
-        for s in (self.cfn, self.s3, self.sts):
+        for s in (self.cfn, self.s3, self.sts, self.asg):
             s.activate()
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -107,7 +108,7 @@ class Harness:
         return stack.Waiting(**opts)
 
     def done(self) -> None:
-        for s in (self.cfn, self.s3, self.sts):
+        for s in (self.cfn, self.s3, self.sts, self.asg):
             s.assert_no_pending_responses()
 
     @property
@@ -1257,3 +1258,174 @@ def test_invalid_template_refused_before_any_call(h: Harness, body: str) -> None
     with pytest.raises(UsageError):
         stack.update_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
     assert h.params == []
+
+
+# ------------------------------------------------------------------------------------------
+# Datomic-era migration: what moto cannot show (a lifecycle hook holding the new instance)
+
+
+def test_the_old_group_stays_while_the_new_transactor_is_not_ready() -> None:
+    """The launch lifecycle hook holds the new group's instance in Pending:Wait (reference §11):
+    the wait times out, and the second update, which would delete LaunchGroup, never happens."""
+    from tests.datomic_era import datomic_template
+
+    h = Harness()
+    group = names.autoscaling_group(SYSTEM)
+    ours = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": {"InstanceType": {"Type": "String", "Default": "m7i.large"}},
+        "Resources": {
+            "LaunchTemplate": {
+                "Type": "AWS::EC2::LaunchTemplate",
+                "Properties": {"LaunchTemplateData": {"InstanceType": {"Ref": "InstanceType"}}},
+            },
+            "AutoScalingGroup": {
+                "Type": "AWS::AutoScaling::AutoScalingGroup",
+                "Properties": {"AutoScalingGroupName": group, "MinSize": "1", "MaxSize": "2"},
+            },
+        },
+    }
+    body = json.dumps(ours, indent=2, sort_keys=True) + "\n"
+    datomic = datomic_template()
+    legacy_group = f"{NAME}-LaunchGroup-ABC"
+    deployed_params = {k: str(v["Default"]) for k, v in datomic["Parameters"].items()}
+    h.describe("UPDATE_COMPLETE", tags={}, params=deployed_params)
+    h.get_template(json.dumps(datomic))
+    h.resources(
+        [
+            {
+                "LogicalResourceId": "LaunchGroup",
+                "PhysicalResourceId": legacy_group,
+                "ResourceType": "AWS::AutoScaling::AutoScalingGroup",
+                "Timestamp": T0,
+                "ResourceStatus": "CREATE_COMPLETE",
+            }
+        ]
+    )
+    h.asg.add_response(
+        "describe_auto_scaling_groups",
+        {"AutoScalingGroups": [asg_group(legacy_group, "InService")]},
+        {"AutoScalingGroupNames": sorted([legacy_group, group])},
+    )
+    bridge, _ = stack.bridge_template(
+        datomic,
+        body,
+        stack.Legacy("LaunchGroup", "LaunchConfig", ("LaunchConfig", "LaunchGroup")),
+        deployed_params,
+        None,
+    )
+    bridged = json.loads(bridge)
+    # Ours and Datomic's side by side; Datomic's InstanceType (another value) kept as Legacy...
+    assert set(bridged["Resources"]) == {
+        "LaunchTemplate",
+        "AutoScalingGroup",
+        "LaunchConfig",
+        "LaunchGroup",
+    }
+    assert bridged["Resources"]["LaunchGroup"] == datomic["Resources"]["LaunchGroup"]
+    assert "LegacyInstanceType" in bridged["Parameters"]
+    assert bridged["Mappings"] == datomic["Mappings"]
+    key = stack.template_key(NAME, bridge)
+    h.bucket_ready(key)
+    h.cfn.add_response(
+        "create_change_set",
+        {"Id": CSID, "StackId": SID},
+        {
+            "StackName": NAME,
+            "ChangeSetName": f"datomic-aws-update-{stack.template_digest(bridge)[:16]}",
+            "ChangeSetType": "UPDATE",
+            "ClientToken": ANY,
+            "Tags": [{"Key": k, "Value": v} for k, v in sorted(names.tags(SYSTEM).items())],
+            "Parameters": ANY,
+            "TemplateURL": url(key),
+        },
+    )
+    change_set_described(
+        h,
+        "CREATE_COMPLETE",
+        changes=[
+            {
+                "Type": "Resource",
+                "ResourceChange": {
+                    "Action": "Add",
+                    "LogicalResourceId": logical,
+                    "ResourceType": rtype,
+                },
+            }
+            for logical, rtype in (
+                ("LaunchTemplate", "AWS::EC2::LaunchTemplate"),
+                ("AutoScalingGroup", "AWS::AutoScaling::AutoScalingGroup"),
+            )
+        ],
+    )
+    h.events([event(0, "UPDATE_COMPLETE")])
+    h.cfn.add_response(
+        "execute_change_set",
+        {},
+        {"ChangeSetName": CSID, "StackName": SID, "ClientRequestToken": ANY},
+    )
+    h.describe("UPDATE_COMPLETE", by=SID)
+    h.events([event(1, "UPDATE_COMPLETE"), event(0, "UPDATE_COMPLETE")])
+    h.describe("UPDATE_COMPLETE")
+    h.cfn.add_response(
+        "describe_stack_resources",
+        {
+            "StackResources": [
+                {
+                    "LogicalResourceId": "AutoScalingGroup",
+                    "PhysicalResourceId": group,
+                    "ResourceType": "AWS::AutoScaling::AutoScalingGroup",
+                    "Timestamp": T0,
+                    "ResourceStatus": "CREATE_COMPLETE",
+                }
+            ]
+        },
+        {"StackName": SID, "LogicalResourceId": "AutoScalingGroup"},
+    )
+    for _ in range(4):  # t = 0, 5, 10, 12: then the deadline
+        h.asg.add_response(
+            "describe_auto_scaling_groups",
+            {"AutoScalingGroups": [asg_group(group, "Pending:Wait")]},
+            {"AutoScalingGroupNames": [group]},
+        )
+    with pytest.raises(WaitTimeout) as err:
+        stack.update_stack(
+            h.ctx,
+            REGION,
+            NAME,
+            body,
+            system=SYSTEM,
+            adopt=True,
+            waiting=h.waiting(timeout=12.0),
+        )
+    assert f"group {group} has 0 of 1 instance(s) in service" in str(err.value)
+    assert "the old group keeps running" in str(err.value)
+    assert h.mutating == {
+        "cloudformation:CreateChangeSet": 1,
+        "cloudformation:ExecuteChangeSet": 1,
+    }
+    assert f"group {group}: 0 of 1 instance(s) in service" in h.lines
+    h.done()
+
+
+def asg_group(name: str, state: str) -> dict[str, Any]:
+    return {
+        "AutoScalingGroupName": name,
+        "MinSize": 1,
+        "MaxSize": 2,
+        "DesiredCapacity": 1,
+        "DefaultCooldown": 300,
+        "AvailabilityZones": ["us-east-1a"],
+        "HealthCheckType": "EC2",
+        "CreatedTime": T0,
+        "Tags": [],
+        "Instances": [
+            {
+                "InstanceId": "i-0123456789abcdef0",
+                "AvailabilityZone": "us-east-1a",
+                "LifecycleState": state,
+                "HealthStatus": "Healthy",
+                "ProtectedFromScaleIn": False,
+            }
+        ],
+    }

@@ -290,6 +290,20 @@ def test_a_datomic_era_stack_is_migrated_without_a_gap_then_a_rerun_is_a_noop(
     assert "--adopt" in str(err.value)
     assert recorder.mutating == []
 
+    # The plan: the first update's change set (created, described, deleted), then the removals.
+    before = _groups(ctx, region)
+    dry = AwsContext(read_only=True, allowed_writes=stack.dry_run_writes(body))
+    plan = stack.update_stack(dry, region, NAME, body, system=SYSTEM, adopt=True, dry_run=True)
+    planned = {(c.resource, c.action): c.details for c in plan}
+    assert planned[(f"stack/{NAME}/LaunchGroup", Action.DELETE)] == (
+        "AWS::AutoScaling::AutoScalingGroup",
+        "removed once the new group is in service",
+    )
+    assert (f"stack/{NAME}/Group", Action.CREATE) in planned
+    assert planned[(f"stack/{NAME}", Action.UPDATE)][0].startswith("Datomic bin/datomic stack")
+    assert _groups(ctx, region) == before
+    assert cfn.list_change_sets(StackName=NAME)["Summaries"] == []
+
     # Each progress line records the groups at that moment.
     seen: list[tuple[str, dict[str, tuple[str, ...]]]] = []
     waiting = stack.Waiting(
