@@ -132,6 +132,9 @@ def update_cf_stack(
     )
     if replacement.strategy == "terminate" and replacement.enabled:
         result.warnings.append(replace.TERMINATE_WARNING)
+    if dry_run and stack.plans_migration(result.changes):
+        # The planned group does not exist yet: its instances start with the migration itself.
+        return result
     result.changes.extend(
         _converge_instances(
             ctx,

@@ -275,6 +275,10 @@ def decide(
     if intent is Intent.DELETE:
         return Decision(Verdict.NOOP if absent else Verdict.DELETE)
     if intent is Intent.CREATE:
+        if state is StackState.REVIEW and who is Owner.FOREIGN:
+            # Another system's create, never executed: not ours to complete. (An untagged one
+            # holds no resource, and may be our own create whose tags are not visible yet.)
+            return _FOREIGN
         if absent or state is StackState.REVIEW:
             # A REVIEW_IN_PROGRESS stack only holds change sets; a CREATE change set still applies.
             return Decision(Verdict.CREATE)
@@ -559,13 +563,18 @@ def bridge_template(
     return json.dumps(bridge, indent=2, sort_keys=True) + "\n", {**(parameters or {}), **values}
 
 
+MIGRATION_NOTE = "Datomic bin/datomic stack: LaunchConfiguration -> LaunchTemplate"
+
+
 def migration_note(legacy: Legacy, ours: Mapping[str, Any]) -> str:
     groups = [k for k, v in sorted(ours.get("Resources", {}).items()) if v.get("Type") == _ASG]
     new = groups[0] if groups else "(no group)"
-    return (
-        "Datomic bin/datomic stack: LaunchConfiguration -> LaunchTemplate; the group"
-        f" {legacy.group} is replaced by {new}"
-    )
+    return f"{MIGRATION_NOTE}; the group {legacy.group} is replaced by {new}"
+
+
+def plans_migration(changes: Collection[Change]) -> bool:
+    """Whether update_stack's changes are (or plan) the migration of a Datomic-era stack."""
+    return any(d.startswith(MIGRATION_NOTE) for c in changes for d in c.details)
 
 
 # --------------------------------------------------------------------------------------------

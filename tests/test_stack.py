@@ -346,7 +346,9 @@ def test_decide_is_total_and_waits_on_in_progress(state: StackState, intent: Int
     [
         (StackState.ABSENT, Intent.CREATE, {}, Verdict.CREATE),
         (StackState.DELETED, Intent.CREATE, {}, Verdict.CREATE),
+        (StackState.REVIEW, Intent.CREATE, {"ours": True}, Verdict.CREATE),
         (StackState.REVIEW, Intent.CREATE, {}, Verdict.CREATE),
+        (StackState.REVIEW, Intent.CREATE, {"owner": Owner.FOREIGN}, Verdict.REFUSE),
         (StackState.READY, Intent.CREATE, {}, Verdict.COMPARE),
         (StackState.ROLLBACK_COMPLETE, Intent.CREATE, {}, Verdict.REFUSE),
         (StackState.ROLLBACK_COMPLETE, Intent.CREATE, {"recreate_failed": True}, Verdict.REFUSE),

@@ -221,6 +221,28 @@ def test_a_datomic_era_stack_is_migrated_by_update_stack_adopt_without_a_gap(
     assert "rerun with --adopt to migrate it to a launch template" in line
     assert proxy.mutating() == [], proxy.requests
 
+    # The plan: exit 3 with --detailed-exitcode, only the preview change set written and deleted.
+    plan = cli(
+        "--output",
+        "json",
+        "update-stack",
+        "--adopt",
+        "--dry-run",
+        "--detailed-exitcode",
+        REGION,
+        STACK,
+        str(template),
+    )
+    assert plan.code == 3, (plan.stdout, plan.stderr)
+    planned = {(c["resource"], c["action"]): c["details"] for c in plan.json["changes"]}
+    assert planned[(f"stack/{STACK}/LaunchGroup", "delete")] == [
+        "AWS::AutoScaling::AutoScalingGroup",
+        "removed once the new group is in service",
+    ]
+    assert (f"stack/{STACK}/AutoScalingGroup", "create") in planned
+    assert plan.json["aws_calls"]["mutating"] == 2, plan.json["aws_calls"]
+    assert boto("cloudformation").list_change_sets(StackName=STACK)["Summaries"] == []
+
     # moto applies each update at once; answering late lets the poller see the state after each.
     proxy.delays["ExecuteChangeSet"] = 0.5
     with GroupPoller(boto, old) as poller:
