@@ -392,11 +392,20 @@ def _replacement_options(fn: F) -> F:
     return fn
 
 
+_ADOPT_STACK = click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take over a stack without our tags after showing its change set (and migrate a stack "
+    "made by Datomic's bin/datomic). Never one tagged for another system.",
+)
+
+
 @cli.command("update-stack")
 @_REGION
 @_STACK
 @_TEMPLATE
 @_replacement_options
+@_ADOPT_STACK
 @change_options()
 @wait_options
 @click.pass_obj
@@ -408,6 +417,7 @@ def update_stack_cmd(
     yes: bool,
     strategy: str,
     no_replace: bool,
+    adopt: bool,
     dry_run: bool,
     detailed_exitcode: bool,
     timeout: float,
@@ -420,6 +430,9 @@ def update_stack_cmd(
     service (listening on 4334), then stops one old instance; the number of in-service transactors
     never drops below the group size. A rerun finishes an interrupted replacement. --dry-run shows
     the change set (created, described and deleted) and the instances that would be replaced.
+    A stack without our tags is refused unless --adopt; one tagged for another system always is.
+    A stack made by Datomic's bin/datomic is migrated under --adopt: a new group is in service
+    before the old LaunchGroup is removed.
 
     \b
     Example:
@@ -445,6 +458,7 @@ def update_stack_cmd(
         stack_name,
         template,
         dry_run=dry_run,
+        adopt=adopt,
         replacement=replacement,
         waiting=_waiting(timeout, poll_interval),
     )
@@ -471,7 +485,8 @@ def delete_cf_stack_cmd(
     """Delete the stack (lifting termination protection) and wait until it is gone.
 
     Deletes stack STACK_NAME in REGION, which stops the transactors. Never touches the DynamoDB table, the roles, the buckets or the SSM
-    configuration parameter: they live outside the stack.
+    configuration parameter: they live outside the stack. Only a stack datomic-aws manages is
+    deleted: one without our tags, or tagged for another system, is refused.
 
     \b
     Example:

@@ -106,13 +106,15 @@ def update_cf_stack(
     template: Template,
     *,
     dry_run: bool = False,
+    adopt: bool = False,
     replacement: Replacement = Replacement(),
     waiting: stack.Waiting | None = None,
 ) -> Result:
     """update-stack: the stack, then every instance onto the version the stack declares.
 
-    The instances are checked also when the stack itself had no change, so a rerun finishes a
-    replacement that was interrupted.
+    A stack that is not this system's is refused before any write; `adopt` takes over an untagged
+    one (and migrates a stack made by Datomic's bin/datomic). The instances are checked also when
+    the stack itself had no change, so a rerun finishes a replacement that was interrupted.
     """
     w = waiting or stack.Waiting()
     result = Result("update-stack", dry_run=dry_run)
@@ -123,12 +125,16 @@ def update_cf_stack(
             name,
             template.text,
             system=_system(template, name),
+            adopt=adopt,
             dry_run=dry_run,
             waiting=w,
         )
     )
     if replacement.strategy == "terminate" and replacement.enabled:
         result.warnings.append(replace.TERMINATE_WARNING)
+    if dry_run and stack.plans_migration(result.changes):
+        # The planned group does not exist yet: its instances start with the migration itself.
+        return result
     result.changes.extend(
         _converge_instances(
             ctx,
@@ -348,6 +354,7 @@ def apply_dir(
             ]
         )
     _validate_both(transactor, cf)
+    _check_stack_owner(ctx, transactor, cf, adopt=adopt, recreate_failed=recreate_failed)
     result = Result("apply", dry_run=dry_run)
     # The two ensure steps touch disjoint resources and files: they run side by side.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -379,7 +386,7 @@ def apply_dir(
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     template = template_from_text(text, str(template_path))
-    name = cf_spec.stack_name or f"datomic-{template.system}"
+    name = _stack_name(cf_spec.stack_name, str(template.system))
     region = cf_spec.region
     result.extra.update(stack=name, region=region)
     with translating(f"stack {name}"):
@@ -402,10 +409,43 @@ def apply_dir(
         )
     else:
         step = update_cf_stack(
-            ctx, region, name, template, dry_run=dry_run, replacement=replacement, waiting=waiting
+            ctx,
+            region,
+            name,
+            template,
+            dry_run=dry_run,
+            adopt=adopt,
+            replacement=replacement,
+            waiting=waiting,
         )
     result.merge(step)
     return result
+
+
+def _stack_name(explicit: str | None, system: str) -> str:
+    return explicit or f"datomic-{system}"
+
+
+def _check_stack_owner(
+    ctx: AwsContext, transactor: Path, cf: Path, *, adopt: bool, recreate_failed: bool
+) -> None:
+    """Before apply's first write: the stack (and its group) must be this system's, or untagged
+    with `adopt` (design §7), and in a state the stack step will accept."""
+    from datomic_aws.config.cf import load_cf
+    from datomic_aws.config.transactor import load_transactor
+
+    _, transactor_spec = load_transactor(transactor)
+    _, cf_spec = load_cf(cf)
+    name = _stack_name(cf_spec.stack_name, transactor_spec.system)
+    with translating(f"stack {name}"):
+        stack.check_ownership(
+            ctx,
+            cf_spec.region,
+            name,
+            system=transactor_spec.system,
+            adopt=adopt,
+            recreate_failed=recreate_failed,
+        )
 
 
 def _validate_both(transactor: Path, cf: Path) -> None:

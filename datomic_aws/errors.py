@@ -130,6 +130,15 @@ class OwnershipError(DatomicAwsError):
         )
 
 
+class NotOursError(OwnershipError):
+    """A stack or Auto Scaling group that datomic-aws does not manage for this system (untagged,
+    or tagged for another system): refused before any write; the message names the tags it carries.
+    """
+
+    def __init__(self, what: str, where: str, hint: str) -> None:
+        DatomicAwsError.__init__(self, what, where, hint)
+
+
 class NameTakenError(DatomicAwsError):
     def __init__(self, resource: str, key: str) -> None:
         super().__init__(

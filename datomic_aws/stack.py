@@ -1,19 +1,23 @@
 """CloudFormation stack lifecycle: status table, template transport, change sets, waiting, events.
 
 Owns the classification of every CloudFormation stack status and the one decision function that
-create-cf-stack, update-stack and delete-cf-stack share; the tool-owned templates bucket and the
-upload of templates into it; change sets (created with deterministic names and tokens so a rerun
-after a crash converges); waiting on a stack while streaming its new events through a callback.
+create-cf-stack, update-stack and delete-cf-stack share, ownership included (a stack that is not
+this system's is refused before any write; `--adopt` takes over an untagged one); the recognition and
+migration of stacks made by Datomic's `bin/datomic create-cf-stack`; the tool-owned templates bucket
+and the upload of templates into it; change sets (created with deterministic names and tokens so a
+rerun after a crash converges); waiting on a stack while streaming its new events through a callback.
 
-It must not print, prompt, build boto3 sessions (clients come from the `AwsContext` passed in), touch
-any resource other than the named stack, its change sets and the templates bucket, or replace
-instances (replace.py does that after an update).
+It must not print, prompt, build boto3 sessions (clients come from the `AwsContext` passed in), write
+to any resource other than the named stack, its change sets and the templates bucket (it only reads
+the stack's Auto Scaling groups: their ownership tags, and their instances during a migration), or
+replace instances (replace.py does that after an update).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 from datomic_aws import aws, names
 from datomic_aws.changes import Action, Change, noop
 from datomic_aws.errors import (
+    DatomicAwsError,
     Interrupted,
+    NotOursError,
     StackError,
     UsageError,
     WaitTimeout,
@@ -153,15 +159,40 @@ class Verdict(str, Enum):
     NOOP = "noop"
     WAIT = "wait"
     REFUSE = "refuse"
+    ADOPT = "adopt"  # update an untagged stack and take it over (--adopt)
+
+
+class Owner(str, Enum):
+    """Whose a stack is, from its tags (design §7: ours = managed-by and our datomic:system)."""
+
+    OURS = "ours"
+    UNTAGGED = "untagged"  # no other system's tag: `--adopt` may take it over
+    FOREIGN = "foreign"  # tagged for another system: never written to, not even with --adopt
+
+
+def owner_of(tags: Mapping[str, str], system: str) -> Owner:
+    if system and names.is_ours(dict(tags), system):
+        return Owner.OURS
+    theirs = tags.get(names.TAG_SYSTEM)
+    if theirs is not None and theirs != system:
+        return Owner.FOREIGN
+    return Owner.UNTAGGED
+
+
+def tags_text(tags: Mapping[str, str]) -> str:
+    shown = [f"{k}={v}" for k, v in sorted(tags.items()) if not k.startswith("aws:")]
+    return ", ".join(shown) if shown else "no tags"
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a stack; for REFUSE, `what` and `hint` may name {stack} and {region}."""
+    """What to do with a stack; for REFUSE, `what` and `hint` may name {stack}, {region}, and for
+    an ownership refusal {tags} (what the stack carries) and {system} (the system of this run)."""
 
     verdict: Verdict
     what: str = ""
     hint: str = ""
+    ownership: bool = False
 
 
 _CONTINUE_ROLLBACK = Decision(
@@ -178,23 +209,83 @@ _FAILED = Decision(
 )
 
 
+_NOT_MANAGED = "stack {stack} is not managed by datomic-aws ({tags})"
+_FOREIGN_WHAT = "stack {stack} belongs to another system ({tags})"
+_UNTAGGED = Decision(
+    Verdict.REFUSE,
+    _NOT_MANAGED,
+    "if it is yours to manage, rerun with --adopt: its change set is shown, then it is updated and"
+    " tagged for system {system}; otherwise use another stack name",
+    ownership=True,
+)
+_DATOMIC_ERA = Decision(
+    Verdict.REFUSE,
+    "stack {stack} was made by Datomic's bin/datomic create-cf-stack (a LaunchConfiguration"
+    " group, {tags})",
+    "rerun with --adopt to migrate it to a launch template: a new group starts beside the old one"
+    " and is in service before the old group is removed",
+    ownership=True,
+)
+_FOREIGN = Decision(
+    Verdict.REFUSE,
+    _FOREIGN_WHAT,
+    "datomic-aws never writes to another system's stack, not even with --adopt; use another stack"
+    " name (aws-stack-name in cf.properties)",
+    ownership=True,
+)
+_DELETE_HINT = (
+    "delete-cf-stack deletes only the stacks datomic-aws manages; if it is yours to remove, use"
+    " `aws cloudformation delete-stack --region {region} --stack-name {stack}`"
+)
+_UNTAGGED_DELETE = Decision(Verdict.REFUSE, _NOT_MANAGED, _DELETE_HINT, ownership=True)
+_FOREIGN_DELETE = Decision(Verdict.REFUSE, _FOREIGN_WHAT, _DELETE_HINT, ownership=True)
+
+
 def decide(
-    state: StackState, intent: Intent, *, recreate_failed: bool = False, ours: bool = False
+    state: StackState,
+    intent: Intent,
+    *,
+    recreate_failed: bool = False,
+    ours: bool = False,
+    owner: Owner | None = None,
+    adopt: bool = False,
+    legacy: bool = False,
 ) -> Decision:
-    """The one decision table for create, update and delete."""
+    """The one decision table for create, update and delete, ownership included.
+
+    `owner` (default: OURS when `ours`, else UNTAGGED) says whose the stack is; an existing stack
+    that is not ours is refused for update and delete before anything else (never waited on,
+    never written), except that `adopt` lets an update take over an untagged one. `legacy` marks a
+    stack made by Datomic's bin/datomic, for the hint.
+    """
+    who = owner if owner is not None else (Owner.OURS if ours else Owner.UNTAGGED)
+    absent = state in (StackState.ABSENT, StackState.DELETED)
+    if not absent and intent is not Intent.CREATE and who is not Owner.OURS:
+        if intent is Intent.DELETE:
+            return _FOREIGN_DELETE if who is Owner.FOREIGN else _UNTAGGED_DELETE
+        if who is Owner.FOREIGN:
+            return _FOREIGN
+        if not adopt:
+            return _DATOMIC_ERA if legacy else _UNTAGGED
+        if state is StackState.READY:
+            return Decision(Verdict.ADOPT)
+        # Adopting a stack that is not updatable yet: the state table below decides.
     if state is StackState.IN_PROGRESS:
         return Decision(Verdict.WAIT)
-    absent = state in (StackState.ABSENT, StackState.DELETED)
     if intent is Intent.DELETE:
         return Decision(Verdict.NOOP if absent else Verdict.DELETE)
     if intent is Intent.CREATE:
+        if state is StackState.REVIEW and who is Owner.FOREIGN:
+            # Another system's create, never executed: not ours to complete. (An untagged one
+            # holds no resource, and may be our own create whose tags are not visible yet.)
+            return _FOREIGN
         if absent or state is StackState.REVIEW:
             # A REVIEW_IN_PROGRESS stack only holds change sets; a CREATE change set still applies.
             return Decision(Verdict.CREATE)
         if state is StackState.READY:
             return Decision(Verdict.COMPARE)
         if state is StackState.ROLLBACK_COMPLETE:
-            if recreate_failed and ours:
+            if recreate_failed and who is Owner.OURS:
                 return Decision(Verdict.RECREATE)
             if recreate_failed:
                 return Decision(
@@ -304,6 +395,186 @@ def deployed_template(cfn: CloudFormationClient, stack: str) -> Any:
 def template_matches(cfn: CloudFormationClient, stack: str, template: str) -> bool:
     """Whether the deployed template equals the local JSON (semantically, not byte for byte)."""
     return bool(deployed_template(cfn, stack) == json.loads(template))
+
+
+def _declared_system(doc: Any) -> str | None:
+    """The system our template says it was built for (Metadata.DatomicAws.System)."""
+    meta = doc.get("Metadata") if isinstance(doc, dict) else None
+    ours = meta.get("DatomicAws") if isinstance(meta, dict) else None
+    system = ours.get("System") if isinstance(ours, dict) else None
+    return str(system) if system else None
+
+
+# --------------------------------------------------------------------------------------------
+# Stacks made by Datomic's bin/datomic create-cf-stack (reference §5)
+
+_ASG = "AWS::AutoScaling::AutoScalingGroup"
+_LAUNCH_CONFIGURATION = "AWS::AutoScaling::LaunchConfiguration"
+# Datomic's parameters that collide with ours keep their deployed values under this prefix while
+# both groups run, so the old launch configuration resolves to exactly what it was built from.
+LEGACY_PREFIX = "Legacy"
+
+
+@dataclass(frozen=True)
+class Legacy:
+    """A group on a launch configuration, as Datomic's template made it (LaunchGroup on
+    LaunchConfig); `kept` is every deployed resource our template does not have."""
+
+    group: str
+    config: str
+    kept: tuple[str, ...]
+
+
+def datomic_era(deployed: Any, ours: Mapping[str, Any] | None = None) -> Legacy | None:
+    """The LaunchConfiguration-based group of a deployed template, or None.
+
+    Datomic's generated template (reference §5) is an AutoScalingGroup `LaunchGroup` whose
+    LaunchConfigurationName is a Ref to the LaunchConfiguration `LaunchConfig`; any group on a
+    launch configuration is recognised the same way.
+    """
+    resources = deployed.get("Resources") if isinstance(deployed, dict) else None
+    if not isinstance(resources, dict):
+        return None
+    for logical, body in sorted(resources.items()):
+        if not isinstance(body, dict) or body.get("Type") != _ASG:
+            continue
+        config = (body.get("Properties") or {}).get("LaunchConfigurationName")
+        target = config.get("Ref") if isinstance(config, dict) else None
+        if isinstance(target, str) and (resources.get(target) or {}).get("Type") == (
+            _LAUNCH_CONFIGURATION
+        ):
+            mine = (ours or {}).get("Resources", {})
+            kept = tuple(sorted(k for k in resources if k not in mine))
+            return Legacy(logical, target, kept)
+    return None
+
+
+_SUB_NAME = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def _references(node: Any, found: set[str]) -> None:
+    """Every name a node refers to by Ref or by ${Name} inside Fn::Sub."""
+    if isinstance(node, dict):
+        if isinstance(node.get("Ref"), str):
+            found.add(node["Ref"])
+        sub = node.get("Fn::Sub")
+        text = sub[0] if isinstance(sub, list) and sub else sub
+        if isinstance(text, str):
+            found.update(_SUB_NAME.findall(text))
+        for value in node.values():
+            _references(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _references(value, found)
+
+
+def _renamed(node: Any, renames: Mapping[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {k: _renamed(v, renames) for k, v in node.items()}
+        if isinstance(node.get("Ref"), str) and node["Ref"] in renames:
+            out["Ref"] = renames[node["Ref"]]
+        sub = out.get("Fn::Sub")
+        if isinstance(sub, str):
+            out["Fn::Sub"] = _SUB_NAME.sub(lambda m: "${" + renames.get(m[1], m[1]) + "}", sub)
+        elif isinstance(sub, list) and sub and isinstance(sub[0], str):
+            local = set(sub[1]) if len(sub) > 1 and isinstance(sub[1], dict) else set()
+            out["Fn::Sub"] = [
+                _SUB_NAME.sub(
+                    lambda m: "${" + (m[1] if m[1] in local else renames.get(m[1], m[1])) + "}",
+                    sub[0],
+                ),
+                *sub[1:],
+            ]
+        return out
+    if isinstance(node, list):
+        return [_renamed(v, renames) for v in node]
+    return node
+
+
+def _merge_section(into: dict[str, Any], extra: Mapping[str, Any], section: str) -> None:
+    for key, value in extra.items():
+        if key in into and into[key] != value:
+            raise StackError(
+                f"cannot migrate: the deployed template's {section} {key} differs from ours",
+                "",
+                "rename it in the deployed stack, or migrate by hand",
+            )
+        into[key] = value
+
+
+def bridge_template(
+    deployed: Mapping[str, Any],
+    template: str,
+    legacy: Legacy,
+    deployed_parameters: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+) -> tuple[str, dict[str, str]]:
+    """Our template plus the deployed legacy resources, unchanged in what they resolve to.
+
+    The first step of a migration: the new group and launch template start beside the old group.
+    A deployed parameter the legacy resources use and ours also declares with another value is
+    renamed `Legacy<Name>` (keeping the deployed value); the others keep their names and values.
+    CloudFormation compares what a resource resolves to, so the old group is left as it is.
+    Returns the template text (deterministic) and the parameter values it needs.
+    """
+    ours = json.loads(template)
+    bridge: dict[str, Any] = json.loads(template)
+    resources = dict(deployed.get("Resources", {}))
+    kept = {k: resources[k] for k in legacy.kept}
+    conditions = dict(deployed.get("Conditions", {}))
+    used: set[str] = set()
+    _references([kept, conditions], used)
+    deployed_params: Mapping[str, Any] = deployed.get("Parameters", {})
+    desired = _desired_parameters(template, parameters)
+    renames: dict[str, str] = {}
+    values: dict[str, str] = {}
+    kept_params: dict[str, Any] = {}
+    for name in sorted(used & set(deployed_params)):
+        definition = deployed_params[name]
+        if definition.get("NoEcho"):
+            raise StackError(
+                f"cannot migrate: the deployed parameter {name} is NoEcho, its value is unknown",
+                "",
+                "migrate by hand",
+            )
+        value = deployed_parameters.get(name, str(definition.get("Default", "")))
+        if name in ours.get("Parameters", {}):
+            if desired.get(name) == value:
+                continue  # same value: the shared parameter resolves as before
+            renames[name] = f"{LEGACY_PREFIX}{name}"
+        kept_params[renames.get(name, name)] = definition
+        values[renames.get(name, name)] = value
+    clash = (set(kept_params) - set(renames.values())) & set(ours.get("Parameters", {}))
+    if clash or set(renames.values()) & set(ours.get("Parameters", {})):
+        raise StackError(
+            f"cannot migrate: parameter names clash ({', '.join(sorted(clash))})",
+            "",
+            "migrate by hand",
+        )
+    bridge.setdefault("Parameters", {}).update(kept_params)
+    bridge["Resources"].update(_renamed(kept, renames))
+    _merge_section(bridge.setdefault("Mappings", {}), deployed.get("Mappings", {}), "mapping")
+    if conditions:
+        _merge_section(
+            bridge.setdefault("Conditions", {}), _renamed(conditions, renames), "condition"
+        )
+    if not bridge["Mappings"]:
+        del bridge["Mappings"]
+    return json.dumps(bridge, indent=2, sort_keys=True) + "\n", {**(parameters or {}), **values}
+
+
+MIGRATION_NOTE = "Datomic bin/datomic stack: LaunchConfiguration -> LaunchTemplate"
+
+
+def migration_note(legacy: Legacy, ours: Mapping[str, Any]) -> str:
+    groups = [k for k, v in sorted(ours.get("Resources", {}).items()) if v.get("Type") == _ASG]
+    new = groups[0] if groups else "(no group)"
+    return f"{MIGRATION_NOTE}; the group {legacy.group} is replaced by {new}"
+
+
+def plans_migration(changes: Collection[Change]) -> bool:
+    """Whether update_stack's changes are (or plan) the migration of a Datomic-era stack."""
+    return any(d.startswith(MIGRATION_NOTE) for c in changes for d in c.details)
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,6 +865,11 @@ class _Run:
         self.resource = f"stack/{name}"
         # Changes made on the way (the templates bucket), reported before the stack's own.
         self.side: list[Change] = []
+        # Set by settle(): the template the stack was last deployed with (when it was read), the
+        # system this run acts for, and whose the stack is.
+        self.deployed: Any = None
+        self.system = ""
+        self.owner = Owner.UNTAGGED
 
     def say(self, line: str) -> None:
         self.w.on_event(line)
@@ -624,27 +900,73 @@ class _Run:
             display_name=self.name,
         )
 
-    def refuse(self, decision: Decision, info: StackInfo | None) -> StackError:
+    def refuse(self, decision: Decision, info: StackInfo | None) -> DatomicAwsError:
         status = info.status if info else "absent"
-        fmt = {"stack": self.name, "region": self.region}
+        fmt = {
+            "stack": self.name,
+            "region": self.region,
+            "tags": f"tags: {tags_text(info.tags)}" if info else "",
+            "system": self.system or "?",
+        }
+        where = f"{self.region} {self.name}"
+        if decision.ownership:
+            return NotOursError(decision.what.format(**fmt), where, decision.hint.format(**fmt))
         return StackError(
-            f"stack is {status}: {decision.what.format(**fmt)}",
-            f"{self.region} {self.name}",
-            decision.hint.format(**fmt),
+            f"stack is {status}: {decision.what.format(**fmt)}", where, decision.hint.format(**fmt)
         )
 
+    def read_deployed(self, info: StackInfo) -> Any:
+        try:
+            return deployed_template(self.cfn, info.stack_id)
+        except Exception as exc:
+            # A stack that only holds change sets (REVIEW_IN_PROGRESS) has no template yet.
+            if aws.is_error(exc, "ValidationError"):
+                return None
+            raise
+
+    def _system_for_delete(self, info: StackInfo) -> str:
+        """The system a stack to delete is ours for: the one its datomic:system tag names, when
+        its deployed template (Metadata.DatomicAws.System) or else its name agrees."""
+        theirs = info.tags.get(names.TAG_SYSTEM)
+        if not theirs or info.tags.get(names.TAG_MANAGED) != names.MANAGED_BY:
+            return ""
+        if info.state is StackState.IN_PROGRESS:
+            return theirs  # decided again once it settles
+        self.deployed = self.read_deployed(info)
+        declared = _declared_system(self.deployed)
+        if declared is not None:
+            return declared
+        return theirs if names.stack(theirs) == self.name else ""
+
     def settle(
-        self, intent: Intent, *, recreate_failed: bool = False, system: str = ""
+        self,
+        intent: Intent,
+        *,
+        recreate_failed: bool = False,
+        system: str = "",
+        adopt: bool = False,
     ) -> tuple[Decision, StackInfo | None]:
-        """Read the stack and decide, waiting out any operation already running on it."""
+        """Read the stack and decide, waiting out any operation already running on it.
+
+        Ownership is part of the decision: for update and delete, a stack that is not this
+        system's is refused here, before any write (see decide).
+        """
         while True:
             info = read_stack(self.cfn, self.name)
-            ours = info is not None and bool(system) and names.is_ours(dict(info.tags), system)
+            self.deployed, self.system, legacy = None, system, False
+            if info is not None and intent is Intent.DELETE:
+                self.system = self._system_for_delete(info)
+            self.owner = owner_of(info.tags, self.system) if info else Owner.UNTAGGED
+            if info is not None and intent is Intent.UPDATE and info.state is StackState.READY:
+                self.deployed = self.read_deployed(info)
+                legacy = datomic_era(self.deployed) is not None
             decision = decide(
                 info.state if info else StackState.ABSENT,
                 intent,
                 recreate_failed=recreate_failed,
-                ours=ours,
+                owner=self.owner,
+                adopt=adopt,
+                legacy=legacy,
             )
             if decision.verdict is Verdict.REFUSE:
                 raise self.refuse(decision, info)
@@ -652,6 +974,89 @@ class _Run:
                 return decision, info
             self.say(f"stack {self.name} is {info.status}; waiting for it to settle")
             self.wait(info.stack_id, raise_on_failure=False)
+
+    def check_groups(
+        self, info: StackInfo | None, template: Any = None, groups: Collection[str] = ()
+    ) -> None:
+        """Refuse, before any write, when one of the stack's Auto Scaling groups, the group the
+        template names or one of `groups` carries a datomic:system tag for another system."""
+        wanted: set[str] = set(groups)
+        if info is not None:
+            resources = self.cfn.describe_stack_resources(StackName=info.stack_id)
+            wanted.update(
+                r["PhysicalResourceId"]
+                for r in resources.get("StackResources", [])
+                if r.get("ResourceType") == _ASG and r.get("PhysicalResourceId")
+            )
+        declared = template.get("Resources", {}) if isinstance(template, dict) else {}
+        for body in declared.values():
+            if isinstance(body, dict) and body.get("Type") == _ASG:
+                group = (body.get("Properties") or {}).get("AutoScalingGroupName")
+                if isinstance(group, str):
+                    wanted.add(group)
+        if not wanted:
+            return
+        asg = self.ctx.client("autoscaling", self.region)
+        found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=sorted(wanted))
+        for group in found.get("AutoScalingGroups", []):
+            tags = {t["Key"]: t.get("Value", "") for t in group.get("Tags", []) if "Key" in t}
+            if owner_of(tags, self.system) is Owner.FOREIGN:
+                raise NotOursError(
+                    f"Auto Scaling group {group['AutoScalingGroupName']} of stack {self.name}"
+                    f" belongs to another system (tags: {tags_text(tags)})",
+                    f"{self.region} {self.name}",
+                    "datomic-aws never writes to another system's group, not even with --adopt;"
+                    " use another system or stack name",
+                )
+
+    def await_group(self, info: StackInfo, template: Mapping[str, Any]) -> str:
+        """Wait until the template's group has its instances InService (lifecycle hook passed)."""
+        logical = [k for k, v in sorted(template["Resources"].items()) if v.get("Type") == _ASG]
+        if not logical:
+            raise StackError(
+                "cannot migrate: the template has no Auto Scaling group",
+                f"{self.region} {self.name}",
+                "deploy a template made by `datomic-aws create-cf-template`",
+            )
+        resources = self.cfn.describe_stack_resources(
+            StackName=info.stack_id, LogicalResourceId=logical[0]
+        )["StackResources"]
+        group = resources[0]["PhysicalResourceId"]
+        asg = self.ctx.client("autoscaling", self.region)
+        last = -1
+        try:
+            while True:
+                (found,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
+                    "AutoScalingGroups"
+                ]
+                # The launch lifecycle hook holds an instance in Pending:Wait until its
+                # transactor is ready (reference §11): InService means ready.
+                ready = sum(
+                    1
+                    for i in found.get("Instances", [])
+                    if i.get("LifecycleState") == "InService" and i.get("HealthStatus") == "Healthy"
+                )
+                wanted = max(1, int(found.get("DesiredCapacity", 1)))
+                if ready != last:
+                    self.say(f"group {group}: {ready} of {wanted} instance(s) in service")
+                    last = ready
+                if ready >= wanted:
+                    return str(group)
+                if self.remaining() <= 0:
+                    raise WaitTimeout(
+                        f"group {group} has {ready} of {wanted} instance(s) in service",
+                        f"{self.region} {self.name}",
+                        "the old group keeps running; check the new instances"
+                        f" (`datomic-aws status {self.region} {self.name}`) and rerun the same"
+                        " command to finish the migration",
+                    )
+                self.w.sleep(max(0.0, min(self.w.poll_interval, self.remaining())))
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted while waiting for the new group {group} of stack {self.name}",
+                f"{self.region} {self.name}",
+                "the old group keeps running; rerun the same command to finish the migration",
+            ) from None
 
     def template_source(self, stack: str, template: str, *, dry_run: bool) -> dict[str, Any]:
         """TemplateURL from the templates bucket; a body only for a small dry-run preview."""
@@ -868,7 +1273,7 @@ def _protected(run: _Run, info: StackInfo, *, dry_run: bool) -> list[Change]:
 
 
 def _up_to_date(
-    run: _Run,
+    deployed: Any,
     info: StackInfo,
     template: str,
     tags: Mapping[str, str],
@@ -879,7 +1284,7 @@ def _up_to_date(
     desired = _desired_parameters(template, parameters)
     if any(info.parameters.get(k) != v for k, v in desired.items()):
         return False
-    return template_matches(run.cfn, info.stack_id, template)
+    return bool(deployed == json.loads(template))
 
 
 def create_stack(
@@ -907,7 +1312,9 @@ def create_stack(
     decision, info = run.settle(Intent.CREATE, recreate_failed=recreate_failed, system=system)
     if decision.verdict is Verdict.COMPARE and info is not None:
         if template_matches(run.cfn, info.stack_id, template):
-            return [*_protected(run, info, dry_run=dry_run), noop(run.resource, info.status)]
+            # Protection is finished only on a stack that is ours: another's is never written to.
+            protect = _protected(run, info, dry_run=dry_run) if run.owner is Owner.OURS else []
+            return [*protect, noop(run.resource, info.status)]
         raise StackError(
             "the stack exists with a different template",
             f"{region} {name}",
@@ -921,6 +1328,7 @@ def create_stack(
         if not dry_run:
             run.delete(info)
     all_tags = _merged_tags(system, tags)
+    run.check_groups(None, json.loads(template))
     if dry_run:
         return [*out, Change(run.resource, Action.CREATE), *_template_changes(name, template)]
     source = run.template_source(name, template, dry_run=False)
@@ -959,6 +1367,52 @@ def create_stack(
     return [*run.side, *out, created, *changes]
 
 
+def check_ownership(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    *,
+    system: str,
+    adopt: bool = False,
+    recreate_failed: bool = False,
+) -> StackInfo | None:
+    """Refuse now what create_stack or update_stack would refuse later for ownership or state.
+
+    For a command (apply) that writes other things before it reaches the stack: the same
+    decision (decide), read-only and without waiting; also the group our template would name
+    (`names.autoscaling_group`). Returns the stack as read.
+    """
+    run = _Run(ctx, region, name, None)
+    run.system = system
+    group = names.autoscaling_group(system)
+    info = read_stack(run.cfn, name)
+    state = info.state if info else StackState.ABSENT
+    creating = state in (StackState.ABSENT, StackState.DELETED, StackState.REVIEW) or (
+        state is StackState.ROLLBACK_COMPLETE and recreate_failed
+    )
+    run.owner = owner_of(info.tags, system) if info else Owner.UNTAGGED
+    legacy = False
+    if (
+        info is not None
+        and not creating
+        and state is StackState.READY
+        and run.owner is not Owner.OURS
+    ):
+        legacy = datomic_era(run.read_deployed(info)) is not None
+    decision = decide(
+        state,
+        Intent.CREATE if creating else Intent.UPDATE,
+        recreate_failed=recreate_failed,
+        owner=run.owner,
+        adopt=adopt,
+        legacy=legacy,
+    )
+    if decision.verdict is Verdict.REFUSE:
+        raise run.refuse(decision, info)
+    run.check_groups(None if creating else info, groups=(group,))
+    return info
+
+
 def update_stack(
     ctx: AwsContext,
     region: str,
@@ -968,36 +1422,73 @@ def update_stack(
     system: str,
     tags: Mapping[str, str] | None = None,
     parameters: Mapping[str, str] | None = None,
+    adopt: bool = False,
     dry_run: bool = False,
     waiting: Waiting | None = None,
 ) -> list[Change]:
     """Update the stack through an UPDATE change set; the resource changes it made (or would).
 
-    The stack name is the operator's explicit choice, so a stack without our tags is updated too
-    (and gains them). Same template, parameters and tags as deployed: no-op, no mutating call. An
-    empty change set is deleted and reported as a no-op. With `dry_run` the change set is created,
-    described and deleted, never executed (see DRY_RUN_WRITES).
+    Only a stack of this system is updated (design §7): an untagged one is refused unless `adopt`,
+    and then its change set is shown (through the progress callback) before it is executed and the
+    stack tagged and protected; a stack tagged for another system, or whose group is, is refused
+    before any write. A stack made by Datomic's bin/datomic is migrated (see `_migrate`). Same
+    template, parameters and tags as deployed: no-op, no mutating call. An empty change set is
+    deleted and reported as a no-op. With `dry_run` the change set is created, described and
+    deleted, never executed (see DRY_RUN_WRITES).
     """
     _check_template(template)
     run = _Run(ctx, region, name, waiting)
-    _, info = run.settle(Intent.UPDATE, system=system)
+    decision, info = run.settle(Intent.UPDATE, system=system, adopt=adopt)
     assert info is not None  # decide() refuses an update of an absent stack
+    adopting = decision.verdict is Verdict.ADOPT
     all_tags = {**info.tags, **_merged_tags(system, tags)}
-    if _up_to_date(run, info, template, all_tags, parameters):
-        ours = names.is_ours(dict(info.tags), system)
+    notes = (
+        (f"adopted: the stack had {tags_text(info.tags)}; now tagged for system {system}",)
+        if adopting
+        else ()
+    )
+    local = json.loads(template)
+    legacy = datomic_era(run.deployed, local)
+    if legacy is not None:
+        return _migrate(run, info, legacy, template, all_tags, parameters, notes, dry_run=dry_run)
+    if _up_to_date(run.deployed, info, template, all_tags, parameters):
         return [
-            *(_protected(run, info, dry_run=dry_run) if ours else []),
+            *(_protected(run, info, dry_run=dry_run) if run.owner is Owner.OURS else []),
             noop(run.resource, info.status),
         ]
-    source = run.template_source(name, template, dry_run=dry_run)
-    kind = "preview" if dry_run else "update"
+    run.check_groups(info, local)
+    changes = _update_once(
+        run, info, template, all_tags, parameters, notes=notes, show=adopting, dry_run=dry_run
+    )
+    if adopting and changes[0].changed and not dry_run:
+        changes.extend(_protected(run, info, dry_run=False))
+    return [*run.side, *changes]
+
+
+def _update_once(
+    run: _Run,
+    info: StackInfo,
+    template: str,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+    *,
+    notes: tuple[str, ...] = (),
+    show: bool = False,
+    dry_run: bool,
+) -> list[Change]:
+    """One change set: create, describe (shown when `show`), execute and wait, unless `dry_run`.
+
+    The first change is the stack's own (`notes` and the parameters that change), a no-op when
+    CloudFormation finds nothing to change.
+    """
+    source = run.template_source(run.name, template, dry_run=dry_run)
     change_set_id, stack_id = _create_change_set(
         run,
-        kind=kind,
+        kind="preview" if dry_run else "update",
         change_set_type="UPDATE",
         template=template,
         source=source,
-        tags=all_tags,
+        tags=tags,
         parameters=parameters,
         base=info.stack_id,
     )
@@ -1007,17 +1498,23 @@ def update_stack(
         # A failed or empty change set stays listed on the stack until deleted.
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
         if _is_empty_change_set(reason):
-            return [*run.side, noop(run.resource, "no changes")]
+            return [noop(run.resource, "no changes")]
         raise StackError(
             f"CloudFormation could not prepare the update: {reason or 'no reason reported'}",
-            f"{region} {name}",
+            f"{run.region} {run.name}",
             "fix the template (create-cf-template) and rerun",
         )
-    changes = _change_set_changes(name, described["Changes"])
-    head = Change(run.resource, Action.UPDATE, _parameter_changes(info, template, parameters))
+    changes = _change_set_changes(run.name, described["Changes"])
+    head = Change(
+        run.resource, Action.UPDATE, (*notes, *_parameter_changes(info, template, parameters))
+    )
+    if show:
+        run.say(f"change set of stack {run.name} ({run.owner.value}):")
+        for change in changes:
+            run.say(f"  {change.action.value} {change.resource} {' '.join(change.details)}")
     if dry_run:
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
-        return [*run.side, head, *changes]
+        return [head, *changes]
     cursor = start_cursor(run.cfn, stack_id)
     run.say(f"executing change set {described.get('ChangeSetName', change_set_id)}")
     run.cfn.execute_change_set(
@@ -1026,7 +1523,78 @@ def update_stack(
         ClientRequestToken=_token("exec", change_set_id),
     )
     run.wait(stack_id, cursor=cursor)
-    return [*run.side, head, *changes]
+    return [head, *changes]
+
+
+def _migrate(
+    run: _Run,
+    info: StackInfo,
+    legacy: Legacy,
+    template: str,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+    notes: tuple[str, ...],
+    *,
+    dry_run: bool,
+) -> list[Change]:
+    """From Datomic's LaunchConfiguration group to our launch template and group, without a gap.
+
+    1. One update to our template plus the deployed legacy resources (`bridge_template`): the new
+       group starts beside the old one, which keeps running as it is.
+    2. Wait until the new group's instances are InService (launch lifecycle hook passed: their
+       transactors are ready; with Datomic HA the new one is a standby that takes over).
+    3. One update to our template alone: CloudFormation deletes the old group and its launch
+       configuration.
+    Every step is found done on a rerun, so a crash between the updates converges; once the
+    legacy resources are gone the stack is an ordinary one of ours.
+    """
+    local = json.loads(template)
+    clash = {legacy.group, legacy.config} & set(local["Resources"])
+    if clash:
+        raise StackError(
+            f"cannot migrate: the template reuses the logical ids {', '.join(sorted(clash))}",
+            f"{run.region} {run.name}",
+            "migrate by hand",
+        )
+    deployed = run.deployed
+    bridge, bridge_parameters = bridge_template(
+        deployed, template, legacy, info.parameters, parameters
+    )
+    note = migration_note(legacy, local)
+    run.say(f"stack {run.name}: {note}")
+    head = Change(
+        run.resource,
+        Action.UPDATE,
+        (note, *notes, *_parameter_changes(info, template, parameters)),
+    )
+    run.check_groups(info, local)
+    out: list[Change] = [head]
+    if not _up_to_date(deployed, info, bridge, tags, bridge_parameters):
+        first = _update_once(run, info, bridge, tags, bridge_parameters, show=True, dry_run=dry_run)
+        out.extend(first[1:])
+    removed = [
+        Change(
+            f"stack/{run.name}/{logical}",
+            Action.DELETE,
+            (
+                str(deployed["Resources"][logical].get("Type", "?")),
+                "removed once the new group is in service",
+            ),
+        )
+        for logical in legacy.kept
+    ]
+    if dry_run:
+        return [*run.side, *out, *removed]
+    bridged = read_stack(run.cfn, run.name)
+    assert bridged is not None
+    group = run.await_group(bridged, local)
+    run.say(f"group {group} is in service; removing {', '.join(legacy.kept)}")
+    second = _update_once(run, bridged, template, tags, parameters, dry_run=False)
+    out.extend(second[1:] or removed)
+    final = read_stack(run.cfn, run.name)
+    if final is not None:
+        out.extend(_protected(run, final, dry_run=False))
+    return [*run.side, *out]
 
 
 def delete_stack(
@@ -1039,12 +1607,16 @@ def delete_stack(
 ) -> list[Change]:
     """Lift termination protection, delete the stack, wait until it is gone. Absent: no-op.
 
-    Only the stack's own resources go; the table, roles, buckets and SSM parameter live outside it.
+    Only a stack datomic-aws manages is deleted: it carries managed-by and a datomic:system tag
+    that its deployed template (or else its name) confirms, and no group of it is tagged for
+    another system; any other stack is refused before any write. Only the stack's own resources
+    go; the table, roles, buckets and SSM parameter live outside it.
     """
     run = _Run(ctx, region, name, waiting)
     decision, info = run.settle(Intent.DELETE)
     if decision.verdict is Verdict.NOOP or info is None:
         return [noop(run.resource, "absent")]
+    run.check_groups(info)
     details = (info.status,)
     if not dry_run:
         run.delete(info)

@@ -24,7 +24,7 @@ from datomic_aws.errors import (
     UsageError,
     WaitTimeout,
 )
-from datomic_aws.stack import Intent, StackState, Verdict
+from datomic_aws.stack import Intent, Owner, StackState, Verdict
 
 REGION = "us-east-1"
 NAME = "datomic-prod"
@@ -86,9 +86,10 @@ class Harness:
         self.cfn = Stubber(self.ctx.client("cloudformation", region))
         self.s3 = Stubber(self.ctx.client("s3", region))
         self.sts = Stubber(self.ctx.client("sts", region))
+        self.asg = Stubber(self.ctx.client("autoscaling", region))
         self.clock = FakeClock()
         self.lines: list[str] = []
-        for s in (self.cfn, self.s3, self.sts):
+        for s in (self.cfn, self.s3, self.sts, self.asg):
             s.activate()
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -107,7 +108,7 @@ class Harness:
         return stack.Waiting(**opts)
 
     def done(self) -> None:
-        for s in (self.cfn, self.s3, self.sts):
+        for s in (self.cfn, self.s3, self.sts, self.asg):
             s.assert_no_pending_responses()
 
     @property
@@ -156,6 +157,14 @@ class Harness:
     def events(self, events: list[dict[str, Any]], by: str = SID, **page: Any) -> None:
         self.cfn.add_response(
             "describe_stack_events", {"StackEvents": events, **page}, {"StackName": by, **{}}
+        )
+
+    def resources(self, resources: list[dict[str, Any]] | None = None) -> None:
+        """DescribeStackResources: the ownership check of the stack's groups before a write."""
+        self.cfn.add_response(
+            "describe_stack_resources",
+            {"StackResources": resources or []},
+            {"StackName": SID},
         )
 
     def get_template(self, body: str) -> None:
@@ -337,7 +346,9 @@ def test_decide_is_total_and_waits_on_in_progress(state: StackState, intent: Int
     [
         (StackState.ABSENT, Intent.CREATE, {}, Verdict.CREATE),
         (StackState.DELETED, Intent.CREATE, {}, Verdict.CREATE),
+        (StackState.REVIEW, Intent.CREATE, {"ours": True}, Verdict.CREATE),
         (StackState.REVIEW, Intent.CREATE, {}, Verdict.CREATE),
+        (StackState.REVIEW, Intent.CREATE, {"owner": Owner.FOREIGN}, Verdict.REFUSE),
         (StackState.READY, Intent.CREATE, {}, Verdict.COMPARE),
         (StackState.ROLLBACK_COMPLETE, Intent.CREATE, {}, Verdict.REFUSE),
         (StackState.ROLLBACK_COMPLETE, Intent.CREATE, {"recreate_failed": True}, Verdict.REFUSE),
@@ -348,21 +359,49 @@ def test_decide_is_total_and_waits_on_in_progress(state: StackState, intent: Int
             {"recreate_failed": True, "ours": True},
             Verdict.RECREATE,
         ),
-        (StackState.READY, Intent.UPDATE, {}, Verdict.UPDATE),
+        (StackState.READY, Intent.UPDATE, {"ours": True}, Verdict.UPDATE),
         (StackState.ABSENT, Intent.UPDATE, {}, Verdict.REFUSE),
-        (StackState.NEEDS_CONTINUE_ROLLBACK, Intent.UPDATE, {}, Verdict.REFUSE),
-        (StackState.FAILED, Intent.UPDATE, {}, Verdict.REFUSE),
+        (StackState.NEEDS_CONTINUE_ROLLBACK, Intent.UPDATE, {"ours": True}, Verdict.REFUSE),
+        (StackState.FAILED, Intent.UPDATE, {"ours": True}, Verdict.REFUSE),
         (StackState.ABSENT, Intent.DELETE, {}, Verdict.NOOP),
         (StackState.DELETED, Intent.DELETE, {}, Verdict.NOOP),
-        (StackState.ROLLBACK_COMPLETE, Intent.DELETE, {}, Verdict.DELETE),
-        (StackState.FAILED, Intent.DELETE, {}, Verdict.DELETE),
-        (StackState.REVIEW, Intent.DELETE, {}, Verdict.DELETE),
+        (StackState.ROLLBACK_COMPLETE, Intent.DELETE, {"ours": True}, Verdict.DELETE),
+        (StackState.FAILED, Intent.DELETE, {"ours": True}, Verdict.DELETE),
+        (StackState.REVIEW, Intent.DELETE, {"ours": True}, Verdict.DELETE),
+        # Ownership (issue 9): a stack that is not ours is refused for update and delete, in any
+        # state and before any wait; --adopt takes over an untagged one, never a foreign one.
+        (StackState.READY, Intent.UPDATE, {}, Verdict.REFUSE),
+        (StackState.IN_PROGRESS, Intent.UPDATE, {}, Verdict.REFUSE),
+        (StackState.READY, Intent.UPDATE, {"adopt": True}, Verdict.ADOPT),
+        (StackState.IN_PROGRESS, Intent.UPDATE, {"adopt": True}, Verdict.WAIT),
+        (StackState.READY, Intent.UPDATE, {"owner": Owner.FOREIGN, "adopt": True}, Verdict.REFUSE),
+        (StackState.READY, Intent.DELETE, {}, Verdict.REFUSE),
+        (StackState.IN_PROGRESS, Intent.DELETE, {}, Verdict.REFUSE),
+        (StackState.ROLLBACK_COMPLETE, Intent.DELETE, {}, Verdict.REFUSE),
+        (StackState.READY, Intent.DELETE, {"owner": Owner.FOREIGN}, Verdict.REFUSE),
+        (StackState.READY, Intent.DELETE, {"owner": Owner.OURS}, Verdict.DELETE),
     ],
 )
 def test_decide(
-    state: StackState, intent: Intent, kwargs: dict[str, bool], verdict: Verdict
+    state: StackState, intent: Intent, kwargs: dict[str, Any], verdict: Verdict
 ) -> None:
     assert stack.decide(state, intent, **kwargs).verdict is verdict
+
+
+@pytest.mark.parametrize(
+    ("tags", "owner"),
+    [
+        (names.tags(SYSTEM), Owner.OURS),
+        ({}, Owner.UNTAGGED),
+        ({"owner": "team-a"}, Owner.UNTAGGED),
+        ({"managed-by": "datomic-aws"}, Owner.UNTAGGED),
+        ({"datomic:system": SYSTEM}, Owner.UNTAGGED),
+        (names.tags("other"), Owner.FOREIGN),
+        ({"datomic:system": "other"}, Owner.FOREIGN),
+    ],
+)
+def test_owner_of(tags: dict[str, str], owner: Owner) -> None:
+    assert stack.owner_of(tags, SYSTEM) is owner
 
 
 def test_dry_run_writes_depend_on_template_size() -> None:
@@ -602,6 +641,7 @@ def test_update_ending_rollback_quotes_first_failed_reason(h: Harness) -> None:
     key = stack.template_key(NAME, new)
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.large"})
     h.get_template(old)
+    h.resources()
     h.bucket_ready(key, uploaded=False)
     change_set_created(h, new, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
@@ -670,6 +710,8 @@ def test_update_empty_change_set_is_deleted_and_noop(h: Harness) -> None:
     body = template()
     key = stack.template_key(NAME, body)
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.nano"})
+    h.get_template(body)
+    h.resources()
     h.bucket_ready(key)
     change_set_created(h, body, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "FAILED", EMPTY_REASON)
@@ -687,6 +729,8 @@ def test_update_failed_change_set_is_deleted_and_raises(h: Harness) -> None:
     body = template()
     key = stack.template_key(NAME, body)
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.nano"})
+    h.get_template(body)
+    h.resources()
     h.bucket_ready(key)
     change_set_created(h, body, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "FAILED", "Template format error: bad")
@@ -737,6 +781,7 @@ def test_update_large_template_goes_by_url(h: Harness) -> None:
     key = stack.template_key(NAME, big)
     h.describe("UPDATE_COMPLETE")
     h.get_template(template())
+    h.resources()
     h.bucket_ready(key, uploaded=False)
     change_set_created(h, big, "update", source={"TemplateURL": url(key)})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
@@ -769,6 +814,7 @@ def test_dry_run_preview_creates_describes_deletes_never_executes() -> None:
     old, new = template(), template(instance_type="t3.large")
     h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.large"})
     h.get_template(old)
+    h.resources()
     change_set_created(h, new, "preview", source={"TemplateBody": new})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
     h.cfn.add_response("delete_change_set", {}, {"ChangeSetName": CSID, "StackName": SID})
@@ -790,6 +836,7 @@ def test_dry_run_large_template_uploads_but_never_sends_body() -> None:
     key = stack.template_key(NAME, big)
     h.describe("UPDATE_COMPLETE")
     h.get_template(template())
+    h.resources()
     h.bucket_ready(key, uploaded=False)
     change_set_created(h, big, "preview", source={"TemplateURL": url(key)})
     change_set_described(h, "CREATE_COMPLETE", changes=[LT_MODIFY])
@@ -806,6 +853,8 @@ def test_change_set_names_and_tokens_are_deterministic() -> None:
         body = template()
         key = stack.template_key(NAME, body)
         h.describe("UPDATE_COMPLETE", params={"InstanceType": "t3.nano"})
+        h.get_template(body)
+        h.resources()
         h.bucket_ready(key)
         change_set_created(h, body, "update", source={"TemplateURL": url(key)})
         change_set_described(h, "FAILED", EMPTY_REASON)
@@ -1007,6 +1056,8 @@ def test_delete_absent_is_noop(h: Harness) -> None:
 
 def test_delete_failed_quotes_reason(h: Harness) -> None:
     h.describe("UPDATE_COMPLETE")
+    h.get_template(template())  # no Metadata: the name says whose it is (datomic-prod: prod)
+    h.resources()
     h.events([event(0, "UPDATE_COMPLETE")])
     h.cfn.add_response("delete_stack", {}, {"StackName": SID, "ClientRequestToken": ANY})
     h.describe("DELETE_FAILED", by=SID)
@@ -1209,3 +1260,174 @@ def test_invalid_template_refused_before_any_call(h: Harness, body: str) -> None
     with pytest.raises(UsageError):
         stack.update_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
     assert h.params == []
+
+
+# ------------------------------------------------------------------------------------------
+# Datomic-era migration: what moto cannot show (a lifecycle hook holding the new instance)
+
+
+def test_the_old_group_stays_while_the_new_transactor_is_not_ready() -> None:
+    """The launch lifecycle hook holds the new group's instance in Pending:Wait (reference §11):
+    the wait times out, and the second update, which would delete LaunchGroup, never happens."""
+    from tests.datomic_era import datomic_template
+
+    h = Harness()
+    group = names.autoscaling_group(SYSTEM)
+    ours = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": {"InstanceType": {"Type": "String", "Default": "m7i.large"}},
+        "Resources": {
+            "LaunchTemplate": {
+                "Type": "AWS::EC2::LaunchTemplate",
+                "Properties": {"LaunchTemplateData": {"InstanceType": {"Ref": "InstanceType"}}},
+            },
+            "AutoScalingGroup": {
+                "Type": "AWS::AutoScaling::AutoScalingGroup",
+                "Properties": {"AutoScalingGroupName": group, "MinSize": "1", "MaxSize": "2"},
+            },
+        },
+    }
+    body = json.dumps(ours, indent=2, sort_keys=True) + "\n"
+    datomic = datomic_template()
+    legacy_group = f"{NAME}-LaunchGroup-ABC"
+    deployed_params = {k: str(v["Default"]) for k, v in datomic["Parameters"].items()}
+    h.describe("UPDATE_COMPLETE", tags={}, params=deployed_params)
+    h.get_template(json.dumps(datomic))
+    h.resources(
+        [
+            {
+                "LogicalResourceId": "LaunchGroup",
+                "PhysicalResourceId": legacy_group,
+                "ResourceType": "AWS::AutoScaling::AutoScalingGroup",
+                "Timestamp": T0,
+                "ResourceStatus": "CREATE_COMPLETE",
+            }
+        ]
+    )
+    h.asg.add_response(
+        "describe_auto_scaling_groups",
+        {"AutoScalingGroups": [asg_group(legacy_group, "InService")]},
+        {"AutoScalingGroupNames": sorted([legacy_group, group])},
+    )
+    bridge, _ = stack.bridge_template(
+        datomic,
+        body,
+        stack.Legacy("LaunchGroup", "LaunchConfig", ("LaunchConfig", "LaunchGroup")),
+        deployed_params,
+        None,
+    )
+    bridged = json.loads(bridge)
+    # Ours and Datomic's side by side; Datomic's InstanceType (another value) kept as Legacy...
+    assert set(bridged["Resources"]) == {
+        "LaunchTemplate",
+        "AutoScalingGroup",
+        "LaunchConfig",
+        "LaunchGroup",
+    }
+    assert bridged["Resources"]["LaunchGroup"] == datomic["Resources"]["LaunchGroup"]
+    assert "LegacyInstanceType" in bridged["Parameters"]
+    assert bridged["Mappings"] == datomic["Mappings"]
+    key = stack.template_key(NAME, bridge)
+    h.bucket_ready(key)
+    h.cfn.add_response(
+        "create_change_set",
+        {"Id": CSID, "StackId": SID},
+        {
+            "StackName": NAME,
+            "ChangeSetName": f"datomic-aws-update-{stack.template_digest(bridge)[:16]}",
+            "ChangeSetType": "UPDATE",
+            "ClientToken": ANY,
+            "Tags": [{"Key": k, "Value": v} for k, v in sorted(names.tags(SYSTEM).items())],
+            "Parameters": ANY,
+            "TemplateURL": url(key),
+        },
+    )
+    change_set_described(
+        h,
+        "CREATE_COMPLETE",
+        changes=[
+            {
+                "Type": "Resource",
+                "ResourceChange": {
+                    "Action": "Add",
+                    "LogicalResourceId": logical,
+                    "ResourceType": rtype,
+                },
+            }
+            for logical, rtype in (
+                ("LaunchTemplate", "AWS::EC2::LaunchTemplate"),
+                ("AutoScalingGroup", "AWS::AutoScaling::AutoScalingGroup"),
+            )
+        ],
+    )
+    h.events([event(0, "UPDATE_COMPLETE")])
+    h.cfn.add_response(
+        "execute_change_set",
+        {},
+        {"ChangeSetName": CSID, "StackName": SID, "ClientRequestToken": ANY},
+    )
+    h.describe("UPDATE_COMPLETE", by=SID)
+    h.events([event(1, "UPDATE_COMPLETE"), event(0, "UPDATE_COMPLETE")])
+    h.describe("UPDATE_COMPLETE")
+    h.cfn.add_response(
+        "describe_stack_resources",
+        {
+            "StackResources": [
+                {
+                    "LogicalResourceId": "AutoScalingGroup",
+                    "PhysicalResourceId": group,
+                    "ResourceType": "AWS::AutoScaling::AutoScalingGroup",
+                    "Timestamp": T0,
+                    "ResourceStatus": "CREATE_COMPLETE",
+                }
+            ]
+        },
+        {"StackName": SID, "LogicalResourceId": "AutoScalingGroup"},
+    )
+    for _ in range(4):  # t = 0, 5, 10, 12: then the deadline
+        h.asg.add_response(
+            "describe_auto_scaling_groups",
+            {"AutoScalingGroups": [asg_group(group, "Pending:Wait")]},
+            {"AutoScalingGroupNames": [group]},
+        )
+    with pytest.raises(WaitTimeout) as err:
+        stack.update_stack(
+            h.ctx,
+            REGION,
+            NAME,
+            body,
+            system=SYSTEM,
+            adopt=True,
+            waiting=h.waiting(timeout=12.0),
+        )
+    assert f"group {group} has 0 of 1 instance(s) in service" in str(err.value)
+    assert "the old group keeps running" in str(err.value)
+    assert h.mutating == {
+        "cloudformation:CreateChangeSet": 1,
+        "cloudformation:ExecuteChangeSet": 1,
+    }
+    assert f"group {group}: 0 of 1 instance(s) in service" in h.lines
+    h.done()
+
+
+def asg_group(name: str, state: str) -> dict[str, Any]:
+    return {
+        "AutoScalingGroupName": name,
+        "MinSize": 1,
+        "MaxSize": 2,
+        "DesiredCapacity": 1,
+        "DefaultCooldown": 300,
+        "AvailabilityZones": ["us-east-1a"],
+        "HealthCheckType": "EC2",
+        "CreatedTime": T0,
+        "Tags": [],
+        "Instances": [
+            {
+                "InstanceId": "i-0123456789abcdef0",
+                "AvailabilityZone": "us-east-1a",
+                "LifecycleState": state,
+                "HealthStatus": "Healthy",
+                "ProtectedFromScaleIn": False,
+            }
+        ],
+    }

@@ -5,13 +5,17 @@ bucket hardened in us-east-1 and elsewhere."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
 from datomic_aws import names, stack
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
+from datomic_aws.errors import Interrupted, NotOursError
+from tests import moto_stack_tags
 from tests.conftest import CallRecorder
+from tests.datomic_era import create_datomic_stack
 
 SYSTEM = "moto"
 NAME = names.stack(SYSTEM)
@@ -19,8 +23,12 @@ AMI_PATH = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_6
 
 
 @pytest.fixture(autouse=True)
-def _corrected_moto(patched_moto: None) -> None:
-    """Templates bucket policy and termination protection behave as on AWS (sandbox_moto)."""
+def _corrected_moto(patched_moto: None) -> Iterator[None]:
+    """Templates bucket policy and termination protection behave as on AWS (sandbox_moto); an
+    UPDATE change set applies its tags to the stack (tests/moto_stack_tags.py)."""
+    moto_stack_tags.patch()
+    yield
+    moto_stack_tags.unpatch()
 
 
 def asg_template(ctx: AwsContext, region: str, instance_type: str = "t3.micro") -> str:
@@ -213,3 +221,175 @@ def test_templates_bucket_converges_a_weakened_bucket(
     assert recorder.mutating == ["s3:PutBucketTagging", "s3:PutPublicAccessBlock"]
     tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
     assert tags["team"] == "data" and tags[names.TAG_MANAGED] == names.MANAGED_BY
+
+
+# --- ownership and Datomic-era stacks (issue 9) ---------------------------------------------
+
+
+def _groups(ctx: AwsContext, region: str) -> dict[str, tuple[str, ...]]:
+    """Every group: the ids of its InService instances."""
+    found = ctx.client("autoscaling", region).describe_auto_scaling_groups()["AutoScalingGroups"]
+    return {
+        g["AutoScalingGroupName"]: tuple(
+            i["InstanceId"] for i in g["Instances"] if i["LifecycleState"] == "InService"
+        )
+        for g in found
+    }
+
+
+def test_untagged_and_foreign_stacks_are_refused_before_any_write(
+    ctx: AwsContext, recorder: CallRecorder
+) -> None:
+    region = "eu-west-1"
+    cfn = ctx.client("cloudformation", region)
+    topic = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}
+    cfn.create_stack(StackName=NAME, TemplateBody=json.dumps(topic))
+    body = asg_template(ctx, region)
+    recorder.operations.clear()
+    for call in (
+        lambda: stack.update_stack(ctx, region, NAME, body, system=SYSTEM),
+        lambda: stack.update_stack(ctx, region, NAME, body, system=SYSTEM, dry_run=True),
+        lambda: stack.delete_stack(ctx, region, NAME),
+        lambda: stack.check_ownership(ctx, region, NAME, system=SYSTEM),
+    ):
+        with pytest.raises(NotOursError) as err:
+            call()
+        assert f"stack {NAME} is not managed by datomic-aws (tags: no tags)" in str(err.value)
+    assert recorder.mutating == []
+
+    # Tagged for another system: refused by all, --adopt or not.
+    cfn.update_stack(StackName=NAME, TemplateBody=json.dumps(topic), Tags=names.tag_list("billing"))
+    recorder.operations.clear()
+    for call in (
+        lambda: stack.update_stack(ctx, region, NAME, body, system=SYSTEM, adopt=True),
+        lambda: stack.delete_stack(ctx, region, NAME),
+        lambda: stack.check_ownership(ctx, region, NAME, system=SYSTEM, adopt=True),
+    ):
+        with pytest.raises(NotOursError) as err:
+            call()
+        assert "belongs to another system" in str(err.value)
+        assert "datomic:system=billing" in str(err.value)
+    assert recorder.mutating == []
+    assert stack.read_stack(cfn, NAME) is not None
+
+
+def test_a_datomic_era_stack_is_migrated_without_a_gap_then_a_rerun_is_a_noop(
+    ctx: AwsContext, recorder: CallRecorder
+) -> None:
+    region = "us-east-1"
+    cfn = ctx.client("cloudformation", region)
+    old_group = create_datomic_stack(cfn, ctx.client("ec2", region), NAME)
+    (old_instance,) = _groups(ctx, region)[old_group]
+    body = asg_template(ctx, region)
+    new_group = names.autoscaling_group(SYSTEM)
+
+    recorder.operations.clear()
+    with pytest.raises(NotOursError) as err:
+        stack.update_stack(ctx, region, NAME, body, system=SYSTEM)
+    assert "made by Datomic's bin/datomic create-cf-stack" in str(err.value)
+    assert "--adopt" in str(err.value)
+    assert recorder.mutating == []
+
+    # The plan: the first update's change set (created, described, deleted), then the removals.
+    before = _groups(ctx, region)
+    dry = AwsContext(read_only=True, allowed_writes=stack.dry_run_writes(body))
+    plan = stack.update_stack(dry, region, NAME, body, system=SYSTEM, adopt=True, dry_run=True)
+    planned = {(c.resource, c.action): c.details for c in plan}
+    assert planned[(f"stack/{NAME}/LaunchGroup", Action.DELETE)] == (
+        "AWS::AutoScaling::AutoScalingGroup",
+        "removed once the new group is in service",
+    )
+    assert (f"stack/{NAME}/Group", Action.CREATE) in planned
+    assert planned[(f"stack/{NAME}", Action.UPDATE)][0].startswith("Datomic bin/datomic stack")
+    assert _groups(ctx, region) == before
+    assert cfn.list_change_sets(StackName=NAME)["Summaries"] == []
+
+    # Each progress line records the groups at that moment.
+    seen: list[tuple[str, dict[str, tuple[str, ...]]]] = []
+    waiting = stack.Waiting(
+        timeout=60,
+        poll_interval=0.01,
+        on_event=lambda line: seen.append((line, _groups(ctx, region))),
+        sleep=lambda _: None,
+    )
+    changes = stack.update_stack(
+        ctx, region, NAME, body, system=SYSTEM, adopt=True, waiting=waiting
+    )
+    head = next(c for c in changes if c.resource == f"stack/{NAME}")
+    assert head.action is Action.UPDATE
+    assert head.details[0] == (
+        "Datomic bin/datomic stack: LaunchConfiguration -> LaunchTemplate; the group LaunchGroup"
+        " is replaced by Group"
+    )
+    assert head.details[1].startswith("adopted: the stack had no tags")
+    actions = {(c.resource, c.action) for c in changes}
+    assert {
+        (f"stack/{NAME}/LaunchTemplate", Action.CREATE),
+        (f"stack/{NAME}/Group", Action.CREATE),
+        (f"stack/{NAME}/LaunchGroup", Action.DELETE),
+        (f"stack/{NAME}/LaunchConfig", Action.DELETE),
+    } <= actions
+
+    # The order: the new group InService while the old one (its first instance untouched) still
+    # ran, and only then the second update.
+    lines = [line for line, _ in seen]
+    ready = next(
+        i for i, line in enumerate(lines) if line.startswith(f"group {new_group} is in service")
+    )
+    groups_then = seen[ready][1]
+    assert groups_then[old_group] == (old_instance,)
+    assert len(groups_then[new_group]) == 1
+    executed = [i for i, line in enumerate(lines) if line.startswith("executing change set")]
+    assert len(executed) == 2 and executed[0] < ready < executed[1]
+    assert not any(new_group in groups for _, groups in seen[: executed[0] + 1])
+    # Until the second update, the old group kept its first instance.
+    assert all(groups.get(old_group) == (old_instance,) for _, groups in seen[: executed[1] + 1])
+    after = _groups(ctx, region)
+    assert old_group not in after and len(after[new_group]) == 1
+
+    info = stack.read_stack(cfn, NAME)
+    assert info is not None and names.is_ours(dict(info.tags), SYSTEM)
+    assert info.termination_protection is True
+    assert stack.template_matches(cfn, NAME, body)
+    deployed = stack.deployed_template(cfn, NAME)
+    assert not any(k.startswith(stack.LEGACY_PREFIX) for k in deployed["Parameters"])
+
+    recorder.operations.clear()
+    again = stack.update_stack(ctx, region, NAME, body, system=SYSTEM)
+    assert [c.action for c in again] == [Action.NOOP]
+    assert recorder.mutating == []
+
+
+def test_a_migration_interrupted_between_its_two_updates_converges_on_rerun(
+    ctx: AwsContext, recorder: CallRecorder
+) -> None:
+    region = "us-east-1"
+    cfn = ctx.client("cloudformation", region)
+    old_group = create_datomic_stack(cfn, ctx.client("ec2", region), NAME)
+    body = asg_template(ctx, region)
+
+    def interrupt(line: str) -> None:
+        if line.startswith("group ") and "instance(s) in service" in line:
+            raise KeyboardInterrupt
+
+    waiting = stack.Waiting(
+        timeout=60, poll_interval=0.01, on_event=interrupt, sleep=lambda _: None
+    )
+    with pytest.raises(Interrupted, match="the old group keeps running"):
+        stack.update_stack(ctx, region, NAME, body, system=SYSTEM, adopt=True, waiting=waiting)
+    both = _groups(ctx, region)
+    assert old_group in both and names.autoscaling_group(SYSTEM) in both
+    info = stack.read_stack(cfn, NAME)
+    assert info is not None and names.is_ours(dict(info.tags), SYSTEM)
+
+    # The rerun (the stack is ours now: no --adopt needed) skips the first update.
+    recorder.operations.clear()
+    changes = stack.update_stack(ctx, region, NAME, body, system=SYSTEM, waiting=fast([]))
+    assert recorder.mutating.count("cloudformation:ExecuteChangeSet") == 1
+    assert (f"stack/{NAME}/LaunchGroup", Action.DELETE) in [(c.resource, c.action) for c in changes]
+    assert old_group not in _groups(ctx, region)
+    recorder.operations.clear()
+    assert [c.action for c in stack.update_stack(ctx, region, NAME, body, system=SYSTEM)] == [
+        Action.NOOP
+    ]
+    assert recorder.mutating == []

@@ -149,6 +149,8 @@ class Proxy:
         self.held_operations: set[str] = set()
         self.held: list[str] = []
         self.log: list[str] = []
+        # (HTTP method, operation) of every request, for `mutating()`.
+        self.requests: list[tuple[str, str]] = []
         self._release = threading.Event()
         self._changed = threading.Condition()
         proxy = self
@@ -167,6 +169,7 @@ class Proxy:
                 operation = operation_of(self.headers, body)
                 with proxy._changed:
                     proxy.log.append(operation)
+                    proxy.requests.append((self.command, operation))
                     if operation in proxy.held_operations:
                         proxy.held.append(operation)
                         proxy._changed.notify_all()
@@ -209,6 +212,16 @@ class Proxy:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def mutating(self) -> list[str]:
+        """The writes that went through: mutating operations, and S3's REST PUT/POST/DELETE."""
+        from datomic_aws.aws import is_mutating
+
+        return [
+            op or method
+            for method, op in self.requests
+            if (is_mutating(op) if op else method in ("PUT", "POST", "DELETE"))
+        ]
 
     def wait_held(self, operation: str, timeout: float = 30) -> bool:
         with self._changed:
