@@ -7,6 +7,7 @@ Pending:Wait, a replacement that dies before serving, a timeout. Time is fake th
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 from typing import Any
@@ -34,6 +35,9 @@ REGION = "us-east-1"
 GROUP = "datomic-test-transactors"
 AMI_PARAM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 OLD_TYPE, NEW_TYPE = "t3.micro", "t3.small"
+# Every roll suspends AZRebalance (tag first, so a rerun resumes it) and resumes it after.
+AZ_SUSPEND = ["autoscaling:CreateOrUpdateTags", "autoscaling:SuspendProcesses"]
+AZ_RESUME = ["autoscaling:ResumeProcesses", "autoscaling:DeleteTags"]
 
 
 def client(service: str, region: str = REGION, endpoint_url: str | None = None) -> Any:
@@ -244,8 +248,10 @@ def test_surge_group_of_one_launches_before_it_terminates(
     changes = run(aws, fake_time, 1, progress=progress)
 
     assert recorder.mutating == [
+        *AZ_SUSPEND,
         "autoscaling:SetDesiredCapacity",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
+        *AZ_RESUME,
     ]
     assert min(poller.counts) >= 1
     assert snapshot() == {"sizes": (1, 2, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
@@ -262,14 +268,11 @@ def test_surge_group_of_two_replaces_one_at_a_time_never_below_two(
 
     changes = run(aws, fake_time, 2)
 
-    assert (
-        recorder.mutating
-        == [
-            "autoscaling:SetDesiredCapacity",
-            "autoscaling:TerminateInstanceInAutoScalingGroup",
-        ]
-        * 2
-    )
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        *["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"] * 2,
+        *AZ_RESUME,
+    ]
     assert min(poller.counts) >= 2
     assert snapshot()["sizes"] == (2, 3, 2)
     assert snapshot()["types"] == [NEW_TYPE, NEW_TYPE]
@@ -285,11 +288,13 @@ def test_surge_raises_max_size_for_the_replacement_and_lowers_it_after(
     changes = run(aws, fake_time, 1)
 
     assert recorder.mutating == [
+        *AZ_SUSPEND,
         "autoscaling:CreateOrUpdateTags",  # the original MaxSize, for a rerun after a kill
         "autoscaling:UpdateAutoScalingGroup",  # MaxSize and DesiredCapacity 2
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:UpdateAutoScalingGroup",  # MaxSize back to 1
         "autoscaling:DeleteTags",
+        *AZ_RESUME,
     ]
     assert min(poller.counts) >= 1
     assert snapshot() == {"sizes": (1, 1, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
@@ -335,7 +340,11 @@ def test_terminate_strategy_terminates_without_decrement_and_warns(
 
     changes = run(aws, fake_time, 2, strategy="terminate")
 
-    assert recorder.mutating == ["autoscaling:TerminateInstanceInAutoScalingGroup"] * 2
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        *["autoscaling:TerminateInstanceInAutoScalingGroup"] * 2,
+        *AZ_RESUME,
+    ]
     assert snapshot() == {
         "sizes": (2, 3, 2),
         "types": [NEW_TYPE, NEW_TYPE],
@@ -401,10 +410,11 @@ def test_after_a_stack_update_the_group_is_moved_and_every_instance_replaced(
 # --- kills, failures, Ctrl-C ---------------------------------------------------------------
 
 
-# Group of 2 at MaxSize 2, so the run raises MaxSize too: tag, raise, terminate, surge,
-# terminate, lower, untag = 7 mutating calls; a kill before each one.
+# Group of 2 at MaxSize 2, so the run raises MaxSize too: tag, suspend AZRebalance, tag, raise,
+# terminate, surge, terminate, lower, untag, resume, untag = 11 mutating calls; a kill before
+# each one.
 @pytest.mark.usefixtures("patched_moto")
-@pytest.mark.parametrize("kill_at", range(1, 8))
+@pytest.mark.parametrize("kill_at", range(1, 12))
 def test_a_kill_at_any_write_then_a_rerun_converges(
     aws: AwsContext,
     recorder: CallRecorder,
@@ -442,7 +452,11 @@ def test_a_rerun_after_a_kill_trusts_target_size_not_desired_capacity(
     run(aws, fake_time, 1)
 
     # No second surge: the new instance already serves, so the old one goes straight away.
-    assert recorder.mutating == ["autoscaling:TerminateInstanceInAutoScalingGroup"]
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        *AZ_RESUME,
+    ]
     assert snapshot()["sizes"] == (1, 2, 1) and snapshot()["types"] == [NEW_TYPE]
     assert min(poller.counts) >= 1
 
@@ -548,8 +562,10 @@ def inst(iid: str, state: str = "InService", version: str = "2", health: str = "
     }
 
 
-def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
-    return {
+def group_page(
+    desired: int, *instances: Any, max_size: int = 2, min_size: int = 1, tags: Any = ()
+) -> Any:
+    page: Any = {
         "AutoScalingGroups": [
             {
                 "AutoScalingGroupName": GROUP,
@@ -558,7 +574,7 @@ def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
                     "LaunchTemplateName": "tpl",
                     "Version": "2",
                 },
-                "MinSize": 1,
+                "MinSize": min_size,
                 "MaxSize": max_size,
                 "DesiredCapacity": desired,
                 "DefaultCooldown": 300,
@@ -569,6 +585,12 @@ def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
             }
         ]
     }
+    if tags:
+        page["AutoScalingGroups"][0]["Tags"] = [
+            {"ResourceId": GROUP, "ResourceType": "auto-scaling-group", "Key": k, "Value": v}
+            for k, v in tags
+        ]
+    return page
 
 
 def template_page() -> Any:
@@ -580,15 +602,64 @@ def template_page() -> Any:
 
 
 class Stubbed:
-    def __init__(self) -> None:
+    """Auto Scaling and EC2 stubbed, pinned to the parameters AWS must receive.
+
+    Every read of the group (`describe`) is followed by one DescribeInstances for the roles and
+    launch times of its instances (`roles` maps an instance to the role it publishes). Between
+    `suspend()` and `resume()` the group's pages carry the AZRebalance suspension and our tag,
+    as AWS would report them.
+    """
+
+    def __init__(self, target: int = 1) -> None:
         self.asg = client("autoscaling")
         self.ec2 = client("ec2")
         self.asg_stub = Stubber(self.asg)
         self.ec2_stub = Stubber(self.ec2)
-        self.ec2_stub.add_response("describe_launch_templates", template_page())
+        self.target = target
+        self.suspended = False
+        self.extra_tags: list[tuple[str, str]] = []
+        self._templates = True
 
-    def describe(self, page: Any) -> None:
+    def describe(self, page: Any, roles: dict[str, str] | None = None) -> None:
+        g = page["AutoScalingGroups"][0]
+        if self.suspended:
+            g["SuspendedProcesses"] = [{"ProcessName": "AZRebalance", "SuspensionReason": "u"}]
+        tags = [(replace.AZ_TAG, "AZRebalance")] if self.suspended else []
+        tags += self.extra_tags
+        if tags:
+            g["Tags"] = [
+                *g.get("Tags", []),
+                *(
+                    {
+                        "ResourceId": GROUP,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": k,
+                        "Value": v,
+                    }
+                    for k, v in tags
+                ),
+            ]
         self.asg_stub.add_response("describe_auto_scaling_groups", page)
+        ids = [i["InstanceId"] for i in g["Instances"]]
+        if ids:
+            found = [
+                {
+                    "InstanceId": iid,
+                    "LaunchTime": NOW + datetime.timedelta(seconds=n),
+                    "Tags": [{"Key": "datomic:role", "Value": (roles or {})[iid]}]
+                    if iid in (roles or {})
+                    else [],
+                }
+                for n, iid in enumerate(ids)
+            ]
+            self.ec2_stub.add_response(
+                "describe_instances",
+                {"Reservations": [{"Instances": found}]},
+                {"Filters": [{"Name": "instance-id", "Values": sorted(set(ids))}]},
+            )
+        if self._templates:  # the version is resolved after the first read
+            self._templates = False
+            self.ec2_stub.add_response("describe_launch_templates", template_page())
 
     def write(self, method: str, params: dict[str, Any]) -> None:
         response: dict[str, Any] = {}
@@ -604,19 +675,84 @@ class Stubbed:
             }
         self.asg_stub.add_response(method, response, params)
 
-    def run(self, fake_time: FakeTime, progress: list[str], timeout: float = 600) -> Any:
+    def tag(self, key: str, value: str) -> None:
+        self.write(
+            "create_or_update_tags",
+            {
+                "Tags": [
+                    {
+                        "ResourceId": GROUP,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": key,
+                        "Value": value,
+                        "PropagateAtLaunch": False,
+                    }
+                ]
+            },
+        )
+
+    def untag(self, *keys: str) -> None:
+        self.write(
+            "delete_tags",
+            {
+                "Tags": [
+                    {"ResourceId": GROUP, "ResourceType": "auto-scaling-group", "Key": k}
+                    for k in keys
+                ]
+            },
+        )
+
+    def suspend(self) -> None:
+        self.tag(replace.AZ_TAG, "AZRebalance")
+        self.write(
+            "suspend_processes",
+            {"AutoScalingGroupName": GROUP, "ScalingProcesses": ["AZRebalance"]},
+        )
+        self.suspended = True
+
+    def resume(self) -> None:
+        self.write(
+            "resume_processes",
+            {"AutoScalingGroupName": GROUP, "ScalingProcesses": ["AZRebalance"]},
+        )
+        self.untag(replace.AZ_TAG)
+        self.suspended = False
+
+    def point_back(self, version: str = "1") -> None:
+        self.write(
+            "update_auto_scaling_group",
+            {
+                "AutoScalingGroupName": GROUP,
+                "LaunchTemplate": {"LaunchTemplateId": LT, "Version": version},
+            },
+        )
+
+    def terminate(self, iid: str, decrement: bool = True) -> None:
+        self.write(
+            "terminate_instance_in_auto_scaling_group",
+            {"InstanceId": iid, "ShouldDecrementDesiredCapacity": decrement},
+        )
+
+    def run(
+        self,
+        fake_time: FakeTime,
+        progress: list[str],
+        timeout: float = 600,
+        report: replace.Availability | None = None,
+    ) -> Any:
         with self.asg_stub, self.ec2_stub:
             try:
                 return replace.replace_outdated(
                     self.asg,
                     self.ec2,
                     GROUP,
-                    target_size=1,
+                    target_size=self.target,
                     timeout=timeout,
                     poll_interval=10,
                     on_progress=progress.append,
                     sleep=fake_time.sleep,
                     clock=fake_time.clock,
+                    report=report,
                 )
             finally:
                 self.asg_stub.assert_no_pending_responses()
@@ -626,17 +762,17 @@ class Stubbed:
 def test_pending_wait_is_not_in_service_the_old_instance_waits(fake_time: FakeTime) -> None:
     s = Stubbed()
     s.describe(group_page(1, inst("i-old", version="1")))
+    s.suspend()
     s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
     s.describe(group_page(2, inst("i-old", version="1")))  # not launched yet
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending:Wait")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new")))
-    s.write(
-        "terminate_instance_in_auto_scaling_group",
-        {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
-    )
+    s.terminate("i-old")
     s.describe(group_page(1, inst("i-old", "Terminating", version="1"), inst("i-new")))
     s.describe(group_page(1, inst("i-new")))
+    s.describe(group_page(1, inst("i-new")))  # the sizes are right
+    s.resume()
     progress: list[str] = []
 
     changes = s.run(fake_time, progress)
@@ -651,24 +787,32 @@ def test_a_replacement_that_dies_before_serving_fails_and_sizes_are_restored(
 ) -> None:
     s = Stubbed()
     s.describe(group_page(1, inst("i-old", version="1")))
+    s.suspend()
     s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Terminating")))
-    # restore: the dead replacement is not a member any more; only desired goes back.
+    # restore: the group back on the old version; the dead replacement is not a member any
+    # more, so only desired goes back; AZRebalance resumed.
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Terminating")))
+    s.point_back("1")
     s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 1})
+    s.resume()
 
-    with pytest.raises(ReplacementError, match="i-new went Terminating"):
+    with pytest.raises(ReplacementError, match="i-new went Terminating") as err:
         s.run(fake_time, [])
+    assert "back on launch template version 1" in err.value.hint
 
 
 def test_unhealthy_replacement_fails(fake_time: FakeTime) -> None:
     s = Stubbed()
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
+    s.suspend()
     s.describe(
         group_page(2, inst("i-old", version="1"), inst("i-new", "Pending", health="Unhealthy"))
     )
-    s.describe(group_page(1, inst("i-old", version="1")))  # restore: nothing left to do
+    s.describe(group_page(1, inst("i-old", version="1")))  # restore: nothing left to do but
+    s.point_back("1")  # the version
+    s.resume()
 
     with pytest.raises(ReplacementError, match="i-new went Pending/Unhealthy"):
         s.run(fake_time, [])
@@ -678,17 +822,16 @@ def test_timeout_names_the_instance_and_restores_sizes(fake_time: FakeTime) -> N
     s = Stubbed()
     stuck = group_page(2, inst("i-old", version="1"), inst("i-new", "Pending:Wait"))
     s.describe(group_page(1, inst("i-old", version="1")))
+    s.suspend()
     s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
     for _ in range(4):  # t = 0, 10, 20, 30
-        s.describe(stuck)
+        s.describe(copy.deepcopy(stuck))
     # restore: the stuck replacement is terminated (it is not serving), the old one stays.
-    s.describe(stuck)
-    s.ec2_stub.add_response("describe_instances", {"Reservations": []})
-    s.write(
-        "terminate_instance_in_auto_scaling_group",
-        {"InstanceId": "i-new", "ShouldDecrementDesiredCapacity": True},
-    )
+    s.describe(copy.deepcopy(stuck))
+    s.point_back("1")
+    s.terminate("i-new")
     s.describe(group_page(1, inst("i-old", version="1"), inst("i-new", "Terminating")))
+    s.resume()
 
     with pytest.raises(WaitTimeout) as err:
         s.run(fake_time, [], timeout=30)
@@ -701,14 +844,14 @@ def test_timeout_names_the_instance_and_restores_sizes(fake_time: FakeTime) -> N
 def test_scaling_activity_in_progress_is_retried(fake_time: FakeTime) -> None:
     s = Stubbed()
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new")))
+    s.suspend()
     s.asg_stub.add_client_error(
         "terminate_instance_in_auto_scaling_group", "ScalingActivityInProgress", "busy"
     )
-    s.write(
-        "terminate_instance_in_auto_scaling_group",
-        {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
-    )
+    s.terminate("i-old")
     s.describe(group_page(1, inst("i-new")))
+    s.describe(group_page(1, inst("i-new")))
+    s.resume()
 
     changes = s.run(fake_time, [])
 
