@@ -997,7 +997,7 @@ class _Replacer:
                 )
         self.doing = f"terminating the active {aid} (its standby {sid} takes over)"
         self.progress(
-            f"{self.name}: terminating the active {aid} with a decrement; {sid} takes over"
+            f"{self.name}: terminating {aid} with a decrement (the active; {sid} takes over)"
         )
         self.report.active_terminated(self.clock())
         self.terminate_decrement(group, active)
@@ -1217,10 +1217,7 @@ def replace_outdated(
     except (ReplacementError, WaitTimeout) as exc:
         previous = _restore_after_failure(job, new_instance_failed=True)
         if previous is not None:
-            exc.hint = (
-                f"the group is back on launch template version {previous} and its sizes are "
-                f"restored; {exc.hint}"
-            )
+            exc.hint = f"the group is back on launch template version {previous}; {exc.hint}"
         raise
     except (Exception, SystemExit):
         _restore_after_failure(job, new_instance_failed=False)

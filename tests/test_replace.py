@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from conftest import CallRecorder, SimulatedCrash
 
-from datomic_aws import replace, sandbox_moto
+from datomic_aws import names, replace, sandbox_moto
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.errors import (
@@ -49,10 +49,13 @@ class FakeTime:
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
+        self.ticks: list[Any] = []  # called on every sleep: what happens while we wait
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        for tick in self.ticks:
+            tick()
 
     def clock(self) -> float:
         return self.now
@@ -990,3 +993,453 @@ def test_the_corrections_apply_inside_a_threaded_moto_server_in_this_process() -
 
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
         server.stop()
+
+
+# --- roles: standbys first, the active last, one standby when it goes -------------------------
+
+MIN_REFUSAL = (
+    "Currently, desiredSize equals minSize ({n}). Terminating instance without replacement will "
+    "violate group's min size constraint. Either set shouldDecrementDesiredCapacity flag to false "
+    "or lower min size."
+)
+
+
+def _members(asg: Any) -> list[dict[str, Any]]:
+    (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"]
+    return [
+        i for i in g["Instances"] if not i["LifecycleState"].startswith(replace.LEAVING_PREFIXES)
+    ]
+
+
+def _roles(ec2: Any, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    out = {}
+    for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]:
+        for i in r["Instances"]:
+            for t in i.get("Tags", []):
+                if t["Key"] == names.TAG_ROLE:
+                    out[i["InstanceId"]] = t["Value"]
+    return out
+
+
+class Transactors:
+    """Plays each instance's role loop on in-process moto (which runs no user data), and holds
+    Auto Scaling to AWS's MinSize rule, which moto does not enforce.
+
+    `step` (on every fake sleep: time passes while the tool waits): an InService instance with
+    no role publishes `standby`; with no active alive, a standby takes over, and two standbys
+    at that moment are a race (Datomic: the loser exits, reference §10), recorded in `races`.
+    The hook on TerminateInstanceInAutoScalingGroup records, for each termination, the victim's
+    role and the other instances alive, and refuses a decrement below MinSize as AWS does.
+    """
+
+    def __init__(self) -> None:
+        self.asg = client("autoscaling")
+        self.ec2 = client("ec2")
+        self.races = 0
+        self.terminations: list[tuple[str, str | None, list[str]]] = []  # (id, role, others)
+
+    def set_role(self, instance_id: str, role: str) -> None:
+        self.ec2.create_tags(Resources=[instance_id], Tags=[{"Key": names.TAG_ROLE, "Value": role}])
+
+    def step(self) -> None:
+        members = [
+            i["InstanceId"] for i in _members(self.asg) if i["LifecycleState"] == "InService"
+        ]
+        roles = _roles(self.ec2, members)
+        for iid in members:
+            if iid not in roles:
+                self.set_role(iid, names.ROLE_STANDBY)
+                roles[iid] = names.ROLE_STANDBY
+        if not any(r == names.ROLE_ACTIVE for r in roles.values()):
+            standbys = sorted(i for i in members if roles[i] == names.ROLE_STANDBY)
+            if len(standbys) > 1:
+                self.races += 1
+            if standbys:
+                self.set_role(standbys[0], names.ROLE_ACTIVE)
+
+    def before_terminate(self, params: Any, **_: Any) -> None:
+        iid = params["InstanceId"]
+        members = _members(self.asg)
+        role = _roles(self.ec2, [iid]).get(iid)
+        others = [i["InstanceId"] for i in members if i["InstanceId"] != iid]
+        (g,) = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+            "AutoScalingGroups"
+        ]
+        if params.get("ShouldDecrementDesiredCapacity") and g["DesiredCapacity"] <= g["MinSize"]:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationError",
+                        "Message": MIN_REFUSAL.format(n=g["MinSize"]),
+                    }
+                },
+                "TerminateInstanceInAutoScalingGroup",
+            )
+        self.terminations.append((iid, role, others))
+
+    @property
+    def active_terminations(self) -> list[list[str]]:
+        return [others for _, role, others in self.terminations if role == names.ROLE_ACTIVE]
+
+
+@pytest.fixture
+def transactors(fake_time: FakeTime) -> Transactors:
+    t = Transactors()
+    fake_time.ticks.append(t.step)
+    return t
+
+
+@pytest.fixture
+def roles_aws(
+    mocked_aws: None, recorder: CallRecorder, poller: InServicePoller, transactors: Transactors
+) -> AwsContext:
+    return AwsContext(
+        hooks=[
+            ("before-call.*.*", recorder),
+            ("after-call.autoscaling.*", poller),
+            (
+                "before-parameter-build.autoscaling.TerminateInstanceInAutoScalingGroup",
+                transactors.before_terminate,
+            ),
+        ]
+    )
+
+
+def _group_with_roles(transactors: Transactors, size: int, active_index: int) -> dict[str, str]:
+    """A group of `size` on version 1, then version 2 declared; the instance at `active_index`
+    (in id order) is the active, the others standbys. Returns id -> role."""
+    new_version(build_group(size, size + 1))
+    ids = sorted(i["InstanceId"] for i in _members(transactors.asg))
+    roles = {}
+    for n, iid in enumerate(ids):
+        roles[iid] = names.ROLE_ACTIVE if n == active_index else names.ROLE_STANDBY
+        transactors.set_role(iid, roles[iid])
+    return roles
+
+
+def suspended() -> list[str]:
+    (g,) = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+        "AutoScalingGroups"
+    ]
+    return [p["ProcessName"] for p in g.get("SuspendedProcesses", [])]
+
+
+def _assert_one_standby_at_each_active_termination(transactors: Transactors) -> None:
+    assert transactors.active_terminations, transactors.terminations
+    for others in transactors.active_terminations:
+        assert len(others) == 1, transactors.terminations  # exactly one standby waits
+    assert transactors.races == 0
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_group_of_one_surges_a_standby_then_the_active_goes_and_it_takes_over(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    poller: InServicePoller,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    roles = _group_with_roles(transactors, 1, 0)
+    (active,) = roles
+    report = replace.Availability()
+
+    changes = run(roles_aws, fake_time, 1, report=report)
+
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        "autoscaling:SetDesiredCapacity",  # the standby first
+        "autoscaling:TerminateInstanceInAutoScalingGroup",  # then the active, with a decrement
+        *AZ_RESUME,
+    ]
+    assert [(iid, role) for iid, role, _ in transactors.terminations] == [
+        (active, names.ROLE_ACTIVE)
+    ]
+    _assert_one_standby_at_each_active_termination(transactors)
+    assert min(poller.counts) >= 1
+    assert snapshot() == {"sizes": (1, 2, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
+    assert suspended() == []
+    (new,) = [i["InstanceId"] for i in _members(transactors.asg)]
+    assert _roles(transactors.ec2, [new]) == {new: names.ROLE_ACTIVE}  # it took over
+    assert [c.resource for c in changes] == [f"ec2 instance {active} ({GROUP})"]
+    assert "role: active" in changes[0].details
+    # One failover, seen one poll after the active was terminated.
+    assert (report.failovers, report.no_active_intervals, report.min_in_service) == (1, [5.0], 1)
+    assert report.warnings == []
+    doc = report.as_dict()
+    assert (doc["no_active_seconds"], doc["failovers"], doc["roles_known"]) == (5.0, 1, True)
+    assert "poll interval" in " ".join(report.details())
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_group_of_two_standby_first_then_the_active_without_a_second_standby(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    poller: InServicePoller,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    # The active is the instance with the higher id: replacement order never guesses it.
+    roles = _group_with_roles(transactors, 2, 1)
+    standby, active = sorted(roles)
+    report = replace.Availability()
+
+    changes = run(roles_aws, fake_time, 2, report=report)
+
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        "autoscaling:SetDesiredCapacity",  # 3: a new standby next to the old standby
+        "autoscaling:TerminateInstanceInAutoScalingGroup",  # the old standby
+        "autoscaling:CreateOrUpdateTags",  # the MinSize, before lowering it
+        "autoscaling:UpdateAutoScalingGroup",  # MinSize 1: AWS refuses a decrement below it
+        "autoscaling:TerminateInstanceInAutoScalingGroup",  # the active: no surge for it
+        "autoscaling:UpdateAutoScalingGroup",  # desired and MinSize back to 2
+        "autoscaling:DeleteTags",
+        *AZ_RESUME,
+    ]
+    assert [(iid, role) for iid, role, _ in transactors.terminations] == [
+        (standby, names.ROLE_STANDBY),
+        (active, names.ROLE_ACTIVE),
+    ]
+    _assert_one_standby_at_each_active_termination(transactors)
+    assert min(poller.counts) == 1  # the floor: N-1 while the active's replacement boots
+    assert snapshot() == {
+        "sizes": (2, 3, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert suspended() == []
+    assert {c.resource for c in changes if c.resource.startswith("ec2 instance")} == {
+        f"ec2 instance {standby} ({GROUP})",
+        f"ec2 instance {active} ({GROUP})",
+    }
+    assert (report.failovers, report.min_in_service, len(report.no_active_intervals)) == (1, 1, 1)
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_group_of_three_never_leaves_two_standbys_when_the_active_goes(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    roles = _group_with_roles(transactors, 3, 0)
+    active = next(i for i, r in roles.items() if r == names.ROLE_ACTIVE)
+    report = replace.Availability()
+
+    run(roles_aws, fake_time, 3, report=report)
+
+    order = [(iid, role) for iid, role, _ in transactors.terminations]
+    assert [role for _, role in order] == [
+        names.ROLE_STANDBY,  # replaced by surge
+        names.ROLE_STANDBY,  # terminated so that a single standby waits
+        names.ROLE_ACTIVE,  # last
+    ]
+    assert order[-1][0] == active
+    _assert_one_standby_at_each_active_termination(transactors)
+    assert snapshot()["sizes"] == (3, 4, 3) and snapshot()["types"] == [NEW_TYPE] * 3
+    assert snapshot()["tags"] == set() and suspended() == []
+    assert (report.failovers, report.min_in_service) == (1, 1)
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_unknown_keeps_newest_first_and_warns(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(2, 3))
+    report = replace.Availability()
+    progress: list[str] = []
+
+    changes = run(aws, fake_time, 2, report=report, progress=progress)
+
+    assert report.warnings == [replace.ROLES_UNKNOWN_WARNING]
+    assert "roles were not published" in replace.ROLES_UNKNOWN_WARNING
+    assert any(replace.ROLES_UNKNOWN_WARNING in line for line in progress)
+    assert len(changes) == 2 and snapshot()["types"] == [NEW_TYPE, NEW_TYPE]
+    assert report.as_dict()["no_active_seconds"] is None  # not measured without roles
+    assert "not measured" in " ".join(report.details())
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_dry_run_plan_shows_standbys_first_and_the_active_last(
+    roles_aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime, transactors: Transactors
+) -> None:
+    roles = _group_with_roles(transactors, 3, 1)
+    before = snapshot()
+
+    plan = run(roles_aws, fake_time, 3, dry_run=True)
+
+    planned = [c.resource.split()[2] for c in plan]
+    assert [roles[i] for i in planned] == [
+        names.ROLE_STANDBY,
+        names.ROLE_STANDBY,
+        names.ROLE_ACTIVE,
+    ]
+    assert "role: active" in plan[-1].details
+    assert any("go last" in d for d in plan[-1].details)
+    assert any("never two standbys" in d for d in plan[1].details)
+    assert any("AZRebalance would be suspended" in d for d in plan[0].details)
+    assert recorder.mutating == [] and snapshot() == before
+
+
+# Group of 2, roles published: tag, suspend, surge, terminate the standby, tag MinSize, lower
+# it, terminate the active, sizes back, untag, resume, untag = 11 writes; a kill before each.
+@pytest.mark.usefixtures("patched_moto")
+@pytest.mark.parametrize("kill_at", range(1, 12))
+def test_roles_a_kill_at_any_write_then_a_rerun_converges(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    fake_time: FakeTime,
+    transactors: Transactors,
+    kill_at: int,
+) -> None:
+    _group_with_roles(transactors, 2, 0)
+    recorder.fail_at = kill_at
+    with pytest.raises(SimulatedCrash):
+        run(roles_aws, fake_time, 2)
+    transactors.step()  # time passes before the rerun
+
+    recorder.fail_at = None
+    run(roles_aws, fake_time, 2)
+
+    assert snapshot() == {
+        "sizes": (2, 3, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert suspended() == []  # AZRebalance resumed
+    for others in transactors.active_terminations:
+        assert len(others) == 1
+    assert transactors.races == 0
+    transactors.step()
+    live = [i["InstanceId"] for i in _members(transactors.asg)]
+    assert sorted(_roles(transactors.ec2, live).values()) == [names.ROLE_ACTIVE, names.ROLE_STANDBY]
+    recorder.operations.clear()
+    assert run(roles_aws, fake_time, 2) == [] and recorder.mutating == []
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_an_operator_suspended_az_rebalance_is_left_suspended(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 2))
+    client("autoscaling").suspend_processes(
+        AutoScalingGroupName=GROUP, ScalingProcesses=["AZRebalance"]
+    )
+
+    run(aws, fake_time, 1)
+
+    assert recorder.mutating == [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    assert suspended() == ["AZRebalance"] and snapshot()["tags"] == set()
+
+
+# --- roles through Stubber: the MinSize refusal, a takeover that takes a while, an abandon ----
+
+
+def _active_phase(s: Stubbed) -> None:
+    """Group of 2 (MinSize 2, MaxSize 3): the old active and a current standby."""
+    s.describe(
+        group_page(2, inst("i-old", version="1"), inst("i-sb"), min_size=2, max_size=3),
+        {"i-old": "active", "i-sb": "standby"},
+    )
+    s.suspend()
+    s.tag(replace.MIN_TAG, "2")
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "MinSize": 1})
+    s.extra_tags = [(replace.MIN_TAG, "2")]
+
+
+def test_the_active_of_a_group_of_two_goes_with_min_size_lowered_then_the_group_grows_back(
+    fake_time: FakeTime,
+) -> None:
+    s = Stubbed(target=2)
+    _active_phase(s)
+    s.terminate("i-old")
+    s.describe(
+        group_page(1, inst("i-old", "Terminating", version="1"), inst("i-sb"), max_size=3),
+        {"i-old": "active", "i-sb": "standby"},
+    )
+    s.describe(group_page(1, inst("i-sb"), max_size=3), {"i-sb": "active"})  # took over
+    s.write(
+        "update_auto_scaling_group",
+        {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2, "MinSize": 2},
+    )
+    s.untag(replace.MIN_TAG)
+    s.extra_tags = []
+    s.describe(
+        group_page(2, inst("i-sb"), inst("i-3", "Pending:Wait"), min_size=2, max_size=3),
+        {"i-sb": "active"},
+    )
+    s.describe(
+        group_page(2, inst("i-sb"), inst("i-3"), min_size=2, max_size=3),
+        {"i-sb": "active", "i-3": "standby"},
+    )
+    s.describe(
+        group_page(2, inst("i-sb"), inst("i-3"), min_size=2, max_size=3),
+        {"i-sb": "active", "i-3": "standby"},
+    )
+    s.resume()
+    report = replace.Availability()
+
+    changes = s.run(fake_time, [], report=report)
+
+    assert [c.resource for c in changes if c.resource.startswith("ec2")] == [
+        f"ec2 instance i-old ({GROUP})"
+    ]
+    assert report.no_active_intervals == [10.0] and report.failovers == 1
+    assert report.min_in_service == 1
+
+
+def test_a_decrement_aws_refuses_below_min_size_fails_and_restores(fake_time: FakeTime) -> None:
+    s = Stubbed(target=2)
+    _active_phase(s)
+    # Someone raised MinSize back meanwhile: AWS refuses the decrement (ValidationError).
+    s.asg_stub.add_client_error(
+        "terminate_instance_in_auto_scaling_group",
+        "ValidationError",
+        MIN_REFUSAL.format(n=2),
+        expected_params={"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
+    )
+    refused = group_page(2, inst("i-old", version="1"), inst("i-sb"), min_size=2, max_size=3)
+    s.asg_stub.add_response("describe_auto_scaling_groups", refused)  # is it gone? no
+    s.describe(
+        group_page(2, inst("i-old", version="1"), inst("i-sb"), min_size=1, max_size=3),
+        {"i-old": "active", "i-sb": "standby"},
+    )
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "MinSize": 2})
+    s.untag(replace.MIN_TAG)
+    s.extra_tags = []
+    s.resume()
+
+    with pytest.raises(AwsCallError) as err:
+        s.run(fake_time, [])
+    assert err.value.code == "ValidationError"
+
+
+def test_an_abandoned_new_standby_points_the_group_back_and_leaves_the_old_ones(
+    fake_time: FakeTime,
+) -> None:
+    s = Stubbed(target=2)
+    old = (inst("i-a", version="1"), inst("i-b", version="1"))
+    roles = {"i-a": "active", "i-b": "standby"}
+    s.describe(group_page(2, *old, min_size=2, max_size=3), roles)
+    s.suspend()
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 3})
+    s.describe(group_page(3, *old, inst("i-new", "Pending:Wait"), min_size=2, max_size=3), roles)
+    # The launch hook was ABANDONed: the instance leaves before it is InService.
+    gone = group_page(3, *old, inst("i-new", "Terminating:Wait"), min_size=2, max_size=3)
+    s.describe(copy.deepcopy(gone), roles)
+    s.describe(copy.deepcopy(gone), roles)
+    s.point_back("1")
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
+    s.resume()
+    # No TerminateInstanceInAutoScalingGroup is stubbed: the old instances are left alone.
+
+    with pytest.raises(ReplacementError, match="i-new went Terminating:Wait") as err:
+        s.run(fake_time, [])
+    assert "back on launch template version 1" in err.value.hint
