@@ -867,12 +867,16 @@ class _Replacer:
                 lambda g: not any(i.pending for i in g.members),
             )
             group = self.drop_surplus(group, "left by an interrupted run", wait=True)
-        self.doing = "restoring the group's sizes"
-        group = self.grow_back(self.read(), "left by an interrupted run")
-        if not group.with_role(ROLE_ACTIVE) and group.with_role(ROLE_STANDBY):
-            # Roles published, nobody active: a killed run terminated the active.
+        group = self.read()
+        in_takeover = group.with_role(ROLE_STANDBY) or group.tag(MIN_TAG) is not None
+        if group.members and in_takeover and not group.with_role(ROLE_ACTIVE):
+            # Nobody active, and a standby (or the MinSize a killed run lowered to terminate the
+            # active): a takeover is under way. Growing back now would add a second standby to
+            # the race, so the takeover comes first.
             self.doing = "waiting for a standby to take over"
             group = self.wait_takeover(None, None)
+        self.doing = "restoring the group's sizes"
+        group = self.grow_back(group, "left by an interrupted run")
         self.doing = f"resuming {AZ_REBALANCE}"
         self.resume_az_rebalance(group)
 
@@ -1011,7 +1015,8 @@ class _Replacer:
         return self.grow_back(group, "back to the group size after the takeover")
 
     def wait_takeover(self, old: str | None, successor: str | None) -> GroupInfo:
-        """Until the old active is gone and a current instance reports active."""
+        """Until the old active is gone and a current instance reports active; with neither
+        named (a takeover found under way), until any instance reports active."""
 
         def done(g: GroupInfo) -> bool:
             if successor is not None:
@@ -1026,9 +1031,11 @@ class _Replacer:
                 found = g.find(old)
                 if found is not None and not found.leaving:
                     return False
+            if successor is None and old is None:
+                return bool(g.with_role(ROLE_ACTIVE))
             return any(self.current(i) for i in g.with_role(ROLE_ACTIVE))
 
-        what = f"{successor} to take over" if successor else "a current instance to report active"
+        what = f"{successor} to take over" if successor else "an instance to report active"
         return self.wait(what, done)
 
     def grow_back(self, group: GroupInfo, reason: str) -> GroupInfo:

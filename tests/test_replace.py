@@ -1299,7 +1299,6 @@ def test_roles_a_kill_at_any_write_then_a_rerun_converges(
     recorder.fail_at = kill_at
     with pytest.raises(SimulatedCrash):
         run(roles_aws, fake_time, 2)
-    transactors.step()  # time passes before the rerun
 
     recorder.fail_at = None
     run(roles_aws, fake_time, 2)
@@ -1319,6 +1318,54 @@ def test_roles_a_kill_at_any_write_then_a_rerun_converges(
     assert sorted(_roles(transactors.ec2, live).values()) == [names.ROLE_ACTIVE, names.ROLE_STANDBY]
     recorder.operations.clear()
     assert run(roles_aws, fake_time, 2) == [] and recorder.mutating == []
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_a_rerun_during_a_takeover_waits_for_it_before_the_group_grows_back(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    # What a kill right after the active's termination leaves: its standby (current) alone, not
+    # active yet; desired and MinSize lowered to 1 (MinSize 2 kept in the tag); AZRebalance ours.
+    new_version(build_group(1, 3))
+    asg = client("autoscaling")
+    asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    old, new = sorted(
+        _members(asg), key=lambda i: i["LaunchTemplate"]["Version"]
+    )  # version 1, version 2
+    transactors.set_role(old["InstanceId"], names.ROLE_ACTIVE)
+    transactors.set_role(new["InstanceId"], names.ROLE_STANDBY)
+    for key, value in ((replace.MIN_TAG, "2"), (replace.AZ_TAG, "AZRebalance")):
+        asg.create_or_update_tags(
+            Tags=[
+                {
+                    "ResourceId": GROUP,
+                    "ResourceType": "auto-scaling-group",
+                    "Key": key,
+                    "Value": value,
+                    "PropagateAtLaunch": False,
+                }
+            ]
+        )
+    asg.suspend_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["AZRebalance"])
+    asg.terminate_instance_in_auto_scaling_group(
+        InstanceId=old["InstanceId"], ShouldDecrementDesiredCapacity=True
+    )
+    report = replace.Availability()
+
+    run(roles_aws, fake_time, 2, report=report)
+
+    assert transactors.races == 0  # the takeover came before the group grew back
+    assert snapshot() == {
+        "sizes": (2, 3, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert suspended() == []
+    assert _roles(transactors.ec2, [new["InstanceId"]]) == {new["InstanceId"]: names.ROLE_ACTIVE}
 
 
 @pytest.mark.usefixtures("patched_moto")
