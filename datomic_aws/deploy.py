@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datomic_aws import replace, stack
+from datomic_aws import names, replace, stack
 from datomic_aws.aws import AwsContext, translating
 from datomic_aws.changes import Action, Change, Result
 from datomic_aws.errors import InvalidInput, Problem, StackError
@@ -197,7 +197,10 @@ def _converge_instances(
         )
     out = []
     if dry_run and _launch_template_changes(planned):
-        members = [i.instance_id for i in group.members]
+        # The replacement order: standbys first, the active last (when the roles are published).
+        group = replace.with_roles(ec2, group)
+        ordered = sorted(group.members, key=lambda i: i.role == names.ROLE_ACTIVE)
+        members = [i.instance_id + (f" ({i.role})" if i.role else "") for i in ordered]
         out.append(
             Change(
                 f"autoscaling group {group_name}",
