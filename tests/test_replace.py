@@ -439,6 +439,7 @@ def test_a_kill_at_any_write_then_a_rerun_converges(
         "versions": ["2", "2"],
         "tags": set(),
     }
+    assert suspended() == []  # AZRebalance resumed
     assert min(poller.counts) >= 2
     recorder.operations.clear()
     assert run(aws, fake_time, 2) == [] and recorder.mutating == []
