@@ -1092,9 +1092,12 @@ class _Replacer:
             found = g.find(vid)
             return (found is None or found.leaving) and g.in_service_count >= self.target
 
-        return self.wait(
+        group = self.wait(
             f"a replacement for {vid} to be InService", done, self._new_instances(before)
         )
+        if victim.role == ROLE_ACTIVE:  # the gap lasts until an instance reports active again
+            group = self.wait_takeover(vid, None)
+        return group
 
 
 def _plan(group: GroupInfo, version: str, strategy: Strategy, target: int) -> list[Change]:

@@ -1370,6 +1370,27 @@ def test_roles_a_rerun_during_a_takeover_waits_for_it_before_the_group_grows_bac
 
 
 @pytest.mark.usefixtures("patched_moto")
+def test_roles_terminate_strategy_takes_the_active_last_and_measures_its_gap(
+    roles_aws: AwsContext, fake_time: FakeTime, transactors: Transactors
+) -> None:
+    roles = _group_with_roles(transactors, 2, 0)
+    report = replace.Availability()
+
+    run(roles_aws, fake_time, 2, strategy="terminate", report=report)
+
+    assert [role for _, role, _ in transactors.terminations] == [
+        names.ROLE_STANDBY,
+        names.ROLE_ACTIVE,
+    ]
+    assert transactors.terminations[-1][0] == next(
+        i for i, r in roles.items() if r == names.ROLE_ACTIVE
+    )
+    # Measured until a current instance reports active, at the poll interval's resolution.
+    assert report.no_active_intervals == [5.0] and report.failovers == 1
+    assert snapshot()["types"] == [NEW_TYPE, NEW_TYPE] and suspended() == []
+
+
+@pytest.mark.usefixtures("patched_moto")
 def test_an_operator_suspended_az_rebalance_is_left_suspended(
     aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
 ) -> None:
