@@ -120,7 +120,7 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Docs: README.md. Exit codes: 0 ok, 1 failure, 2 invalid input, 3 changes pending "
-    "(--dry-run --detailed-exitcode), 130 interrupted.",
+    "(--dry-run --detailed-exitcode; status: out of sync), 130 interrupted.",
 )
 @click.option(
     "--profile", metavar="P", help="AWS profile (default: AWS_PROFILE or the default chain)."
@@ -518,8 +518,13 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
     """Show the stack, its last event, the group and each of its instances.
 
     Read-only: stack STACK_NAME in REGION, its status and last event, the group's sizes, and each
-    instance with its launch template version, current or outdated. --template compares a local
-    template with the deployed one.
+    instance with the Datomic role it publishes (active, standby, - when none) and its launch
+    template version, current or outdated. --template compares a local template with the
+    deployed one.
+
+    Exit codes for scripts: 0 when the stack, the template (with --template) and the instances
+    are in sync; 3 when the stack is missing or in progress, the local template differs from the
+    deployed one, or an instance is outdated (the JSON's "out_of_sync" says which).
 
     \b
     Example:
@@ -530,7 +535,9 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
     template = read_template(template_json) if template_json else None
     aws = opts.aws(dry_run=True)
     result = stack_status(aws, region, stack_name, template=template)
-    return finish(opts, aws, result, detailed_exitcode=False)
+    finish(opts, aws, result, detailed_exitcode=False)
+    in_sync = result.extra["status"].get("in_sync", False)
+    return int(ExitCode.OK if in_sync else ExitCode.CHANGES_PENDING)
 
 
 @cli.command("apply")

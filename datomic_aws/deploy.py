@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datomic_aws import replace, stack
+from datomic_aws import names, replace, stack
 from datomic_aws.aws import AwsContext, translating
 from datomic_aws.changes import Action, Change, Result
 from datomic_aws.errors import InvalidInput, Problem, StackError
@@ -144,7 +144,7 @@ def update_cf_stack(
             dry_run=dry_run,
             replacement=replacement,
             w=w,
-            planned=result.changes,
+            result=result,
         )
     )
     return result
@@ -183,8 +183,11 @@ def _converge_instances(
     dry_run: bool,
     replacement: Replacement,
     w: stack.Waiting,
-    planned: list[Change],
+    result: Result,
 ) -> list[Change]:
+    """The group onto the declared version, then every instance; what the roll measured goes
+    into `result` (a Change detail, `extra["availability"]`, warnings)."""
+    planned = result.changes
     cfn = ctx.client("cloudformation", region)
     asg = ctx.client("autoscaling", region)
     ec2 = ctx.client("ec2", region)
@@ -200,7 +203,10 @@ def _converge_instances(
         )
     out = []
     if dry_run and _launch_template_changes(planned):
-        members = [i.instance_id for i in group.members]
+        # The replacement order: standbys first, the active last (when the roles are published).
+        group = replace.with_roles(ec2, group)
+        ordered = sorted(group.members, key=lambda i: i.role == names.ROLE_ACTIVE)
+        members = [i.instance_id + (f" ({i.role})" if i.role else "") for i in ordered]
         out.append(
             Change(
                 f"autoscaling group {group_name}",
@@ -219,6 +225,7 @@ def _converge_instances(
     target = (
         int(size) if size and size.isdigit() else (template.group_size or group.desired_capacity)
     )
+    report = replace.Availability()
     out.extend(
         replace.replace_outdated(
             asg,
@@ -232,8 +239,13 @@ def _converge_instances(
             dry_run=dry_run,
             sleep=w.sleep,
             clock=w.clock,
+            report=report,
         )
     )
+    result.warnings.extend(x for x in report.warnings if x not in result.warnings)
+    if report.replaced:
+        out.append(Change(f"autoscaling group {group_name}", Action.UPDATE, report.details()))
+        result.extra["availability"] = report.as_dict()
     return out
 
 
@@ -258,13 +270,17 @@ def delete_cf_stack(
 def stack_status(
     ctx: AwsContext, region: str, name: str, *, template: Template | None = None
 ) -> Result:
-    """status: the stack, its last event, template drift, the group and each instance."""
+    """status: the stack, its last event, template drift, the group and each instance with the
+    role it publishes. `doc["in_sync"]` (the CLI's exit code) holds when the stack exists and is
+    not in progress, the local template (when given) matches the deployed one, and every
+    instance runs the declared launch template version; `doc["out_of_sync"]` says why not."""
     cfn = ctx.client("cloudformation", region)
     result = Result("status")
     doc: dict[str, Any] = {"region": region, "stack": name, "exists": False}
     with translating(f"stack {name}"):
         info = stack.read_stack(cfn, name)
         if info is None:
+            doc.update(in_sync=False, out_of_sync=["the stack does not exist"])
             result.extra["status"] = doc
             return result
         doc.update(
@@ -287,13 +303,38 @@ def stack_status(
             group_name, version = _group_of(cfn, info, region)
             group = replace.read_group(ctx.client("autoscaling", region), group_name)
             if group is not None:
+                ec2 = ctx.client("ec2", region)
+                group = replace.with_roles(ec2, group)
                 if version == "$Latest" and group.launch_template_id:
-                    version = replace.resolve_version(
-                        ctx.client("ec2", region), group.launch_template_id, version
-                    )
+                    version = replace.resolve_version(ec2, group.launch_template_id, version)
                 doc["group"] = _group_doc(group, version)
+    reasons = _out_of_sync(doc)
+    doc.update(in_sync=not reasons, out_of_sync=reasons)
     result.extra["status"] = doc
     return result
+
+
+def _out_of_sync(doc: dict[str, Any]) -> list[str]:
+    reasons = []
+    if doc.get("state") == stack.StackState.IN_PROGRESS.value:
+        reasons.append(f"the stack is {doc.get('stack_status')}")
+    template = doc.get("template")
+    if template is not None and not template["matches_deployed"]:
+        reasons.append(f"the template {template['path']} differs from the deployed one")
+    group = doc.get("group")
+    if group is None:
+        if doc.get("state") != stack.StackState.IN_PROGRESS.value:
+            reasons.append("the stack's group was not found")
+    else:
+        outdated = [
+            i["id"]
+            for i in group["instances"]
+            if i["current"] is not True
+            and not i["lifecycle_state"].startswith(replace.LEAVING_PREFIXES)
+        ]
+        if outdated:
+            reasons.append(f"outdated instance(s): {', '.join(outdated)}")
+    return reasons
 
 
 def _group_doc(group: replace.GroupInfo, version: str | None) -> dict[str, Any]:
@@ -311,6 +352,7 @@ def _group_doc(group: replace.GroupInfo, version: str | None) -> dict[str, Any]:
                 "health": i.health_status,
                 "launch_template_version": i.launch_template_version,
                 "current": current,
+                "role": i.role,
             }
         )
     return {

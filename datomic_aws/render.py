@@ -100,10 +100,13 @@ def status_text(doc: dict[str, Any]) -> str:
         )
         for i in group["instances"]:
             current = {True: "current", False: "OUTDATED", None: "?"}[i["current"]]
+            role = i.get("role") or "-"  # "-": the instance publishes no role (yet)
             lines.append(
                 f"    {i['id']}  {i['type']:<12} {i['zone']:<12} {i['lifecycle_state']:<12} "
-                f"{i['health']:<9} v{i['launch_template_version']}  {current}"
+                f"{i['health']:<9} {role:<8} v{i['launch_template_version']}  {current}"
             )
+    if doc.get("out_of_sync"):
+        lines.append("  out of sync: " + "; ".join(doc["out_of_sync"]))
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ Pending:Wait, a replacement that dies before serving, a timeout. Time is fake th
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 from typing import Any
@@ -19,7 +20,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from conftest import CallRecorder, SimulatedCrash
 
-from datomic_aws import replace, sandbox_moto
+from datomic_aws import names, replace, sandbox_moto
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.errors import (
@@ -34,6 +35,9 @@ REGION = "us-east-1"
 GROUP = "datomic-test-transactors"
 AMI_PARAM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 OLD_TYPE, NEW_TYPE = "t3.micro", "t3.small"
+# Every roll suspends AZRebalance (tag first, so a rerun resumes it) and resumes it after.
+AZ_SUSPEND = ["autoscaling:CreateOrUpdateTags", "autoscaling:SuspendProcesses"]
+AZ_RESUME = ["autoscaling:ResumeProcesses", "autoscaling:DeleteTags"]
 
 
 def client(service: str, region: str = REGION, endpoint_url: str | None = None) -> Any:
@@ -45,10 +49,13 @@ class FakeTime:
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
+        self.ticks: list[Any] = []  # called on every sleep: what happens while we wait
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        for tick in self.ticks:
+            tick()
 
     def clock(self) -> float:
         return self.now
@@ -244,8 +251,10 @@ def test_surge_group_of_one_launches_before_it_terminates(
     changes = run(aws, fake_time, 1, progress=progress)
 
     assert recorder.mutating == [
+        *AZ_SUSPEND,
         "autoscaling:SetDesiredCapacity",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
+        *AZ_RESUME,
     ]
     assert min(poller.counts) >= 1
     assert snapshot() == {"sizes": (1, 2, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
@@ -262,14 +271,11 @@ def test_surge_group_of_two_replaces_one_at_a_time_never_below_two(
 
     changes = run(aws, fake_time, 2)
 
-    assert (
-        recorder.mutating
-        == [
-            "autoscaling:SetDesiredCapacity",
-            "autoscaling:TerminateInstanceInAutoScalingGroup",
-        ]
-        * 2
-    )
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        *["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"] * 2,
+        *AZ_RESUME,
+    ]
     assert min(poller.counts) >= 2
     assert snapshot()["sizes"] == (2, 3, 2)
     assert snapshot()["types"] == [NEW_TYPE, NEW_TYPE]
@@ -285,11 +291,13 @@ def test_surge_raises_max_size_for_the_replacement_and_lowers_it_after(
     changes = run(aws, fake_time, 1)
 
     assert recorder.mutating == [
+        *AZ_SUSPEND,
         "autoscaling:CreateOrUpdateTags",  # the original MaxSize, for a rerun after a kill
         "autoscaling:UpdateAutoScalingGroup",  # MaxSize and DesiredCapacity 2
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:UpdateAutoScalingGroup",  # MaxSize back to 1
         "autoscaling:DeleteTags",
+        *AZ_RESUME,
     ]
     assert min(poller.counts) >= 1
     assert snapshot() == {"sizes": (1, 1, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
@@ -335,7 +343,11 @@ def test_terminate_strategy_terminates_without_decrement_and_warns(
 
     changes = run(aws, fake_time, 2, strategy="terminate")
 
-    assert recorder.mutating == ["autoscaling:TerminateInstanceInAutoScalingGroup"] * 2
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        *["autoscaling:TerminateInstanceInAutoScalingGroup"] * 2,
+        *AZ_RESUME,
+    ]
     assert snapshot() == {
         "sizes": (2, 3, 2),
         "types": [NEW_TYPE, NEW_TYPE],
@@ -401,10 +413,11 @@ def test_after_a_stack_update_the_group_is_moved_and_every_instance_replaced(
 # --- kills, failures, Ctrl-C ---------------------------------------------------------------
 
 
-# Group of 2 at MaxSize 2, so the run raises MaxSize too: tag, raise, terminate, surge,
-# terminate, lower, untag = 7 mutating calls; a kill before each one.
+# Group of 2 at MaxSize 2, so the run raises MaxSize too: tag, suspend AZRebalance, tag, raise,
+# terminate, surge, terminate, lower, untag, resume, untag = 11 mutating calls; a kill before
+# each one.
 @pytest.mark.usefixtures("patched_moto")
-@pytest.mark.parametrize("kill_at", range(1, 8))
+@pytest.mark.parametrize("kill_at", range(1, 12))
 def test_a_kill_at_any_write_then_a_rerun_converges(
     aws: AwsContext,
     recorder: CallRecorder,
@@ -426,6 +439,7 @@ def test_a_kill_at_any_write_then_a_rerun_converges(
         "versions": ["2", "2"],
         "tags": set(),
     }
+    assert suspended() == []  # AZRebalance resumed
     assert min(poller.counts) >= 2
     recorder.operations.clear()
     assert run(aws, fake_time, 2) == [] and recorder.mutating == []
@@ -442,7 +456,11 @@ def test_a_rerun_after_a_kill_trusts_target_size_not_desired_capacity(
     run(aws, fake_time, 1)
 
     # No second surge: the new instance already serves, so the old one goes straight away.
-    assert recorder.mutating == ["autoscaling:TerminateInstanceInAutoScalingGroup"]
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        *AZ_RESUME,
+    ]
     assert snapshot()["sizes"] == (1, 2, 1) and snapshot()["types"] == [NEW_TYPE]
     assert min(poller.counts) >= 1
 
@@ -548,8 +566,10 @@ def inst(iid: str, state: str = "InService", version: str = "2", health: str = "
     }
 
 
-def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
-    return {
+def group_page(
+    desired: int, *instances: Any, max_size: int = 2, min_size: int = 1, tags: Any = ()
+) -> Any:
+    page: Any = {
         "AutoScalingGroups": [
             {
                 "AutoScalingGroupName": GROUP,
@@ -558,7 +578,7 @@ def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
                     "LaunchTemplateName": "tpl",
                     "Version": "2",
                 },
-                "MinSize": 1,
+                "MinSize": min_size,
                 "MaxSize": max_size,
                 "DesiredCapacity": desired,
                 "DefaultCooldown": 300,
@@ -569,6 +589,12 @@ def group_page(desired: int, *instances: Any, max_size: int = 2) -> Any:
             }
         ]
     }
+    if tags:
+        page["AutoScalingGroups"][0]["Tags"] = [
+            {"ResourceId": GROUP, "ResourceType": "auto-scaling-group", "Key": k, "Value": v}
+            for k, v in tags
+        ]
+    return page
 
 
 def template_page() -> Any:
@@ -580,15 +606,64 @@ def template_page() -> Any:
 
 
 class Stubbed:
-    def __init__(self) -> None:
+    """Auto Scaling and EC2 stubbed, pinned to the parameters AWS must receive.
+
+    Every read of the group (`describe`) is followed by one DescribeInstances for the roles and
+    launch times of its instances (`roles` maps an instance to the role it publishes). Between
+    `suspend()` and `resume()` the group's pages carry the AZRebalance suspension and our tag,
+    as AWS would report them.
+    """
+
+    def __init__(self, target: int = 1) -> None:
         self.asg = client("autoscaling")
         self.ec2 = client("ec2")
         self.asg_stub = Stubber(self.asg)
         self.ec2_stub = Stubber(self.ec2)
-        self.ec2_stub.add_response("describe_launch_templates", template_page())
+        self.target = target
+        self.suspended = False
+        self.extra_tags: list[tuple[str, str]] = []
+        self._templates = True
 
-    def describe(self, page: Any) -> None:
+    def describe(self, page: Any, roles: dict[str, str] | None = None) -> None:
+        g = page["AutoScalingGroups"][0]
+        if self.suspended:
+            g["SuspendedProcesses"] = [{"ProcessName": "AZRebalance", "SuspensionReason": "u"}]
+        tags = [(replace.AZ_TAG, "AZRebalance")] if self.suspended else []
+        tags += self.extra_tags
+        if tags:
+            g["Tags"] = [
+                *g.get("Tags", []),
+                *(
+                    {
+                        "ResourceId": GROUP,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": k,
+                        "Value": v,
+                    }
+                    for k, v in tags
+                ),
+            ]
         self.asg_stub.add_response("describe_auto_scaling_groups", page)
+        ids = [i["InstanceId"] for i in g["Instances"]]
+        if ids:
+            found = [
+                {
+                    "InstanceId": iid,
+                    "LaunchTime": NOW + datetime.timedelta(seconds=n),
+                    "Tags": [{"Key": "datomic:role", "Value": (roles or {})[iid]}]
+                    if iid in (roles or {})
+                    else [],
+                }
+                for n, iid in enumerate(ids)
+            ]
+            self.ec2_stub.add_response(
+                "describe_instances",
+                {"Reservations": [{"Instances": found}]},
+                {"Filters": [{"Name": "instance-id", "Values": sorted(set(ids))}]},
+            )
+        if self._templates:  # the version is resolved after the first read
+            self._templates = False
+            self.ec2_stub.add_response("describe_launch_templates", template_page())
 
     def write(self, method: str, params: dict[str, Any]) -> None:
         response: dict[str, Any] = {}
@@ -604,19 +679,84 @@ class Stubbed:
             }
         self.asg_stub.add_response(method, response, params)
 
-    def run(self, fake_time: FakeTime, progress: list[str], timeout: float = 600) -> Any:
+    def tag(self, key: str, value: str) -> None:
+        self.write(
+            "create_or_update_tags",
+            {
+                "Tags": [
+                    {
+                        "ResourceId": GROUP,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": key,
+                        "Value": value,
+                        "PropagateAtLaunch": False,
+                    }
+                ]
+            },
+        )
+
+    def untag(self, *keys: str) -> None:
+        self.write(
+            "delete_tags",
+            {
+                "Tags": [
+                    {"ResourceId": GROUP, "ResourceType": "auto-scaling-group", "Key": k}
+                    for k in keys
+                ]
+            },
+        )
+
+    def suspend(self) -> None:
+        self.tag(replace.AZ_TAG, "AZRebalance")
+        self.write(
+            "suspend_processes",
+            {"AutoScalingGroupName": GROUP, "ScalingProcesses": ["AZRebalance"]},
+        )
+        self.suspended = True
+
+    def resume(self) -> None:
+        self.write(
+            "resume_processes",
+            {"AutoScalingGroupName": GROUP, "ScalingProcesses": ["AZRebalance"]},
+        )
+        self.untag(replace.AZ_TAG)
+        self.suspended = False
+
+    def point_back(self, version: str = "1") -> None:
+        self.write(
+            "update_auto_scaling_group",
+            {
+                "AutoScalingGroupName": GROUP,
+                "LaunchTemplate": {"LaunchTemplateId": LT, "Version": version},
+            },
+        )
+
+    def terminate(self, iid: str, decrement: bool = True) -> None:
+        self.write(
+            "terminate_instance_in_auto_scaling_group",
+            {"InstanceId": iid, "ShouldDecrementDesiredCapacity": decrement},
+        )
+
+    def run(
+        self,
+        fake_time: FakeTime,
+        progress: list[str],
+        timeout: float = 600,
+        report: replace.Availability | None = None,
+    ) -> Any:
         with self.asg_stub, self.ec2_stub:
             try:
                 return replace.replace_outdated(
                     self.asg,
                     self.ec2,
                     GROUP,
-                    target_size=1,
+                    target_size=self.target,
                     timeout=timeout,
                     poll_interval=10,
                     on_progress=progress.append,
                     sleep=fake_time.sleep,
                     clock=fake_time.clock,
+                    report=report,
                 )
             finally:
                 self.asg_stub.assert_no_pending_responses()
@@ -626,17 +766,17 @@ class Stubbed:
 def test_pending_wait_is_not_in_service_the_old_instance_waits(fake_time: FakeTime) -> None:
     s = Stubbed()
     s.describe(group_page(1, inst("i-old", version="1")))
+    s.suspend()
     s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
     s.describe(group_page(2, inst("i-old", version="1")))  # not launched yet
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending:Wait")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new")))
-    s.write(
-        "terminate_instance_in_auto_scaling_group",
-        {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
-    )
+    s.terminate("i-old")
     s.describe(group_page(1, inst("i-old", "Terminating", version="1"), inst("i-new")))
     s.describe(group_page(1, inst("i-new")))
+    s.describe(group_page(1, inst("i-new")))  # the sizes are right
+    s.resume()
     progress: list[str] = []
 
     changes = s.run(fake_time, progress)
@@ -651,24 +791,32 @@ def test_a_replacement_that_dies_before_serving_fails_and_sizes_are_restored(
 ) -> None:
     s = Stubbed()
     s.describe(group_page(1, inst("i-old", version="1")))
+    s.suspend()
     s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Terminating")))
-    # restore: the dead replacement is not a member any more; only desired goes back.
+    # restore: the group back on the old version; the dead replacement is not a member any
+    # more, so only desired goes back; AZRebalance resumed.
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Terminating")))
+    s.point_back("1")
     s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 1})
+    s.resume()
 
-    with pytest.raises(ReplacementError, match="i-new went Terminating"):
+    with pytest.raises(ReplacementError, match="i-new went Terminating") as err:
         s.run(fake_time, [])
+    assert "back on launch template version 1" in err.value.hint
 
 
 def test_unhealthy_replacement_fails(fake_time: FakeTime) -> None:
     s = Stubbed()
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new", "Pending")))
+    s.suspend()
     s.describe(
         group_page(2, inst("i-old", version="1"), inst("i-new", "Pending", health="Unhealthy"))
     )
-    s.describe(group_page(1, inst("i-old", version="1")))  # restore: nothing left to do
+    s.describe(group_page(1, inst("i-old", version="1")))  # restore: nothing left to do but
+    s.point_back("1")  # the version
+    s.resume()
 
     with pytest.raises(ReplacementError, match="i-new went Pending/Unhealthy"):
         s.run(fake_time, [])
@@ -678,17 +826,16 @@ def test_timeout_names_the_instance_and_restores_sizes(fake_time: FakeTime) -> N
     s = Stubbed()
     stuck = group_page(2, inst("i-old", version="1"), inst("i-new", "Pending:Wait"))
     s.describe(group_page(1, inst("i-old", version="1")))
+    s.suspend()
     s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
     for _ in range(4):  # t = 0, 10, 20, 30
-        s.describe(stuck)
+        s.describe(copy.deepcopy(stuck))
     # restore: the stuck replacement is terminated (it is not serving), the old one stays.
-    s.describe(stuck)
-    s.ec2_stub.add_response("describe_instances", {"Reservations": []})
-    s.write(
-        "terminate_instance_in_auto_scaling_group",
-        {"InstanceId": "i-new", "ShouldDecrementDesiredCapacity": True},
-    )
+    s.describe(copy.deepcopy(stuck))
+    s.point_back("1")
+    s.terminate("i-new")
     s.describe(group_page(1, inst("i-old", version="1"), inst("i-new", "Terminating")))
+    s.resume()
 
     with pytest.raises(WaitTimeout) as err:
         s.run(fake_time, [], timeout=30)
@@ -701,14 +848,14 @@ def test_timeout_names_the_instance_and_restores_sizes(fake_time: FakeTime) -> N
 def test_scaling_activity_in_progress_is_retried(fake_time: FakeTime) -> None:
     s = Stubbed()
     s.describe(group_page(2, inst("i-old", version="1"), inst("i-new")))
+    s.suspend()
     s.asg_stub.add_client_error(
         "terminate_instance_in_auto_scaling_group", "ScalingActivityInProgress", "busy"
     )
-    s.write(
-        "terminate_instance_in_auto_scaling_group",
-        {"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
-    )
+    s.terminate("i-old")
     s.describe(group_page(1, inst("i-new")))
+    s.describe(group_page(1, inst("i-new")))
+    s.resume()
 
     changes = s.run(fake_time, [])
 
@@ -847,3 +994,521 @@ def test_the_corrections_apply_inside_a_threaded_moto_server_in_this_process() -
 
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
         server.stop()
+
+
+# --- roles: standbys first, the active last, one standby when it goes -------------------------
+
+MIN_REFUSAL = (
+    "Currently, desiredSize equals minSize ({n}). Terminating instance without replacement will "
+    "violate group's min size constraint. Either set shouldDecrementDesiredCapacity flag to false "
+    "or lower min size."
+)
+
+
+def _members(asg: Any) -> list[dict[str, Any]]:
+    (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"]
+    return [
+        i for i in g["Instances"] if not i["LifecycleState"].startswith(replace.LEAVING_PREFIXES)
+    ]
+
+
+def _roles(ec2: Any, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    out = {}
+    for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]:
+        for i in r["Instances"]:
+            for t in i.get("Tags", []):
+                if t["Key"] == names.TAG_ROLE:
+                    out[i["InstanceId"]] = t["Value"]
+    return out
+
+
+class Transactors:
+    """Plays each instance's role loop on in-process moto (which runs no user data), and holds
+    Auto Scaling to AWS's MinSize rule, which moto does not enforce.
+
+    `step` (on every fake sleep: time passes while the tool waits): an InService instance with
+    no role publishes `standby`; with no active alive, a standby takes over, and two standbys
+    at that moment are a race (Datomic: the loser exits, reference §10), recorded in `races`.
+    The hook on TerminateInstanceInAutoScalingGroup records, for each termination, the victim's
+    role and the other instances alive, and refuses a decrement below MinSize as AWS does.
+    """
+
+    def __init__(self) -> None:
+        self.asg = client("autoscaling")
+        self.ec2 = client("ec2")
+        self.races = 0
+        self.terminations: list[tuple[str, str | None, list[str]]] = []  # (id, role, others)
+
+    def set_role(self, instance_id: str, role: str) -> None:
+        self.ec2.create_tags(Resources=[instance_id], Tags=[{"Key": names.TAG_ROLE, "Value": role}])
+
+    def step(self) -> None:
+        members = [
+            i["InstanceId"] for i in _members(self.asg) if i["LifecycleState"] == "InService"
+        ]
+        roles = _roles(self.ec2, members)
+        for iid in members:
+            if iid not in roles:
+                self.set_role(iid, names.ROLE_STANDBY)
+                roles[iid] = names.ROLE_STANDBY
+        if not any(r == names.ROLE_ACTIVE for r in roles.values()):
+            standbys = sorted(i for i in members if roles[i] == names.ROLE_STANDBY)
+            if len(standbys) > 1:
+                self.races += 1
+            if standbys:
+                self.set_role(standbys[0], names.ROLE_ACTIVE)
+
+    def before_terminate(self, params: Any, **_: Any) -> None:
+        iid = params["InstanceId"]
+        members = _members(self.asg)
+        role = _roles(self.ec2, [iid]).get(iid)
+        others = [i["InstanceId"] for i in members if i["InstanceId"] != iid]
+        (g,) = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+            "AutoScalingGroups"
+        ]
+        if params.get("ShouldDecrementDesiredCapacity") and g["DesiredCapacity"] <= g["MinSize"]:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationError",
+                        "Message": MIN_REFUSAL.format(n=g["MinSize"]),
+                    }
+                },
+                "TerminateInstanceInAutoScalingGroup",
+            )
+        self.terminations.append((iid, role, others))
+
+    @property
+    def active_terminations(self) -> list[list[str]]:
+        return [others for _, role, others in self.terminations if role == names.ROLE_ACTIVE]
+
+
+@pytest.fixture
+def transactors(fake_time: FakeTime) -> Transactors:
+    t = Transactors()
+    fake_time.ticks.append(t.step)
+    return t
+
+
+@pytest.fixture
+def roles_aws(
+    mocked_aws: None, recorder: CallRecorder, poller: InServicePoller, transactors: Transactors
+) -> AwsContext:
+    return AwsContext(
+        hooks=[
+            ("before-call.*.*", recorder),
+            ("after-call.autoscaling.*", poller),
+            (
+                "before-parameter-build.autoscaling.TerminateInstanceInAutoScalingGroup",
+                transactors.before_terminate,
+            ),
+        ]
+    )
+
+
+def _group_with_roles(transactors: Transactors, size: int, active_index: int) -> dict[str, str]:
+    """A group of `size` on version 1, then version 2 declared; the instance at `active_index`
+    (in id order) is the active, the others standbys. Returns id -> role."""
+    new_version(build_group(size, size + 1))
+    ids = sorted(i["InstanceId"] for i in _members(transactors.asg))
+    roles = {}
+    for n, iid in enumerate(ids):
+        roles[iid] = names.ROLE_ACTIVE if n == active_index else names.ROLE_STANDBY
+        transactors.set_role(iid, roles[iid])
+    return roles
+
+
+def suspended() -> list[str]:
+    (g,) = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+        "AutoScalingGroups"
+    ]
+    return [p["ProcessName"] for p in g.get("SuspendedProcesses", [])]
+
+
+def _assert_one_standby_at_each_active_termination(transactors: Transactors) -> None:
+    assert transactors.active_terminations, transactors.terminations
+    for others in transactors.active_terminations:
+        assert len(others) == 1, transactors.terminations  # exactly one standby waits
+    assert transactors.races == 0
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_group_of_one_surges_a_standby_then_the_active_goes_and_it_takes_over(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    poller: InServicePoller,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    roles = _group_with_roles(transactors, 1, 0)
+    (active,) = roles
+    report = replace.Availability()
+
+    changes = run(roles_aws, fake_time, 1, report=report)
+
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        "autoscaling:SetDesiredCapacity",  # the standby first
+        "autoscaling:TerminateInstanceInAutoScalingGroup",  # then the active, with a decrement
+        *AZ_RESUME,
+    ]
+    assert [(iid, role) for iid, role, _ in transactors.terminations] == [
+        (active, names.ROLE_ACTIVE)
+    ]
+    _assert_one_standby_at_each_active_termination(transactors)
+    assert min(poller.counts) >= 1
+    assert snapshot() == {"sizes": (1, 2, 1), "types": [NEW_TYPE], "versions": ["2"], "tags": set()}
+    assert suspended() == []
+    (new,) = [i["InstanceId"] for i in _members(transactors.asg)]
+    assert _roles(transactors.ec2, [new]) == {new: names.ROLE_ACTIVE}  # it took over
+    assert [c.resource for c in changes] == [f"ec2 instance {active} ({GROUP})"]
+    assert "role: active" in changes[0].details
+    # One failover, seen one poll after the active was terminated.
+    assert (report.failovers, report.no_active_intervals, report.min_in_service) == (1, [5.0], 1)
+    assert report.warnings == []
+    doc = report.as_dict()
+    assert (doc["no_active_seconds"], doc["failovers"], doc["roles_known"]) == (5.0, 1, True)
+    assert "poll interval" in " ".join(report.details())
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_group_of_two_standby_first_then_the_active_without_a_second_standby(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    poller: InServicePoller,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    # The active is the instance with the higher id: replacement order never guesses it.
+    roles = _group_with_roles(transactors, 2, 1)
+    standby, active = sorted(roles)
+    report = replace.Availability()
+
+    changes = run(roles_aws, fake_time, 2, report=report)
+
+    assert recorder.mutating == [
+        *AZ_SUSPEND,
+        "autoscaling:SetDesiredCapacity",  # 3: a new standby next to the old standby
+        "autoscaling:TerminateInstanceInAutoScalingGroup",  # the old standby
+        "autoscaling:CreateOrUpdateTags",  # the MinSize, before lowering it
+        "autoscaling:UpdateAutoScalingGroup",  # MinSize 1: AWS refuses a decrement below it
+        "autoscaling:TerminateInstanceInAutoScalingGroup",  # the active: no surge for it
+        "autoscaling:UpdateAutoScalingGroup",  # desired and MinSize back to 2
+        "autoscaling:DeleteTags",
+        *AZ_RESUME,
+    ]
+    assert [(iid, role) for iid, role, _ in transactors.terminations] == [
+        (standby, names.ROLE_STANDBY),
+        (active, names.ROLE_ACTIVE),
+    ]
+    _assert_one_standby_at_each_active_termination(transactors)
+    assert min(poller.counts) == 1  # the floor: N-1 while the active's replacement boots
+    assert snapshot() == {
+        "sizes": (2, 3, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert suspended() == []
+    assert {c.resource for c in changes if c.resource.startswith("ec2 instance")} == {
+        f"ec2 instance {standby} ({GROUP})",
+        f"ec2 instance {active} ({GROUP})",
+    }
+    assert (report.failovers, report.min_in_service, len(report.no_active_intervals)) == (1, 1, 1)
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_group_of_three_never_leaves_two_standbys_when_the_active_goes(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    roles = _group_with_roles(transactors, 3, 0)
+    active = next(i for i, r in roles.items() if r == names.ROLE_ACTIVE)
+    report = replace.Availability()
+
+    run(roles_aws, fake_time, 3, report=report)
+
+    order = [(iid, role) for iid, role, _ in transactors.terminations]
+    assert [role for _, role in order] == [
+        names.ROLE_STANDBY,  # replaced by surge
+        names.ROLE_STANDBY,  # terminated so that a single standby waits
+        names.ROLE_ACTIVE,  # last
+    ]
+    assert order[-1][0] == active
+    _assert_one_standby_at_each_active_termination(transactors)
+    assert snapshot()["sizes"] == (3, 4, 3) and snapshot()["types"] == [NEW_TYPE] * 3
+    assert snapshot()["tags"] == set() and suspended() == []
+    assert (report.failovers, report.min_in_service) == (1, 1)
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_unknown_keeps_newest_first_and_warns(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(2, 3))
+    report = replace.Availability()
+    progress: list[str] = []
+
+    changes = run(aws, fake_time, 2, report=report, progress=progress)
+
+    assert report.warnings == [replace.ROLES_UNKNOWN_WARNING]
+    assert "roles were not published" in replace.ROLES_UNKNOWN_WARNING
+    assert any(replace.ROLES_UNKNOWN_WARNING in line for line in progress)
+    assert len(changes) == 2 and snapshot()["types"] == [NEW_TYPE, NEW_TYPE]
+    assert report.as_dict()["no_active_seconds"] is None  # not measured without roles
+    assert "not measured" in " ".join(report.details())
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_dry_run_plan_shows_standbys_first_and_the_active_last(
+    roles_aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime, transactors: Transactors
+) -> None:
+    roles = _group_with_roles(transactors, 3, 1)
+    before = snapshot()
+
+    plan = run(roles_aws, fake_time, 3, dry_run=True)
+
+    planned = [c.resource.split()[2] for c in plan]
+    assert [roles[i] for i in planned] == [
+        names.ROLE_STANDBY,
+        names.ROLE_STANDBY,
+        names.ROLE_ACTIVE,
+    ]
+    assert "role: active" in plan[-1].details
+    assert any("go last" in d for d in plan[-1].details)
+    assert any("never two standbys" in d for d in plan[1].details)
+    assert any("AZRebalance would be suspended" in d for d in plan[0].details)
+    assert recorder.mutating == [] and snapshot() == before
+
+
+# Group of 2, roles published: tag, suspend, surge, terminate the standby, tag MinSize, lower
+# it, terminate the active, sizes back, untag, resume, untag = 11 writes; a kill before each.
+@pytest.mark.usefixtures("patched_moto")
+@pytest.mark.parametrize("kill_at", range(1, 12))
+def test_roles_a_kill_at_any_write_then_a_rerun_converges(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    fake_time: FakeTime,
+    transactors: Transactors,
+    kill_at: int,
+) -> None:
+    _group_with_roles(transactors, 2, 0)
+    recorder.fail_at = kill_at
+    with pytest.raises(SimulatedCrash):
+        run(roles_aws, fake_time, 2)
+
+    recorder.fail_at = None
+    run(roles_aws, fake_time, 2)
+
+    assert snapshot() == {
+        "sizes": (2, 3, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert suspended() == []  # AZRebalance resumed
+    for others in transactors.active_terminations:
+        assert len(others) == 1
+    assert transactors.races == 0
+    transactors.step()
+    live = [i["InstanceId"] for i in _members(transactors.asg)]
+    assert sorted(_roles(transactors.ec2, live).values()) == [names.ROLE_ACTIVE, names.ROLE_STANDBY]
+    recorder.operations.clear()
+    assert run(roles_aws, fake_time, 2) == [] and recorder.mutating == []
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_a_rerun_during_a_takeover_waits_for_it_before_the_group_grows_back(
+    roles_aws: AwsContext,
+    recorder: CallRecorder,
+    fake_time: FakeTime,
+    transactors: Transactors,
+) -> None:
+    # What a kill right after the active's termination leaves: its standby (current) alone, not
+    # active yet; desired and MinSize lowered to 1 (MinSize 2 kept in the tag); AZRebalance ours.
+    new_version(build_group(1, 3))
+    asg = client("autoscaling")
+    asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    old, new = sorted(
+        _members(asg), key=lambda i: i["LaunchTemplate"]["Version"]
+    )  # version 1, version 2
+    transactors.set_role(old["InstanceId"], names.ROLE_ACTIVE)
+    transactors.set_role(new["InstanceId"], names.ROLE_STANDBY)
+    for key, value in ((replace.MIN_TAG, "2"), (replace.AZ_TAG, "AZRebalance")):
+        asg.create_or_update_tags(
+            Tags=[
+                {
+                    "ResourceId": GROUP,
+                    "ResourceType": "auto-scaling-group",
+                    "Key": key,
+                    "Value": value,
+                    "PropagateAtLaunch": False,
+                }
+            ]
+        )
+    asg.suspend_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["AZRebalance"])
+    asg.terminate_instance_in_auto_scaling_group(
+        InstanceId=old["InstanceId"], ShouldDecrementDesiredCapacity=True
+    )
+    report = replace.Availability()
+
+    run(roles_aws, fake_time, 2, report=report)
+
+    assert transactors.races == 0  # the takeover came before the group grew back
+    assert snapshot() == {
+        "sizes": (2, 3, 2),
+        "types": [NEW_TYPE, NEW_TYPE],
+        "versions": ["2", "2"],
+        "tags": set(),
+    }
+    assert suspended() == []
+    assert _roles(transactors.ec2, [new["InstanceId"]]) == {new["InstanceId"]: names.ROLE_ACTIVE}
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_roles_terminate_strategy_takes_the_active_last_and_measures_its_gap(
+    roles_aws: AwsContext, fake_time: FakeTime, transactors: Transactors
+) -> None:
+    roles = _group_with_roles(transactors, 2, 0)
+    report = replace.Availability()
+
+    run(roles_aws, fake_time, 2, strategy="terminate", report=report)
+
+    assert [role for _, role, _ in transactors.terminations] == [
+        names.ROLE_STANDBY,
+        names.ROLE_ACTIVE,
+    ]
+    assert transactors.terminations[-1][0] == next(
+        i for i, r in roles.items() if r == names.ROLE_ACTIVE
+    )
+    # Measured until a current instance reports active, at the poll interval's resolution.
+    assert report.no_active_intervals == [5.0] and report.failovers == 1
+    assert snapshot()["types"] == [NEW_TYPE, NEW_TYPE] and suspended() == []
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_an_operator_suspended_az_rebalance_is_left_suspended(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 2))
+    client("autoscaling").suspend_processes(
+        AutoScalingGroupName=GROUP, ScalingProcesses=["AZRebalance"]
+    )
+
+    run(aws, fake_time, 1)
+
+    assert recorder.mutating == [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    assert suspended() == ["AZRebalance"] and snapshot()["tags"] == set()
+
+
+# --- roles through Stubber: the MinSize refusal, a takeover that takes a while, an abandon ----
+
+
+def _active_phase(s: Stubbed) -> None:
+    """Group of 2 (MinSize 2, MaxSize 3): the old active and a current standby."""
+    s.describe(
+        group_page(2, inst("i-old", version="1"), inst("i-sb"), min_size=2, max_size=3),
+        {"i-old": "active", "i-sb": "standby"},
+    )
+    s.suspend()
+    s.tag(replace.MIN_TAG, "2")
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "MinSize": 1})
+    s.extra_tags = [(replace.MIN_TAG, "2")]
+
+
+def test_the_active_of_a_group_of_two_goes_with_min_size_lowered_then_the_group_grows_back(
+    fake_time: FakeTime,
+) -> None:
+    s = Stubbed(target=2)
+    _active_phase(s)
+    s.terminate("i-old")
+    s.describe(
+        group_page(1, inst("i-old", "Terminating", version="1"), inst("i-sb"), max_size=3),
+        {"i-old": "active", "i-sb": "standby"},
+    )
+    s.describe(group_page(1, inst("i-sb"), max_size=3), {"i-sb": "active"})  # took over
+    s.write(
+        "update_auto_scaling_group",
+        {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2, "MinSize": 2},
+    )
+    s.untag(replace.MIN_TAG)
+    s.extra_tags = []
+    s.describe(
+        group_page(2, inst("i-sb"), inst("i-3", "Pending:Wait"), min_size=2, max_size=3),
+        {"i-sb": "active"},
+    )
+    s.describe(
+        group_page(2, inst("i-sb"), inst("i-3"), min_size=2, max_size=3),
+        {"i-sb": "active", "i-3": "standby"},
+    )
+    s.describe(
+        group_page(2, inst("i-sb"), inst("i-3"), min_size=2, max_size=3),
+        {"i-sb": "active", "i-3": "standby"},
+    )
+    s.resume()
+    report = replace.Availability()
+
+    changes = s.run(fake_time, [], report=report)
+
+    assert [c.resource for c in changes if c.resource.startswith("ec2")] == [
+        f"ec2 instance i-old ({GROUP})"
+    ]
+    assert report.no_active_intervals == [10.0] and report.failovers == 1
+    assert report.min_in_service == 1
+
+
+def test_a_decrement_aws_refuses_below_min_size_fails_and_restores(fake_time: FakeTime) -> None:
+    s = Stubbed(target=2)
+    _active_phase(s)
+    # Someone raised MinSize back meanwhile: AWS refuses the decrement (ValidationError).
+    s.asg_stub.add_client_error(
+        "terminate_instance_in_auto_scaling_group",
+        "ValidationError",
+        MIN_REFUSAL.format(n=2),
+        expected_params={"InstanceId": "i-old", "ShouldDecrementDesiredCapacity": True},
+    )
+    refused = group_page(2, inst("i-old", version="1"), inst("i-sb"), min_size=2, max_size=3)
+    s.asg_stub.add_response("describe_auto_scaling_groups", refused)  # is it gone? no
+    s.describe(
+        group_page(2, inst("i-old", version="1"), inst("i-sb"), min_size=1, max_size=3),
+        {"i-old": "active", "i-sb": "standby"},
+    )
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "MinSize": 2})
+    s.untag(replace.MIN_TAG)
+    s.extra_tags = []
+    s.resume()
+
+    with pytest.raises(AwsCallError) as err:
+        s.run(fake_time, [])
+    assert err.value.code == "ValidationError"
+
+
+def test_an_abandoned_new_standby_points_the_group_back_and_leaves_the_old_ones(
+    fake_time: FakeTime,
+) -> None:
+    s = Stubbed(target=2)
+    old = (inst("i-a", version="1"), inst("i-b", version="1"))
+    roles = {"i-a": "active", "i-b": "standby"}
+    s.describe(group_page(2, *old, min_size=2, max_size=3), roles)
+    s.suspend()
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 3})
+    s.describe(group_page(3, *old, inst("i-new", "Pending:Wait"), min_size=2, max_size=3), roles)
+    # The launch hook was ABANDONed: the instance leaves before it is InService.
+    gone = group_page(3, *old, inst("i-new", "Terminating:Wait"), min_size=2, max_size=3)
+    s.describe(copy.deepcopy(gone), roles)
+    s.describe(copy.deepcopy(gone), roles)
+    s.point_back("1")
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
+    s.resume()
+    # No TerminateInstanceInAutoScalingGroup is stubbed: the old instances are left alone.
+
+    with pytest.raises(ReplacementError, match="i-new went Terminating:Wait") as err:
+        s.run(fake_time, [])
+    assert "back on launch template version 1" in err.value.hint

@@ -337,6 +337,23 @@ def test_update_stack_surges_one_at_a_time_without_a_gap(
     for i in _replaced(doc):
         assert f"{GROUP}: launching a replacement for {i}" in run.stderr
         assert f"{GROUP}: terminating {i} with a decrement" in run.stderr
+    # moto runs no transactor, so no instance publishes a role: the old order, and a warning.
+    assert "Warning: no instance of the group publishes its Datomic role" in run.stderr
+    assert any("roles were not published" in w for w in doc["warnings"])
+    # The availability figures: the InService floor seen, the gap not measurable without roles.
+    availability = doc["availability"]
+    assert availability["min_in_service"] >= size and availability["group_size"] == size
+    assert availability["replaced"] == size and availability["roles_known"] is False
+    assert availability["no_active_seconds"] is None
+    report = next(
+        c
+        for c in doc["changes"]
+        if c["resource"] == f"autoscaling group {GROUP}"
+        and any("lowest InService count seen" in d for d in c["details"])
+    )
+    assert any("not measured" in d for d in report["details"])
+    assert calls["autoscaling:SuspendProcesses"] == calls["autoscaling:ResumeProcesses"] == 1
+    assert _group(boto).get("SuspendedProcesses", []) == []
     _no_pending_change_set(boto)
 
     again = _ok(cli("--output", "json", "update-stack", REGION, STACK, str(folder.template)))
@@ -571,6 +588,8 @@ def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
         "health": "Healthy",
     }
     assert (instance["launch_template_version"], instance["current"]) == ("1", True)
+    assert instance["role"] is None  # moto runs no transactor: no role published
+    assert (s["in_sync"], s["out_of_sync"]) == (True, [])
 
     text = _ok(cli(*status)).stdout
     assert text.startswith(f"stack {STACK} ({REGION}): CREATE_COMPLETE\n")
@@ -581,7 +600,14 @@ def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
         in text
     )
     assert f"    {old}  m7i.large " in text
+    assert " Healthy   -        v1  current" in text
     assert text.rstrip().endswith("v1  current")
+
+    # The role each instance publishes (datomic:role, kept current by the instance).
+    boto("ec2").create_tags(Resources=[old], Tags=[{"Key": "datomic:role", "Value": "active"}])
+    (instance,) = _ok(cli("--output", "json", *status)).json["status"]["group"]["instances"]
+    assert instance["role"] == "active"
+    assert " Healthy   active   v1  current" in _ok(cli(*status)).stdout
 
     # A new instance type, the stack updated but the instance left alone: outdated, and the
     # previous local template no longer matches.
@@ -590,7 +616,10 @@ def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
     _ok(cli("update-stack", REGION, STACK, str(folder.template), "--no-replace", *FAST))
     stale = folder.path / "previous.json"
     stale.write_text(previous, encoding="utf-8")
-    doc = _ok(cli("--output", "json", "status", REGION, STACK, "--template", str(stale))).json
+    # Out of sync: exit 3 (for scripts), and the JSON says why.
+    stale_run = cli("--output", "json", "status", REGION, STACK, "--template", str(stale))
+    assert stale_run.code == 3, (stale_run.stdout, stale_run.stderr)
+    doc = stale_run.json
     s = doc["status"]
     assert s["stack_status"] == "UPDATE_COMPLETE"
     assert s["template"] == {"path": str(stale), "matches_deployed": False}
@@ -598,15 +627,46 @@ def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
     (instance,) = s["group"]["instances"]
     assert (instance["id"], instance["type"]) == (old, "m7i.large")
     assert (instance["launch_template_version"], instance["current"]) == ("1", False)
-    text = _ok(cli("status", REGION, STACK, "--template", str(stale))).stdout
+    assert s["in_sync"] is False
+    assert s["out_of_sync"] == [
+        f"the template {stale} differs from the deployed one",
+        f"outdated instance(s): {old}",
+    ]
+    text_run = cli("status", REGION, STACK, "--template", str(stale))
+    assert text_run.code == 3
+    text = text_run.stdout
     assert f"  template {stale}: DIFFERS from the deployed one\n" in text
-    assert text.rstrip().endswith("v1  OUTDATED")
-    assert "matches the deployed one" in _ok(cli(*status)).stdout
+    assert "v1  OUTDATED\n" in text
+    assert text.rstrip().endswith(
+        f"out of sync: the template {stale} differs from the deployed one; outdated instance(s): {old}"
+    )
+    # The current template matches, but the instance is still outdated: still 3.
+    current_template = cli(*status)
+    assert current_template.code == 3
+    assert "matches the deployed one" in current_template.stdout
+    assert current_template.stdout.rstrip().endswith(f"out of sync: outdated instance(s): {old}")
+    # Once replaced: in sync, exit 0. (Without a role: no emulated transactor would take over.)
+    boto("ec2").delete_tags(Resources=[old], Tags=[{"Key": "datomic:role"}])
+    _ok(cli("update-stack", REGION, STACK, str(folder.template), *FAST))
+    assert _ok(cli("--output", "json", *status)).json["status"]["in_sync"] is True
 
-    missing = _ok(cli("status", REGION, "no-such-stack"))
+    missing = cli("status", REGION, "no-such-stack")
+    assert missing.code == 3
     assert missing.stdout == f"stack no-such-stack ({REGION}): does not exist\n"
-    doc = _ok(cli("--output", "json", "status", REGION, "no-such-stack")).json
-    assert doc["status"] == {"exists": False, "region": REGION, "stack": "no-such-stack"}
+    missing_json = cli("--output", "json", "status", REGION, "no-such-stack")
+    assert missing_json.code == 3
+    assert missing_json.json["status"] == {
+        "exists": False,
+        "region": REGION,
+        "stack": "no-such-stack",
+        "in_sync": False,
+        "out_of_sync": ["the stack does not exist"],
+    }
+    help_text = " ".join(_ok(cli("status", "--help")).stdout.split())
+    assert "0 when the stack, the template (with --template) and the instances are in sync" in (
+        help_text
+    )
+    assert "3 when the stack is missing or in progress" in help_text
 
 
 # --- apply ----------------------------------------------------------------------------------
