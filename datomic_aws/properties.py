@@ -156,7 +156,9 @@ class PropertiesText:
         if found != expected:
             raise UnsafeEdit(
                 self.path,
-                sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)),
+                sorted(
+                    k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
+                ),
             )
         return edited
 
