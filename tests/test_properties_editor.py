@@ -13,11 +13,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import javaproperties
 import pytest
+from conftest import SAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from datomic_aws import names
+from datomic_aws.aws import AwsContext
+from datomic_aws.ensure import ensure_transactor
 from datomic_aws.errors import UnsafeEdit
 from datomic_aws.properties import PropertiesText, write_back
 
@@ -265,3 +270,31 @@ def test_an_edit_that_would_change_another_line_is_refused_naming_the_file(
     assert str(path) in str(info.value)
     assert "a" in info.value.keys and "b" in info.value.keys
     assert path.read_bytes() == b"a=1\nb=2\n"
+
+
+def test_ensure_transactor_on_a_file_ending_in_a_continuation_stores_every_value(
+    ctx: AwsContext, tmp_path: Path
+) -> None:
+    # The reported case end to end (in-process moto): the generated keys are appended as keys, and
+    # the configuration stored in SSM holds the last value as the file means it.
+    path = tmp_path / "transactor.properties"
+    text = (SAMPLES / "transactor.properties").read_text(encoding="latin-1")
+    for line in ("aws-transactor-role=\n", "aws-peer-role=\n"):  # so that they are appended
+        assert text.count(line) == 1
+        text = text.replace(line, "")
+    path.write_bytes((text + "memcached=a:11211,\\\n    b:11211\\").encode("latin-1"))
+    before = PropertiesText.load(path).values()
+    assert before["memcached"] == "a:11211,b:11211"
+
+    ensure_transactor(ctx, path)
+
+    after = PropertiesText.load(path).values()
+    role = after["aws-transactor-role"]
+    assert role.startswith("datomic-")
+    assert "aws-transactor-role" not in before
+    assert after == {**before, "aws-transactor-role": role, "aws-peer-role": after["aws-peer-role"]}
+    stored = boto3.client("ssm", region_name="us-east-1").get_parameter(
+        Name=names.ssm_parameter(before["aws-dynamodb-table"]), WithDecryption=True
+    )["Parameter"]["Value"]
+    assert dict(javaproperties.loads(stored))["memcached"] == "a:11211,b:11211"
+    assert dict(javaproperties.loads(stored))["aws-transactor-role"] == role
