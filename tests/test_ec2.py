@@ -395,3 +395,21 @@ def test_the_derived_group_keeps_full_convergence_when_pinned_by_id(
     assert change.action is Action.UPDATE
     assert recorder.mutating == ["ec2:RevokeSecurityGroupIngress"]
     assert rules(ec2, state.group_id) == {("cidr", "10.0.0.0/8")}
+
+
+def test_naming_another_systems_own_group_is_refused_naming_it(
+    ec2: Any, vpc_id: str, recorder: CallRecorder
+) -> None:
+    theirs = ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
+    assert theirs.action is Action.CREATE
+    state = ec2r.read_security_group(ec2, desired(vpc_id))
+    assert state is not None
+    recorder.operations.clear()
+    want = shared(vpc_id, "orders", CIDR_B, name=names.security_group("sys"))
+    with pytest.raises(ResourceMismatch) as refused:
+        ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=True)
+    text = str(refused.value)
+    assert f"ec2 security group {state.name} ({state.group_id}, {vpc_id})" in text
+    assert "the group datomic-aws made for sys" in text
+    assert recorder.mutating == []
+    assert rules(ec2, state.group_id) == {("cidr", "10.0.0.0/8")}

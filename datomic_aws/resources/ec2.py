@@ -334,12 +334,19 @@ def check_security_group_owner(
     if desired.shared and other is not None and other != desired.system:
         # datomic-aws no longer tags a group named in a file; this tag is another system's claim
         # (its own group, or one an earlier datomic-aws tagged when it created it).
+        if current.name.lower() == names.security_group(other).lower():
+            hint = f"it is the group datomic-aws made for {other}; name another group"
+        else:
+            hint = (
+                f"name another group in aws-security-group; or, if {current.name} is meant to be "
+                f"shared by several systems, remove its {names.TAG_SYSTEM} tag (aws ec2 "
+                f"delete-tags --resources {current.group_id} --tags Key={names.TAG_SYSTEM}) or "
+                f"run ensure-cf for {other} (it releases a group its file names), then rerun"
+            )
         raise ResourceMismatch(
             f"is tagged {names.TAG_SYSTEM}={other}: another Datomic system owns it",
             _subject(current),
-            f"name another group in aws-security-group; or, if {current.name} is meant to be "
-            f"shared by several systems, remove its {names.TAG_SYSTEM} tag (aws ec2 delete-tags "
-            f"--resources {current.group_id} --tags Key={names.TAG_SYSTEM}) and rerun",
+            hint,
         )
     check_owner(
         current.tags,
