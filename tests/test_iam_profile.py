@@ -180,3 +180,37 @@ def test_a_fresh_role_reports_the_profile_it_creates(ctx: AwsContext) -> None:
     profile = read_profile(_iam(), ROLE)
     assert profile is not None and profile.roles == (ROLE,) and names.is_ours(profile.tags, SYSTEM)
     assert ensure_role(iam, _spec(), dry_run=False, adopt=False).action is Action.NOOP
+
+
+def test_a_profile_named_in_the_file_that_holds_another_role_needs_adopt(
+    ctx: AwsContext, recorder: CallRecorder
+) -> None:
+    # The name is the operator's (written in the file, or written back by an earlier run), but
+    # taking a role out of a profile we did not create would strip whatever runs with it.
+    _foreign_profile(holding="in-use-elsewhere")
+    iam = ctx.client("iam", "us-east-1")
+    recorder.operations.clear()
+    with pytest.raises(errors.OwnershipError) as refused:
+        ensure_role(iam, _spec(explicit=True), dry_run=False, adopt=False)
+    assert f"{PROFILE} (holds the role in-use-elsewhere)" in str(refused.value)
+    assert "--adopt" in str(refused.value)
+    assert recorder.mutating == []
+
+    ensure_role(iam, _spec(explicit=True), dry_run=False, adopt=True)
+    profile = read_profile(_iam(), ROLE)
+    assert profile is not None and profile.roles == (ROLE,)
+    recorder.operations.clear()
+    assert ensure_role(iam, _spec(explicit=True), dry_run=False, adopt=False).action is Action.NOOP
+    assert recorder.mutating == []
+
+
+def test_an_empty_profile_named_in_the_file_is_used_without_adopt(
+    ctx: AwsContext, recorder: CallRecorder
+) -> None:
+    _foreign_profile(holding=None)
+    iam = ctx.client("iam", "us-east-1")
+    change = ensure_role(iam, _spec(explicit=True), dry_run=False, adopt=False)
+    assert change.action is Action.CREATE
+    profile = read_profile(_iam(), ROLE)
+    assert profile is not None and profile.roles == (ROLE,)
+    assert profile.tags == {}  # the operator's profile: not tagged for a system

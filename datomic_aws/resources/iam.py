@@ -209,11 +209,18 @@ def apply_profile(iam: Any, spec: RoleSpec, profile: ProfileState | None) -> Non
 
 def _check_profile_owner(spec: RoleSpec, profile: ProfileState | None, *, adopt: bool) -> None:
     """Design §3 for the profile on its own: a derived name we did not create (no tags of ours,
-    whatever role it holds) is refused unless --adopt; another system's, always."""
-    if profile is not None:
-        check_owner(
-            profile.tags, spec.system, _profile_resource(spec), explicit=spec.explicit, adopt=adopt
-        )
+    whatever role it holds) is refused unless --adopt; another system's, always. Taking another
+    role out of a profile we did not create needs --adopt even when the file names it: whatever
+    runs with that profile would lose its role."""
+    if profile is None:
+        return
+    resource = _profile_resource(spec)
+    others = [r for r in profile.roles if r != spec.name]
+    explicit = spec.explicit
+    if others and not names.is_ours(profile.tags, spec.system):
+        resource += f" (holds the role {', '.join(others)})"
+        explicit = False
+    check_owner(profile.tags, spec.system, resource, explicit=explicit, adopt=adopt)
 
 
 def ensure_role(iam: Any, spec: RoleSpec, *, dry_run: bool, adopt: bool) -> Change:
