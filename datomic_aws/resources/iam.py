@@ -2,9 +2,10 @@
 
 Owns creating a role (EC2 trust, tags), converging its trust policy and the inline policies it is
 given, and the instance profile that carries it to EC2. The profile has the role's name and follows
-the ownership rule of design §3 on its own: one that exists without our tags (holding another role,
-or none) is refused unless the name is the operator's or `--adopt` is given, and is then tagged and
-made to hold our role. Removes only inline policies the tool itself manages (see
+the ownership rule of design §3 on its own: at a derived name, one that exists without our tags
+(holding another role, or none) is refused unless `--adopt`, which tags it and makes it hold our
+role; at a name from the file it is used as it is, but taking another role out of it still needs
+`--adopt`. Removes only inline policies the tool itself manages (see
 policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy.
 """
 
