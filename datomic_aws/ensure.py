@@ -426,14 +426,21 @@ def _check_group(client: Any, spec: CfSpec, vpc: ec2r.Vpc, plan: CfPlan) -> None
     if raw is None:
         raw = ec2r.find_group(client, vpc_id=vpc.vpc_id, name=name)
     state = ec2r.state_of(raw) if raw else None
+    # A group named in the file is shared by every system naming it (resources/ec2.py); the
+    # derived one, found by name or by the id written back, is this system's own.
+    named = spec.security_group is not None
     plan.group = ec2r.SecurityGroupSpec(
         name=name,
         vpc_id=vpc.vpc_id,
         system=plan.system,
         sources=frozenset(),
-        derived=spec.security_group is None and found_id is None,
+        derived=not named,
         group_id=found_id,
-        description=f"Datomic transactor {plan.system} (datomic-aws)",
+        description=(
+            "Datomic transactors (datomic-aws; shared by the systems that name it)"
+            if named
+            else f"Datomic transactor {plan.system} (datomic-aws)"
+        ),
     )
     plan.group_state = state
 

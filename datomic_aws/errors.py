@@ -139,6 +139,22 @@ class NotOursError(OwnershipError):
         DatomicAwsError.__init__(self, what, where, hint)
 
 
+class UnsafeEdit(DatomicAwsError):
+    """Rewriting a properties file would change what another line means; nothing is written."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, path: str, keys: list[str]) -> None:
+        super().__init__(
+            "rewriting this file would change the meaning of other lines (keys "
+            + ", ".join(keys)
+            + "); nothing was written",
+            path,
+            "set the generated keys by hand, or simplify the file's continuation lines, then rerun",
+        )
+        self.keys = keys
+
+
 class NameTakenError(DatomicAwsError):
     def __init__(self, resource: str, key: str) -> None:
         super().__init__(

@@ -2,8 +2,11 @@
 
 Every name is a pure function of the system name (plus account and region where AWS requires global
 uniqueness), so a rerun after a crash finds what the first run created. Each is sanitised to its
-service's charset and length; an over-long name is truncated and suffixed with a short hash so two
-long system names never collide. No AWS.
+service's charset and length. Two systems never share a name: when sanitising changes the system
+name (`prod.a` and `prod_a` both clean to `prod-a` for a stack), or the service ignores case and the
+name has upper-case letters, the cleaned part carries a short hash of the original system name; an
+over-long name is truncated and suffixed with a short hash. A system name that needs no cleaning
+keeps the plain names (`datomic-orders`). No AWS.
 """
 
 from __future__ import annotations
@@ -46,9 +49,25 @@ def _clean(text: str, allowed: str, replacement: str = "-") -> str:
     return re.sub(f"[^{allowed}]+", replacement, text).strip("-.")
 
 
+def _digest(system: str) -> str:
+    return hashlib.sha256(system.encode("utf-8")).hexdigest()[:8]
+
+
+def _part(system: str, allowed: str, *, lower: bool = False, fold: bool = False) -> str:
+    """The system name as it appears inside a derived name: cleaned to `allowed` (lower-cased
+    first when the service only takes lower case). When that changed it, or when the service's
+    names ignore case (`fold`) and it has upper-case letters, a short hash of the original
+    follows, so two systems that clean to the same text keep distinct names."""
+    cleaned = _clean(system.lower() if lower else system, allowed)
+    if cleaned == system and not (fold and system != system.lower()):
+        return cleaned
+    return f"{cleaned}-{_digest(system)}" if cleaned else _digest(system)
+
+
 def iam_name(system: str, suffix: str) -> str:
-    """Roles and instance profiles: [\\w+=,.@-], 64 characters."""
-    return _fit(f"datomic-{_clean(system, r'A-Za-z0-9+=,.@_-')}-{suffix}", 64)
+    """Roles and instance profiles: [\\w+=,.@-], 64 characters. IAM names are unique without
+    regard to case (`Prod` and `prod` would be one role), hence `fold`."""
+    return _fit(f"datomic-{_part(system, r'A-Za-z0-9+=,.@_-', fold=True)}-{suffix}", 64)
 
 
 def transactor_role(system: str) -> str:
@@ -62,7 +81,7 @@ def peer_role(system: str) -> str:
 def _bucket(system: str, kind: str, account: str, region: str) -> str:
     """S3: lower-case letters, digits, hyphens; 3-63 characters; globally unique."""
     tail = f"-{kind}-{account}-{region}"
-    head = f"datomic-{_clean(system.lower(), 'a-z0-9-')}".rstrip("-")
+    head = f"datomic-{_part(system, 'a-z0-9-', lower=True)}"
     return _fit(head, 63 - len(tail)) + tail
 
 
@@ -75,17 +94,19 @@ def templates_bucket(account: str, region: str) -> str:
 
 
 def security_group(system: str) -> str:
-    return _fit(f"datomic-{_clean(system, r'A-Za-z0-9 ._:/()#,@+=&;{}!$*-')}-transactor", 255)
+    """EC2: 255 characters of a restricted set, unique per VPC without regard to case."""
+    part = _part(system, r"A-Za-z0-9 ._:/()#,@+=&;{}!$*-", fold=True)
+    return _fit(f"datomic-{part}-transactor", 255)
 
 
 def ssm_parameter(system: str) -> str:
-    return f"/datomic/{_clean(system, r'A-Za-z0-9_.-')}/transactor.properties"
+    return f"/datomic/{_part(system, r'A-Za-z0-9_.-')}/transactor.properties"
 
 
 def autoscaling_group(system: str) -> str:
-    return _fit(f"datomic-{_clean(system, r'A-Za-z0-9_.-')}-transactors", 255)
+    return _fit(f"datomic-{_part(system, r'A-Za-z0-9_.-')}-transactors", 255)
 
 
 def stack(system: str) -> str:
     """CloudFormation: [A-Za-z][-A-Za-z0-9]*, 128 characters."""
-    return _fit(f"datomic-{_clean(system, 'A-Za-z0-9-')}", 128)
+    return _fit(f"datomic-{_part(system, 'A-Za-z0-9-')}", 128)

@@ -3,7 +3,9 @@
 Operators commit these files and review `git diff` after every run, so an edit touches only the lines
 of keys whose value changed: separators, comments, blank lines, line endings and unrelated lines are
 kept byte for byte; a commented `# key=` line is uncommented in place; new keys are appended; an
-unchanged file is never rewritten. Files are Latin-1, as Java reads them. No AWS, no validation.
+unchanged file is never rewritten. Files are Latin-1, as Java reads them; a leading byte-order mark
+is kept and parsed past. Every edit is checked by parsing its result again: it must read as the old
+entries plus the updates, else UnsafeEdit is raised and nothing is written. No AWS, no validation.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from pathlib import Path
 import javaproperties
 
 from datomic_aws.changes import FileChange
+from datomic_aws.errors import UnsafeEdit
 
 ENCODING = "latin-1"
+# A UTF-8 byte-order mark as the Latin-1 decoding of the file shows it, or as one character when
+# the text came from elsewhere. Editors put it there; it is not part of the first key.
+_BOMS = ("\xef\xbb\xbf", "\ufeff")
 
 # A line's key part: leading blanks, then the (escaped) key up to the first unescaped separator.
 _KEY_PART = re.compile(
@@ -56,6 +62,13 @@ def _line_ending(source: str) -> str:
     return ""
 
 
+def _continues(source: str) -> bool:
+    """The element's last line ends in a line continuation (an odd number of backslashes): Java
+    joins whatever line comes next to it, even past the end of a file that gains a line."""
+    body = source[: len(source) - len(_line_ending(source))]
+    return (len(body) - len(body.rstrip("\\"))) % 2 == 1
+
+
 def escape_value(value: str) -> str:
     out = []
     for i, ch in enumerate(value):
@@ -87,7 +100,8 @@ class PropertiesText:
     def __init__(self, text: str, path: str = "<text>") -> None:
         self.text = text
         self.path = path
-        self._elements = list(javaproperties.parse(text))
+        self._bom = next((b for b in _BOMS if text.startswith(b)), "")
+        self._elements = list(javaproperties.parse(text[len(self._bom) :]))
         self._lines: list[int] = []
         line = 1
         for el in self._elements:
@@ -133,7 +147,22 @@ class PropertiesText:
         return found
 
     def with_values(self, updates: Mapping[str, str]) -> PropertiesText:
-        """A copy where each key has its new value, touching only the lines that must change."""
+        """A copy where each key has its new value, touching only the lines that must change.
+
+        Raises UnsafeEdit when the result would not read as the old entries plus the updates."""
+        edited = PropertiesText(self._edited(updates), self.path)
+        expected = {**self.values(), **updates}
+        found = edited.values()
+        if found != expected:
+            raise UnsafeEdit(
+                self.path,
+                sorted(
+                    k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
+                ),
+            )
+        return edited
+
+    def _edited(self, updates: Mapping[str, str]) -> str:
         sources = [el.source for el in self._elements]
         appended: list[str] = []
         eol = self._dominant_eol()
@@ -156,9 +185,18 @@ class PropertiesText:
                 )
                 continue
             appended.append(f"{javaproperties.escape(key)}={escape_value(value)}{eol}")
-        if appended and sources and not _line_ending(sources[-1]):
-            sources[-1] += eol
-        return PropertiesText("".join(sources) + "".join(appended), self.path)
+        if appended and sources:
+            if not _line_ending(sources[-1]):
+                sources[-1] += eol
+            if not isinstance(self._elements[-1], javaproperties.Comment) and _continues(
+                sources[-1]
+            ):
+                # A file ending in a continuation: an empty line ends the logical line (Java's
+                # LineReader, reference §8) without changing its value, so the appended keys
+                # stay keys instead of being swallowed into the last value. The line's own
+                # ending: a "\n" after its "\r" would merge into one CRLF terminator.
+                sources[-1] += _line_ending(sources[-1])
+        return self._bom + "".join(sources) + "".join(appended)
 
     @staticmethod
     def _rewrite(source: str, key: str, value: str, eol: str) -> str:
@@ -166,8 +204,11 @@ class PropertiesText:
         ending = _line_ending(source)
         m = _KEY_PART.match(source)
         lead = m.group("lead") if m else ""
-        raw_key = m.group("key") if m and m.group("key") else javaproperties.escape(key)
+        raw_key = m.group("key") if m and m.group("key") else ""
         sep = m.group("sep") if m and m.group("sep") else "="
+        if not raw_key or javaproperties.unescape(raw_key) != key:
+            # The key itself is continued over lines (`ke\<newline>  y=`): written on one line.
+            raw_key, sep = javaproperties.escape(key), "="
         escaped = escape_value(value)
         if not sep.strip(" \t\f") and escaped[:1] in ("=", ":"):
             # After a blank separator Java skips one `=`/`:`; escape it so the value keeps it.

@@ -249,3 +249,167 @@ def test_group_of_another_system_is_always_refused(
     with pytest.raises(ResourceMismatch):
         ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=True)
     assert recorder.mutating == []
+
+
+# ---------------------------------------------------------------------------------------------
+# A group the operator named is shared: never tagged for a system, never revoked from.
+
+
+def shared(vpc_id: str, system: str, *sources: Source, name: str = "datomic") -> SecurityGroupSpec:
+    return SecurityGroupSpec(
+        name=name, vpc_id=vpc_id, system=system, sources=frozenset(sources), derived=False
+    )
+
+
+def all_permissions(ec2: Any, group_id: str) -> list[dict[str, Any]]:
+    raw = ec2r.find_group(ec2, group_id=group_id)
+    assert raw is not None
+    return list(raw["IpPermissions"])
+
+
+def test_a_named_group_is_created_without_any_systems_tag(
+    ec2: Any, vpc_id: str, recorder: CallRecorder
+) -> None:
+    change = ec2r.ensure_security_group(
+        ec2, shared(vpc_id, "orders", CIDR_A), dry_run=False, adopt=False
+    )
+    assert change.action is Action.CREATE
+    assert any("shared (named in the file; no system's tag)" in d for d in change.details)
+    state = ec2r.read_security_group(ec2, shared(vpc_id, "orders"))
+    assert state is not None
+    assert names.TAG_SYSTEM not in state.tags
+    assert state.tags[names.TAG_MANAGED] == names.MANAGED_BY
+
+
+def test_two_systems_naming_one_group_both_converge_and_nothing_is_revoked(
+    ec2: Any, vpc_id: str, recorder: CallRecorder
+) -> None:
+    orders = shared(vpc_id, "orders", CIDR_A, Source("group", SELF))
+    billing = shared(vpc_id, "billing", CIDR_B, CIDR6)
+    ec2r.ensure_security_group(ec2, orders, dry_run=False, adopt=False)
+    second = ec2r.ensure_security_group(ec2, billing, dry_run=False, adopt=False)
+    assert second.action is Action.UPDATE
+    state = ec2r.read_security_group(ec2, orders)
+    assert state is not None
+    everything = {("cidr", "10.0.0.0/8"), ("cidr", "192.168.0.0/16"), ("cidr6", "2001:db8::/32")}
+    assert rules(ec2, state.group_id) == everything | {("group", SELF)}
+
+    # Each system's rerun is a no-op: the other's rules are kept, never revoked.
+    for spec in (orders, billing, orders):
+        recorder.operations.clear()
+        change = ec2r.ensure_security_group(ec2, spec, dry_run=False, adopt=False)
+        assert change.action is Action.NOOP, change
+        assert recorder.mutating == []
+        assert any("named in the file, shared" in d for d in change.details)
+
+    # A system dropping a source from its file revokes nothing either, on any port.
+    ec2.authorize_security_group_ingress(
+        GroupId=state.group_id,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "1.2.3.4/32"}],
+            }
+        ],
+    )
+    before = all_permissions(ec2, state.group_id)
+    recorder.operations.clear()
+    change = ec2r.ensure_security_group(ec2, shared(vpc_id, "orders"), dry_run=False, adopt=True)
+    assert change.action is Action.NOOP
+    assert "ec2:RevokeSecurityGroupIngress" not in recorder.mutating
+    assert recorder.mutating == []
+    assert all_permissions(ec2, state.group_id) == before
+    state = ec2r.read_security_group(ec2, orders)
+    assert state is not None and names.TAG_SYSTEM not in state.tags
+
+
+def test_a_named_group_an_earlier_version_tagged_for_this_system_is_released(
+    ec2: Any, vpc_id: str, recorder: CallRecorder
+) -> None:
+    group_id = ec2.create_security_group(
+        GroupName="datomic",
+        Description="x",
+        VpcId=vpc_id,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": names.tag_list("orders")}],
+    )["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 4334,
+                "ToPort": 4334,
+                "IpRanges": [{"CidrIp": "192.168.0.0/16"}],
+            }
+        ],
+    )
+    recorder.operations.clear()
+    # Before the release, another system naming the group is refused, and told how to share it.
+    with pytest.raises(ResourceMismatch) as refused:
+        ec2r.ensure_security_group(ec2, shared(vpc_id, "billing"), dry_run=False, adopt=True)
+    text = str(refused.value)
+    assert f"ec2 security group datomic ({group_id}, {vpc_id})" in text
+    assert "datomic:system=orders" in text
+    assert f"--resources {group_id}" in text
+    assert recorder.mutating == []
+
+    change = ec2r.ensure_security_group(
+        ec2, shared(vpc_id, "orders", CIDR_A), dry_run=False, adopt=False
+    )
+    assert any(d.startswith(f"share {group_id}: remove its tag") for d in change.details)
+    assert sorted(recorder.mutating) == ["ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteTags"]
+    # Owned by no one now: its undeclared rule stays, and the other system converges.
+    assert rules(ec2, group_id) == {("cidr", "10.0.0.0/8"), ("cidr", "192.168.0.0/16")}
+    recorder.operations.clear()
+    billing = ec2r.ensure_security_group(
+        ec2, shared(vpc_id, "billing", CIDR6), dry_run=False, adopt=False
+    )
+    assert billing.action is Action.UPDATE
+    assert recorder.mutating == ["ec2:AuthorizeSecurityGroupIngress"]
+    recorder.operations.clear()
+    again = ec2r.ensure_security_group(
+        ec2, shared(vpc_id, "orders", CIDR_A), dry_run=False, adopt=False
+    )
+    assert again.action is Action.NOOP
+    assert recorder.mutating == []
+
+
+def test_the_derived_group_keeps_full_convergence_when_pinned_by_id(
+    ec2: Any, vpc_id: str, recorder: CallRecorder
+) -> None:
+    ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A, CIDR_B), dry_run=False, adopt=False)
+    state = ec2r.read_security_group(ec2, desired(vpc_id))
+    assert state is not None
+    pinned = SecurityGroupSpec(
+        name=names.security_group("sys"),
+        vpc_id=vpc_id,
+        system="sys",
+        sources=frozenset({CIDR_A}),
+        derived=True,
+        group_id=state.group_id,
+    )
+    recorder.operations.clear()
+    change = ec2r.ensure_security_group(ec2, pinned, dry_run=False, adopt=False)
+    assert change.action is Action.UPDATE
+    assert recorder.mutating == ["ec2:RevokeSecurityGroupIngress"]
+    assert rules(ec2, state.group_id) == {("cidr", "10.0.0.0/8")}
+
+
+def test_naming_another_systems_own_group_is_refused_naming_it(
+    ec2: Any, vpc_id: str, recorder: CallRecorder
+) -> None:
+    theirs = ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
+    assert theirs.action is Action.CREATE
+    state = ec2r.read_security_group(ec2, desired(vpc_id))
+    assert state is not None
+    recorder.operations.clear()
+    want = shared(vpc_id, "orders", CIDR_B, name=names.security_group("sys"))
+    with pytest.raises(ResourceMismatch) as refused:
+        ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=True)
+    text = str(refused.value)
+    assert f"ec2 security group {state.name} ({state.group_id}, {vpc_id})" in text
+    assert "the group datomic-aws made for sys" in text
+    assert recorder.mutating == []
+    assert rules(ec2, state.group_id) == {("cidr", "10.0.0.0/8")}

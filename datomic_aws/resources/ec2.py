@@ -2,10 +2,16 @@
 
 Owns reading the network the transactor runs in (default VPC and default subnets when the file says
 nothing), the facts about an instance type (offered in the region, RAM, architectures), and the
-convergence of the transactor's security group to exactly the declared TCP 4334 ingress rules.
-Undeclared 4334 rules are revoked only in a group that carries our tags (or that --adopt takes
-over): an operator's own group gains rules but never loses one. Rules on other ports are never
-touched. It must not decide names or read files: ensure.py passes the desired state in.
+convergence of the transactor's security group to the declared TCP 4334 ingress rules.
+
+Two kinds of group. The tool's own, at the derived name (`aws-security-group` blank): created with
+our tags, converged to exactly the declared rules (undeclared 4334 rules revoked); an untagged one at
+that name is taken over only with --adopt. A group the operator *named* (`aws-security-group`,
+Datomic's sample default `datomic`, reference §4): shared by every system that names it, owned by
+none. It is never tagged for a system (so a second system is never refused), and rules are only ever
+added to it, never revoked, on any port; a run of each system converges. Rules on other ports are
+never touched in either kind. It must not decide names or read files: ensure.py passes the desired
+state in.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 from datomic_aws import aws, names
 from datomic_aws.changes import Action, Change
+from datomic_aws.errors import ResourceMismatch
 from datomic_aws.resources.owner import check_owner
 
 TRANSACTOR_PORT = 4334
@@ -74,7 +81,8 @@ class SecurityGroupSpec:
     system: str
     sources: frozenset[Source]
     # True when the name comes from names.security_group(system), not from the file: such a group
-    # must carry our tags, or be taken over with --adopt.
+    # must carry our tags, or be taken over with --adopt. False: the operator named the group, and
+    # it is shared (see the module docstring).
     derived: bool
     group_id: str | None = None
     description: str = ""
@@ -82,6 +90,11 @@ class SecurityGroupSpec:
     @property
     def resource(self) -> str:
         return f"ec2 security group {self.name} ({self.vpc_id})"
+
+    @property
+    def shared(self) -> bool:
+        """Named in the file: several systems may name it, none owns it."""
+        return not self.derived
 
 
 @dataclass(frozen=True)
@@ -288,7 +301,9 @@ def read_security_group(client: Any, desired: SecurityGroupSpec) -> SecurityGrou
 
 
 def is_owned(desired: SecurityGroupSpec, current: SecurityGroupState) -> bool:
-    return names.is_ours(current.tags, desired.system)
+    """The tool's own group: at the derived name (or pinned by id) and tagged for this system. A
+    group named in the file is never owned, whatever tags an earlier version gave it."""
+    return not desired.shared and names.is_ours(current.tags, desired.system)
 
 
 def _explicit(desired: SecurityGroupSpec, current: SecurityGroupState) -> bool:
@@ -303,19 +318,53 @@ def needs_adoption(desired: SecurityGroupSpec, current: SecurityGroupState | Non
     )
 
 
+def _subject(current: SecurityGroupState) -> str:
+    """An existing group as error sentences name it: its name and its id."""
+    return f"ec2 security group {current.name} ({current.group_id}, {current.vpc_id})"
+
+
 def check_security_group_owner(
     desired: SecurityGroupSpec, current: SecurityGroupState | None, *, adopt: bool
 ) -> None:
     """Design §3 (resources/owner.py), before any write: another system's group is always
     refused; a derived name without our tags needs --adopt."""
-    if current is not None:
-        check_owner(
-            current.tags,
-            desired.system,
-            desired.resource,
-            explicit=_explicit(desired, current),
-            adopt=adopt,
+    if current is None:
+        return
+    other = current.tags.get(names.TAG_SYSTEM)
+    if desired.shared and other is not None and other != desired.system:
+        # datomic-aws no longer tags a group named in a file; this tag is another system's claim
+        # (its own group, or one an earlier datomic-aws tagged when it created it).
+        if current.name.lower() == names.security_group(other).lower():
+            hint = f"it is the group datomic-aws made for {other}; name another group"
+        else:
+            hint = (
+                f"name another group in aws-security-group; or, if {current.name} is meant to be "
+                f"shared by several systems, remove its {names.TAG_SYSTEM} tag (aws ec2 "
+                f"delete-tags --resources {current.group_id} --tags Key={names.TAG_SYSTEM}) or "
+                f"run ensure-cf for {other} (it releases a group its file names), then rerun"
+            )
+        raise ResourceMismatch(
+            f"is tagged {names.TAG_SYSTEM}={other}: another Datomic system owns it",
+            _subject(current),
+            hint,
         )
+    check_owner(
+        current.tags,
+        desired.system,
+        _subject(current),
+        explicit=_explicit(desired, current),
+        adopt=adopt,
+    )
+
+
+def releases(desired: SecurityGroupSpec, current: SecurityGroupState | None) -> bool:
+    """A named group carrying this system's tag (an earlier datomic-aws tagged the group it
+    created): the tag is removed, so that the other systems naming the group may share it."""
+    return (
+        current is not None
+        and desired.shared
+        and current.tags.get(names.TAG_SYSTEM) == desired.system
+    )
 
 
 def _may_revoke(desired: SecurityGroupSpec, current: SecurityGroupState) -> bool:
@@ -328,12 +377,20 @@ def diff_security_group(
     """What applying would do, one line each; empty when the group already matches. Pure."""
     port = f"tcp/{TRANSACTOR_PORT}"
     if current is None:
-        lines = [f"create in {desired.vpc_id}, tagged datomic:system={desired.system}"]
+        if desired.shared:
+            lines = [f"create in {desired.vpc_id}, shared (named in the file; no system's tag)"]
+        else:
+            lines = [f"create in {desired.vpc_id}, tagged datomic:system={desired.system}"]
         lines += [f"allow {port} from {s.describe()}" for s in sorted(desired.sources)]
         return lines
     lines = []
     if needs_adoption(desired, current):
         lines.append(f"adopt {current.group_id}: tag datomic:system={desired.system}")
+    if releases(desired, current):
+        lines.append(
+            f"share {current.group_id}: remove its tag datomic:system={desired.system} (a group "
+            "named in the file belongs to no single system)"
+        )
     gid = current.group_id
     lines += [
         f"allow {port} from {s.describe(gid)}" for s in sorted(desired.sources - current.sources)
@@ -350,9 +407,13 @@ def kept_rules(desired: SecurityGroupSpec, current: SecurityGroupState | None) -
     """Undeclared rules we leave alone because the group is the operator's, for the report."""
     if current is None or _may_revoke(desired, current):
         return []
+    why = (
+        "the group is named in the file, shared: its rules are never revoked"
+        if desired.shared
+        else "the group was not created by datomic-aws"
+    )
     return [
-        f"kept tcp/{TRANSACTOR_PORT} from {s.describe(current.group_id)}: not declared, but the "
-        "group was not created by datomic-aws"
+        f"kept tcp/{TRANSACTOR_PORT} from {s.describe(current.group_id)}: not declared, but {why}"
         for s in sorted(current.sources - desired.sources)
     ]
 
@@ -424,6 +485,13 @@ def apply_security_group(
     """Create or converge the group; returns its id. Only makes the calls the diff asks for."""
     resource = desired.resource
     if current is None:
+        # A shared group records who made it, never a system: a system's tag would make every
+        # other system that names it refuse it.
+        ownership = (
+            [{"Key": names.TAG_MANAGED, "Value": names.MANAGED_BY}]
+            if desired.shared
+            else names.tag_list(desired.system)
+        )
         try:
             group_id = str(
                 client.create_security_group(
@@ -433,10 +501,7 @@ def apply_security_group(
                     TagSpecifications=[
                         {
                             "ResourceType": "security-group",
-                            "Tags": [
-                                *names.tag_list(desired.system),
-                                {"Key": "Name", "Value": desired.name},
-                            ],
+                            "Tags": [*ownership, {"Key": "Name", "Value": desired.name}],
                         }
                     ],
                 )["GroupId"]
@@ -445,8 +510,10 @@ def apply_security_group(
             # The create went through but its answer was lost, and botocore's retry met our own
             # group: converge the group that exists.
             if aws.is_error(exc, "InvalidGroup.Duplicate"):
+                # Or another system naming the same shared group created it meanwhile.
                 found = read_security_group(client, desired)
                 if found is not None:
+                    check_security_group_owner(desired, found, adopt=False)
                     return apply_security_group(client, desired, found)
             raise aws.translate(exc, resource) from exc
         _authorize(client, group_id, sorted(desired.sources), resource)
@@ -456,6 +523,11 @@ def apply_security_group(
     if needs_adoption(desired, current):
         try:
             client.create_tags(Resources=[group_id], Tags=names.tag_list(desired.system))
+        except Exception as exc:
+            raise aws.translate(exc, resource) from exc
+    if releases(desired, current):
+        try:
+            client.delete_tags(Resources=[group_id], Tags=[{"Key": names.TAG_SYSTEM}])
         except Exception as exc:
             raise aws.translate(exc, resource) from exc
     _authorize(client, group_id, sorted(desired.sources - current.sources), resource)

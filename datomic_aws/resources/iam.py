@@ -1,8 +1,12 @@
 """IAM roles with their inline policies and the instance profile of the same name.
 
 Owns creating a role (EC2 trust, tags), converging its trust policy and the inline policies it is
-given, and the instance profile that carries it to EC2. Removes only inline policies the tool itself
-manages (see policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy.
+given, and the instance profile that carries it to EC2. The profile has the role's name and follows
+the ownership rule of design §3 on its own: at a derived name, one that exists without our tags
+(holding another role, or none) is refused unless `--adopt`, which tags it and makes it hold our
+role; at a name from the file it is used as it is, but taking another role out of it still needs
+`--adopt`. Removes only inline policies the tool itself manages (see
+policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from datomic_aws import names
 from datomic_aws.aws import is_error, translating
 from datomic_aws.changes import Action, Change
+from datomic_aws.errors import ResourceMismatch
 from datomic_aws.policies import TRUST_POLICY, Document
 from datomic_aws.resources.owner import check_owner
 
@@ -32,12 +37,16 @@ class RoleSpec:
 
 
 @dataclass(frozen=True)
+class ProfileState:
+    tags: dict[str, str]
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RoleState:
     tags: dict[str, str]
     trust: Document
     policies: dict[str, Document]
-    profile_exists: bool
-    profile_roles: tuple[str, ...]
 
 
 def _decode(doc: Any) -> Document:
@@ -67,21 +76,51 @@ def read_role(iam: Any, spec: RoleSpec) -> RoleState | None:
         if name in spec.policies
     }
     policies.update({name: {} for name in policy_names if name not in spec.policies})
-    try:
-        profile = iam.get_instance_profile(InstanceProfileName=spec.name)["InstanceProfile"]
-        profile_exists = True
-        profile_roles = tuple(r["RoleName"] for r in profile.get("Roles", []))
-    except Exception as exc:
-        if not is_error(exc, "NoSuchEntity"):
-            raise
-        profile_exists, profile_roles = False, ()
     return RoleState(
         tags={t["Key"]: t["Value"] for t in role.get("Tags", [])},
         trust=_decode(role["AssumeRolePolicyDocument"]),
         policies=policies,
-        profile_exists=profile_exists,
-        profile_roles=profile_roles,
     )
+
+
+def read_profile(iam: Any, name: str) -> ProfileState | None:
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    except Exception as exc:
+        if is_error(exc, "NoSuchEntity"):
+            return None
+        raise
+    return ProfileState(
+        tags={t["Key"]: t["Value"] for t in profile.get("Tags", [])},
+        roles=tuple(r["RoleName"] for r in profile.get("Roles", [])),
+    )
+
+
+def _profile_resource(spec: RoleSpec) -> str:
+    return f"iam instance profile {spec.name}"
+
+
+def _needs_adoption(spec: RoleSpec, profile: ProfileState | None) -> bool:
+    """A profile at a derived name that we did not create: tagged when --adopt takes it over."""
+    return (
+        profile is not None and not spec.explicit and not names.is_ours(profile.tags, spec.system)
+    )
+
+
+def diff_profile(spec: RoleSpec, profile: ProfileState | None) -> list[str]:
+    if profile is None:
+        return [f"instance profile {spec.name}: create, holding the role"]
+    out = []
+    if _needs_adoption(spec, profile):
+        out.append(f"instance profile {spec.name}: adopt (tag datomic:system={spec.system})")
+    out += [
+        f"instance profile {spec.name}: remove the role {other} (a profile holds one role)"
+        for other in profile.roles
+        if other != spec.name
+    ]
+    if spec.name not in profile.roles:
+        out.append(f"instance profile {spec.name}: add the role")
+    return out
 
 
 def diff_role(spec: RoleSpec, current: RoleState) -> list[str]:
@@ -96,14 +135,12 @@ def diff_role(spec: RoleSpec, current: RoleState) -> list[str]:
     for name in sorted(current.policies):
         if name not in spec.policies and spec.managed(name):
             out.append(f"inline policy {name}: remove (no longer in the file)")
-    if not current.profile_exists:
-        out.append(f"instance profile {spec.name}: create")
-    if spec.name not in current.profile_roles:
-        out.append(f"instance profile {spec.name}: add the role")
     return out
 
 
-def apply_role(iam: Any, spec: RoleSpec, current: RoleState | None) -> None:
+def apply_role(
+    iam: Any, spec: RoleSpec, current: RoleState | None, profile: ProfileState | None
+) -> None:
     if current is None:
         try:
             iam.create_role(
@@ -115,8 +152,7 @@ def apply_role(iam: Any, spec: RoleSpec, current: RoleState | None) -> None:
         except Exception as exc:
             if not is_error(exc, "EntityAlreadyExists"):
                 raise
-        current = RoleState({}, TRUST_POLICY, {}, False, ())
-        current = _with_profile(iam, spec, current)
+        current = RoleState({}, TRUST_POLICY, {})
     if _canonical(current.trust) != _canonical(TRUST_POLICY):
         iam.update_assume_role_policy(RoleName=spec.name, PolicyDocument=json.dumps(TRUST_POLICY))
     for name, doc in sorted(spec.policies.items()):
@@ -125,27 +161,67 @@ def apply_role(iam: Any, spec: RoleSpec, current: RoleState | None) -> None:
     for name in sorted(current.policies):
         if name not in spec.policies and spec.managed(name):
             iam.delete_role_policy(RoleName=spec.name, PolicyName=name)
-    _with_profile(iam, spec, current)
+    apply_profile(iam, spec, profile)
 
 
-def _with_profile(iam: Any, spec: RoleSpec, current: RoleState) -> RoleState:
-    if not current.profile_exists:
+def apply_profile(iam: Any, spec: RoleSpec, profile: ProfileState | None) -> None:
+    """Make the profile exist and hold exactly our role; only the calls the state read asks for."""
+    if profile is None:
         try:
             iam.create_instance_profile(
                 InstanceProfileName=spec.name, Tags=names.tag_list(spec.system)
             )
+            profile = ProfileState(names.tags(spec.system), ())
         except Exception as exc:
             if not is_error(exc, "EntityAlreadyExists"):
                 raise
-    if spec.name not in current.profile_roles:
-        # AddRoleToInstanceProfile twice is LimitExceeded (a profile holds one role), so the
-        # state read above decides; a crash between create and add is converged here.
-        try:
-            iam.add_role_to_instance_profile(InstanceProfileName=spec.name, RoleName=spec.name)
-        except Exception as exc:
-            if not is_error(exc, "LimitExceeded", "EntityAlreadyExists"):
+            # Our own create whose answer was lost, or someone else's meanwhile: decide again.
+            profile = read_profile(iam, spec.name)
+            if profile is None:
                 raise
-    return RoleState(current.tags, current.trust, current.policies, True, (spec.name,))
+            _check_profile_owner(spec, profile, adopt=False)
+    if _needs_adoption(spec, profile):
+        iam.tag_instance_profile(InstanceProfileName=spec.name, Tags=names.tag_list(spec.system))
+    for other in profile.roles:
+        if other != spec.name:
+            try:
+                iam.remove_role_from_instance_profile(InstanceProfileName=spec.name, RoleName=other)
+            except Exception as exc:
+                if not is_error(exc, "NoSuchEntity"):
+                    raise
+    if spec.name in profile.roles:
+        return
+    try:
+        iam.add_role_to_instance_profile(InstanceProfileName=spec.name, RoleName=spec.name)
+    except Exception as exc:
+        # A profile holds one role: LimitExceeded when it holds one already. After a retry of
+        # our own add that is our role, and all is well; any other role is not ours to replace.
+        if not is_error(exc, "LimitExceeded", "EntityAlreadyExists"):
+            raise
+        now = read_profile(iam, spec.name)
+        if now is None or now.roles != (spec.name,):
+            held = ", ".join(now.roles) if now else "nothing"
+            raise ResourceMismatch(
+                f"holds the role {held}, added while datomic-aws was converging it",
+                _profile_resource(spec),
+                "rerun; if it happens again, something else manages this instance profile",
+            ) from exc
+
+
+def _check_profile_owner(spec: RoleSpec, profile: ProfileState | None, *, adopt: bool) -> None:
+    """Design §3 for the profile on its own: a derived name we did not create (no tags of ours,
+    whatever role it holds) is refused unless --adopt; another system's, always. Taking another
+    role out of a profile we did not create needs --adopt even when the file names it: whatever
+    runs with that profile would lose its role."""
+    if profile is None:
+        return
+    resource = _profile_resource(spec)
+    others = [r for r in profile.roles if r != spec.name]
+    explicit = spec.explicit
+    if others and not names.is_ours(profile.tags, spec.system):
+        resource += f" (holds the role {', '.join(others)})"
+        explicit = False
+    check_owner(profile.tags, spec.system, resource, explicit=explicit, adopt=adopt)
 
 
 def ensure_role(iam: Any, spec: RoleSpec, *, dry_run: bool, adopt: bool) -> Change:
@@ -154,16 +230,20 @@ def ensure_role(iam: Any, spec: RoleSpec, *, dry_run: bool, adopt: bool) -> Chan
         current = read_role(iam, spec)
         if current is not None:
             check_owner(current.tags, spec.system, resource, explicit=spec.explicit, adopt=adopt)
+    with translating(_profile_resource(spec)):
+        profile = read_profile(iam, spec.name)
+        _check_profile_owner(spec, profile, adopt=adopt)
+    with translating(resource):
         if current is None:
             action = Action.CREATE
             details: tuple[str, ...] = (
                 "trust: ec2.amazonaws.com",
                 *(f"inline policy {n}" for n in sorted(spec.policies)),
-                f"instance profile {spec.name}",
+                *diff_profile(spec, profile),
             )
         else:
-            details = tuple(diff_role(spec, current))
+            details = (*diff_role(spec, current), *diff_profile(spec, profile))
             action = Action.UPDATE if details else Action.NOOP
         if action is not Action.NOOP and not dry_run:
-            apply_role(iam, spec, current)
+            apply_role(iam, spec, current, profile)
     return Change(resource, action, details)
