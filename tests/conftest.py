@@ -102,9 +102,9 @@ def new_ctx(recorder: CallRecorder | None = None, **kwargs: Any) -> AwsContext:
 
 @pytest.fixture
 def patched_moto() -> Iterator[None]:
-    """moto corrected to AWS's behaviour where our flows depend on it (datomic_aws/sandbox_moto.py
-    states each correction); moto's own behaviour is put back afterwards."""
-    from datomic_aws import sandbox_moto
+    """moto corrected to AWS's behaviour where our flows depend on it (datomic_aws/sandbox/
+    moto_fixes.py states each correction); moto's own behaviour is put back afterwards."""
+    from datomic_aws.sandbox import moto_fixes as sandbox_moto
 
     already = sandbox_moto.is_patched()
     sandbox_moto.patch_moto()
@@ -116,7 +116,7 @@ def patched_moto() -> Iterator[None]:
 @pytest.fixture
 def unpatched_moto() -> Iterator[None]:
     """moto as it is, for tests that show why a correction is needed."""
-    from datomic_aws import sandbox_moto
+    from datomic_aws.sandbox import moto_fixes as sandbox_moto
 
     was = sandbox_moto.is_patched()
     sandbox_moto.unpatch_moto()

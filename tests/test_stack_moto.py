@@ -20,7 +20,7 @@ AMI_PATH = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_6
 
 @pytest.fixture(autouse=True)
 def _corrected_moto(patched_moto: None) -> None:
-    """Templates bucket policy and termination protection behave as on AWS (sandbox_moto)."""
+    """Templates bucket policy and termination protection behave as on AWS (sandbox.moto_fixes)."""
 
 
 def asg_template(ctx: AwsContext, region: str, instance_type: str = "t3.micro") -> str:
