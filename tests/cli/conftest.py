@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import moto_server
+
 from .faulty_proxy import read_body
 
 HERE = Path(__file__).resolve().parent
@@ -42,23 +44,8 @@ class Run:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(TESTS / "moto_server.py")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().strip())
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
