@@ -65,9 +65,8 @@ def command_line() -> list[str]:
     return [found] if found else [sys.executable, "-m", "datomic_aws"]
 
 
-@pytest.fixture
-def cli(endpoint: str) -> Any:
-    """Run `datomic-aws ARGS...` against the moto server; returns a Run."""
+def runner(endpoint: str) -> Any:
+    """Run `datomic-aws ARGS...` against the server at `endpoint`; returns a Run."""
 
     def run(
         *args: str,
@@ -91,6 +90,19 @@ def cli(endpoint: str) -> Any:
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def cli(endpoint: str) -> Any:
+    """Run `datomic-aws ARGS...` against the moto server; returns a Run."""
+    return runner(endpoint)
+
+
+@pytest.fixture
+def transactors_cli(transactors_endpoint: str) -> Any:
+    """`cli` against the (reset) server that runs emulated transactors; drive its faults, boot
+    time and probe with the `sandbox_control` fixture (tests/conftest.py)."""
+    return runner(transactors_endpoint)
 
 
 @pytest.fixture
