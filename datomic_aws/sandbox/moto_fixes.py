@@ -5,17 +5,18 @@ stating the AWS behaviour it restores. Because they patch classes, they apply to
 a `ThreadedMotoServer` running in the same process alike. Call it before the first request.
 
 Also owns what AWS does on its own between calls (moto only acts inside a request): the Auto
-Scaling clock (lifecycle hook timeouts, EC2 health checks), one lock (`MOTO_LOCK`) that serialises
-every request with that clock and with the emulated instances, the hand-off to the software an
+Scaling clock (lifecycle hook timeouts, EC2 health checks, `tick`), the locks that serialise
+requests with that clock (`MOTO_LOCK`; DynamoDB has its own), the hand-off to the software an
 instance runs (`set_instance_software`, the emulated transactors), and an instance powering itself
-off (`power_off`).
+off (`power_off`). Everything synchronous *within* a call stays as moto does it; only what AWS
+does later, on its own, is added.
 
 It must not patch our own code, must not be imported by the product outside the sandbox/test
 paths (moto is an optional dependency), and must not paper over a gap that our code has to handle
 on AWS too: only behaviour AWS really has is added here. Known moto gaps that are *not* corrected
 (our code handles them, see the reference §7): the group is not moved to a new launch template
 version on a stack update (update-stack's `ensure_group_version` moves it), no instance refresh,
-everything synchronous.
+CloudFormation synchronous. Tested with moto 5.2.x (the `sandbox` extra pins it).
 """
 
 from __future__ import annotations
