@@ -110,7 +110,7 @@ class EmbeddedAws:
         """Stop every transactor and clear the probe (moto's own reset follows on the request)."""
         if self.emulation is not None:
             self.emulation.reset()
-            self.probe.clear()
+            self.probe.reset()
 
     # --- WSGI ---
 

@@ -71,6 +71,18 @@ class Probe:
             self._thread = None
 
     def clear(self) -> None:
+        """A new recording from now on; who is active now is still known (a failover right after
+        the clear is one), and an interval without an active counts from now."""
+        with self._lock:
+            active, last_live = dict(self._active), dict(self._last_live)
+            self._clear_state()
+            self._active, self._last_live = active, last_live
+            for system, instance in active.items():
+                if instance is None:
+                    self._gap_started[system] = self._origin
+
+    def reset(self) -> None:
+        """Forget everything (the systems are gone with a reset of the embedded AWS)."""
         with self._lock:
             self._clear_state()
 

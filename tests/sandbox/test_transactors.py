@@ -78,8 +78,10 @@ def test_one_active_one_standby_publish_roles_and_the_standby_takes_over_in_time
     assert 0 < summary["longest_gap"] <= bound(HEARTBEAT_MSEC), report
     assert summary["race_losses"] == 0
     assert summary["exit_reasons"] == {TERMINATED: 1}
+    # The gap and the exit are seen in either order (the probe may notice the instance gone
+    # before its transactor records its exit); the standby's takeover ends the gap.
     events = [e["event"] for e in report["timeline"]]
-    assert events[-3:] == ["exit", "gap", "active"], report
+    assert sorted(events[-3:-1]) == ["exit", "gap"] and events[-1] == "active", report
 
 
 def test_two_standbys_race_for_a_dead_active_exactly_one_wins_the_loser_leaves(
