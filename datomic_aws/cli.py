@@ -619,7 +619,7 @@ def demo_cmd(opts: Options, directory: str | None) -> int:
       datomic-aws demo
       datomic-aws demo --dir /tmp/datomic-demo
     """
-    from datomic_aws.sandbox import run_demo
+    from datomic_aws.sandbox.demo import run_demo
 
     return run_demo(directory, out=click.echo, err=_echo_err, json_output=opts.output == "json")
 

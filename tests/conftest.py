@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +105,9 @@ def new_ctx(recorder: CallRecorder | None = None, **kwargs: Any) -> AwsContext:
 
 @pytest.fixture
 def patched_moto() -> Iterator[None]:
-    """moto corrected to AWS's behaviour where our flows depend on it (datomic_aws/sandbox_moto.py
-    states each correction); moto's own behaviour is put back afterwards."""
-    from datomic_aws import sandbox_moto
+    """moto corrected to AWS's behaviour where our flows depend on it (datomic_aws/sandbox/
+    moto_fixes.py states each correction); moto's own behaviour is put back afterwards."""
+    from datomic_aws.sandbox import moto_fixes as sandbox_moto
 
     already = sandbox_moto.is_patched()
     sandbox_moto.patch_moto()
@@ -116,10 +119,60 @@ def patched_moto() -> Iterator[None]:
 @pytest.fixture
 def unpatched_moto() -> Iterator[None]:
     """moto as it is, for tests that show why a correction is needed."""
-    from datomic_aws import sandbox_moto
+    from datomic_aws.sandbox import moto_fixes as sandbox_moto
 
     was = sandbox_moto.is_patched()
     sandbox_moto.unpatch_moto()
     yield
     if was:
         sandbox_moto.patch_moto()
+
+
+# --- the embedded AWS as a server in its own process (tests/moto_server.py) ----------------------
+
+
+@contextmanager
+def moto_server(*args: str) -> Iterator[str]:
+    """tests/moto_server.py in its own process (never in a process that uses `mock_aws`); yields
+    its endpoint; stops when its standard input closes."""
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "moto_server.py"), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().strip())
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_transactors_endpoint() -> Iterator[str]:
+    """A server whose Auto Scaling runs an emulated transactor on every instance it launches."""
+    with moto_server("--transactors", "--boot-seconds", "0.2") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def transactors_endpoint(moto_transactors_endpoint: str) -> str:
+    """The transactor-enabled server, reset (no transactor, empty probe, default settings)."""
+    from datomic_aws.sandbox.embedded import SandboxControl
+
+    SandboxControl(moto_transactors_endpoint).reset()
+    return moto_transactors_endpoint
+
+
+@pytest.fixture
+def sandbox_control(transactors_endpoint: str) -> Any:
+    """The control API of the transactor-enabled server (faults, boot time, probe)."""
+    from datomic_aws.sandbox.embedded import SandboxControl
+
+    return SandboxControl(transactors_endpoint)

@@ -1,31 +1,31 @@
-"""Runs a moto server on 127.0.0.1 in its own process and prints its port.
+"""Runs the embedded AWS (moto with the sandbox corrections) on 127.0.0.1 in its own process and
+prints its port.
 
 The CLI tests start this as a subprocess so that the server never shares a process with the
-in-process `mock_aws` tests. Exits when its standard input closes.
+in-process `mock_aws` tests. `--transactors` runs an emulated transactor on every instance its Auto
+Scaling launches (datomic_aws/sandbox). Exits when its standard input closes.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from moto.server import ThreadedMotoServer
-
-from datomic_aws.sandbox_moto import patch_moto
-from tests import moto_stack_tags
+from datomic_aws.sandbox.embedded import EmbeddedAws
+from datomic_aws.sandbox.transactors import Settings
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--transactors", action="store_true")
+    parser.add_argument("--boot-seconds", type=float, default=0.2)
+    args = parser.parse_args()
+    settings = Settings(boot_seconds=args.boot_seconds) if args.transactors else None
     # The corrections that make moto behave like AWS where our flows depend on it (each is
-    # documented in datomic_aws/sandbox_moto.py); the demo's embedded AWS applies the same.
-    patch_moto()
-    # AWS applies an UPDATE change set's tags to the stack; moto does not (see the module).
-    moto_stack_tags.patch()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _host, port = server.get_host_and_port()
-    print(port, flush=True)
-    sys.stdin.read()
-    server.stop()
+    # documented in datomic_aws/sandbox/moto_fixes.py); the demo's embedded AWS is the same.
+    with EmbeddedAws(transactors=args.transactors, settings=settings) as aws:
+        print(aws.endpoint.rsplit(":", 1)[1], flush=True)
+        sys.stdin.read()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Instance replacement (datomic_aws.replace) and the moto corrections it relies on (sandbox_moto).
+"""Instance replacement (datomic_aws.replace) and the moto corrections it relies on (sandbox.moto_fixes).
 
 moto in-process for the flows (it is synchronous: instances are InService at once, so every
 InService count is observed after each call); botocore Stubber for what moto cannot show:
@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from conftest import CallRecorder, SimulatedCrash
 
-from datomic_aws import names, replace, sandbox_moto
+from datomic_aws import names, replace
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.errors import (
@@ -30,6 +30,7 @@ from datomic_aws.errors import (
     ReplacementError,
     WaitTimeout,
 )
+from datomic_aws.sandbox import moto_fixes as sandbox_moto
 
 REGION = "us-east-1"
 GROUP = "datomic-test-transactors"
@@ -873,7 +874,7 @@ def test_unknown_strategy_is_refused() -> None:
         )
 
 
-# --- sandbox_moto: each correction is needed, and makes moto answer like AWS -----------------
+# --- sandbox.moto_fixes: each correction is needed, and makes moto answer like AWS -----------------
 
 
 def _replacement_versions() -> list[str]:

@@ -5,7 +5,6 @@ bucket hardened in us-east-1 and elsewhere."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,7 +12,6 @@ from datomic_aws import names, stack
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.errors import Interrupted, NotOursError
-from tests import moto_stack_tags
 from tests.conftest import CallRecorder
 from tests.datomic_era import create_datomic_stack
 
@@ -23,12 +21,9 @@ AMI_PATH = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_6
 
 
 @pytest.fixture(autouse=True)
-def _corrected_moto(patched_moto: None) -> Iterator[None]:
-    """Templates bucket policy and termination protection behave as on AWS (sandbox_moto); an
-    UPDATE change set applies its tags to the stack (tests/moto_stack_tags.py)."""
-    moto_stack_tags.patch()
-    yield
-    moto_stack_tags.unpatch()
+def _corrected_moto(patched_moto: None) -> None:
+    """Templates bucket policy, termination protection and UPDATE change set tags behave as on AWS
+    (sandbox.moto_fixes)."""
 
 
 def asg_template(ctx: AwsContext, region: str, instance_type: str = "t3.micro") -> str:

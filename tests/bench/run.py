@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -312,44 +311,9 @@ def measure_apply_times(cli: Cli, server: MotoServer, root: Path, res: Results, 
         say(f"   no-op apply {i + 1}: {run.seconds:.2f} s, {run.total} calls")
 
 
-class InServicePoller:
-    """Counts the group's InService instances every ~20 ms from a thread (its own client)."""
-
-    def __init__(self, endpoint: str, group: str) -> None:
-        import boto3
-
-        self._client = boto3.client("autoscaling", region_name=REGION, endpoint_url=endpoint)
-        self._group = group
-        self._stop = threading.Event()
-        self.samples: list[int] = []
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                groups = self._client.describe_auto_scaling_groups(
-                    AutoScalingGroupNames=[self._group]
-                )["AutoScalingGroups"]
-                if groups:
-                    self.samples.append(
-                        sum(1 for i in groups[0]["Instances"] if i["LifecycleState"] == "InService")
-                    )
-                self._stop.wait(0.02)
-        except BaseException as exc:  # reported after the run
-            self.error = exc
-
-    def __enter__(self) -> InServicePoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
 def measure_inservice(cli: Cli, server: MotoServer, root: Path, res: Results) -> None:
     from datomic_aws import names
+    from datomic_aws.sandbox.probe import InServicePoller
 
     say("== minimum InService during an instance-type update")
     for size in (1, 2):
@@ -362,7 +326,7 @@ def measure_inservice(cli: Cli, server: MotoServer, root: Path, res: Results) ->
             change_instance_type(folder)
             regenerate_template(cli, folder)
             extra = ["--yes"] if strategy == "terminate" else []
-            with InServicePoller(server.endpoint, group) as poller:
+            with InServicePoller(server.endpoint, REGION, group) as poller:
                 time.sleep(0.1)  # a few samples before the update starts
                 run = cli(
                     f"update-stack --strategy {strategy}",
@@ -383,9 +347,10 @@ def measure_inservice(cli: Cli, server: MotoServer, root: Path, res: Results) ->
                 for c in run.doc["changes"]
                 if c["resource"].startswith("ec2 instance") and c["action"] != "noop"
             )
-            low = min(poller.samples) if poller.samples else None
-            high = max(poller.samples) if poller.samples else None
-            below = sum(1 for n in poller.samples if n < size)
+            counts = poller.in_service
+            low = min(counts) if counts else None
+            high = max(counts) if counts else None
+            below = sum(1 for n in counts if n < size)
             res.polls.append(
                 Poll(size, strategy, low, high, len(poller.samples), below, replaced, run.seconds)
             )

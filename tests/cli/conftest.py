@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import moto_server
+
 from .faulty_proxy import read_body
 
 HERE = Path(__file__).resolve().parent
@@ -42,23 +44,8 @@ class Run:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(TESTS / "moto_server.py")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().strip())
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -78,9 +65,8 @@ def command_line() -> list[str]:
     return [found] if found else [sys.executable, "-m", "datomic_aws"]
 
 
-@pytest.fixture
-def cli(endpoint: str) -> Any:
-    """Run `datomic-aws ARGS...` against the moto server; returns a Run."""
+def runner(endpoint: str) -> Any:
+    """Run `datomic-aws ARGS...` against the server at `endpoint`; returns a Run."""
 
     def run(
         *args: str,
@@ -104,6 +90,19 @@ def cli(endpoint: str) -> Any:
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def cli(endpoint: str) -> Any:
+    """Run `datomic-aws ARGS...` against the moto server; returns a Run."""
+    return runner(endpoint)
+
+
+@pytest.fixture
+def transactors_cli(transactors_endpoint: str) -> Any:
+    """`cli` against the (reset) server that runs emulated transactors; drive its faults, boot
+    time and probe with the `sandbox_control` fixture (tests/conftest.py)."""
+    return runner(transactors_endpoint)
 
 
 @pytest.fixture

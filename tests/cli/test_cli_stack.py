@@ -26,6 +26,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from datomic_aws.aws import is_mutating
+from datomic_aws.sandbox.probe import InServicePoller
 from tests.cli.conftest import Proxy, command_line
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
@@ -187,37 +188,6 @@ def _replaced(doc: dict[str, Any]) -> list[str]:
     ]
 
 
-class Poller:
-    """Reads the group every ~20 ms from the test process while a command runs."""
-
-    def __init__(self, boto: Any) -> None:
-        self.asg = boto("autoscaling")
-        self.samples: list[tuple[int, int]] = []  # (desired, in service)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            (g,) = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
-                "AutoScalingGroups"
-            ]
-            serving = [
-                i["InstanceId"]
-                for i in g["Instances"]
-                if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
-            ]
-            self.samples.append((g["DesiredCapacity"], len(serving)))
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 # --- create-cf-stack ------------------------------------------------------------------------
 
 
@@ -288,7 +258,7 @@ def test_create_cf_stack_creates_then_rerun_is_a_noop_and_another_template_is_re
 
 @pytest.mark.parametrize("size", [1, 2])
 def test_update_stack_surges_one_at_a_time_without_a_gap(
-    cli: Any, boto: Any, proxy: Proxy, tmp_path: Path, size: int
+    cli: Any, boto: Any, endpoint: str, proxy: Proxy, tmp_path: Path, size: int
 ) -> None:
     folder = _created(cli, tmp_path, size)
     old_ids = {i["InstanceId"] for i in _group(boto)["Instances"]}
@@ -297,7 +267,8 @@ def test_update_stack_surges_one_at_a_time_without_a_gap(
 
     for op in SCALING_WRITES:
         proxy.delays[op] = 0.3
-    with Poller(boto) as poller:
+    # The group read every ~20 ms from the test process: samples of (desired, in service).
+    with InServicePoller(endpoint, REGION, GROUP) as poller:
         run = cli(
             "--output",
             "json",

@@ -1,0 +1,214 @@
+"""Emulated transactors on the embedded AWS (a server in its own process, tests/moto_server.py
+--transactors): Datomic's HA protocol (reference §10), the launch lifecycle by the boot script's
+rule, role tags, faults, the probe, and reset."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from datomic_aws import names
+from datomic_aws.sandbox.transactors import DIED_AT_START, LOST_RACE, NEVER_READY, TERMINATED
+from tests.sandbox.helpers import (
+    build_group,
+    client,
+    ec2_state,
+    instances,
+    role_tags,
+    roles,
+    wait_for,
+)
+
+HEARTBEAT_MSEC = 400
+
+
+def bound(heartbeat_msec: int) -> float:
+    """Datomic's worst-case recovery: 2 x heartbeat + 1 s (reference §10)."""
+    return 2 * heartbeat_msec / 1000 + 1
+
+
+def steady(endpoint: str, control: Any, size: int) -> dict[str, str | None]:
+    """`size` live transactors, one active and the others standby, all InService."""
+
+    def ready() -> dict[str, str | None] | None:
+        live = roles(control)
+        states = [i["LifecycleState"] for i in instances(endpoint)]
+        expected = sorted([names.ROLE_ACTIVE] + [names.ROLE_STANDBY] * (size - 1))
+        if sorted(str(r) for r in live.values()) == expected and states == ["InService"] * size:
+            return live
+        return None
+
+    found: dict[str, str | None] = wait_for(ready, timeout=30)
+    return found
+
+
+def _active(live: dict[str, str | None]) -> str:
+    return next(i for i, role in live.items() if role == names.ROLE_ACTIVE)
+
+
+def test_one_active_one_standby_publish_roles_and_the_standby_takes_over_in_time(
+    transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    endpoint = transactors_endpoint
+    build_group(endpoint, 2, HEARTBEAT_MSEC)
+    live = steady(endpoint, sandbox_control, 2)
+    active = _active(live)
+    (standby,) = set(live) - {active}
+    # Each instance publishes its role as its own tag; only the active listens.
+    wait_for(lambda: role_tags(endpoint) == live)
+    listening = {t["instance_id"] for t in sandbox_control.transactors() if t["listening"]}
+    assert listening == {active}
+    assert all(t["health"] for t in sandbox_control.transactors())
+
+    sandbox_control.clear_probe()
+    client(endpoint, "autoscaling").terminate_instance_in_auto_scaling_group(
+        InstanceId=active, ShouldDecrementDesiredCapacity=True
+    )
+    wait_for(lambda: roles(sandbox_control).get(standby) == names.ROLE_ACTIVE, timeout=10)
+    wait_for(lambda: role_tags(endpoint).get(standby) == names.ROLE_ACTIVE)
+    time.sleep(0.2)
+
+    report = sandbox_control.probe()
+    summary = report["summary"]
+    assert summary["failovers"] == 1, report
+    assert 0 < summary["longest_gap"] <= bound(HEARTBEAT_MSEC), report
+    assert summary["race_losses"] == 0
+    assert summary["exit_reasons"] == {TERMINATED: 1}
+    # The gap and the exit are seen in either order (the probe may notice the instance gone
+    # before its transactor records its exit); the standby's takeover ends the gap.
+    events = [e["event"] for e in report["timeline"]]
+    assert sorted(events[-3:-1]) == ["exit", "gap"] and events[-1] == "active", report
+
+
+def test_two_standbys_race_for_a_dead_active_exactly_one_wins_the_loser_leaves(
+    transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    endpoint = transactors_endpoint
+    heartbeat = 1000  # a takeover tick long enough for both standbys to see the active die
+    build_group(endpoint, 3, heartbeat)
+    live = steady(endpoint, sandbox_control, 3)
+    active = _active(live)
+    standbys = set(live) - {active}
+
+    sandbox_control.clear_probe()
+    client(endpoint, "autoscaling").terminate_instance_in_auto_scaling_group(
+        InstanceId=active, ShouldDecrementDesiredCapacity=True
+    )
+
+    def race_over() -> dict[str, Any] | None:
+        summary: dict[str, Any] = sandbox_control.probe()["summary"]
+        return summary if summary["race_losses"] and summary["failovers"] else None
+
+    summary = wait_for(race_over, timeout=15)
+    assert summary["race_losses"] == 1
+    assert summary["failovers"] == 1
+    assert summary["longest_gap"] <= bound(heartbeat)
+    exits = [e for e in sandbox_control.probe()["timeline"] if e["event"] == "exit"]
+    (loser,) = [e["instance"] for e in exits if e["reason"] == LOST_RACE]
+    assert loser in standbys
+    (winner,) = standbys - {loser}
+    assert roles(sandbox_control).get(winner) == names.ROLE_ACTIVE
+    # The loser's instance powered itself off (terminate) and left the group, which replaced it.
+    wait_for(lambda: ec2_state(endpoint, loser) == "terminated")
+    wait_for(lambda: loser not in {i["InstanceId"] for i in instances(endpoint)})
+    after = steady(endpoint, sandbox_control, 2)
+    assert _active(after) == winner
+
+
+def test_a_new_instance_waits_in_pending_wait_until_its_transactor_answers_health(
+    transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    endpoint = transactors_endpoint
+    sandbox_control.settings(boot_seconds=1.5)
+    build_group(endpoint, 1, HEARTBEAT_MSEC)
+    (first,) = instances(endpoint)
+    assert first["LifecycleState"] == "Pending:Wait"
+    time.sleep(0.7)
+    assert [i["LifecycleState"] for i in instances(endpoint)] == ["Pending:Wait"]
+    assert role_tags(endpoint) == {}  # booting: no role known yet
+    live = steady(endpoint, sandbox_control, 1)
+    assert set(live) == {first["InstanceId"]}
+    (transactor,) = sandbox_control.transactors()
+    assert transactor["lifecycle"] == "CONTINUE"
+
+
+def test_a_transactor_that_dies_at_start_is_abandoned_and_replaced(
+    transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    endpoint = transactors_endpoint
+    sandbox_control.settings(die_at_start=1)
+    build_group(endpoint, 1, HEARTBEAT_MSEC)
+    (first,) = instances(endpoint)
+    live = steady(endpoint, sandbox_control, 1)
+    assert first["InstanceId"] not in live
+    assert ec2_state(endpoint, first["InstanceId"]) == "terminated"
+    dead = [t for t in sandbox_control.transactors() if t["instance_id"] == first["InstanceId"]]
+    assert dead[0]["exit"] == DIED_AT_START
+    assert dead[0]["lifecycle"] == "ABANDON"
+    assert sandbox_control.probe()["summary"]["exit_reasons"] == {DIED_AT_START: 1}
+
+
+def test_a_transactor_never_ready_is_abandoned_at_the_deadline(
+    transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    endpoint = transactors_endpoint
+    sandbox_control.settings(never_ready=1, ready_deadline=1.0)
+    build_group(endpoint, 1, HEARTBEAT_MSEC)
+    (first,) = instances(endpoint)
+    time.sleep(0.5)
+    assert [i["LifecycleState"] for i in instances(endpoint)] == ["Pending:Wait"]
+    live = steady(endpoint, sandbox_control, 1)
+    assert first["InstanceId"] not in live
+    assert ec2_state(endpoint, first["InstanceId"]) == "terminated"
+    assert sandbox_control.probe()["summary"]["exit_reasons"] == {NEVER_READY: 1}
+
+
+def test_other_protocols_use_an_in_memory_lease(
+    transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    build_group(transactors_endpoint, 2, HEARTBEAT_MSEC, protocol="dev")
+    steady(transactors_endpoint, sandbox_control, 2)
+
+
+def test_reset_stops_every_transactor_clears_the_probe_and_the_faults(
+    moto_transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    endpoint = moto_transactors_endpoint
+    build_group(endpoint, 1, HEARTBEAT_MSEC)
+    steady(endpoint, sandbox_control, 1)
+    sandbox_control.settings(die_at_start=3, boot_seconds=0.5)
+    assert sandbox_control.probe()["timeline"]
+
+    sandbox_control.reset()
+
+    assert sandbox_control.transactors() == []
+    assert sandbox_control.probe()["timeline"] == []
+    settings = sandbox_control.settings()
+    assert settings["die_at_start"] == 0
+    assert settings["boot_seconds"] == 0.2  # the server's own default again
+    groups = client(endpoint, "autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert groups == []
+
+
+def test_the_demo_reports_the_availability_of_the_roll_and_passes(tmp_path: Path) -> None:
+    started = time.monotonic()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "datomic_aws", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdin=subprocess.DEVNULL,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Availability of the roll, as a peer saw it" in proc.stderr
+    assert "1 failover(s)" in proc.stderr
+    assert "0 lost takeover race(s)" in proc.stderr
+    assert "InService floor: during the update the group never had fewer than 1" in proc.stderr
+    assert elapsed < 60, elapsed
