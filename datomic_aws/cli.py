@@ -117,6 +117,15 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
         raise UsageError("--detailed-exitcode needs --dry-run", "", "add --dry-run")
 
 
+def _check_paths(inputs: list[str], output: str) -> None:
+    """Before the folder lock and any AWS call: a wrong path is one line and leaves no lock file."""
+    from datomic_aws.checks import check_input, check_output
+
+    for path in inputs:
+        check_input(path)
+    check_output(output)
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Docs: README.md. Exit codes: 0 ok, 1 failure, 2 invalid input, 3 changes pending "
@@ -202,6 +211,7 @@ def ensure_transactor_cmd(
     from datomic_aws.ensure import ensure_transactor
 
     _check_detailed(dry_run, detailed_exitcode)
+    _check_paths([input_path], output_path or input_path)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -234,6 +244,7 @@ def ensure_cf_cmd(
     from datomic_aws.ensure import ensure_cf
 
     _check_detailed(dry_run, detailed_exitcode)
+    _check_paths([input_path], output_path or input_path)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -267,6 +278,7 @@ def create_cf_template_cmd(
     from datomic_aws.template import create_cf_template
 
     _check_detailed(dry_run, detailed_exitcode)
+    _check_paths([transactor_props, cf_props], output_json)
     with opts.locked(output_json, dry_run=dry_run):
         result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
     return finish(opts, None, result, detailed_exitcode=detailed_exitcode)
@@ -316,6 +328,18 @@ _TEMPLATE = click.argument(
 )
 
 
+def _stack_template(region: str, stack_name: str, template_json: str) -> Any:
+    """REGION, STACK_NAME and TEMPLATE_JSON checked before any call: a known region, a valid stack
+    name, a readable JSON template generated for that region."""
+    from datomic_aws.checks import check_stack_arguments, check_template_region
+    from datomic_aws.deploy import read_template
+
+    check_stack_arguments(region, stack_name)
+    template = read_template(template_json)
+    check_template_region(region, template.region, template.path)
+    return template
+
+
 def _stack_aws(opts: Options, dry_run: bool, template_text: str = "") -> AwsContext:
     from datomic_aws.stack import dry_run_writes
 
@@ -357,10 +381,10 @@ def create_cf_stack_cmd(
     Example:
       datomic-aws create-cf-stack us-east-1 datomic-prod aws/prod/cf.json
     """
-    from datomic_aws.deploy import create_cf_stack, read_template
+    from datomic_aws.deploy import create_cf_stack
 
     _check_detailed(dry_run, detailed_exitcode)
-    template = read_template(template_json)
+    template = _stack_template(region, stack_name, template_json)
     aws = _stack_aws(opts, dry_run, template.text)
     result = create_cf_stack(
         aws,
@@ -426,10 +450,10 @@ def update_stack_cmd(
       datomic-aws update-stack us-east-1 datomic-prod aws/prod/cf.json
       datomic-aws update-stack --dry-run us-east-1 datomic-prod aws/prod/cf.json
     """
-    from datomic_aws.deploy import Replacement, read_template, update_cf_stack
+    from datomic_aws.deploy import Replacement, update_cf_stack
 
     _check_detailed(dry_run, detailed_exitcode)
-    template = read_template(template_json)
+    template = _stack_template(region, stack_name, template_json)
     replacement = Replacement(
         strategy="terminate" if strategy == "terminate" else "surge", enabled=not no_replace
     )
@@ -477,9 +501,11 @@ def delete_cf_stack_cmd(
     Example:
       datomic-aws delete-cf-stack us-east-1 datomic-prod --yes
     """
+    from datomic_aws.checks import check_stack_arguments
     from datomic_aws.deploy import delete_cf_stack
 
     _check_detailed(dry_run, detailed_exitcode)
+    check_stack_arguments(region, stack_name)
     if not dry_run:
         _confirm(yes, f"Delete stack {stack_name} in {region} and stop its transactors?")
     aws = opts.aws(dry_run=dry_run)
@@ -510,9 +536,11 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
     Example:
       datomic-aws status us-east-1 datomic-prod --template aws/prod/cf.json
     """
-    from datomic_aws.deploy import read_template, stack_status
+    from datomic_aws.checks import check_stack_arguments
+    from datomic_aws.deploy import stack_status
 
-    template = read_template(template_json) if template_json else None
+    check_stack_arguments(region, stack_name)
+    template = _stack_template(region, stack_name, template_json) if template_json else None
     aws = opts.aws(dry_run=True)
     result = stack_status(aws, region, stack_name, template=template)
     return finish(opts, aws, result, detailed_exitcode=False)
@@ -553,10 +581,12 @@ def apply_cmd(
       datomic-aws apply aws/prod
       datomic-aws apply --dry-run --detailed-exitcode aws/prod
     """
+    from datomic_aws.checks import check_apply_folder
     from datomic_aws.deploy import Replacement, apply_dir
     from datomic_aws.stack import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
+    check_apply_folder(directory)
     if strategy == "terminate" and not no_replace and not dry_run:
         from datomic_aws.replace import TERMINATE_WARNING
 
@@ -648,6 +678,20 @@ def _as_catalogue_error(exc: Exception) -> DatomicAwsError | None:
     return None
 
 
+def _as_file_error(exc: Exception) -> DatomicAwsError | None:
+    """A file or folder the environment refused after the up-front checks (a folder made
+    read-only during the run, a full disk): one line, exit 1."""
+    from datomic_aws.errors import FileAccessError
+
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return FileAccessError(
+            f"cannot use the file: {exc.strerror or type(exc).__name__}",
+            str(exc.filename),
+            "check the permissions, the free space and that the file system is writable",
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """The one error funnel: every failure becomes one `Error:` line and a named exit code."""
     ctx: click.Context | None = None
@@ -669,7 +713,7 @@ def main(argv: list[str] | None = None) -> None:
     except DatomicAwsError as exc:
         code = _report(exc, _opts(ctx))
     except Exception as exc:
-        known = _as_catalogue_error(exc)
+        known = _as_catalogue_error(exc) or _as_file_error(exc)
         if known is None:
             _echo_err(f"Error: internal error: {type(exc).__name__}: {exc}")
             _echo_err("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
