@@ -83,6 +83,14 @@ def check_input(path: str | Path) -> None:
         raise _environment(name, exc, "read the file") from exc
 
 
+def check_properties_input(path: str | Path) -> None:
+    """INPUT is a readable properties file that parses (a malformed escape is named here)."""
+    from datomic_aws.config.common import read_properties
+
+    check_input(path)
+    read_properties(path)
+
+
 def check_output(path: str | Path) -> None:
     """OUTPUT can be written: its folder exists and takes new files (the write is atomic: a
     temporary file in that folder, then a rename), and OUTPUT itself is not a folder."""
@@ -121,7 +129,7 @@ def check_apply_folder(directory: str | Path) -> None:
             ]
         )
     for name in APPLY_FILES:
-        check_input(folder / name)
+        check_properties_input(folder / name)
         check_output(folder / name)
     check_output(folder / APPLY_TEMPLATE)
 

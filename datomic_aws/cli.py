@@ -118,11 +118,12 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
 
 
 def _check_paths(inputs: list[str], output: str) -> None:
-    """Before the folder lock and any AWS call: a wrong path is one line and leaves no lock file."""
-    from datomic_aws.checks import check_input, check_output
+    """Before the folder lock and any AWS call: a wrong path or an unparsable properties file is
+    one line and leaves no lock file."""
+    from datomic_aws.checks import check_output, check_properties_input
 
     for path in inputs:
-        check_input(path)
+        check_properties_input(path)
     check_output(output)
 
 
@@ -181,9 +182,14 @@ def cli(
 def _input_output(fn: F) -> F:
     """INPUT [OUTPUT]: OUTPUT defaults to INPUT, rewritten in place (Datomic's convention)."""
     fn = click.argument(
-        "output_path", metavar="[OUTPUT]", required=False, type=click.Path(dir_okay=False)
+        "output_path",
+        metavar="[OUTPUT]",
+        required=False,
+        type=click.Path(dir_okay=False, readable=False),
     )(fn)
-    return click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))(fn)
+    return click.argument(
+        "input_path", metavar="INPUT", type=click.Path(dir_okay=False, readable=False)
+    )(fn)
 
 
 @cli.command("ensure-transactor")
@@ -252,9 +258,13 @@ def ensure_cf_cmd(
 
 
 @cli.command("create-cf-template")
-@click.argument("transactor_props", metavar="TRANSACTOR_PROPS", type=click.Path(dir_okay=False))
-@click.argument("cf_props", metavar="CF_PROPS", type=click.Path(dir_okay=False))
-@click.argument("output_json", metavar="OUTPUT_JSON", type=click.Path(dir_okay=False))
+@click.argument(
+    "transactor_props", metavar="TRANSACTOR_PROPS", type=click.Path(dir_okay=False, readable=False)
+)
+@click.argument("cf_props", metavar="CF_PROPS", type=click.Path(dir_okay=False, readable=False))
+@click.argument(
+    "output_json", metavar="OUTPUT_JSON", type=click.Path(dir_okay=False, readable=False)
+)
 @change_options()
 @click.pass_obj
 def create_cf_template_cmd(
@@ -324,7 +334,7 @@ def _confirm(yes: bool, question: str) -> None:
 _REGION = click.argument("region", metavar="REGION")
 _STACK = click.argument("stack_name", metavar="STACK_NAME")
 _TEMPLATE = click.argument(
-    "template_json", metavar="TEMPLATE_JSON", type=click.Path(dir_okay=False)
+    "template_json", metavar="TEMPLATE_JSON", type=click.Path(dir_okay=False, readable=False)
 )
 
 
@@ -521,7 +531,7 @@ def delete_cf_stack_cmd(
 @click.option(
     "--template",
     "template_json",
-    type=click.Path(dir_okay=False),
+    type=click.Path(dir_okay=False, readable=False),
     help="A local template to compare with the deployed one.",
 )
 @click.pass_obj
@@ -547,7 +557,7 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
 
 
 @cli.command("apply")
-@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, readable=False))
 @click.option(
     "--recreate-failed",
     is_flag=True,
