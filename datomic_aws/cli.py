@@ -117,14 +117,26 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
         raise UsageError("--detailed-exitcode needs --dry-run", "", "add --dry-run")
 
 
-def _check_paths(inputs: list[str], output: str) -> None:
-    """Before the folder lock and any AWS call: a wrong path or an unparsable properties file is
-    one line and leaves no lock file."""
+def _check_paths(inputs: dict[str, str], output: str) -> None:
+    """Before the folder lock and any AWS call: a wrong path, an unparsable or invalid properties
+    file is refused (every problem of every file listed) and leaves no lock file. `inputs` maps
+    each path to its kind, "transactor" or "cf"."""
     from datomic_aws.checks import check_output, check_properties_input
+    from datomic_aws.config.cf import load_cf
+    from datomic_aws.config.transactor import load_transactor
+    from datomic_aws.errors import InvalidInput
 
     for path in inputs:
         check_properties_input(path)
     check_output(output)
+    problems = []
+    for path, kind in inputs.items():
+        try:
+            load_transactor(path) if kind == "transactor" else load_cf(path)
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems)
 
 
 @click.group(
@@ -217,7 +229,7 @@ def ensure_transactor_cmd(
     from datomic_aws.ensure import ensure_transactor
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths([input_path], output_path or input_path)
+    _check_paths({input_path: "transactor"}, output_path or input_path)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -250,7 +262,7 @@ def ensure_cf_cmd(
     from datomic_aws.ensure import ensure_cf
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths([input_path], output_path or input_path)
+    _check_paths({input_path: "cf"}, output_path or input_path)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -288,7 +300,7 @@ def create_cf_template_cmd(
     from datomic_aws.template import create_cf_template
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths([transactor_props, cf_props], output_json)
+    _check_paths({transactor_props: "transactor", cf_props: "cf"}, output_json)
     with opts.locked(output_json, dry_run=dry_run):
         result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
     return finish(opts, None, result, detailed_exitcode=detailed_exitcode)
@@ -591,12 +603,11 @@ def apply_cmd(
       datomic-aws apply aws/prod
       datomic-aws apply --dry-run --detailed-exitcode aws/prod
     """
-    from datomic_aws.checks import check_apply_folder
-    from datomic_aws.deploy import Replacement, apply_dir
+    from datomic_aws.deploy import Replacement, apply_dir, validate_folder
     from datomic_aws.stack import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
-    check_apply_folder(directory)
+    validate_folder(directory)
     if strategy == "terminate" and not no_replace and not dry_run:
         from datomic_aws.replace import TERMINATE_WARNING
 

@@ -359,19 +359,18 @@ def apply_dir(
     offered and current, heap, image, subnets, group owner), all before the first write. Only
     then do the ensure steps write.
     """
-    from datomic_aws.checks import APPLY_TEMPLATE, check_apply_folder
+    from datomic_aws.checks import APPLY_FILES, APPLY_TEMPLATE
     from datomic_aws.config.cf import load_cf
     from datomic_aws.ensure import converge_cf, converge_transactor, plan_transactor, prepare_cf
     from datomic_aws.template import create_cf_template
 
-    check_apply_folder(directory)
+    warnings = validate_folder(directory)
     folder = Path(directory)
     transactor, cf, template_path = (
-        folder / "transactor.properties",
-        folder / "cf.properties",
+        folder / APPLY_FILES[0],
+        folder / APPLY_FILES[1],
         folder / APPLY_TEMPLATE,
     )
-    warnings = _validate_both(transactor, cf)
     result = Result("apply", dry_run=dry_run)
     # The two ensure steps read disjoint resources: their checks run side by side, and every
     # problem of both is reported together.
@@ -454,6 +453,17 @@ def _both(first: Future[A], second: Future[B]) -> tuple[A, B]:
         if error is not None:
             raise error
     return first.result(), second.result()
+
+
+def validate_folder(directory: str | Path) -> list[str]:
+    """apply's checks that need no AWS: the folder and its files, both files' values and what
+    they must agree on. Also run by the CLI before it takes the folder lock, so that invalid input
+    leaves nothing behind. Returns the transactor file's warnings (see `_validate_both`)."""
+    from datomic_aws.checks import APPLY_FILES, check_apply_folder
+
+    check_apply_folder(directory)
+    folder = Path(directory)
+    return _validate_both(folder / APPLY_FILES[0], folder / APPLY_FILES[1])
 
 
 def _validate_both(transactor: Path, cf: Path) -> list[str]:

@@ -141,7 +141,9 @@ def test_apply_refuses_invalid_input_before_any_write(
         assert fragment in messages, messages
     assert _mutating(proxy) == [], proxy.log
     after = _snapshot(folder)
-    after.pop(LOCK_NAME, None)  # the folder lock of a valid folder (empty once released)
+    if proxy.log:
+        # Valid files: the run took the folder lock before its AWS checks (empty once released).
+        after.pop(LOCK_NAME, None)
     assert after == before
     assert not (folder / "cf.json").exists()
 
@@ -302,6 +304,28 @@ def test_malformed_escape_is_exit_2_names_the_key_never_the_value(
         assert f"({source}:{line_number} sql-password)" in line
         for fragment in (SECRET[:5], SECRET[5:], "12zz"):
             assert fragment not in run.stderr + run.stdout
+    assert source.read_bytes() == before
+    _no_lock_file(tmp_path)
+    assert proxy.log == []
+
+
+def test_contradictory_transactor_file_is_refused_before_the_lock_and_any_call(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    source = tmp_path / "transactor.properties"
+    text = (SAMPLES / "transactor.properties").read_text(encoding="latin-1")
+    text = text.replace("memory-index-threshold=32m", "memory-index-threshold=1g")
+    text = text.replace(
+        "aws-dynamodb-region=us-east-1", "aws-dynamodb-region=us-east-1\naws-region=eu-west-1"
+    )
+    source.write_text(text, encoding="latin-1")
+    before = source.read_bytes()
+    run = _through(proxy, "ensure-transactor", str(source))
+    assert run.code == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("Error: ") for line in lines), run.stderr
+    assert "aws-region eu-west-1 disagrees with aws-dynamodb-region us-east-1" in run.stderr
+    assert "memory-index-threshold 1g is above memory-index-max 512m" in run.stderr
     assert source.read_bytes() == before
     _no_lock_file(tmp_path)
     assert proxy.log == []
