@@ -39,7 +39,7 @@ from datomic_aws.config.transactor import (
     effective_config,
     load_transactor,
 )
-from datomic_aws.errors import InvalidInput, Problem
+from datomic_aws.errors import DatomicAwsError, InvalidInput, Problem
 from datomic_aws.properties import PropertiesText, write_back
 from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.resources.dynamodb import TableSpec, ensure_table
@@ -99,8 +99,36 @@ def ensure_transactor(
     adopt: bool = False,
 ) -> Result:
     # Plan first, so a refused run changes nothing in AWS and leaves the file as it was.
-    planned = plan_transactor(ctx, input_path, output_path, adopt=adopt)
+    planned = plan_transactor(
+        ctx, input_path, output_path, adopt=adopt, extra_warnings=_warnings_for_release(input_path)
+    )
     return converge_transactor(ctx, planned, dry_run=dry_run)
+
+
+_TRANSACTOR_STEM = re.compile(r"^(?:(?P<prefix>.+)(?P<sep>[-_.]))?transactor$")
+
+
+def _warnings_for_release(transactor_path: str | Path) -> tuple[str, ...] | None:
+    """The transactor file's warnings worded for the Datomic version of the cf file next to it
+    (`cf.properties` by `transactor.properties`, `my-cf.properties` by `my-transactor.properties`);
+    None (the file's own warnings) when there is none or it does not load: it is not this
+    command's input, and its problems are ensure-cf's to report."""
+    from datomic_aws.template import cross_file_checks
+
+    path = Path(transactor_path)
+    m = _TRANSACTOR_STEM.match(path.stem)
+    if not m:
+        return None
+    prefix = f"{m.group('prefix')}{m.group('sep')}" if m.group("prefix") else ""
+    sibling = path.with_name(f"{prefix}cf{path.suffix}")
+    if not sibling.is_file():
+        return None
+    try:
+        _, transactor = load_transactor(path)
+        _, cf = load_cf(sibling)
+    except DatomicAwsError:
+        return None
+    return tuple(cross_file_checks(transactor, cf)[1])
 
 
 def _run(

@@ -305,3 +305,19 @@ def test_paths_missing_are_input_errors(tmp_path: Path) -> None:
 def test_environment_errors_are_exit_1() -> None:
     assert FileAccessError("x").exit_code == 1
     assert InvalidInput([]).exit_code == 2
+
+
+def test_ensure_transactor_words_the_license_warning_for_the_sibling_cf_version(
+    ctx: AwsContext, tmp_path: Path
+) -> None:
+    from datomic_aws.ensure import ensure_transactor
+
+    transactor = write(
+        tmp_path, DDB + "aws-dynamodb-region=us-east-1\nlicense-key=K\n", "transactor.properties"
+    )
+    alone = ensure_transactor(ctx, transactor, dry_run=True)
+    assert [w for w in alone.warnings if "license-key is obsolete" in w]
+    text = CF + "datomic-version=1.0.6397\ndatomic-download-url=https://example.com/d.zip\n"
+    write(tmp_path, text, "cf.properties")
+    old_release = ensure_transactor(ctx, transactor, dry_run=True)
+    assert not [w for w in old_release.warnings if "license-key" in w]
