@@ -69,11 +69,18 @@ def check_input(path: str | Path) -> None:
     """INPUT exists, is a file and can be read."""
     name = str(path)
     p = Path(path)
-    if not p.exists():
-        folder = p.parent if str(p.parent) else Path(".")
-        if not folder.is_dir():
-            raise _missing(name, f"the folder {folder} does not exist", "check the path")
-        raise _missing(name, f"cannot read the file: {os.strerror(errno.ENOENT)}", "check the path")
+    try:
+        os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        if not p.parent.is_dir():
+            raise _missing(
+                name, f"the folder {p.parent} does not exist", "check the path"
+            ) from None
+        raise _missing(
+            name, f"cannot read the file: {os.strerror(errno.ENOENT)}", "check the path"
+        ) from None
+    except OSError as exc:  # a folder on the way that may not be searched
+        raise _environment(name, exc, "read the file") from exc
     if p.is_dir():
         raise _missing(name, "is a folder, not a file", "name the properties file in it")
     try:
