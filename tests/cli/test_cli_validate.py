@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -329,3 +330,30 @@ def test_contradictory_transactor_file_is_refused_before_the_lock_and_any_call(
     assert source.read_bytes() == before
     _no_lock_file(tmp_path)
     assert proxy.log == []
+
+
+def test_apply_refused_by_a_transactor_check_leaves_the_network_untouched(
+    proxy: Proxy, boto: Any, tmp_path: Path
+) -> None:
+    # A table of the system's name whose key is not Datomic's: ensure-transactor's plan refuses it,
+    # and ensure-cf, which ran its checks side by side, has written nothing either.
+    boto("dynamodb").create_table(
+        TableName="my-datomic-system",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    folder = _folder(tmp_path)
+    before = _snapshot(folder)
+    run = _through(proxy, "apply", "--yes", str(folder))
+    assert run.code != 0, run.stderr
+    assert "my-datomic-system" in run.stderr and "Traceback" not in run.stderr
+    assert _mutating(proxy) == [], proxy.log
+    assert "DescribeSecurityGroups" in proxy.log  # ensure-cf's checks did run
+    after = _snapshot(folder)
+    after.pop(LOCK_NAME, None)
+    assert after == before
+    groups = boto("ec2").describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["datomic-my-datomic-system-transactor"]}]
+    )["SecurityGroups"]
+    assert groups == []
