@@ -22,7 +22,7 @@ and the Datomic table is Datomic's storage, never ours to write into).
   runs finding the same expired lock only one overwrites it, after checking it is still the
   expired one. A holder that finds its lock taken over stops before its next write.
 - Released (deleted) at the end of the command, also after a failure or an interrupt; a kill
-  leaves it to expire.
+  leaves it, and the next stack command removes it (one read of the lock per command, for that).
 
 The credentials need `ssm:PutParameter`, `ssm:GetParameter` and `ssm:DeleteParameter` on
 `arn:<partition>:ssm:<region>:<account>:parameter/datomic-aws/locks/*`.
@@ -303,7 +303,7 @@ class StackLock:
             return holder.token not in _LIVE
         return _process_gone(holder.pid)
 
-    def _take_over(self, expired: Owner) -> bool:
+    def _take_over(self, expired: Owner, *, quiet: bool = False) -> bool:
         marker = f"{self.name}.takeover"
         stamp = json.dumps({"token": self.token, "expires_epoch": self.clock() + MARKER_TTL})
         if not self._put(marker, stamp, overwrite=False):
@@ -321,10 +321,27 @@ class StackLock:
             if current is None or current.token != expired.token:
                 return False
             self._put(self.name, self._record().to_json(), overwrite=True)
-            self.say(f"took over the lock of stack {self.stack} left by {expired.describe()}")
+            if not quiet:
+                self.say(f"took over the lock of stack {self.stack} left by {expired.describe()}")
             return True
         finally:
             self._delete(marker)
+
+    def clear_dead(self) -> None:
+        """Remove a lock whose run is gone (expired, or known dead), so that a rerun after a kill
+        leaves AWS as an uninterrupted run would, even when it has nothing else to write. Goes
+        through the takeover, so it never removes a lock another run has just taken."""
+        holder = self.read()
+        if holder is None or holder.token == self.token:
+            return
+        if holder.expires > self.clock() and not self._holder_is_dead(holder):
+            return
+        _LIVE.add(self.token)
+        self.since = self.clock()
+        if self._take_over(holder, quiet=True):
+            self.held = True
+            self.release()
+            self.say(f"removed the lock of stack {self.stack} left by {holder.describe()}")
 
     def refresh(self, *, force: bool = False) -> None:
         """Push the expiry back (at most every `refresh_every` s); a lock found taken over marks
@@ -402,6 +419,7 @@ def holding_stack_lock(
             on_event=getattr(waiting, "on_event", lambda _msg: None),
         )
         try:
+            lock.clear_dead()
             while True:
                 try:
                     with ctx.gated(lock.gate):
