@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from datomic_aws.aws import AwsContext, error_code, translate
-from datomic_aws.errors import LockedError
+from datomic_aws.errors import DatomicAwsError, Interrupted, LockedError
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -167,6 +167,16 @@ class _Reread(BaseException):
     restore) runs for a write that never happened."""
 
 
+class _Stop(BaseException):
+    """The run must stop before a write because of the lock (refused, lost, or interrupted while
+    waiting for it). A BaseException for the same reason as `_Reread`: a refused run wrote
+    nothing, and a run that lost the lock must not write, not even a cleanup."""
+
+    def __init__(self, error: DatomicAwsError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class StackLock:
     def __init__(
         self,
@@ -200,7 +210,7 @@ class StackLock:
         self.machine = _machine()
         self.since = 0.0
         self.held = False
-        self.lost = False
+        self.stopped: DatomicAwsError | None = None
         self._refreshed = 0.0
 
     @property
@@ -351,9 +361,9 @@ class StackLock:
         holder = self.read()
         if holder is None or holder.token != self.token:
             self.held = False
-            self.lost = True
             by = holder.describe() if holder is not None else "nobody (it was deleted)"
-            raise self._lost_error(by)
+            self.stopped = self._lost_error(by)
+            raise _Stop(self.stopped)
         self._put(self.name, self._record().to_json(), overwrite=True)
         self._refreshed = self.clock()
 
@@ -382,20 +392,32 @@ class StackLock:
 
     def gate(self, action: str, mutating: bool) -> None:
         """In front of every AWS call of the command (AwsContext.gated)."""
-        if self.lost:
+        if self.stopped is not None:
             if mutating:
-                raise self._lost_error("another run")
+                raise _Stop(self.stopped)
             return
         if self.held:
             self.refresh()
             return
-        if mutating:
+        if not mutating:
+            return
+        try:
             self.acquire()
-            self.say(
-                f"took the lock of stack {self.stack} ({self.name}) before {action}; "
-                "reading the stack again"
+        except LockedError as exc:
+            self.stopped = exc
+            raise _Stop(exc) from None
+        except KeyboardInterrupt:
+            self.stopped = Interrupted(
+                f"interrupted while waiting for the lock of stack {self.stack}",
+                f"{self.region} {self.name}",
+                "this run changed nothing on the stack; rerun the same command",
             )
-            raise _Reread
+            raise _Stop(self.stopped) from None
+        self.say(
+            f"took the lock of stack {self.stack} ({self.name}) before {action}; "
+            "reading the stack again"
+        )
+        raise _Reread
 
 
 def holding_stack_lock(
@@ -426,6 +448,8 @@ def holding_stack_lock(
                         return fn(ctx, region, stack, *args, **kwargs)
                 except _Reread:
                     continue
+        except _Stop as stop:
+            raise stop.error from None
         finally:
             lock.release()
 

@@ -26,6 +26,7 @@ from datomic_aws.errors import AwsCallError, LockedError
 from datomic_aws.stack_lock import (
     TTL,
     StackLock,
+    _Stop,
     holding_stack_lock,
     parameter_name,
 )
@@ -147,10 +148,12 @@ def test_an_expired_lock_is_taken_over_and_its_holder_stops_before_its_next_writ
 
     # The stalled holder finds out at its next refresh, and writes nothing more.
     clock.now += 3600
-    with pytest.raises(LockedError, match="lost the lock"):
-        stale.gate("autoscaling:SetDesiredCapacity", True)
+    with pytest.raises(_Stop) as stop:
+        stale.gate("autoscaling:DescribeAutoScalingGroups", False)
+    assert isinstance(stop.value.error, LockedError)
+    assert "this run lost the lock" in str(stop.value.error)
     stale.gate("autoscaling:DescribeAutoScalingGroups", False)  # reads go on
-    with pytest.raises(LockedError):
+    with pytest.raises(_Stop):  # not a write, not even a cleanup's
         stale.gate("autoscaling:SetDesiredCapacity", True)
     stale.release()
     assert value(ssm)["token"] == taker.token  # never deletes the new holder's lock
@@ -383,3 +386,28 @@ def test_a_command_removes_the_lock_a_killed_run_left_even_with_nothing_to_write
     holder.acquire()
     command(AwsContext(lock_timeout=0), REGION, STACK, waiting=Waiting())
     assert value(ssm)["token"] == holder.token
+
+
+def test_a_refused_run_makes_no_write_not_even_a_cleanup(ssm: Any) -> None:
+    """A refusal is raised past the command's own `except Exception` cleanups (a replacement's
+    size restore): the run wrote nothing, so there is nothing to restore, and the lock is not
+    waited for twice."""
+    holder = lock(ssm)
+    holder.acquire()
+    ctx = AwsContext(lock_timeout=0)
+    cleanups: list[str] = []
+
+    @holding_stack_lock
+    def command(ctx: AwsContext, region: str, stack: str) -> None:
+        ssm_ = ctx.client("ssm", region)
+        try:
+            ssm_.put_parameter(Name="/x", Value="1", Type="String")
+        except Exception:  # what replace.py does on a failure: restore, then re-raise
+            cleanups.append("restore")
+            raise
+
+    with pytest.raises(LockedError, match="is locked by another datomic-aws run"):
+        command(ctx, REGION, STACK)
+    assert cleanups == []
+    assert ctx.call_log.mutating() == {"ssm:PutParameter": 1}  # the lock's create, refused
+    assert names(ssm) == [NAME]
