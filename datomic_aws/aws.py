@@ -121,6 +121,7 @@ class AwsContext:
                 raise CredentialsError(str(exc)) from exc
             session.events.register("before-call.*.*", self._before_call)
             session.events.register("before-send", self._before_send)
+            session.events.register("after-call.*.*", _refuse_html)
             session.events.register("after-call.*.*", _name_failed_action)
             session.events.register("after-call-error", self._name_unreadable_answer)
             for event, handler in self.hooks:
@@ -215,6 +216,24 @@ class AwsContext:
         if action and _is_unreadable_answer(exception):
             with contextlib.suppress(AttributeError, TypeError):
                 exception.datomic_aws_action = action  # type: ignore[attr-defined]
+
+
+def _refuse_html(http_response: Any, model: Any, **_: Any) -> None:
+    """An HTML page is never an AWS API answer: a proxy or a captive portal answered instead.
+    botocore parses one into nonsense without complaint where the protocol is JSON. (By its body:
+    moto labels some of its XML answers text/html.)"""
+    if http_response is None:
+        return
+    body = http_response.content or b""
+    if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        import botocore.parsers
+
+        exc = botocore.parsers.ResponseParserError(
+            f"HTTP {http_response.status_code} answer is an HTML page, not an AWS response:\n"
+            + body[:2000].decode("utf-8", "replace")
+        )
+        exc.datomic_aws_action = f"{model.service_model.endpoint_prefix}:{model.name}"  # type: ignore[attr-defined]
+        raise exc
 
 
 def _name_failed_action(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:

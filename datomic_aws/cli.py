@@ -733,6 +733,7 @@ def main(argv: list[str] | None = None) -> None:
             code = int(ExitCode.FAILURE)
         else:
             known.__traceback__ = exc.__traceback__
+            known.__cause__ = exc  # --debug shows botocore's own exception (an answer, say)
             code = _report(known, _opts(ctx))
     sys.exit(code)
 
