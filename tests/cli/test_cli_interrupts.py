@@ -226,7 +226,10 @@ def test_two_update_stack_runs_from_two_folders_never_surge_together(
     second = Folder(tmp_path / "b" / "env")
     assert second.template.read_bytes() == first.template.read_bytes()
     for op in SCALING_WRITES:
-        proxy.delays[op] = 1.0
+        proxy.delays[op] = 0.3
+    # The holder's surge is answered late: for that long the group runs the replacement next to
+    # the outdated instance, which the other runs would terminate if they did not wait.
+    proxy.delays["SetDesiredCapacity"] = 10.0
 
     args = ("--output", "json", "update-stack", REGION, STACK)
     with Poller(boto) as poller:
@@ -237,8 +240,8 @@ def test_two_update_stack_runs_from_two_folders_never_surge_together(
             lock = json.loads(boto("ssm").get_parameter(Name=LOCK)["Parameter"]["Value"])
             assert lock["pid"] == holder.pid and lock["command"] == "update-stack"
 
-            refused = cli("--lock-timeout", "0", *args, str(second.template), *FAST)
             waiter, waiter_lines = _start(*args, str(second.template), *FAST, endpoint=proxy.url)
+            refused = cli("--lock-timeout", "0", *args, str(second.template), *FAST)
             held_out, _ = holder.communicate(timeout=120)
             waited_out, _ = waiter.communicate(timeout=120)
         finally:
