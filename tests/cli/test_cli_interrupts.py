@@ -217,7 +217,7 @@ def test_an_interrupt_during_apply_stops_every_aws_call(
 
 
 def test_two_update_stack_runs_from_two_folders_never_surge_together(
-    cli: Any, boto: Any, proxy: Proxy, tmp_path: Path
+    cli: Any, boto: Any, endpoint: str, proxy: Proxy, tmp_path: Path
 ) -> None:
     (tmp_path / "a").mkdir()
     first = _created(cli, tmp_path / "a")
@@ -227,29 +227,40 @@ def test_two_update_stack_runs_from_two_folders_never_surge_together(
     assert second.template.read_bytes() == first.template.read_bytes()
     for op in SCALING_WRITES:
         proxy.delays[op] = 0.3
-    # The holder's surge is answered late: for that long the group runs the replacement next to
-    # the outdated instance, which the other runs would terminate if they did not wait.
-    proxy.delays["SetDesiredCapacity"] = 10.0
+    # The holder's termination of the old instance is held: until the test lets it go, the group
+    # runs the replacement next to the outdated instance, which the other runs would terminate
+    # (or surge for) if they did not wait.
+    proxy.held_operations.add("TerminateInstanceInAutoScalingGroup")
 
     args = ("--output", "json", "update-stack", REGION, STACK)
+    waiter: subprocess.Popen[str] | None = None
     with Poller(boto) as poller:
         holder, holder_lines = _start(*args, str(first.template), *FAST, endpoint=proxy.url)
         seen: list[str] = []
+        waited: list[str] = []
         try:
             _wait_for(holder_lines, "launching a replacement", seen)
+            assert proxy.wait_held("TerminateInstanceInAutoScalingGroup", timeout=60), seen
             lock = json.loads(boto("ssm").get_parameter(Name=LOCK)["Parameter"]["Value"])
             assert lock["pid"] == holder.pid and lock["command"] == "update-stack"
 
-            waiter, waiter_lines = _start(*args, str(second.template), *FAST, endpoint=proxy.url)
+            # The others talk to moto directly: nothing of theirs is held.
+            waiter, waiter_lines = _start(*args, str(second.template), *FAST, endpoint=endpoint)
             refused = cli("--lock-timeout", "0", *args, str(second.template), *FAST)
-            held_out, _ = holder.communicate(timeout=120)
-            waited_out, _ = waiter.communicate(timeout=120)
+            _wait_for(waiter_lines, "waiting for the lock", waited)
+            # Let the holder finish: its held attempt is dropped, botocore sends it again.
+            proxy.held_operations.clear()
+            proxy.release()
+            assert holder.wait(timeout=120) == 0, _drain(holder_lines, seen)
+            assert waiter.wait(timeout=120) == 0, _drain(waiter_lines, waited)
+            assert holder.stdout is not None and waiter.stdout is not None
+            held_out, waited_out = holder.stdout.read(), waiter.stdout.read()
         finally:
-            for proc in (holder, locals().get("waiter")):
+            for proc in (holder, waiter):
                 if proc is not None and proc.poll() is None:
                     proc.kill()
                     proc.wait()
-    holder_err, waiter_err = _drain(holder_lines, seen), _drain(waiter_lines, [])
+    waiter_err = _drain(waiter_lines, waited)
 
     # Never more than one extra transactor, never fewer than the group size.
     assert max(s[0] for s in poller.samples) == 2, poller.samples
@@ -261,8 +272,6 @@ def test_two_update_stack_runs_from_two_folders_never_surge_together(
     assert f"(pid {holder.pid}, update-stack" in error and "--lock-timeout" in error
     assert "Traceback" not in refused.stderr
 
-    assert holder.returncode == 0, holder_err
-    assert waiter.returncode == 0, waiter_err
     assert f"waiting for the lock of stack {STACK}: held by " in waiter_err
     assert f"(pid {holder.pid}, update-stack" in waiter_err
     # The waiter decided again once it held the lock: nothing was left to do.
