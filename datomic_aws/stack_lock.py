@@ -278,18 +278,29 @@ class StackLock:
         told = ""
         self.since = self.clock()
         _LIVE.add(self.token)
+        absent = 0
         while True:
             if self._put(self.name, self._record().to_json(), overwrite=False):
                 break
             holder = self.read()
-            if holder is None:
-                continue  # released between our two calls: try again at once
+            if holder is None:  # released between our two calls: try again (at once, at first)
+                absent += 1
+                if absent > 3:
+                    if time.monotonic() >= deadline:
+                        raise LockedError(
+                            f"the lock of stack {self.stack} can be neither created nor read",
+                            f"{self.region} {self.name}",
+                            "check the parameter in SSM, then rerun",
+                        )
+                    self.sleep(self.poll)
+                continue
+            absent = 0
             if holder.token == self.token:
                 break  # our own create, whose answer was lost and retried
-            if holder.expires <= self.clock() or self._holder_is_dead(holder):
-                if self._take_over(holder):
-                    break
-                continue
+            gone = holder.expires <= self.clock() or self._holder_is_dead(holder)
+            # A takeover that loses (another run is taking over this very lock) waits like the rest.
+            if gone and self._take_over(holder):
+                break
             if time.monotonic() >= deadline:
                 raise LockedError(
                     f"stack {self.stack} is locked by another datomic-aws run: {holder.describe()}",
@@ -313,7 +324,7 @@ class StackLock:
             return holder.token not in _LIVE
         return _process_gone(holder.pid)
 
-    def _take_over(self, expired: Owner, *, quiet: bool = False) -> bool:
+    def _take_over(self, expired: Owner, *, quiet: bool = False, again: bool = True) -> bool:
         marker = f"{self.name}.takeover"
         stamp = json.dumps({"token": self.token, "expires_epoch": self.clock() + MARKER_TTL})
         if not self._put(marker, stamp, overwrite=False):
@@ -323,8 +334,9 @@ class StackLock:
                     stale = float(json.loads(parameter["Value"])["expires_epoch"]) <= self.clock()
                 except (ValueError, KeyError, TypeError):
                     stale = True
-                if stale:
+                if stale:  # left by a run that died mid-takeover
                     self._delete(marker)
+                    return again and self._take_over(expired, quiet=quiet, again=False)
             return False
         try:
             current = self.read()

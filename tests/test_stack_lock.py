@@ -411,3 +411,18 @@ def test_a_refused_run_makes_no_write_not_even_a_cleanup(ssm: Any) -> None:
     assert cleanups == []
     assert ctx.call_log.mutating() == {"ssm:PutParameter": 1}  # the lock's create, refused
     assert names(ssm) == [NAME]
+
+
+def test_a_takeover_under_way_by_another_run_is_waited_for_not_raced(ssm: Any) -> None:
+    clock = Clock()
+    stale = lock(ssm, clock)
+    stale.acquire()
+    clock.now += TTL + 1
+    marker = {"token": "other-taker", "expires_epoch": clock.now + 30}
+    ssm.put_parameter(Name=f"{NAME}.takeover", Value=json.dumps(marker), Type="String")
+    sleeps: list[float] = []
+    late = StackLock(ssm, REGION, STACK, clock=clock, sleep=sleeps.append, timeout=0)
+    with pytest.raises(LockedError):
+        late.acquire()
+    assert value(ssm)["token"] == stale.token  # left to the run taking it over
+    assert value(ssm, f"{NAME}.takeover")["token"] == "other-taker"
