@@ -222,7 +222,9 @@ def _refuse_html(http_response: Any, model: Any, **_: Any) -> None:
     """An HTML page is never an AWS API answer: a proxy or a captive portal answered instead.
     botocore parses one into nonsense without complaint where the protocol is JSON. (By its body:
     moto labels some of its XML answers text/html.)"""
-    if http_response is None or model.has_streaming_output:
+    if http_response is None or getattr(http_response, "raw", None) is None:
+        return  # no answer from the wire (botocore's Stubber)
+    if model.has_streaming_output:
         return  # a streamed body (S3 GetObject) is the caller's to read, and it is read once
     body = http_response.content or b""
     if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
