@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -36,6 +36,8 @@ class Options:
     debug: bool
     lock_timeout: float = 600.0
     command: str = ""
+    # Every AwsContext of the run, so that an interrupt can cancel their worker threads' calls.
+    contexts: list[AwsContext] = field(default_factory=list)
 
     def locked(
         self, *paths: str | None, dry_run: bool = False
@@ -53,12 +55,16 @@ class Options:
     ) -> AwsContext:
         from datomic_aws.aws import AwsContext
 
-        return AwsContext(
+        aws = AwsContext(
             profile=self.profile,
             endpoint_url=self.endpoint_url,
             read_only=dry_run,
             allowed_writes=allowed_writes,
+            command=self.command,
+            lock_timeout=self.lock_timeout,
         )
+        self.contexts.append(aws)
+        return aws
 
 
 def _echo_err(message: str) -> None:
@@ -166,7 +172,8 @@ def _check_paths(inputs: dict[str, str], output: str) -> None:
     default=600.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long to wait for another run working on the same folder (0: refuse at once).",
+    help="How long to wait for another run working on the same folder or stack (0: refuse at "
+    "once).",
 )
 @click.version_option(__version__, prog_name="datomic-aws")
 @click.pass_context
@@ -701,7 +708,7 @@ def _as_catalogue_error(exc: Exception) -> DatomicAwsError | None:
         return None
     import botocore.exceptions
 
-    from datomic_aws.aws import translate
+    from datomic_aws.aws import translate, unreadable_answer
     from datomic_aws.errors import CredentialsError
 
     if isinstance(exc, botocore.exceptions.ClientError):
@@ -716,6 +723,9 @@ def _as_catalogue_error(exc: Exception) -> DatomicAwsError | None:
             "",
             "check the network, --endpoint-url, AWS_ENDPOINT_URL",
         )
+    unreadable = unreadable_answer(exc)
+    if unreadable is not None:
+        return unreadable
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return DatomicAwsError(f"AWS SDK error: {exc}", "", "rerun with --debug for details")
     return None
@@ -735,14 +745,61 @@ def _as_file_error(exc: Exception) -> DatomicAwsError | None:
     return None
 
 
+def _on_interrupt(run: list[click.Context]) -> Callable[[int, Any], None]:
+    """SIGINT and SIGTERM (what CI sends to cancel a job) alike: the first one cancels the run's
+    AWS calls in other threads and raises KeyboardInterrupt in the main thread, whose unwinding
+    restores what must be restored (a raised group's sizes, a half-written file, the locks);
+    later ones only say so, so that the cleanup itself is not cut short."""
+    seen: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        seen.append(signum)
+        opts = _opts(run[0]) if run else None
+        for aws in opts.contexts if opts is not None else ():
+            aws.cancel()
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+        # os.write, not click.echo: the handler may run inside a write to the same stream.
+        os.write(
+            2, b"datomic-aws: stopping; restoring what this run changed (SIGKILL stops at once)\n"
+        )
+
+    return handler
+
+
+@contextlib.contextmanager
+def _interrupt_handlers(run: list[click.Context]) -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    handler = _on_interrupt(run)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the parent set to be ignored (nohup, a background job) stays ignored.
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, handler)
+    if previous[signal.SIGTERM] == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The one error funnel: every failure becomes one `Error:` line and a named exit code."""
     ctx: click.Context | None = None
+    run: list[click.Context] = []
     code: int
     try:
-        ctx = cli.make_context("datomic-aws", list(sys.argv[1:] if argv is None else argv))
-        with ctx:
-            rv = cli.invoke(ctx)
+        with _interrupt_handlers(run):
+            ctx = cli.make_context("datomic-aws", list(sys.argv[1:] if argv is None else argv))
+            run.append(ctx)
+            with ctx:
+                rv = cli.invoke(ctx)
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
@@ -763,6 +820,7 @@ def main(argv: list[str] | None = None) -> None:
             code = int(ExitCode.FAILURE)
         else:
             known.__traceback__ = exc.__traceback__
+            known.__cause__ = exc  # --debug shows botocore's own exception (an answer, say)
             code = _report(known, _opts(ctx))
     sys.exit(code)
 

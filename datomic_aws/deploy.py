@@ -21,6 +21,7 @@ from datomic_aws import names, replace, stack
 from datomic_aws.aws import AwsContext, translating
 from datomic_aws.changes import Action, Change, Result
 from datomic_aws.errors import InvalidInput, Problem, StackError
+from datomic_aws.stack_lock import holding_stack_lock
 
 # What delete-cf-stack leaves alone, by design: none of it lives in the stack.
 KEPT_ON_DELETE = (
@@ -94,6 +95,7 @@ def _system(template: Template, name: str) -> str:
     return template.system or name
 
 
+@holding_stack_lock
 def create_cf_stack(
     ctx: AwsContext,
     region: str,
@@ -123,6 +125,7 @@ class Replacement:
     enabled: bool = True
 
 
+@holding_stack_lock
 def update_cf_stack(
     ctx: AwsContext,
     region: str,
@@ -277,6 +280,7 @@ def _launch_template_changes(changes: list[Change]) -> bool:
     return any(c.resource.endswith("/LaunchTemplate") and c.changed for c in changes)
 
 
+@holding_stack_lock
 def delete_cf_stack(
     ctx: AwsContext,
     region: str,
