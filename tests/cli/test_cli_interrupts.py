@@ -26,15 +26,16 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from datomic_aws.sandbox.probe import InServicePoller
 from tests.cli.conftest import Proxy, command_line
 from tests.cli.faulty_proxy import FaultyProxy
 from tests.cli.test_cli_stack import (
     FAST,
+    GROUP,
     REGION,
     SCALING_WRITES,
     STACK,
     Folder,
-    Poller,
     _change_type,
     _created,
     _group,
@@ -234,7 +235,7 @@ def test_two_update_stack_runs_from_two_folders_never_surge_together(
 
     args = ("--output", "json", "update-stack", REGION, STACK)
     waiter: subprocess.Popen[str] | None = None
-    with Poller(boto) as poller:
+    with InServicePoller(endpoint, REGION, GROUP) as poller:
         holder, holder_lines = _start(*args, str(first.template), *FAST, endpoint=proxy.url)
         seen: list[str] = []
         waited: list[str] = []
@@ -263,8 +264,8 @@ def test_two_update_stack_runs_from_two_folders_never_surge_together(
     waiter_err = _drain(waiter_lines, waited)
 
     # Never more than one extra transactor, never fewer than the group size.
-    assert max(s[0] for s in poller.samples) == 2, poller.samples
-    assert min(s[1] for s in poller.samples) >= 1, poller.samples
+    assert max(s.desired for s in poller.samples) == 2, poller.samples
+    assert min(s.in_service for s in poller.samples) >= 1, poller.samples
 
     assert refused.code == 1, (refused.stdout, refused.stderr)
     (error,) = _errors(refused.stderr)
