@@ -1536,9 +1536,7 @@ def test_a_replacement_that_vanished_between_two_polls_fails_at_once(
         "terminate_instance_in_auto_scaling_group",
         {"InstanceId": "i-next", "ShouldDecrementDesiredCapacity": True},
     )
-    s.describe(
-        group_page(2, *old, inst("i-next", "Terminating"), min_size=2, max_size=3), roles
-    )
+    s.describe(group_page(2, *old, inst("i-next", "Terminating"), min_size=2, max_size=3), roles)
     s.resume()
 
     with pytest.raises(ReplacementError, match="i-new left the group before it was InService"):

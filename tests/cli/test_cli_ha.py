@@ -145,7 +145,7 @@ def probe_settled(env: Env) -> dict[str, Any]:
         last = [e for e in timeline if e["event"] in ("gap", "active")]
         return report if not last or last[-1]["event"] == "active" else None
 
-    found: dict[str, Any] = wait_for(live, "a live active transactor after the roll", 30)
+    wait_for(live, "a live active transactor after the roll", 30)
     time.sleep(0.3)
     final: dict[str, Any] = env.control.probe()
     return final
@@ -244,9 +244,7 @@ def test_update_after_an_instance_type_change_costs_one_failover_within_the_boun
 # --- 2. Datomic's old way: a gap of about a boot ------------------------------------------------
 
 
-def test_strategy_terminate_with_a_group_of_one_costs_about_a_boot(
-    ha: Any, tmp_path: Path
-) -> None:
+def test_strategy_terminate_with_a_group_of_one_costs_about_a_boot(ha: Any, tmp_path: Path) -> None:
     boot = 2.5
     env = ha(tmp_path, 1)
     env.control.settings(boot_seconds=boot)
@@ -342,7 +340,9 @@ def test_a_kill_at_any_point_of_a_roll_then_a_rerun_converges(
         env={**os.environ, "AWS_ENDPOINT_URL": env.endpoint},
     )
     try:
-        wait_for(lambda: reached() or proc.poll() is not None, f"the roll to reach {point}", 120, 0.02)
+        wait_for(
+            lambda: reached() or proc.poll() is not None, f"the roll to reach {point}", 120, 0.02
+        )
         assert proc.poll() is None, f"the run ended before {point}"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
