@@ -229,6 +229,7 @@ def test_update_after_an_instance_type_change_costs_one_failover_within_the_boun
     assert not old_ids & {i["InstanceId"] for i in group["Instances"]}
 
     availability = run.json["availability"]
+    print(f"MEASURED surge size {size}: probe {summary} reported {availability}")
     assert availability["group_size"] == size and availability["replaced"] == size
     assert availability["roles_known"] is True
     assert availability["failovers"] == 1
@@ -268,6 +269,8 @@ def test_strategy_terminate_with_a_group_of_one_costs_about_a_boot(ha: Any, tmp_
     assert boot <= gap <= boot + BOUND + 1.5, report
     # The command reports it too (from the role tags, at its poll interval).
     (reported,) = run.json["availability"]["no_active_intervals"]
+    print(f"MEASURED terminate boot {boot}: probe {summary} reported {run.json['availability']}")
+    print(f"MEASURED surge boot {boot}: probe gap {surge_gap}")
     assert boot <= reported <= boot + BOUND + 2.5, run.json["availability"]
     assert reported > surge.json["availability"]["no_active_intervals"][0]
     assert run.json["availability"]["min_in_service"] == 0
