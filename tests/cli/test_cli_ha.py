@@ -310,10 +310,22 @@ def _active_terminated(env: Env, size: int) -> Callable[[], bool]:
     return check
 
 
+def _growing_back(env: Env, size: int) -> Callable[[], bool]:
+    """After the takeover, the group grows back: its new standby is in Pending:Wait."""
+    gone = _active_terminated(env, size)
+    pending = _pending_wait(env, size)
+
+    def check() -> bool:
+        return gone() and pending()
+
+    return check
+
+
 KILL_POINTS: dict[str, Callable[[Env, int], Callable[[], bool]]] = {
     "group-raised": _raised,
     "new-instance-pending-wait": _pending_wait,
     "old-active-terminated": _active_terminated,
+    "growing-back-pending-wait": _growing_back,
 }
 
 
@@ -323,6 +335,7 @@ KILL_POINTS: dict[str, Callable[[Env, int], Callable[[], bool]]] = {
         ("group-raised", 2),
         ("new-instance-pending-wait", 2),
         ("old-active-terminated", 2),
+        ("growing-back-pending-wait", 2),
         ("old-active-terminated", 1),
     ],
 )
@@ -384,6 +397,7 @@ def test_an_abandoned_replacement_points_the_group_back_and_leaves_the_old_insta
     active = active_of(live)
     env.set_type(TYPES[1])
     env.control.settings(die_at_start=100)  # every new boot dies at start
+    env.control.clear_probe()
 
     run = env.apply()
 
@@ -402,5 +416,13 @@ def test_an_abandoned_replacement_points_the_group_back_and_leaves_the_old_insta
     reservations = env.client("ec2").describe_instances(InstanceIds=list(live))["Reservations"]
     assert {i["State"]["Name"] for r in reservations for i in r["Instances"]} == {"running"}
     assert active_of(after) == active
+    # A peer never lost the active: no failover, no gap. Only new instances exited: those that
+    # died at start, and the one still booting that the restore terminated.
+    report = env.control.probe()
+    summary = report["summary"]
+    assert (summary["failovers"], summary["gaps"], summary["race_losses"]) == (0, 0, 0), summary
+    assert summary["exit_reasons"]["died at start"] >= 1, summary
+    exited = {e["instance"] for e in report["timeline"] if e["event"] == "exit"}
+    assert not exited & set(live), report
     status = env.status()
     assert status.code == 3  # the stack declares the new version: the instances are outdated
