@@ -2,12 +2,17 @@
 
 Owns credentials (standard chain, profile), endpoint override (moto, LocalStack), botocore retry
 configuration, the per-run log of AWS calls (what `--output json` reports and tests count), the
-dry-run write guard, and the helpers that read AWS error codes. It must not decide anything about
-resources: the resource modules take the clients it builds.
+dry-run write guard, the cancellation flag an interrupt sets (checked before every call and every
+retry, so worker threads stop at their next call), the gate a caller can put in front of every call
+of its thread (the stack lock takes itself there, lazily), and the helpers that read AWS error codes
+and answers. It must not decide anything about resources: the resource modules take the clients it
+builds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -16,7 +21,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from datomic_aws import __version__
-from datomic_aws.errors import AwsCallError, CredentialsError, DryRunViolation
+from datomic_aws.errors import (
+    AwsCallError,
+    CredentialsError,
+    DatomicAwsError,
+    DryRunViolation,
+    Interrupted,
+)
 
 if TYPE_CHECKING:
     import boto3
@@ -26,6 +37,8 @@ if TYPE_CHECKING:
 _READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Validate")
 
 Hook = tuple[str, Callable[..., Any]]
+# Called before every AWS call of the thread that installed it: (`service:Operation`, mutating).
+Gate = Callable[[str, bool], None]
 # Key added to a failed call's parsed response (ClientError.response): the IAM action of the call,
 # `service:Operation`, which botocore's error does not carry (it knows only the operation name).
 ACTION_KEY = "DatomicAwsAction"
@@ -64,7 +77,13 @@ class AwsContext:
     `read_only` turns on the dry-run guard: any mutating call raises before it is sent, except the
     operations named in `allowed_writes` (e.g. a CloudFormation change set that only describes).
     `hooks` are botocore event handlers registered before any client exists, because clients copy
-    the session's event emitter when they are built.
+    the session's event emitter when they are built. `command` and `lock_timeout` describe the run
+    to the stack lock (its owner record, how long to wait for another run).
+
+    `cancel()` (the CLI's signal handler calls it) makes every later call and retry attempt of any
+    *other* thread raise `Interrupted` before it is sent: Python delivers an interrupt only to the
+    main thread, which unwinds (restoring what it must, through its own calls), while the workers
+    of a parallel phase would otherwise carry on writing.
     """
 
     profile: str | None = None
@@ -74,12 +93,18 @@ class AwsContext:
     hooks: Iterable[Hook] = ()
     max_attempts: int = 10
     call_log: CallLog = field(default_factory=CallLog)
+    command: str = ""
+    lock_timeout: float = 600.0
     _session: Any = field(default=None, init=False, repr=False)
     _clients: dict[tuple[str, str, str | None], Any] = field(
         default_factory=dict, init=False, repr=False
     )
     _account: str | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _cancelled_by: int | None = field(default=None, init=False, repr=False)
+    _gate: tuple[int, Gate] | None = field(default=None, init=False, repr=False)
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def session(self) -> boto3.Session:
         with self._lock:
@@ -95,7 +120,10 @@ class AwsContext:
             except botocore.exceptions.ProfileNotFound as exc:
                 raise CredentialsError(str(exc)) from exc
             session.events.register("before-call.*.*", self._before_call)
+            session.events.register("before-send", self._before_send)
+            session.events.register("after-call.*.*", _refuse_html)
             session.events.register("after-call.*.*", _name_failed_action)
+            session.events.register("after-call-error", self._name_unreadable_answer)
             for event, handler in self.hooks:
                 session.events.register(event, handler)
             self._session = session
@@ -135,16 +163,79 @@ class AwsContext:
                 raise CredentialsError(str(exc)) from exc
         return self._account
 
+    def cancel(self) -> None:
+        """Stop every other thread at its next AWS call or retry (see the class docstring)."""
+        self._cancelled_by = threading.get_ident()
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set() and threading.get_ident() != self._cancelled_by:
+            raise Interrupted(
+                "interrupted", "", "rerun the same command to converge; it is safe to repeat"
+            )
+
+    @contextmanager
+    def gated(self, gate: Gate) -> Iterator[None]:
+        """Call `gate` before every AWS call this thread makes inside the block (not in calls the
+        gate makes itself). The gate may raise to stop the call before it is sent."""
+        previous = self._gate
+        self._gate = (threading.get_ident(), gate)
+        try:
+            yield
+        finally:
+            self._gate = previous
+
     def _before_call(self, model: Any, **_: Any) -> None:
+        self._check_cancelled()
         service = model.service_model.endpoint_prefix
         operation = str(model.name)
+        action = f"{service}:{operation}"
+        gate = self._gate
+        ours = gate is not None and gate[0] == threading.get_ident()
+        if gate is not None and ours and not getattr(self._local, "in_gate", False):
+            self._local.in_gate = True
+            try:
+                gate[1](action, is_mutating(operation))
+            finally:
+                self._local.in_gate = False
+        self._local.action = action
         self.call_log.record(service, operation)
-        if (
-            self.read_only
-            and is_mutating(operation)
-            and f"{service}:{operation}" not in self.allowed_writes
-        ):
-            raise DryRunViolation(f"{service}:{operation}")
+        if self.read_only and is_mutating(operation) and action not in self.allowed_writes:
+            raise DryRunViolation(action)
+
+    def _before_send(self, **_: Any) -> None:
+        # Once per attempt: a retry of a call in flight when the interrupt came is not sent either.
+        self._check_cancelled()
+
+    def _name_unreadable_answer(self, exception: BaseException, **_: Any) -> None:
+        action = getattr(self._local, "action", None)
+        if action and _is_unreadable_answer(exception):
+            with contextlib.suppress(AttributeError, TypeError):
+                exception.datomic_aws_action = action  # type: ignore[attr-defined]
+
+
+def _refuse_html(http_response: Any, model: Any, **_: Any) -> None:
+    """An HTML page is never an AWS API answer: a proxy or a captive portal answered instead.
+    botocore parses one into nonsense without complaint where the protocol is JSON. (By its body:
+    moto labels some of its XML answers text/html.)"""
+    if http_response is None or getattr(http_response, "raw", None) is None:
+        return  # no answer from the wire (botocore's Stubber)
+    if model.has_streaming_output:
+        return  # a streamed body (S3 GetObject) is the caller's to read, and it is read once
+    body = http_response.content or b""
+    if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        import botocore.parsers
+
+        exc = botocore.parsers.ResponseParserError(
+            f"HTTP {http_response.status_code} answer is an HTML page, not an AWS response:\n"
+            + body[:2000].decode("utf-8", "replace")
+        )
+        exc.datomic_aws_action = f"{model.service_model.endpoint_prefix}:{model.name}"  # type: ignore[attr-defined]
+        raise exc
 
 
 def _name_failed_action(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
@@ -188,3 +279,24 @@ def translating(resource: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         raise translate(exc, resource) from exc
+
+
+def _is_unreadable_answer(exc: BaseException) -> bool:
+    import botocore.parsers
+
+    return isinstance(exc, botocore.parsers.ResponseParserError)
+
+
+def unreadable_answer(exc: BaseException) -> DatomicAwsError | None:
+    """An answer botocore could not parse (an HTML page from a proxy or a captive portal, say),
+    as one line naming the call; None for any other exception. The answer itself, which can be a
+    whole page, is left to --debug's traceback."""
+    if "botocore" not in sys.modules or not _is_unreadable_answer(exc):
+        return None
+    action = str(getattr(exc, "datomic_aws_action", "") or "an AWS call")
+    return DatomicAwsError(
+        f"the answer to {action} is not an AWS response (an HTML error page from a proxy?)",
+        "",
+        "check the network, HTTPS_PROXY/NO_PROXY and --endpoint-url, then rerun; "
+        "--debug shows the answer",
+    )

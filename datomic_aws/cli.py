@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -36,6 +36,8 @@ class Options:
     debug: bool
     lock_timeout: float = 600.0
     command: str = ""
+    # Every AwsContext of the run, so that an interrupt can cancel their worker threads' calls.
+    contexts: list[AwsContext] = field(default_factory=list)
 
     def locked(
         self, *paths: str | None, dry_run: bool = False
@@ -53,12 +55,16 @@ class Options:
     ) -> AwsContext:
         from datomic_aws.aws import AwsContext
 
-        return AwsContext(
+        aws = AwsContext(
             profile=self.profile,
             endpoint_url=self.endpoint_url,
             read_only=dry_run,
             allowed_writes=allowed_writes,
+            command=self.command,
+            lock_timeout=self.lock_timeout,
         )
+        self.contexts.append(aws)
+        return aws
 
 
 def _echo_err(message: str) -> None:
@@ -117,6 +123,28 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
         raise UsageError("--detailed-exitcode needs --dry-run", "", "add --dry-run")
 
 
+def _check_paths(inputs: dict[str, str], output: str) -> None:
+    """Before the folder lock and any AWS call: a wrong path, an unparsable or invalid properties
+    file is refused (every problem of every file listed) and leaves no lock file. `inputs` maps
+    each path to its kind, "transactor" or "cf"."""
+    from datomic_aws.checks import check_output, check_properties_input
+    from datomic_aws.config.cf import load_cf
+    from datomic_aws.config.transactor import load_transactor
+    from datomic_aws.errors import InvalidInput
+
+    for path in inputs:
+        check_properties_input(path)
+    check_output(output)
+    problems = []
+    for path, kind in inputs.items():
+        try:
+            load_transactor(path) if kind == "transactor" else load_cf(path)
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems)
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Docs: README.md. Exit codes: 0 ok, 1 failure, 2 invalid input, 3 changes pending "
@@ -144,7 +172,8 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
     default=600.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long to wait for another run working on the same folder (0: refuse at once).",
+    help="How long to wait for another run working on the same folder or stack (0: refuse at "
+    "once).",
 )
 @click.version_option(__version__, prog_name="datomic-aws")
 @click.pass_context
@@ -172,9 +201,14 @@ def cli(
 def _input_output(fn: F) -> F:
     """INPUT [OUTPUT]: OUTPUT defaults to INPUT, rewritten in place (Datomic's convention)."""
     fn = click.argument(
-        "output_path", metavar="[OUTPUT]", required=False, type=click.Path(dir_okay=False)
+        "output_path",
+        metavar="[OUTPUT]",
+        required=False,
+        type=click.Path(dir_okay=False, readable=False),
     )(fn)
-    return click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))(fn)
+    return click.argument(
+        "input_path", metavar="INPUT", type=click.Path(dir_okay=False, readable=False)
+    )(fn)
 
 
 @cli.command("ensure-transactor")
@@ -202,6 +236,7 @@ def ensure_transactor_cmd(
     from datomic_aws.ensure import ensure_transactor
 
     _check_detailed(dry_run, detailed_exitcode)
+    _check_paths({input_path: "transactor"}, output_path or input_path)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -234,6 +269,7 @@ def ensure_cf_cmd(
     from datomic_aws.ensure import ensure_cf
 
     _check_detailed(dry_run, detailed_exitcode)
+    _check_paths({input_path: "cf"}, output_path or input_path)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -241,9 +277,13 @@ def ensure_cf_cmd(
 
 
 @cli.command("create-cf-template")
-@click.argument("transactor_props", metavar="TRANSACTOR_PROPS", type=click.Path(dir_okay=False))
-@click.argument("cf_props", metavar="CF_PROPS", type=click.Path(dir_okay=False))
-@click.argument("output_json", metavar="OUTPUT_JSON", type=click.Path(dir_okay=False))
+@click.argument(
+    "transactor_props", metavar="TRANSACTOR_PROPS", type=click.Path(dir_okay=False, readable=False)
+)
+@click.argument("cf_props", metavar="CF_PROPS", type=click.Path(dir_okay=False, readable=False))
+@click.argument(
+    "output_json", metavar="OUTPUT_JSON", type=click.Path(dir_okay=False, readable=False)
+)
 @change_options()
 @click.pass_obj
 def create_cf_template_cmd(
@@ -267,6 +307,7 @@ def create_cf_template_cmd(
     from datomic_aws.template import create_cf_template
 
     _check_detailed(dry_run, detailed_exitcode)
+    _check_paths({transactor_props: "transactor", cf_props: "cf"}, output_json)
     with opts.locked(output_json, dry_run=dry_run):
         result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
     return finish(opts, None, result, detailed_exitcode=detailed_exitcode)
@@ -312,8 +353,20 @@ def _confirm(yes: bool, question: str) -> None:
 _REGION = click.argument("region", metavar="REGION")
 _STACK = click.argument("stack_name", metavar="STACK_NAME")
 _TEMPLATE = click.argument(
-    "template_json", metavar="TEMPLATE_JSON", type=click.Path(dir_okay=False)
+    "template_json", metavar="TEMPLATE_JSON", type=click.Path(dir_okay=False, readable=False)
 )
+
+
+def _stack_template(region: str, stack_name: str, template_json: str) -> Any:
+    """REGION, STACK_NAME and TEMPLATE_JSON checked before any call: a known region, a valid stack
+    name, a readable JSON template generated for that region."""
+    from datomic_aws.checks import check_stack_arguments, check_template_region
+    from datomic_aws.deploy import read_template
+
+    check_stack_arguments(region, stack_name)
+    template = read_template(template_json)
+    check_template_region(region, template.region, template.path)
+    return template
 
 
 def _stack_aws(opts: Options, dry_run: bool, template_text: str = "") -> AwsContext:
@@ -357,10 +410,10 @@ def create_cf_stack_cmd(
     Example:
       datomic-aws create-cf-stack us-east-1 datomic-prod aws/prod/cf.json
     """
-    from datomic_aws.deploy import create_cf_stack, read_template
+    from datomic_aws.deploy import create_cf_stack
 
     _check_detailed(dry_run, detailed_exitcode)
-    template = read_template(template_json)
+    template = _stack_template(region, stack_name, template_json)
     aws = _stack_aws(opts, dry_run, template.text)
     result = create_cf_stack(
         aws,
@@ -439,10 +492,10 @@ def update_stack_cmd(
       datomic-aws update-stack us-east-1 datomic-prod aws/prod/cf.json
       datomic-aws update-stack --dry-run us-east-1 datomic-prod aws/prod/cf.json
     """
-    from datomic_aws.deploy import Replacement, read_template, update_cf_stack
+    from datomic_aws.deploy import Replacement, update_cf_stack
 
     _check_detailed(dry_run, detailed_exitcode)
-    template = read_template(template_json)
+    template = _stack_template(region, stack_name, template_json)
     replacement = Replacement(
         strategy="terminate" if strategy == "terminate" else "surge", enabled=not no_replace
     )
@@ -492,9 +545,11 @@ def delete_cf_stack_cmd(
     Example:
       datomic-aws delete-cf-stack us-east-1 datomic-prod --yes
     """
+    from datomic_aws.checks import check_stack_arguments
     from datomic_aws.deploy import delete_cf_stack
 
     _check_detailed(dry_run, detailed_exitcode)
+    check_stack_arguments(region, stack_name)
     if not dry_run:
         _confirm(yes, f"Delete stack {stack_name} in {region} and stop its transactors?")
     aws = opts.aws(dry_run=dry_run)
@@ -510,7 +565,7 @@ def delete_cf_stack_cmd(
 @click.option(
     "--template",
     "template_json",
-    type=click.Path(dir_okay=False),
+    type=click.Path(dir_okay=False, readable=False),
     help="A local template to compare with the deployed one.",
 )
 @click.pass_obj
@@ -530,9 +585,11 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
     Example:
       datomic-aws status us-east-1 datomic-prod --template aws/prod/cf.json
     """
-    from datomic_aws.deploy import read_template, stack_status
+    from datomic_aws.checks import check_stack_arguments
+    from datomic_aws.deploy import stack_status
 
-    template = read_template(template_json) if template_json else None
+    check_stack_arguments(region, stack_name)
+    template = _stack_template(region, stack_name, template_json) if template_json else None
     aws = opts.aws(dry_run=True)
     result = stack_status(aws, region, stack_name, template=template)
     finish(opts, aws, result, detailed_exitcode=False)
@@ -541,7 +598,7 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
 
 
 @cli.command("apply")
-@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, readable=False))
 @click.option(
     "--recreate-failed",
     is_flag=True,
@@ -575,10 +632,11 @@ def apply_cmd(
       datomic-aws apply aws/prod
       datomic-aws apply --dry-run --detailed-exitcode aws/prod
     """
-    from datomic_aws.deploy import Replacement, apply_dir
+    from datomic_aws.deploy import Replacement, apply_dir, validate_folder
     from datomic_aws.stack import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
+    validate_folder(directory)
     if strategy == "terminate" and not no_replace and not dry_run:
         from datomic_aws.replace import TERMINATE_WARNING
 
@@ -650,7 +708,7 @@ def _as_catalogue_error(exc: Exception) -> DatomicAwsError | None:
         return None
     import botocore.exceptions
 
-    from datomic_aws.aws import translate
+    from datomic_aws.aws import translate, unreadable_answer
     from datomic_aws.errors import CredentialsError
 
     if isinstance(exc, botocore.exceptions.ClientError):
@@ -665,19 +723,83 @@ def _as_catalogue_error(exc: Exception) -> DatomicAwsError | None:
             "",
             "check the network, --endpoint-url, AWS_ENDPOINT_URL",
         )
+    unreadable = unreadable_answer(exc)
+    if unreadable is not None:
+        return unreadable
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return DatomicAwsError(f"AWS SDK error: {exc}", "", "rerun with --debug for details")
     return None
 
 
+def _as_file_error(exc: Exception) -> DatomicAwsError | None:
+    """A file or folder the environment refused after the up-front checks (a folder made
+    read-only during the run, a full disk): one line, exit 1."""
+    from datomic_aws.errors import FileAccessError
+
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return FileAccessError(
+            f"cannot use the file: {exc.strerror or type(exc).__name__}",
+            str(exc.filename),
+            "check the permissions, the free space and that the file system is writable",
+        )
+    return None
+
+
+def _on_interrupt(run: list[click.Context]) -> Callable[[int, Any], None]:
+    """SIGINT and SIGTERM (what CI sends to cancel a job) alike: the first one cancels the run's
+    AWS calls in other threads and raises KeyboardInterrupt in the main thread, whose unwinding
+    restores what must be restored (a raised group's sizes, a half-written file, the locks);
+    later ones only say so, so that the cleanup itself is not cut short."""
+    seen: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        seen.append(signum)
+        opts = _opts(run[0]) if run else None
+        for aws in opts.contexts if opts is not None else ():
+            aws.cancel()
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+        # os.write, not click.echo: the handler may run inside a write to the same stream.
+        os.write(
+            2, b"datomic-aws: stopping; restoring what this run changed (SIGKILL stops at once)\n"
+        )
+
+    return handler
+
+
+@contextlib.contextmanager
+def _interrupt_handlers(run: list[click.Context]) -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    handler = _on_interrupt(run)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the parent set to be ignored (nohup, a background job) stays ignored.
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, handler)
+    if previous[signal.SIGTERM] == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The one error funnel: every failure becomes one `Error:` line and a named exit code."""
     ctx: click.Context | None = None
+    run: list[click.Context] = []
     code: int
     try:
-        ctx = cli.make_context("datomic-aws", list(sys.argv[1:] if argv is None else argv))
-        with ctx:
-            rv = cli.invoke(ctx)
+        with _interrupt_handlers(run):
+            ctx = cli.make_context("datomic-aws", list(sys.argv[1:] if argv is None else argv))
+            run.append(ctx)
+            with ctx:
+                rv = cli.invoke(ctx)
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
@@ -691,13 +813,14 @@ def main(argv: list[str] | None = None) -> None:
     except DatomicAwsError as exc:
         code = _report(exc, _opts(ctx))
     except Exception as exc:
-        known = _as_catalogue_error(exc)
+        known = _as_catalogue_error(exc) or _as_file_error(exc)
         if known is None:
             _echo_err(f"Error: internal error: {type(exc).__name__}: {exc}")
             _echo_err("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
             code = int(ExitCode.FAILURE)
         else:
             known.__traceback__ = exc.__traceback__
+            known.__cause__ = exc  # --debug shows botocore's own exception (an answer, say)
             code = _report(known, _opts(ctx))
     sys.exit(code)
 

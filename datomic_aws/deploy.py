@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datomic_aws import names, replace, stack
 from datomic_aws.aws import AwsContext, translating
 from datomic_aws.changes import Action, Change, Result
 from datomic_aws.errors import InvalidInput, Problem, StackError
+from datomic_aws.stack_lock import holding_stack_lock
 
 # What delete-cf-stack leaves alone, by design: none of it lives in the stack.
 KEPT_ON_DELETE = (
@@ -35,6 +36,8 @@ class Template:
     text: str
     system: str | None
     group_size: int | None
+    # The cf file's aws-region the template was generated for (None: an older or foreign template).
+    region: str | None = None
 
 
 def template_from_text(text: str, path: str) -> Template:
@@ -46,19 +49,41 @@ def template_from_text(text: str, path: str) -> Template:
         raise InvalidInput(
             [Problem(path, None, None, "not a CloudFormation template (no Resources)")]
         )
-    meta = doc.get("Metadata", {}).get("DatomicAws", {})
-    size = doc.get("Parameters", {}).get("GroupSize", {}).get("Default")
+    meta = _mapping(_mapping(doc.get("Metadata")).get("DatomicAws"))
+    size = _mapping(_mapping(doc.get("Parameters")).get("GroupSize")).get("Default")
     return Template(
         path=path,
         text=text,
         system=str(meta["System"]) if meta.get("System") else None,
         group_size=int(size) if size is not None and str(size).isdigit() else None,
+        region=str(meta["Region"]) if meta.get("Region") else None,
     )
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def read_template(path: str | Path) -> Template:
+    """The template file: missing, not UTF-8 or not JSON is InvalidInput (exit 2), a file the
+    environment refuses to read is FileAccessError (exit 1); one line either way."""
+    from datomic_aws.checks import check_input
+
+    check_input(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    None,
+                    f"not a JSON template: byte {exc.start} is not UTF-8",
+                    "give the cf.json that `datomic-aws create-cf-template` wrote",
+                )
+            ]
+        ) from exc
     except OSError as exc:
         raise InvalidInput(
             [Problem(str(path), None, None, f"cannot read the template: {exc.strerror}")]
@@ -70,6 +95,7 @@ def _system(template: Template, name: str) -> str:
     return template.system or name
 
 
+@holding_stack_lock
 def create_cf_stack(
     ctx: AwsContext,
     region: str,
@@ -99,6 +125,7 @@ class Replacement:
     enabled: bool = True
 
 
+@holding_stack_lock
 def update_cf_stack(
     ctx: AwsContext,
     region: str,
@@ -253,6 +280,7 @@ def _launch_template_changes(changes: list[Change]) -> bool:
     return any(c.resource.endswith("/LaunchTemplate") and c.changed for c in changes)
 
 
+@holding_stack_lock
 def delete_cf_stack(
     ctx: AwsContext,
     region: str,
@@ -376,33 +404,41 @@ def apply_dir(
     replacement: Replacement = Replacement(),
     waiting: stack.Waiting | None = None,
 ) -> Result:
-    """apply DIR: ensure-transactor, ensure-cf, create-cf-template, then create or update."""
+    """apply DIR: ensure-transactor, ensure-cf, create-cf-template, then create or update.
+
+    Validate first (design §7): the paths, both files and what they must agree on, then every
+    read-only AWS check of both ensure steps (table key schema, names owned by someone else, type
+    offered and current, heap, image, subnets, group owner), all before the first write. Only
+    then do the ensure steps write.
+    """
+    from datomic_aws.checks import APPLY_FILES, APPLY_TEMPLATE
     from datomic_aws.config.cf import load_cf
-    from datomic_aws.ensure import ensure_cf, ensure_transactor
+    from datomic_aws.ensure import converge_cf, converge_transactor, plan_transactor, prepare_cf
     from datomic_aws.template import create_cf_template
 
+    warnings = validate_folder(directory)
     folder = Path(directory)
     transactor, cf, template_path = (
-        folder / "transactor.properties",
-        folder / "cf.properties",
-        folder / "cf.json",
+        folder / APPLY_FILES[0],
+        folder / APPLY_FILES[1],
+        folder / APPLY_TEMPLATE,
     )
-    missing = [p for p in (transactor, cf) if not p.is_file()]
-    if missing:
-        raise InvalidInput(
-            [
-                Problem(str(p), None, None, "missing", f"copy config_samples/{p.name} here")
-                for p in missing
-            ]
-        )
-    _validate_both(transactor, cf)
+    # The stack (and its group) must be this system's before anything is written.
     _check_stack_owner(ctx, transactor, cf, adopt=adopt, recreate_failed=recreate_failed)
     result = Result("apply", dry_run=dry_run)
-    # The two ensure steps touch disjoint resources and files: they run side by side.
+    # The two ensure steps read disjoint resources: their checks run side by side, and every
+    # problem of both is reported together.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        first_job = pool.submit(ensure_transactor, ctx, transactor, dry_run=dry_run, adopt=adopt)
-        second_job = pool.submit(ensure_cf, ctx, cf, dry_run=dry_run, adopt=adopt)
-        first, second = first_job.result(), second_job.result()
+        planned_job = pool.submit(
+            plan_transactor, ctx, transactor, adopt=adopt, extra_warnings=tuple(warnings)
+        )
+        cf_job = pool.submit(prepare_cf, ctx, cf, adopt=adopt)
+        planned, cf_run = _both(planned_job, cf_job)
+    # Nothing was written so far. The writes touch disjoint resources and files: side by side too.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first_job = pool.submit(converge_transactor, ctx, planned, dry_run=dry_run)
+        second_job = pool.submit(converge_cf, ctx, cf_run, dry_run=dry_run)
+        first, second = _both(first_job, second_job)
     result.merge(first)
     result.merge(second)
     scratch = Path(tempfile.mkdtemp(prefix="datomic-aws-plan-")) if dry_run else None
@@ -490,19 +526,54 @@ def _check_stack_owner(
         )
 
 
-def _validate_both(transactor: Path, cf: Path) -> None:
-    """Both files are checked before any AWS call, and every problem of both is reported."""
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def _both(first: Future[A], second: Future[B]) -> tuple[A, B]:
+    """Both results, after both finished; when both failed on input, every problem of both."""
+    errors = [f.exception() for f in (first, second)]
+    problems = [p for e in errors if isinstance(e, InvalidInput) for p in e.problems]
+    if problems and all(e is None or isinstance(e, InvalidInput) for e in errors):
+        raise InvalidInput(problems)
+    for error in errors:
+        if error is not None:
+            raise error
+    return first.result(), second.result()
+
+
+def validate_folder(directory: str | Path) -> list[str]:
+    """apply's checks that need no AWS: the folder and its files, both files' values and what
+    they must agree on. Also run by the CLI before it takes the folder lock, so that invalid input
+    leaves nothing behind. Returns the transactor file's warnings (see `_validate_both`)."""
+    from datomic_aws.checks import APPLY_FILES, check_apply_folder
+
+    check_apply_folder(directory)
+    folder = Path(directory)
+    return _validate_both(folder / APPLY_FILES[0], folder / APPLY_FILES[1])
+
+
+def _validate_both(transactor: Path, cf: Path) -> list[str]:
+    """Both files and what they must agree on, before any AWS call; every problem of both is
+    reported. Returns the transactor file's warnings, worded for the cf file's Datomic version."""
     from datomic_aws.config.cf import load_cf
     from datomic_aws.config.transactor import load_transactor
+    from datomic_aws.template import cross_file_checks
 
     problems: list[Problem] = []
+    specs: list[Any] = []
     for load, path in ((load_transactor, transactor), (load_cf, cf)):
         try:
-            load(path)
+            specs.append(load(path)[1])
         except InvalidInput as exc:
             problems.extend(exc.problems)
+    warnings: list[str] = []
+    if len(specs) == 2:
+        cross, warnings = cross_file_checks(specs[0], specs[1])
+        problems.extend(cross)
     if problems:
         raise InvalidInput(problems)
+    return warnings
 
 
 def _would_be(step: Result, original: Path, scratch: Path) -> Path:

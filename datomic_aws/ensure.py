@@ -29,7 +29,6 @@ from datomic_aws.config.cf import (
     CfSpec,
     default_xmx,
     heap_mib,
-    is_previous_generation,
     load_cf,
     max_xmx_mib,
 )
@@ -40,13 +39,55 @@ from datomic_aws.config.transactor import (
     effective_config,
     load_transactor,
 )
-from datomic_aws.errors import InvalidInput, Problem
+from datomic_aws.errors import DatomicAwsError, InvalidInput, Problem
 from datomic_aws.properties import PropertiesText, write_back
 from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.resources.dynamodb import TableSpec, ensure_table
 from datomic_aws.resources.iam import RoleSpec, ensure_role
 from datomic_aws.resources.s3 import BucketSpec, ensure_bucket
 from datomic_aws.resources.ssm import ParameterSpec, ensure_parameter
+
+
+@dataclass
+class TransactorPlan:
+    """ensure-transactor after every read and refusal, before any write."""
+
+    props: PropertiesText
+    spec: TransactorSpec
+    output: str | Path
+    adopt: bool
+    plan: Result
+
+
+def plan_transactor(
+    ctx: AwsContext,
+    input_path: str | Path,
+    output_path: str | Path | None = None,
+    *,
+    adopt: bool = False,
+    extra_warnings: tuple[str, ...] | None = None,
+) -> TransactorPlan:
+    """Every read and every refusal (a derived name owned by someone else, a table with the wrong
+    key) of ensure-transactor; no write. `extra_warnings` replaces the file's own warnings (apply
+    knows the Datomic version and words the license-key warning for it)."""
+    props, spec = load_transactor(input_path)
+    output = output_path or input_path
+    plan = _run(ctx, props, spec, output, dry_run=True, adopt=adopt)
+    if extra_warnings is not None:
+        plan.warnings = list(extra_warnings)
+    return TransactorPlan(props, spec, output, adopt, plan)
+
+
+def converge_transactor(ctx: AwsContext, planned: TransactorPlan, *, dry_run: bool) -> Result:
+    """The writes of a plan; a plan with nothing pending is the run's result."""
+    if dry_run or not planned.plan.pending:
+        planned.plan.dry_run = dry_run
+        return planned.plan
+    result = _run(
+        ctx, planned.props, planned.spec, planned.output, dry_run=False, adopt=planned.adopt
+    )
+    result.warnings = list(planned.plan.warnings)
+    return result
 
 
 def ensure_transactor(
@@ -57,16 +98,37 @@ def ensure_transactor(
     dry_run: bool = False,
     adopt: bool = False,
 ) -> Result:
-    props, spec = load_transactor(input_path)
-    output = output_path or input_path
-    # Plan first: every read and every refusal (a derived name owned by someone else, a table
-    # with the wrong key) happens before the first write, so a refused run changes nothing in
-    # AWS and leaves the file as it was. A plan with nothing pending is the run's result.
-    plan = _run(ctx, props, spec, output, dry_run=True, adopt=adopt)
-    if dry_run or not plan.pending:
-        plan.dry_run = dry_run
-        return plan
-    return _run(ctx, props, spec, output, dry_run=False, adopt=adopt)
+    # Plan first, so a refused run changes nothing in AWS and leaves the file as it was.
+    planned = plan_transactor(
+        ctx, input_path, output_path, adopt=adopt, extra_warnings=_warnings_for_release(input_path)
+    )
+    return converge_transactor(ctx, planned, dry_run=dry_run)
+
+
+_TRANSACTOR_STEM = re.compile(r"^(?:(?P<prefix>.+)(?P<sep>[-_.]))?transactor$")
+
+
+def _warnings_for_release(transactor_path: str | Path) -> tuple[str, ...] | None:
+    """The transactor file's warnings worded for the Datomic version of the cf file next to it
+    (`cf.properties` by `transactor.properties`, `my-cf.properties` by `my-transactor.properties`);
+    None (the file's own warnings) when there is none or it does not load: it is not this
+    command's input, and its problems are ensure-cf's to report."""
+    from datomic_aws.template import cross_file_checks
+
+    path = Path(transactor_path)
+    m = _TRANSACTOR_STEM.match(path.stem)
+    if not m:
+        return None
+    prefix = f"{m.group('prefix')}{m.group('sep')}" if m.group("prefix") else ""
+    sibling = path.with_name(f"{prefix}cf{path.suffix}")
+    if not sibling.is_file():
+        return None
+    try:
+        _, transactor = load_transactor(path)
+        _, cf = load_cf(sibling)
+    except DatomicAwsError:
+        return None
+    return tuple(cross_file_checks(transactor, cf)[1])
 
 
 def _run(
@@ -199,6 +261,7 @@ class CfPlan:
     system: str
     updates: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     group: ec2r.SecurityGroupSpec | None = None
     group_state: ec2r.SecurityGroupState | None = None
     network: Change | None = None
@@ -244,28 +307,30 @@ def _problem(spec: CfSpec, key: str, message: str, hint: str = "") -> Problem:
 
 
 def _check_instance_type(client: Any, spec: CfSpec, plan: CfPlan) -> ec2r.InstanceType | None:
+    """One rule for Datomic-era types: AWS's own CurrentGeneration flag (c1, c3, m3... are false)."""
     key = "aws-instance-type"
     info = ec2r.read_instance_type(client, spec.instance_type)
-    if info is None:
-        if is_previous_generation(spec.instance_type):
-            plan.problems.append(
-                _problem(
-                    spec,
-                    key,
-                    f"{key} {spec.instance_type} is a previous-generation type that is not offered in "
-                    f"{spec.region}",
-                    f"use a current type, e.g. {MODERN_ALTERNATIVES}; clear java-xmx to recompute it",
-                )
+    if info is not None and not info.current_generation:
+        offered = "" if info.offered else f", and is not offered in {spec.region}"
+        plan.problems.append(
+            _problem(
+                spec,
+                key,
+                f"{key} {spec.instance_type} is a previous-generation type (CurrentGeneration=false "
+                f"in {spec.region}){offered}",
+                f"use a current type, e.g. {MODERN_ALTERNATIVES}; clear java-xmx to recompute it",
             )
-        else:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    key,
-                    f"{key} {spec.instance_type} is not an instance type offered in {spec.region}",
-                    f"check the spelling, or choose e.g. {MODERN_ALTERNATIVES}",
-                )
+        )
+        return None
+    if info is None or not info.offered:
+        plan.problems.append(
+            _problem(
+                spec,
+                key,
+                f"{key} {spec.instance_type} is not an instance type offered in {spec.region}",
+                f"check the spelling, or choose e.g. {MODERN_ALTERNATIVES}",
             )
+        )
         return None
     if spec.ami is None and spec.architecture not in info.architectures:
         plan.problems.append(
@@ -310,6 +375,15 @@ def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
         plan.updates["java-xmx"] = default_xmx(info.memory_mib)
         return
     limit = max_xmx_mib(info.memory_mib)
+    rule = default_xmx(info.memory_mib)
+    if heap_mib(spec.java_xmx) < heap_mib(rule) // 2:
+        # Reference §4: Datomic sizes the heap at 70% of the RAM; a heap kept from a smaller type
+        # after aws-instance-type changed leaves most of the new type's memory unused.
+        plan.warnings.append(
+            f"{spec.path}:{spec.line_of('java-xmx')} java-xmx {spec.java_xmx} is less than half "
+            f"of the {rule} the sizing rule gives for {spec.instance_type} (70% of its "
+            f"{info.memory_mib} MiB): clear java-xmx to recompute it"
+        )
     if heap_mib(spec.java_xmx) > limit:
         plan.problems.append(
             _problem(
@@ -537,6 +611,59 @@ def plan_cf(ctx: AwsContext, props: PropertiesText, spec: CfSpec, system: str) -
     return plan
 
 
+@dataclass
+class CfRun:
+    """ensure-cf after every read and refusal, before any write."""
+
+    props: PropertiesText
+    spec: CfSpec
+    output: str | Path
+    adopt: bool
+    system_updates: dict[str, str]
+    plan: CfPlan
+
+
+def prepare_cf(
+    ctx: AwsContext,
+    input_path: str | Path,
+    output_path: str | Path | None = None,
+    *,
+    adopt: bool,
+) -> CfRun:
+    """Every check of ensure-cf (file, type, heap, image, network, group owner); no write."""
+    props, spec = load_cf(input_path)
+    system, system_updates = resolve_system(props, spec)
+    plan = plan_cf(ctx, props, spec, system)
+    assert plan.group is not None
+    ec2r.check_security_group_owner(plan.group, plan.group_state, adopt=adopt)
+    return CfRun(props, spec, output_path or input_path, adopt, system_updates, plan)
+
+
+def converge_cf(ctx: AwsContext, run: CfRun, *, dry_run: bool) -> Result:
+    """The writes of ensure-cf: the security group, then the file."""
+    spec, plan = run.spec, run.plan
+    assert plan.group is not None
+    result = Result("ensure-cf", dry_run=dry_run)
+    result.warnings.extend(spec.warnings)
+    result.warnings.extend(plan.warnings)
+    if plan.network is not None:
+        result.changes.append(plan.network)
+    outcome = ec2r.converge_security_group(
+        ctx.client("ec2", spec.region),
+        plan.group,
+        plan.group_state,
+        dry_run=dry_run,
+        adopt=run.adopt,
+    )
+    result.changes.append(outcome.change)
+    updates = {**run.system_updates, **plan.updates}
+    if outcome.group_id:
+        updates["aws-security-group-id"] = outcome.group_id
+    result.files.append(write_back(run.props, updates, run.output, dry_run=dry_run))
+    result.extra["system"] = plan.system
+    return result
+
+
 def ensure_cf(
     ctx: AwsContext,
     input_path: str | Path,
@@ -546,22 +673,4 @@ def ensure_cf(
     adopt: bool,
 ) -> Result:
     """ensure-cf INPUT [OUTPUT]: converge the security group, write the generated keys back."""
-    props, spec = load_cf(input_path)
-    system, system_updates = resolve_system(props, spec)
-    result = Result("ensure-cf", dry_run=dry_run)
-    result.warnings.extend(spec.warnings)
-    plan = plan_cf(ctx, props, spec, system)
-    assert plan.group is not None
-    ec2r.check_security_group_owner(plan.group, plan.group_state, adopt=adopt)
-    if plan.network is not None:
-        result.changes.append(plan.network)
-    outcome = ec2r.converge_security_group(
-        ctx.client("ec2", spec.region), plan.group, plan.group_state, dry_run=dry_run, adopt=adopt
-    )
-    result.changes.append(outcome.change)
-    updates = {**system_updates, **plan.updates}
-    if outcome.group_id:
-        updates["aws-security-group-id"] = outcome.group_id
-    result.files.append(write_back(props, updates, output_path or input_path, dry_run=dry_run))
-    result.extra["system"] = system
-    return result
+    return converge_cf(ctx, prepare_cf(ctx, input_path, output_path, adopt=adopt), dry_run=dry_run)

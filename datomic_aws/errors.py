@@ -188,6 +188,11 @@ class LockedError(DatomicAwsError):
     pass
 
 
+class FileAccessError(DatomicAwsError):
+    """The environment refuses a file or folder the operator named correctly (permissions, a
+    read-only file system): exit 1, unlike a missing or malformed input (InvalidInput, exit 2)."""
+
+
 class DryRunViolation(DatomicAwsError):
     """A mutating AWS call was attempted while writes were switched off: a bug, never silent."""
 

@@ -21,6 +21,7 @@ from typing import Any
 from datomic_aws import names
 from datomic_aws.changes import Result
 from datomic_aws.config.cf import CfSpec, load_cf
+from datomic_aws.config.era import license_findings, obsolete_license_warning
 from datomic_aws.config.transactor import TransactorSpec, config_digest, load_transactor
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import write_if_changed
@@ -187,6 +188,14 @@ def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
                     f"run datomic-aws ensure-cf {cf.path} first; it fills it in",
                 )
             )
+    problems.extend(cross_file_checks(transactor, cf)[0])
+    return problems
+
+
+def cross_file_checks(transactor: TransactorSpec, cf: CfSpec) -> tuple[list[Problem], list[str]]:
+    """What the two files must agree on (one system; license-key against datomic-version), and
+    the transactor file's warnings worded for the Datomic version the cf file runs."""
+    problems = []
     if cf.system and cf.system != transactor.system:
         problems.append(
             Problem(
@@ -198,7 +207,17 @@ def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
                 "pair each cf file with its own transactor file",
             )
         )
-    return problems
+    license_problems, license_warnings = license_findings(
+        transactor.path,
+        transactor.license_key_line,
+        transactor.values.get("license-key"),
+        cf.path,
+        cf.datomic_version,
+    )
+    problems.extend(license_problems)
+    generic = obsolete_license_warning(transactor.path, transactor.license_key_line)
+    warnings = [w for w in transactor.warnings if w != generic] + license_warnings
+    return problems, warnings
 
 
 def _tags(system: str, name: str) -> list[dict[str, str]]:
@@ -365,6 +384,8 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
                 "ConfigSha256": digest,
                 "ConfigParameter": names.ssm_parameter(system),
                 "ConfigRegion": transactor.region,
+                # The region the stack belongs in: the stack commands refuse another REGION.
+                "Region": cf.region,
             }
         },
         "Parameters": _parameters(cf),
@@ -421,7 +442,7 @@ def create_cf_template(
         problems.extend(exc.problems)
     if problems or transactor is None or cf is None:
         raise InvalidInput(problems)
-    result.warnings.extend(transactor.warnings)
+    result.warnings.extend(cross_file_checks(transactor, cf)[1])
     result.warnings.extend(cf.warnings)
     text = dump_template(build_template(transactor, cf))
     size = len(text.encode("ascii"))

@@ -140,10 +140,19 @@ def test_pay_per_request_without_capacity(tmp_path: Path) -> None:
     assert (spec.read_capacity, spec.write_capacity) == (None, None)
 
 
-def test_ddb_region_prefers_aws_dynamodb_region(tmp_path: Path) -> None:
+def test_ddb_region_is_aws_dynamodb_region(tmp_path: Path) -> None:
     # The table must be where the transactor looks for it.
-    spec = load(tmp_path, DDB + "aws-region=us-west-2\n")
+    spec = load(tmp_path, DDB + "aws-region=eu-west-1\n")
     assert spec.region == "eu-west-1"
+
+
+def test_ddb_aws_region_disagreeing_with_the_table_region_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, DDB + "aws-region=us-west-2\n")
+    with pytest.raises(InvalidInput) as info:
+        load_transactor(path)
+    (problem,) = info.value.problems
+    assert problem.key == "aws-region"
+    assert "us-west-2" in problem.message and "eu-west-1" in problem.message
 
 
 def test_valid_ddb_local_file(tmp_path: Path) -> None:

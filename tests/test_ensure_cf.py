@@ -47,6 +47,8 @@ aws-ingress-cidrs=0.0.0.0/0
 datomic-version=
 """
 
+DATOMIC_2014_CF_CURRENT = DATOMIC_2014_CF.replace("c3.large", "c7i.large")
+
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
@@ -193,11 +195,12 @@ def test_output_file_leaves_input_alone(ctx: AwsContext, folder: Path) -> None:
     assert PropertiesText.load(out).values()["java-xmx"].endswith("m")
 
 
-def test_datomic_2014_file_is_accepted_and_converges(
+def test_datomic_2014_file_with_a_current_type_converges(
     ctx: AwsContext, tmp_path: Path, recorder: CallRecorder
 ) -> None:
     cf = tmp_path / "my-cf.properties"
-    cf.write_text(DATOMIC_2014_CF)
+    # c3.large is refused (CurrentGeneration=false, see below): the operator picked a current type.
+    cf.write_text(DATOMIC_2014_CF_CURRENT)
     (tmp_path / "my-transactor.properties").write_text(TRANSACTOR)
     result = run(ctx, cf)
     assert any("datomic-deploy-s3-bucket is obsolete" in w for w in result.warnings)
@@ -208,7 +211,7 @@ def test_datomic_2014_file_is_accepted_and_converges(
     assert raw is not None and raw["GroupName"] == "datomic"
     # aws-ingress-groups=datomic: the group admits itself, as Datomic's samples meant.
     assert group_rules(ctx, group_id) == {("cidr", "0.0.0.0/0"), ("group", ec2r.SELF)}
-    assert values["java-xmx"] == "2688m"  # 70% of moto's 3840 MiB for c3.large
+    assert values["java-xmx"] == "2867m"  # 70% of the 4096 MiB of a c7i.large
     assert values["datomic-version"] == LATEST_DATOMIC_VERSION
     assert values["datomic-deploy-s3-bucket"].startswith("deploy-")
 
@@ -216,6 +219,24 @@ def test_datomic_2014_file_is_accepted_and_converges(
     again = run(ctx, cf)
     assert recorder.mutating == []
     assert not again.pending
+
+
+def test_datomic_2014_previous_generation_type_is_refused_before_any_write(
+    ctx: AwsContext, tmp_path: Path, recorder: CallRecorder
+) -> None:
+    cf = tmp_path / "my-cf.properties"
+    cf.write_text(DATOMIC_2014_CF)
+    (tmp_path / "my-transactor.properties").write_text(TRANSACTOR)
+    with pytest.raises(InvalidInput) as info:
+        run(ctx, cf)
+    (problem,) = info.value.problems
+    assert problem.key == "aws-instance-type" and problem.line == 4
+    # moto answers CurrentGeneration=false for c3.large, as AWS does.
+    assert "c3.large is a previous-generation type" in problem.message
+    for modern in ("m7i.large", "c7i.large", "m7g.large"):
+        assert modern in problem.hint
+    assert recorder.mutating == []
+    assert cf.read_text() == DATOMIC_2014_CF
 
 
 def test_existing_operator_group_keeps_its_extra_rules(
@@ -239,7 +260,7 @@ def test_existing_operator_group_keeps_its_extra_rules(
         ],
     )
     cf = tmp_path / "cf.properties"
-    cf.write_text(DATOMIC_2014_CF + "datomic-system=orders\n")
+    cf.write_text(DATOMIC_2014_CF_CURRENT + "datomic-system=orders\n")
     result = run(ctx, cf)
     assert PropertiesText.load(cf).values()["aws-security-group-id"] == group_id
     assert group_rules(ctx, group_id) == {

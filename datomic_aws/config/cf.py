@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws.config.common import load_schema, read_properties, validate
+from datomic_aws.config.era import java_opts_problems, version_problems
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 
@@ -42,42 +43,8 @@ OBSOLETE_KEYS = {
     "datomic-ami-64": "the template follows the latest Amazon Linux 2023 image (or aws-ami)",
 }
 
-# Instance families of Datomic's era that AWS calls previous generation. When one is not offered in
-# the region, the refusal names current replacements instead of a bare "not offered".
-PREVIOUS_GENERATION_FAMILIES = frozenset(
-    [
-        "a1",
-        "c1",
-        "c3",
-        "c4",
-        "cc1",
-        "cc2",
-        "cg1",
-        "cr1",
-        "d2",
-        "f1",
-        "g2",
-        "g3",
-        "g3s",
-        "h1",
-        "hi1",
-        "hs1",
-        "i2",
-        "i3",
-        "m1",
-        "m2",
-        "m3",
-        "m4",
-        "p2",
-        "p3",
-        "r3",
-        "r4",
-        "t1",
-        "t2",
-        "x1",
-        "x1e",
-    ]
-)
+# What a refusal of an instance type offers instead. Whether a type is of a previous generation is
+# AWS's answer (DescribeInstanceTypes CurrentGeneration), read by ensure-cf, not a list kept here.
 MODERN_ALTERNATIVES = (
     "m7i.large (general purpose), c7i.large (compute), r7i.large (memory), "
     "m7g.large (Graviton, arm64)"
@@ -152,10 +119,6 @@ def architecture_of(instance_type: str) -> str:
 
 def instance_family(instance_type: str) -> str:
     return instance_type.split(".", 1)[0]
-
-
-def is_previous_generation(instance_type: str) -> bool:
-    return instance_family(instance_type) in PREVIOUS_GENERATION_FAMILIES
 
 
 def heap_mib(size: str) -> int:
@@ -295,6 +258,18 @@ def spec_from(props: PropertiesText) -> CfSpec:
     cidrs, cidr_problems = _cidr_problems(props, split_list(values.get("aws-ingress-cidrs")))
     groups, group_problems = _group_problems(props, split_list(values.get("aws-ingress-groups")))
     problems = problems + cidr_problems + group_problems
+    if "java-opts" not in {p.key for p in problems}:
+        problems += java_opts_problems(
+            props.path, props.line_of("java-opts"), _optional(values, "java-opts")
+        )
+    if "datomic-version" not in {p.key for p in problems}:
+        problems += version_problems(
+            props.path,
+            props.line_of("datomic-version"),
+            _optional(values, "datomic-version"),
+            _optional(values, "datomic-download-url"),
+            LATEST_DATOMIC_VERSION,
+        )
     if problems:
         problems.sort(key=lambda p: (p.line is None, p.line or 0, p.key or ""))
         raise InvalidInput(problems)

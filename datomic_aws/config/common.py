@@ -16,10 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
+import javaproperties
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from datomic_aws.errors import InvalidInput, Problem
+from datomic_aws.errors import FileAccessError, InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 
 _SECRET_KEY = re.compile(r"password|secret|license-key|access-key|token", re.IGNORECASE)
@@ -124,13 +125,65 @@ def _problems_of(
 
 
 def read_properties(path: str | Path) -> PropertiesText:
-    """The file, or InvalidInput (exit 2) naming it when it cannot be read."""
+    """The file; InvalidInput (exit 2) naming it when it is missing or holds a malformed escape,
+    FileAccessError (exit 1) when the environment refuses to let us read it."""
     try:
         return PropertiesText.load(path)
-    except OSError as exc:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         raise InvalidInput(
             [Problem(str(path), None, None, f"cannot read the file: {exc.strerror}")]
         ) from exc
+    except OSError as exc:
+        raise FileAccessError(
+            f"cannot read the file: {exc.strerror}",
+            str(path),
+            "check the permissions of the file and its folder",
+        ) from exc
+    except javaproperties.InvalidUEscapeError as exc:
+        # The exception quotes the escape, which is part of a value that may be a password: only
+        # the file, the line and the key are named.
+        raise InvalidInput([_bad_escape_problem(str(path))]) from exc
+
+
+# A `\u` not followed by four hexadecimal digits, after an even number of backslashes (so `\\u`,
+# an escaped backslash then `u`, is not one).
+_BAD_U_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?![0-9A-Fa-f]{4})")
+_KEY_OF_LINE = re.compile(r"^[ \t\f]*((?:\\.|[^ \t\f=:\\\r\n])*)")
+
+
+def _bad_escape_problem(path: str) -> Problem:
+    """Where the malformed `\\u` escape is: its line and the key of the logical line holding it."""
+    with open(path, encoding="latin-1", newline="") as fh:
+        # Java's line terminators only (str.splitlines also splits on \x85, \x0c...).
+        lines = re.split(r"\r\n|\r|\n", fh.read())
+    for number, line in enumerate(lines, start=1):
+        if line.lstrip(" \t\f").startswith(("#", "!")) or not _BAD_U_ESCAPE.search(line):
+            continue
+        start = number
+        # A continuation line belongs to the key of the first line of its logical line.
+        while start > 1 and _continues(lines[start - 2]):
+            start -= 1
+        key = _KEY_OF_LINE.match(lines[start - 1])
+        raw_key = key.group(1) if key else ""
+        in_key = start == number and _BAD_U_ESCAPE.search(raw_key) is not None
+        name = None if in_key or not raw_key else raw_key
+        where = "in a key" if in_key else "in the value"
+        return Problem(
+            path,
+            number,
+            name,
+            f"malformed \\u escape {where} (\\u must be followed by four hexadecimal digits)",
+            "write the character itself, or \\u and its four-digit UTF-16 code; a backslash of "
+            "its own is written \\\\",
+        )
+    return Problem(
+        path, None, None, "malformed \\u escape (\\u must be followed by four hexadecimal digits)"
+    )
+
+
+def _continues(line: str) -> bool:
+    trailing = len(line) - len(line.rstrip("\\"))
+    return trailing % 2 == 1
 
 
 def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], list[Problem]]:
@@ -145,5 +198,35 @@ def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], l
             for problem in _problems_of(leaf, typed, props):
                 if problem not in problems:
                     problems.append(problem)
+    problems.extend(_region_problems(props, schema, typed, problems))
     problems.sort(key=lambda p: (p.line is None, p.line or 0, p.key or ""))
     return typed, problems
+
+
+_REGION_REF = "#/$defs/region"
+
+
+def _region_problems(
+    props: PropertiesText, schema: Mapping[str, Any], typed: Mapping[str, Any], found: list[Problem]
+) -> list[Problem]:
+    """A region-shaped value that is no region AWS has (`us-east-7`) is refused here, before any
+    call: sent to AWS it fails only after many retries, or creates names for a region that is not."""
+    from datomic_aws.checks import is_known_region, unknown_region_hint
+
+    refused = {p.key for p in found}
+    out = []
+    for key, prop in schema.get("properties", {}).items():
+        value = typed.get(key)
+        if not isinstance(prop, dict) or prop.get("$ref") != _REGION_REF or key in refused:
+            continue
+        if isinstance(value, str) and not is_known_region(value):
+            out.append(
+                Problem(
+                    props.path,
+                    props.line_of(key),
+                    key,
+                    f"{key} {value!r} is not an AWS region",
+                    unknown_region_hint(),
+                )
+            )
+    return out

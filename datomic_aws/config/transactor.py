@@ -8,6 +8,7 @@ SSM (and whose digest rolls the instances). No AWS.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 import javaproperties
 
 from datomic_aws.config.common import read_properties, secret_values, validate
-from datomic_aws.errors import InvalidInput
+from datomic_aws.config.era import obsolete_license_warning
+from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 
 # Set on the instance at boot from instance metadata; never part of the stored configuration.
@@ -43,6 +45,7 @@ class TransactorSpec:
     values: Mapping[str, str]
     secrets: tuple[str, ...]
     warnings: tuple[str, ...]
+    license_key_line: int | None = None
 
     @property
     def has_table(self) -> bool:
@@ -63,9 +66,67 @@ def _local_endpoint(value: str) -> str:
     return value if "://" in value else f"http://{value}"
 
 
+_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size_bytes(size: str) -> int:
+    """A Datomic memory size (`32m`, `1g`, `65536` bytes) in bytes."""
+    unit = size[-1].lower() if size[-1].isalpha() else ""
+    return int(size[: len(size) - len(unit)]) * _SIZE_UNITS[unit]
+
+
+def _contradictions(props: PropertiesText, typed: Mapping[str, object]) -> list[Problem]:
+    """Keys that each pass on their own but cannot hold together."""
+    problems = []
+    threshold, maximum = typed.get("memory-index-threshold"), typed.get("memory-index-max")
+    if (
+        isinstance(threshold, str)
+        and isinstance(maximum, str)
+        and _SIZE.fullmatch(threshold)
+        and _SIZE.fullmatch(maximum)
+        and size_bytes(threshold) > size_bytes(maximum)
+    ):
+        # Datomic indexes when the memory index reaches the threshold, and throttles writes
+        # at the max: a threshold above the max can never be reached.
+        problems.append(
+            Problem(
+                props.path,
+                props.line_of("memory-index-threshold"),
+                "memory-index-threshold",
+                f"memory-index-threshold {threshold} is above memory-index-max {maximum} "
+                f"(line {props.line_of('memory-index-max')})",
+                "the threshold must be below the max, e.g. memory-index-threshold=32m and "
+                "memory-index-max=512m",
+            )
+        )
+    region, ddb_region = typed.get("aws-region"), typed.get("aws-dynamodb-region")
+    # With ddb everything lives in the table's region; sql and dev ignore aws-dynamodb-region.
+    if (
+        typed.get("protocol") == "ddb"
+        and isinstance(region, str)
+        and isinstance(ddb_region, str)
+        and region != ddb_region
+    ):
+        problems.append(
+            Problem(
+                props.path,
+                props.line_of("aws-region"),
+                "aws-region",
+                f"aws-region {region} disagrees with aws-dynamodb-region {ddb_region} (line "
+                f"{props.line_of('aws-dynamodb-region')}): the roles, bucket and configuration "
+                "live in one region with the table",
+                "remove aws-region, or give both the same region",
+            )
+        )
+    return problems
+
+
 def spec_from(props: PropertiesText) -> TransactorSpec:
     typed, problems = validate(props, "transactor")
+    problems = problems + _contradictions(props, typed)
     if problems:
+        problems.sort(key=lambda p: (p.line is None, p.line or 0, p.key or ""))
         raise InvalidInput(problems)
     values = props.values()
     protocol = str(typed["protocol"])
@@ -81,10 +142,7 @@ def spec_from(props: PropertiesText) -> TransactorSpec:
         region = "us-east-1"
     warnings = []
     if "license-key" in values:
-        warnings.append(
-            f"{props.path}:{props.line_of('license-key')} license-key is obsolete since Datomic Pro "
-            "1.0.6726 (free, Apache-2.0); it is accepted and passed through, but can be removed"
-        )
+        warnings.append(obsolete_license_warning(props.path, props.line_of("license-key")))
     endpoint = _optional(values, "aws-dynamodb-override-endpoint")
     return TransactorSpec(
         path=props.path,
@@ -104,6 +162,7 @@ def spec_from(props: PropertiesText) -> TransactorSpec:
         values=values,
         secrets=secret_values(values),
         warnings=tuple(warnings),
+        license_key_line=props.line_of("license-key"),
     )
 
 

@@ -49,6 +49,10 @@ class InstanceType:
     name: str
     memory_mib: int
     architectures: tuple[str, ...]
+    # DescribeInstanceTypes' CurrentGeneration: false for the previous generations (c1, c3, m3...).
+    current_generation: bool = True
+    # Offered in the region (DescribeInstanceTypeOfferings): a type can be known but not offered.
+    offered: bool = True
 
 
 @dataclass(frozen=True, order=True)
@@ -187,26 +191,27 @@ def default_subnets(client: Any, vpc_id: str) -> list[Subnet]:
 
 
 def read_instance_type(client: Any, instance_type: str) -> InstanceType | None:
-    """RAM and architectures of a type offered in the client's region; None when not offered."""
+    """RAM, architectures, generation and whether the type is offered in the client's region; None
+    when EC2 does not know the type at all."""
     try:
+        described = client.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+        if not described:
+            return None
         offered = client.describe_instance_type_offerings(
             LocationType="region",
             Filters=[{"Name": "instance-type", "Values": [instance_type]}],
         )["InstanceTypeOfferings"]
-        if not offered:
-            return None
-        described = client.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
     except Exception as exc:
         if aws.is_error(exc, "InvalidInstanceType"):
             return None
         raise aws.translate(exc, f"ec2 instance type {instance_type}") from exc
-    if not described:
-        return None
     info = described[0]
     return InstanceType(
         instance_type,
         int(info["MemoryInfo"]["SizeInMiB"]),
         tuple(info.get("ProcessorInfo", {}).get("SupportedArchitectures", [])),
+        current_generation=bool(info.get("CurrentGeneration", True)),
+        offered=bool(offered),
     )
 
 

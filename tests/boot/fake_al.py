@@ -5,7 +5,10 @@ a fake Datomic release zip (tests/boot/fake_datomic.py behind Datomic's bin/tran
 handling), and after the run the instance's /etc and /opt writes (etc/, opt/), its console, its
 stdout/stderr and every command call (state/*.calls). The script runs in private mount, network and
 PID namespaces (tests/boot/inside.py), so its absolute paths, ports and processes are its own and
-nothing outlives the test. Needs root and util-linux's unshare: CI runs as root.
+nothing outlives the test. Needs util-linux's unshare, and root (CI) or, for anyone else, a user
+namespace in which they are root (`unshare --map-root-user`: Linux 5.11 or later for overlayfs,
+unprivileged user namespaces allowed). There only root is mapped: the instance's chown and install
+to the datomic user are recorded instead of done (tests/boot/fakes.py), and `owner` reads both.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import pytest
 
 from tests.boot import fake_datomic, fakes
 
@@ -45,6 +50,41 @@ def datomic_zip(version: str) -> bytes:
     return buffer.getvalue()
 
 
+NEEDS = (
+    "the fake Amazon Linux (tests/boot) needs util-linux's unshare, and root or user namespaces "
+    "open to unprivileged users (user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, "
+    "kernel.apparmor_restrict_unprivileged_userns=0; overlayfs in them: Linux 5.11 or later)"
+)
+NAMESPACES = ["--mount", "--net", "--pid", "--fork", "--mount-proc"]
+_usable: dict[str, str] = {}  # unshare's path -> "" (usable) or why not
+
+
+def unshare_command() -> list[str]:
+    """`unshare` and the namespaces of the fake Amazon Linux; as root, as CI runs it, no user
+    namespace. Fails the test with what is needed (never a skip) when neither works."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.fail(f"{NEEDS}; there is no unshare on PATH", pytrace=False)
+    if os.geteuid() == 0:
+        return [unshare, *NAMESPACES]
+    command = [unshare, "--map-root-user", *NAMESPACES]
+    if unshare not in _usable:
+        try:
+            done = subprocess.run(
+                [*command, "true"], capture_output=True, text=True, timeout=30, check=False
+            )
+            _usable[unshare] = "" if done.returncode == 0 else done.stderr.strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _usable[unshare] = str(e)
+    if _usable[unshare]:
+        pytest.fail(
+            f"{NEEDS}; as uid {os.geteuid()}, `{' '.join(command)} true` failed: "
+            f"{_usable[unshare]}",
+            pytrace=False,
+        )
+    return command
+
+
 class FakeAmazonLinux:
     def __init__(self, world: Path, script: str, parameter: str, release: bytes) -> None:
         self.world = world
@@ -56,28 +96,26 @@ class FakeAmazonLinux:
         user_data = world / "user-data.sh"
         user_data.write_text(script, encoding="utf-8")
         user_data.chmod(0o700)
-        fakes.install(world)
+        self.command = unshare_command()
+        self.user_namespace = "--map-root-user" in self.command
+        # Who the instance's root is on this machine: the files it writes are theirs.
+        self.root_uid = os.geteuid()
+        fakes.install(world, self.user_namespace)
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
         self.boot_seconds = 0.0
 
     def __enter__(self) -> FakeAmazonLinux:
-        assert shutil.which("unshare"), "the fake Amazon Linux needs util-linux's unshare"
-        assert os.geteuid() == 0, "the fake Amazon Linux needs root (mount namespaces; CI is root)"
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [
-                "unshare",
-                "--mount",
-                "--net",
-                "--pid",
-                "--fork",
-                "--mount-proc",
+                *self.command,
                 "--kill-child",
                 sys.executable,
                 "-S",
                 str(HERE / "inside.py"),
                 str(self.world),
+                *(["--user-namespace"] if self.user_namespace else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -142,6 +180,27 @@ class FakeAmazonLinux:
     def file(self, path: str) -> Path:
         """Where the instance's /etc/... or /opt/... was written."""
         return self.world / path.lstrip("/")
+
+    def owner(self, path: str) -> str:
+        """The user owning the instance's /etc/... or /opt/... (by name, as in its /etc/passwd).
+        In a user namespace the last chown or install naming the path, or a folder above it
+        recursively, or else root (the only user mapped there); a file renamed after its chown
+        is not followed there."""
+        target = "/" + path.lstrip("/")
+        ledger = self.world / "state" / "owners"
+        if self.user_namespace and ledger.exists():
+            for line in reversed(ledger.read_text().splitlines()):
+                named, owner, recursive = line.split("\x1f")
+                if target == named or (recursive and target.startswith(named.rstrip("/") + "/")):
+                    return owner.partition(":")[0]
+        uid = self.file(path).stat().st_uid
+        if uid == self.root_uid:
+            return "root"
+        passwd = self.file("/etc/passwd")
+        entries = [e.split(":") for e in passwd.read_text().splitlines()] if passwd.exists() else []
+        # The last: the instance's useradd appends to the machine's own users.
+        names = [fields[0] for fields in entries if len(fields) > 2 and fields[2] == str(uid)]
+        return names[-1] if names else str(uid)
 
     def launch(self) -> dict[str, Any]:
         record = self.file("/opt/datomic/release/log/launch.json")

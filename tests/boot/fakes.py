@@ -18,6 +18,10 @@ fakes.py NAME WORLD ARGS...`, standard library only).
   its WantedBy target. `poweroff` is recorded, nothing more.
 - ss: `ss -Hltn "sport = :PORT"` from /proc/net/tcp{,6} (the namespace's own sockets).
 - useradd appends to /etc/passwd and /etc/group (the namespace's overlay of /etc).
+- chown and install (`install -d`), only in a user namespace (not root on the test machine), where
+  root is the only user mapped: the owner each gives a path is appended to WORLD/state/owners
+  (path, owner, -R or nothing; read by fake_al's `owner`), root's is also done, the rest as the
+  machine's own commands do.
 """
 
 from __future__ import annotations
@@ -402,8 +406,80 @@ esac
 }
 
 
-def install(world: Path) -> None:
-    """The fake commands in WORLD/bin (unzip only when the machine lacks one)."""
+# In a user namespace only root is mapped (a chown to datomic fails with EINVAL): who owns what
+# is recorded, root's ownership is also done.
+_OWN = """
+real() {
+  local command
+  for command in "/usr/bin/$1" "/bin/$1"; do
+    if [ -x "$command" ]; then
+      shift
+      "$command" "$@"
+      return
+    fi
+  done
+  echo "fake $NAME: no $1 on this machine" >&2
+  exit 127
+}
+own() { # OWNER[:GROUP] -R|"" PATH...
+  local owner=$1 recursive=$2 path
+  shift 2
+  id -u "${owner%%:*}" >/dev/null 2>&1 \\
+    || { echo "$NAME: invalid user: '${owner%%:*}'" >&2; exit 1; }
+  [[ $owner != *:* ]] || getent group "${owner#*:}" >/dev/null \\
+    || { echo "$NAME: invalid group: '${owner#*:}'" >&2; exit 1; }
+  if [ "$(id -u "${owner%%:*}")" = 0 ]; then
+    real chown ${recursive:+"$recursive"} "$owner" "$@" || exit
+  fi
+  for path in "$@"; do
+    printf '%s\\x1f%s\\x1f%s\\n' "$(realpath -m -- "$path")" "$owner" "$recursive" \\
+      >>"$WORLD/state/owners"
+  done
+}
+"""
+
+_USER_NAMESPACE_SHELL = {
+    "chown": _OWN
+    + """
+recursive=
+if [ "${1-}" = -R ]; then
+  recursive=-R
+  shift
+fi
+[ $# -ge 2 ] && [[ $1 != -* ]] || refuse "$@"
+owner=$1
+shift
+for path in "$@"; do
+  [ -e "$path" ] || { echo "chown: cannot access '$path': No such file or directory" >&2; exit 1; }
+done
+own "$owner" "$recursive" "$@"
+""",
+    "install": _OWN
+    + """
+all=("$@") args=() paths=() owner='' group='' folders=''
+while [ $# -gt 0 ]; do
+  case $1 in
+    -d) folders=-d; args+=(-d) ;;
+    -m) args+=(-m "$2"); shift ;;
+    -o) owner=$2; shift ;;
+    -g) group=$2; shift ;;
+    -*) refuse "${all[@]}" ;;
+    *) paths+=("$1") ;;
+  esac
+  shift
+done
+[ -n "$folders" ] && [ ${#paths[@]} -gt 0 ] || refuse "${all[@]}"
+real install "${args[@]}" "${paths[@]}" || exit
+if [ -n "$owner$group" ]; then
+  own "${owner:-root}${group:+:$group}" "" "${paths[@]}"
+fi
+""",
+}
+
+
+def install(world: Path, user_namespace: bool = False) -> None:
+    """The fake commands in WORLD/bin (unzip only when the machine lacks one; chown and install
+    in a user namespace)."""
     import shlex
     import shutil
 
@@ -412,7 +488,8 @@ def install(world: Path) -> None:
     metadata = "\n".join(
         f"      {shlex.quote(k)}) emit {shlex.quote(v)} ;;" for k, v in METADATA.items()
     )
-    for name, body in _SHELL.items():
+    commands = dict(_SHELL, **(_USER_NAMESPACE_SHELL if user_namespace else {}))
+    for name, body in commands.items():
         text = _PRELUDE.replace("@WORLD@", shlex.quote(str(world))).replace(
             "@PYTHON@", shlex.quote(sys.executable)
         ).replace("@FAKES@", shlex.quote(__file__)).replace(

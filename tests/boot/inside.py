@@ -1,19 +1,24 @@
 """PID 1 of the fake Amazon Linux: run by tests/boot/fake_al.py as
-`unshare --mount --net --pid --fork --mount-proc --kill-child python inside.py WORLD`.
+`unshare --mount --net --pid --fork --mount-proc --kill-child python inside.py WORLD` (as root), or
+with `--map-root-user` and `inside.py WORLD --user-namespace` (as anyone else).
 
 In its private mount namespace /etc and /opt become overlays whose writes land in WORLD/etc and
-WORLD/opt (the host's are never touched), and what is written to /dev/console lands in WORLD/console. Its private network
-namespace has only loopback (brought up here), so ports 9999 and 4334 are the test's own. It runs
-WORLD/user-data.sh as cloud-init would (root, a plain environment, WORLD/bin first on PATH), writes
-its output to WORLD/boot.out / boot.err and its exit status to WORLD/boot.rc, then stays up until
-WORLD/stop appears (or a minute passes): when it exits, the kernel kills every process left in the
-namespace (the transactor, the role loop).
+WORLD/opt (the host's are never touched), and what is written to /dev/console lands in
+WORLD/console. In a user namespace the host's files keep their real owner, which is unmapped there
+(nobody), so even the namespace's root cannot create a file in the host's /etc/systemd/system or
+change /etc/passwd: a layer of the namespace's own sits between the host's /etc and the writes
+(see `own_layer`). Its private network namespace has only loopback (brought up here), so ports
+9999 and 4334 are the test's own. It runs WORLD/user-data.sh as cloud-init would (root, a plain
+environment, WORLD/bin first on PATH), writes its output to WORLD/boot.out / boot.err and its exit
+status to WORLD/boot.rc, then stays up until WORLD/stop appears (or a minute passes): when it
+exits, the kernel kills every process left in the namespace (the transactor, the role loop).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -64,23 +69,45 @@ class Console:
 
 
 def mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True)
+    done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(
+            f"the fake Amazon Linux cannot mount {args[-1]} (`mount {' '.join(args)}`: "
+            f"{done.stderr.strip()}); in a user namespace overlayfs needs Linux 5.11 or later"
+        )
 
 
-def main(world: Path) -> int:
+# What the fake instance's commands change in place under /etc (useradd, tests/boot/fakes.py).
+CHANGED_IN_PLACE = ("passwd", "group")
+
+
+def own_layer(folder: str, layer: Path) -> None:
+    """For a user namespace: the host's /FOLDER as the namespace's root would own it. Every
+    readable folder (same mode, so new files can be created anywhere, as on the instance) and the
+    files changed in place, copied; the rest is read from the host's layer underneath."""
+    host = Path("/", folder)
+    for path, _, _ in os.walk(host):
+        target = layer / os.path.relpath(path, host)
+        target.mkdir(exist_ok=True)
+        target.chmod(os.stat(path).st_mode & 0o7777)
+    for name in CHANGED_IN_PLACE if folder == "etc" else ():
+        if (host / name).is_file():
+            shutil.copy2(host / name, layer / name)
+
+
+def main(world: Path, user_namespace: bool) -> int:
     loopback_up()
     for folder in ("etc", "opt"):
         upper, work = world / folder, world / f".{folder}-work"
         upper.mkdir()
         work.mkdir()
-        mount(
-            "-t",
-            "overlay",
-            "overlay",
-            "-o",
-            f"lowerdir=/{folder},upperdir={upper},workdir={work}",
-            f"/{folder}",
-        )
+        options = f"lowerdir=/{folder},upperdir={upper},workdir={work}"
+        if user_namespace:
+            # Overlayfs mounted without privileges keeps its own metadata in user.* xattrs.
+            layer = world / f".{folder}-own"
+            own_layer(folder, layer)
+            options = f"userxattr,lowerdir={layer}:/{folder},upperdir={upper},workdir={work}"
+        mount("-t", "overlay", "overlay", "-o", options, f"/{folder}")
     console = Console(world)
     mount("--bind", str(world / ".console.fifo"), "/dev/console")
     env = {
@@ -108,4 +135,4 @@ def main(world: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), sys.argv[2:] == ["--user-namespace"]))

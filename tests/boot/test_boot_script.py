@@ -238,8 +238,14 @@ def test_the_health_endpoint_is_added_once_and_the_unit_enabled(tmp_path: Path) 
         assert urls == {"http://127.0.0.1:9999/health"}
         # The helper root runs on the transactor's exit is not the transactor's to change.
         helper = box.file("/opt/datomic/bin/datomic-instance").stat()
-        assert (helper.st_uid, helper.st_mode & 0o777) == (0, 0o755)
-        assert box.file("/opt/datomic").stat().st_uid == 0
+        assert (box.owner("/opt/datomic/bin/datomic-instance"), helper.st_mode & 0o777) == (
+            "root",
+            0o755,
+        )
+        assert box.owner("/opt/datomic") == "root"
+        # The release (its log/ and data/) and the configuration's folder are the transactor's.
+        assert box.owner("/opt/datomic/release/bin/transactor") == "datomic"
+        assert box.owner("/etc/datomic") == "datomic"
 
 
 def test_the_operators_health_endpoint_is_kept(tmp_path: Path) -> None:

@@ -226,6 +226,11 @@ class Proxy:
         with self._changed:
             return self._changed.wait_for(lambda: operation in self.held, timeout=timeout)
 
+    def release(self) -> None:
+        """End every held request (and later ones of held operations): the connection is dropped,
+        the server never sees them."""
+        self._release.set()
+
     def close(self) -> None:
         self._release.set()
         self._server.shutdown()

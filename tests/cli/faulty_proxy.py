@@ -13,6 +13,8 @@ the rest. Two kinds of fault:
   heard of it, so botocore's retry repeats a write that already took effect.
 - `deny={"iam:CreateRole", ...}`: every attempt of those operations is answered with the service's
   AccessDenied error (HTTP 403) and the request id `REQUEST_ID`.
+- `html={"iam:GetRole", ...}`: every attempt of those operations is answered with an HTML page
+  (HTTP 200, `text/html`), as a corporate proxy or a captive portal answers.
 
 `calls` records, per call, the attempts seen and how each was answered, so a test can prove that
 every call that reached moto was faulted first.
@@ -34,6 +36,10 @@ from urllib.parse import parse_qs, urlsplit
 from datomic_aws.aws import is_mutating
 
 REQUEST_ID = "fault-injected-req-7e1d"
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Access denied</title></head>\n"
+    b"<body><h1>Blocked by the proxy</h1><br>Contact your administrator.</body></html>\n"
+)
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _ATTEMPT = re.compile(r"attempt=(\d+)")
 _HOP = ("transfer-encoding", "connection", "content-length")
@@ -45,7 +51,7 @@ class Call:
     operation: str
     outcomes: list[str] = field(
         default_factory=list
-    )  # per attempt: throttle, 500, denied, sent, lost
+    )  # per attempt: throttle, 500, denied, html, sent, lost
 
 
 def service_of(headers: Any) -> str:
@@ -138,12 +144,14 @@ class FaultyProxy:
         fail_attempts: int = 0,
         lose_answers: Iterable[str] = (),
         deny: Iterable[str] = (),
+        html: Iterable[str] = (),
     ) -> None:
         parts = urlsplit(upstream)
         self.host, self.port = str(parts.hostname), int(parts.port or 80)
         self.fail_attempts = fail_attempts
         self.lose_answers = set(lose_answers)
         self.deny = set(deny)
+        self.html = set(html)
         self.calls: dict[str, Call] = {}
         self.marks: list[int] = []  # for tests: len(calls) at chosen moments
         self._lock = threading.Lock()
@@ -171,6 +179,9 @@ class FaultyProxy:
             def _handle(self) -> None:
                 body = self._body()
                 kind = proxy._decide(self.command, self.path, self.headers, body)
+                if kind == "html":
+                    self._reply(200, HTML_PAGE, [("Content-Type", "text/html; charset=utf-8")])
+                    return
                 if kind not in ("sent", "lost"):
                     status, data, ctype = error_response(
                         service_of(self.headers), self.headers, kind
@@ -220,6 +231,8 @@ class FaultyProxy:
             attempt = int(m.group(1)) if m else len(call.outcomes) + 1
             if f"{service}:{operation}" in self.deny:
                 kind = "denied"
+            elif f"{service}:{operation}" in self.html:
+                kind = "html"
             elif (
                 service in self.lose_answers
                 and attempt == 1

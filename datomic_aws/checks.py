@@ -1,0 +1,173 @@
+"""Checks of the operator's arguments that run before any lock, AWS call or write.
+
+Owns what a path argument must be (an INPUT readable, an OUTPUT's folder present and writable, an
+apply folder with its two files), what a REGION argument must be (a region of one of the partitions
+botocore knows) and a STACK_NAME (CloudFormation's pattern), and the agreement of REGION with the
+region a template was generated for. Missing or malformed input is InvalidInput/UsageError (exit 2);
+a path the environment refuses (permissions, read-only file system) is FileAccessError (exit 1).
+No AWS call (botocore's endpoint data is a file shipped with botocore), no write, no print.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+from datomic_aws.errors import FileAccessError, InvalidInput, Problem, UsageError
+
+# CloudFormation: "a letter, then letters, digits and hyphens, 128 characters at most".
+STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+
+APPLY_FILES = ("transactor.properties", "cf.properties")
+APPLY_TEMPLATE = "cf.json"
+
+
+@cache
+def known_regions() -> frozenset[str]:
+    """Every region of every partition botocore knows (aws, aws-cn, aws-us-gov, the iso ones).
+
+    A region newer than the installed botocore is refused until botocore is upgraded: a typo such
+    as `us-east-7` would otherwise be sent to AWS as a region and fail 25 calls later.
+    """
+    import botocore.loaders
+
+    data = botocore.loaders.create_loader().load_data("endpoints")
+    regions: set[str] = set()
+    for partition in data.get("partitions", []):
+        regions.update(partition.get("regions", {}))
+    return frozenset(regions)
+
+
+def is_known_region(name: str) -> bool:
+    return name in known_regions()
+
+
+def unknown_region_hint() -> str:
+    return (
+        "use a region AWS has, e.g. us-east-1, eu-west-1, cn-north-1, us-gov-west-1 (a region "
+        "newer than the installed botocore needs botocore upgraded)"
+    )
+
+
+def _environment(path: str, exc: OSError, doing: str) -> FileAccessError:
+    reason = exc.strerror or type(exc).__name__
+    return FileAccessError(
+        f"cannot {doing}: {reason}",
+        path,
+        "check the permissions of the file and its folder (and that the file system is writable)",
+    )
+
+
+def _missing(path: str, what: str, hint: str = "") -> InvalidInput:
+    return InvalidInput([Problem(path, None, None, what, hint)])
+
+
+def check_input(path: str | Path) -> None:
+    """INPUT exists, is a file and can be read."""
+    name = str(path)
+    p = Path(path)
+    try:
+        os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        if not p.parent.is_dir():
+            raise _missing(
+                name, f"the folder {p.parent} does not exist", "check the path"
+            ) from None
+        raise _missing(
+            name, f"cannot read the file: {os.strerror(errno.ENOENT)}", "check the path"
+        ) from None
+    except OSError as exc:  # a folder on the way that may not be searched
+        raise _environment(name, exc, "read the file") from exc
+    if p.is_dir():
+        raise _missing(name, "is a folder, not a file", "name the properties file in it")
+    try:
+        with open(p, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise _environment(name, exc, "read the file") from exc
+
+
+def check_properties_input(path: str | Path) -> None:
+    """INPUT is a readable properties file that parses (a malformed escape is named here)."""
+    from datomic_aws.config.common import read_properties
+
+    check_input(path)
+    read_properties(path)
+
+
+def check_output(path: str | Path) -> None:
+    """OUTPUT can be written: its folder exists and takes new files (the write is atomic: a
+    temporary file in that folder, then a rename), and OUTPUT itself is not a folder."""
+    name = str(path)
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    if target.is_dir():
+        raise _missing(name, "is a folder, not a file", "name the file to write")
+    if not folder.is_dir():
+        raise _missing(
+            name,
+            f"the folder {Path(path).parent or '.'} does not exist",
+            "create it first, or write OUTPUT into an existing folder",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        exc = OSError(errno.EACCES, os.strerror(errno.EACCES))
+        raise _environment(str(folder), exc, "write in the folder")
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        exc = OSError(errno.EROFS, os.strerror(errno.EROFS))
+        raise _environment(str(folder), exc, "write in the folder")
+
+
+def check_apply_folder(directory: str | Path) -> None:
+    """The apply folder exists, holds both properties files (readable), and can be written."""
+    folder = Path(directory)
+    if not folder.exists():
+        raise _missing(str(folder), "the folder does not exist", "check the path")
+    if not folder.is_dir():
+        raise _missing(str(folder), "is not a folder", "give the environment folder (DIR)")
+    missing = [folder / n for n in APPLY_FILES if not (folder / n).exists()]
+    if missing:
+        raise InvalidInput(
+            [
+                Problem(str(p), None, None, "missing", f"copy config_samples/{p.name} here")
+                for p in missing
+            ]
+        )
+    for name in APPLY_FILES:
+        check_properties_input(folder / name)
+        check_output(folder / name)
+    check_output(folder / APPLY_TEMPLATE)
+
+
+def check_stack_arguments(region: str, stack_name: str) -> None:
+    """REGION is a known region and STACK_NAME a CloudFormation stack name: both before any call,
+    so a swapped pair (`datomic-prod us-east-1`) is refused, not sent to AWS as a region."""
+    if not is_known_region(region):
+        swapped = is_known_region(stack_name)
+        raise UsageError(
+            f"REGION {region!r} is not an AWS region",
+            "",
+            "the arguments are REGION STACK_NAME; did you swap them?"
+            if swapped
+            else unknown_region_hint(),
+        )
+    if not STACK_NAME.match(stack_name):
+        raise UsageError(
+            f"STACK_NAME {stack_name!r} is not a CloudFormation stack name",
+            "",
+            "a letter, then up to 127 letters, digits and hyphens (e.g. datomic-prod)",
+        )
+
+
+def check_template_region(region: str, template_region: str | None, template_path: str) -> None:
+    """A template generated for one region deploys there only: its configuration parameter, group
+    and subnets live in that region."""
+    if template_region is not None and template_region != region:
+        raise UsageError(
+            f"REGION {region} is not the template's region {template_region}",
+            template_path,
+            f"deploy it in {template_region}, or regenerate it from a cf file with "
+            f"aws-region={region}",
+        )
