@@ -386,9 +386,20 @@ def test_a_kill_at_any_point_of_a_roll_then_a_rerun_converges(
 # --- 4. a new instance abandoned: exit 1, back on the previous version, old ones untouched -------
 
 
-@pytest.mark.parametrize("size", [1, 2])
+# Every new boot fails: its transactor dies at start, or never answers /health before the
+# boot script's deadline; either way the boot script ABANDONs the launch and powers off.
+FAULTS = {
+    "died at start": {"die_at_start": 100},
+    "not ready before the deadline": {"never_ready": 100, "ready_deadline": 1.0},
+}
+
+
+@pytest.mark.parametrize(
+    ("size", "fault"),
+    [(1, "died at start"), (2, "died at start"), (1, "not ready before the deadline")],
+)
 def test_an_abandoned_replacement_points_the_group_back_and_leaves_the_old_instances(
-    ha: Any, tmp_path: Path, size: int
+    ha: Any, tmp_path: Path, size: int, fault: str
 ) -> None:
     env = ha(tmp_path, size)
     before = env.group()
@@ -396,7 +407,7 @@ def test_an_abandoned_replacement_points_the_group_back_and_leaves_the_old_insta
     live = steady(env, size)
     active = active_of(live)
     env.set_type(TYPES[1])
-    env.control.settings(die_at_start=100)  # every new boot dies at start
+    env.control.settings(**FAULTS[fault])
     env.control.clear_probe()
 
     run = env.apply()
@@ -404,7 +415,7 @@ def test_an_abandoned_replacement_points_the_group_back_and_leaves_the_old_insta
     assert run.code == 1, (run.stdout[-2000:], run.stderr[-4000:])
     assert "left the group before it was InService" in run.stderr, run.stderr[-4000:]
     assert f"back on launch template version {previous}" in run.stderr
-    env.control.settings(die_at_start=0)
+    env.control.settings(die_at_start=0, never_ready=0)
     group = env.group()
     assert group["LaunchTemplate"]["Version"] == previous
     assert (group["MinSize"], group["DesiredCapacity"], group["MaxSize"]) == (size, size, size + 1)
@@ -421,7 +432,7 @@ def test_an_abandoned_replacement_points_the_group_back_and_leaves_the_old_insta
     report = env.control.probe()
     summary = report["summary"]
     assert (summary["failovers"], summary["gaps"], summary["race_losses"]) == (0, 0, 0), summary
-    assert summary["exit_reasons"]["died at start"] >= 1, summary
+    assert summary["exit_reasons"][fault] >= 1, summary
     exited = {e["instance"] for e in report["timeline"] if e["event"] == "exit"}
     assert not exited & set(live), report
     status = env.status()
