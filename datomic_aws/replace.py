@@ -464,6 +464,10 @@ class _Replacer:
         self.lt_id: str | None = None
         self.roles_seen = False  # once a member published a role, the run stays role-aware
         self.changes: list[Change] = []
+        # Replacements seen launching that have not served yet: one that vanishes from the group
+        # between two polls failed (an ABANDONed launch leaves the group at once, and Auto
+        # Scaling launches the next one while the group is below its desired capacity).
+        self.unserved: set[str] = set()
 
     # -- plumbing
 
@@ -477,6 +481,7 @@ class _Replacer:
                 "check the stack's status and resources, then rerun update-stack",
             )
         group = with_roles(self.ec2, group)
+        self.unserved -= {i.instance_id for i in group.instances if i.in_service}
         if group.roles_known:
             self.roles_seen = True
         self.report.observe(
@@ -545,6 +550,7 @@ class _Replacer:
         )
 
     def terminate(self, instance_id: str, *, decrement: bool) -> None:
+        self.unserved.discard(instance_id)  # leaving because we said so
         try:
             self.mutate(
                 self.asg.terminate_instance_in_auto_scaling_group,
@@ -584,10 +590,25 @@ class _Replacer:
         """Instances outside `before` (see settled) are the replacements: one that leaves or
         turns unhealthy before serving (its launch hook ABANDONed: the transactor died or its
         deadline passed) fails the replacement, and one that serves another version means the
-        group launches the wrong one (replacing again would loop)."""
+        group launches the wrong one (replacing again would loop).
+
+        A replacement seen before that is no longer in the group and never served failed too:
+        an abandoned launch may leave the group between two polls (reference §11), and the
+        group then launches another one, which would fail the same way until the timeout."""
+        present = {i.instance_id for i in g.instances}
+        vanished = sorted(self.unserved - present - before)
+        if vanished:
+            raise ReplacementError(
+                f"replacement instance {vanished[0]} left the group before it was InService "
+                "(its launch was abandoned: the transactor exited or was not ready in time)",
+                self.resource,
+                "check its console output and the transactor log; rerun update-stack",
+            )
         for i in g.instances:
             if i.instance_id in before:
                 continue
+            if not i.in_service:
+                self.unserved.add(i.instance_id)
             if i.leaving or (i.health_status and i.health_status != "Healthy"):
                 raise ReplacementError(
                     f"replacement instance {i.instance_id} went {i.lifecycle_state}/"

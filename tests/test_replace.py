@@ -1513,3 +1513,31 @@ def test_an_abandoned_new_standby_points_the_group_back_and_leaves_the_old_ones(
     with pytest.raises(ReplacementError, match="i-new went Terminating:Wait") as err:
         s.run(fake_time, [])
     assert "back on launch template version 1" in err.value.hint
+
+
+def test_a_replacement_that_vanished_between_two_polls_fails_at_once(
+    fake_time: FakeTime,
+) -> None:
+    s = Stubbed(target=2)
+    old = (inst("i-a", version="1"), inst("i-b", version="1"))
+    roles = {"i-a": "active", "i-b": "standby"}
+    s.describe(group_page(2, *old, min_size=2, max_size=3), roles)
+    s.suspend()
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 3})
+    s.describe(group_page(3, *old, inst("i-new", "Pending:Wait"), min_size=2, max_size=3), roles)
+    # Its launch was ABANDONed and it left between two polls; the group launched the next one,
+    # which would be abandoned the same way: no waiting until the timeout.
+    again = group_page(3, *old, inst("i-next", "Pending:Wait"), min_size=2, max_size=3)
+    s.describe(copy.deepcopy(again), roles)
+    s.describe(copy.deepcopy(again), roles)
+    s.point_back("1")
+    # The next one, launched from the failed version and not serving, goes; the old ones stay.
+    s.write(
+        "terminate_instance_in_auto_scaling_group",
+        {"InstanceId": "i-next", "ShouldDecrementDesiredCapacity": True},
+    )
+    s.describe(group_page(2, *old, inst("i-next", "Terminating"), min_size=2, max_size=3), roles)
+    s.resume()
+
+    with pytest.raises(ReplacementError, match="i-new left the group before it was InService"):
+        s.run(fake_time, [])

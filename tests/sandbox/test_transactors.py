@@ -4,6 +4,7 @@ rule, role tags, faults, the probe, and reset."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws import names
+from datomic_aws.sandbox.demo import DEMO_BOOT_SECONDS, DEMO_HEARTBEAT_MSEC
 from datomic_aws.sandbox.transactors import DIED_AT_START, LOST_RACE, NEVER_READY, TERMINATED
 from tests.sandbox.helpers import (
     build_group,
@@ -212,3 +214,49 @@ def test_the_demo_reports_the_availability_of_the_roll_and_passes(tmp_path: Path
     assert "0 lost takeover race(s)" in proc.stderr
     assert "InService floor: during the update the group never had fewer than 1" in proc.stderr
     assert elapsed < 60, elapsed
+    # Beside the surge roll, the same measure of Datomic's old way (terminate first): its gap is
+    # about a boot, beyond Datomic's bound, and nothing served while the replacement booted.
+    table = _comparison(proc.stderr)
+    assert table["failovers"] == ["1", "1"]
+    assert table["lost takeover races"] == ["0", "0"]
+    assert table["InService floor"] == ["1", "0"]
+    surge, terminate = (float(x.split()[0]) for x in table["longest interval without an active"])
+    bound = 2 * DEMO_HEARTBEAT_MSEC / 1000 + 1
+    assert surge <= bound < terminate, table
+    assert terminate >= DEMO_BOOT_SECONDS, table
+
+
+def _comparison(stderr: str) -> dict[str, list[str]]:
+    lines = stderr.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("Surge versus"))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 2 : start + 6]:
+        label, rest = line[3:39].strip(), line[39:]
+        rows[label] = [rest[:18].strip(), rest[18:].strip()]
+    return rows
+
+
+def test_the_demo_json_output_is_one_json_document_per_apply(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "datomic_aws", "--output", "json", "demo", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    decoder, text, at, docs = json.JSONDecoder(), proc.stdout, 0, []
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        doc, at = decoder.raw_decode(text, at)
+        docs.append(doc)
+    # create, surge roll, terminate roll, no-op
+    assert [d["command"] for d in docs] == ["apply"] * 4
+    assert docs[1]["availability"]["min_in_service"] >= 1
+    assert docs[2]["availability"]["min_in_service"] == 0
+    (surge,) = docs[1]["availability"]["no_active_intervals"]
+    (terminate,) = docs[2]["availability"]["no_active_intervals"]
+    assert surge < terminate
+    assert docs[3]["changed"] is False and docs[3]["aws_calls"]["mutating"] == 0
