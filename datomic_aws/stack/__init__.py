@@ -11,7 +11,8 @@
 - migrate.py: the migration of a stack made by Datomic's bin/datomic to our template.
 - operations.py: `create_stack`, `update_stack`, `delete_stack`, `check_ownership`.
 
-This file must hold no logic: importers keep `from datomic_aws import stack; stack.update_stack(...)`.
+This file must hold no logic: importers keep
+`from datomic_aws import stack; stack.update_stack(...)`.
 """
 
 from __future__ import annotations

@@ -249,6 +249,19 @@ def _update_once(
     if dry_run:
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
         return [head, *changes]
+    _execute(run, stack_id, change_set_id, described)
+    return [head, *changes]
+
+
+def _execute(
+    run: _Run,
+    stack_id: str,
+    change_set_id: str,
+    described: Mapping[str, Any],
+    *,
+    pending: Collection[str] = (),
+) -> None:
+    """Execute a prepared change set and wait until the stack settles, streaming its new events."""
     cursor = start_cursor(run.cfn, stack_id)
     run.say(f"executing change set {described.get('ChangeSetName', change_set_id)}")
     run.cfn.execute_change_set(
@@ -256,5 +269,4 @@ def _update_once(
         StackName=stack_id,
         ClientRequestToken=_token("exec", change_set_id),
     )
-    run.wait(stack_id, cursor=cursor)
-    return [head, *changes]
+    run.wait(stack_id, cursor=cursor, pending=pending)

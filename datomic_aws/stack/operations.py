@@ -23,13 +23,13 @@ from datomic_aws.errors import StackError, UsageError
 from datomic_aws.stack.changesets import (
     _change_set_changes,
     _create_change_set,
+    _execute,
     _template_changes,
-    _token,
     _up_to_date,
     _update_once,
     _wait_change_set,
 )
-from datomic_aws.stack.events import Waiting, start_cursor
+from datomic_aws.stack.events import Waiting
 from datomic_aws.stack.migrate import _migrate
 from datomic_aws.stack.read import StackInfo, datomic_era, read_stack, template_matches
 from datomic_aws.stack.run import _protected, _Run
@@ -122,15 +122,8 @@ def create_stack(
             "fix the template (create-cf-template) and rerun",
         )
     changes = _change_set_changes(name, described["Changes"]) or _template_changes(name, template)
-    cursor = start_cursor(run.cfn, stack_id)
-    run.say(f"executing change set {described.get('ChangeSetName', change_set_id)}")
-    run.cfn.execute_change_set(
-        ChangeSetName=change_set_id,
-        StackName=stack_id,
-        ClientRequestToken=_token("exec", change_set_id),
-    )
     # Right after ExecuteChangeSet the stack may still read REVIEW_IN_PROGRESS.
-    run.wait(stack_id, cursor=cursor, pending=("REVIEW_IN_PROGRESS",))
+    _execute(run, stack_id, change_set_id, described, pending=("REVIEW_IN_PROGRESS",))
     # Enabled once the stack is complete: the one state where every API surely accepts it.
     run.protect(stack_id)
     created = Change(run.resource, Action.CREATE, ("termination protection on",))
