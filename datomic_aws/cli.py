@@ -334,7 +334,7 @@ def wait_options(fn: F) -> F:
 
 
 def _waiting(timeout: float, poll_interval: float) -> Any:
-    from datomic_aws.stack import Waiting
+    from datomic_aws.stack.events import Waiting
 
     return Waiting(timeout=timeout, poll_interval=poll_interval, on_event=_echo_err)
 
@@ -370,7 +370,7 @@ def _stack_template(region: str, stack_name: str, template_json: str) -> Any:
 
 
 def _stack_aws(opts: Options, dry_run: bool, template_text: str = "") -> AwsContext:
-    from datomic_aws.stack import dry_run_writes
+    from datomic_aws.stack.transport import dry_run_writes
 
     return opts.aws(
         dry_run=dry_run, allowed_writes=dry_run_writes(template_text) if dry_run else frozenset()
@@ -633,7 +633,7 @@ def apply_cmd(
       datomic-aws apply --dry-run --detailed-exitcode aws/prod
     """
     from datomic_aws.deploy import Replacement, apply_dir, validate_folder
-    from datomic_aws.stack import DRY_RUN_WRITES
+    from datomic_aws.stack.transport import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
     validate_folder(directory)

@@ -80,7 +80,7 @@ def files_of(folder: Path) -> dict[str, str]:
 def aws_change_set_names(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto corrected where a rerun after a crash depends on it: on AWS, CreateChangeSet of type
     CREATE for a stack name that already exists is refused with AlreadyExistsException (a change
-    set of that name on it, or a stack past REVIEW_IN_PROGRESS), which is how stack.py finds the
+    set of that name on it, or a stack past REVIEW_IN_PROGRESS), which is how stack/ finds the
     change set a killed run left behind. moto 5.2 creates a second stack of the same name."""
     from moto.cloudformation.exceptions import AlreadyExistsException
     from moto.cloudformation.models import CloudFormationBackend

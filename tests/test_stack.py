@@ -1,5 +1,5 @@
-"""stack.py without moto: the status table, the decision table, and (with botocore's Stubber pinned
-to exact parameters) the paths moto cannot produce: asynchronous failures, rollbacks, in-progress
+"""The stack package without moto: the status table, the decision table, and (with botocore's
+Stubber pinned to exact parameters) the paths moto cannot produce: asynchronous failures, rollbacks, in-progress
 stacks, empty change sets, paged events, heartbeats, timeouts and large templates."""
 
 from __future__ import annotations
@@ -598,7 +598,7 @@ def change_set_created(
             "ChangeSetType": cs_type,
             "ClientToken": ANY,
             "Tags": [{"Key": k, "Value": v} for k, v in sorted(names.tags(SYSTEM).items())],
-            # Every plain parameter goes with its value (see stack._create_change_set).
+            # Every plain parameter goes with its value (see stack.changesets._create_change_set).
             "Parameters": [
                 {"ParameterKey": k, "ParameterValue": str(v["Default"])}
                 for k, v in sorted(json.loads(body).get("Parameters", {}).items())

@@ -1,6 +1,6 @@
-"""stack.py against in-process moto: a LaunchTemplate + AutoScalingGroup stack created from the
-templates bucket by TemplateURL, rerun without a mutating call, updated, deleted; the templates
-bucket hardened in us-east-1 and elsewhere."""
+"""The stack package against in-process moto: a LaunchTemplate + AutoScalingGroup stack created
+from the templates bucket by TemplateURL, rerun without a mutating call, updated, deleted; the
+templates bucket hardened in us-east-1 and elsewhere."""
 
 from __future__ import annotations
 

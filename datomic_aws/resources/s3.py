@@ -6,7 +6,8 @@ policy statement the operator added: a foreign policy is reported, never overwri
 
 A per-system bucket (the log bucket) is tagged for its system and owned by the rule of
 resources/owner. A shared bucket (the templates bucket, one per account and region for every
-system) carries only our managed-by tag, plus whatever `extra_tags` the caller names.
+system) carries only our managed-by tag, plus whatever `extra_tags` the caller names; its spec is
+`ensure_templates_bucket`'s (stack/transport.py uploads the templates into it).
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from datomic_aws import names
 from datomic_aws.aws import is_error, translating
 from datomic_aws.changes import Action, Change
 from datomic_aws.errors import NameTakenError, OwnershipError
 from datomic_aws.resources.owner import check_owner
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 _BLOCK_ALL = {
     "BlockPublicAcls": True,
@@ -257,3 +262,30 @@ def ensure_bucket(s3: Any, spec: BucketSpec, *, dry_run: bool, adopt: bool) -> C
         if action is not Action.NOOP and not dry_run:
             apply_bucket(s3, spec, current)
     return Change(_resource(spec), action, details)
+
+
+# The templates bucket serves every system of the account and region, so it is tagged managed-by
+# only (plus its purpose), never datomic:system.
+_TEMPLATES_TAGS = MappingProxyType({"datomic:purpose": "cloudformation-templates"})
+_TEMPLATES_TAKEN_HINT = (
+    "another AWS account owns this bucket name, so templates cannot be uploaded"
+    " in this region; contact AWS support or use another account"
+)
+
+
+def ensure_templates_bucket(s3: S3Client, account: str, region: str) -> Change:
+    """Create or converge the tool-owned templates bucket; reads first, writes only what differs."""
+    spec = BucketSpec(
+        names.templates_bucket(account, region),
+        region,
+        system="",
+        explicit=False,
+        key="the region",
+        shared=True,
+        extra_tags=_TEMPLATES_TAGS,
+        taken_hint=_TEMPLATES_TAKEN_HINT,
+    )
+    # The name is the tool's own (it embeds the caller's account and region) and the stack
+    # commands have no --adopt: a bucket of that name in this account is ours to converge,
+    # re-tagging it if its tags were stripped.
+    return ensure_bucket(s3, spec, dry_run=False, adopt=True)

@@ -1,0 +1,121 @@
+"""CloudFormation stack lifecycle, one module per responsibility; this file only re-exports.
+
+- status.py: the 23 statuses, their classification, ownership from tags, and `decide`, the one
+  decision table of create, update and delete (pure).
+- read.py: `read_stack`, the deployed template, the recognition of a Datomic-era stack.
+- events.py: the event cursor and `wait_for_stack`, with `Waiting` (timeouts, progress sink).
+- transport.py: the template's key, URL and upload to the templates bucket (whose ensure is
+  `resources/s3.ensure_templates_bucket`), and the writes a dry run may make.
+- changesets.py: change sets with deterministic names and tokens, waiting, their changes.
+- run.py: one operation's clients, deadline and shared steps (settle, group ownership, delete).
+- migrate.py: the migration of a stack made by Datomic's bin/datomic to our template.
+- operations.py: `create_stack`, `update_stack`, `delete_stack`, `check_ownership`.
+
+This file must hold no logic: importers keep
+`from datomic_aws import stack; stack.update_stack(...)`.
+"""
+
+from __future__ import annotations
+
+from datomic_aws.resources.s3 import ensure_templates_bucket
+from datomic_aws.stack.events import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    EventCursor,
+    EventSink,
+    Waiting,
+    failure_reasons,
+    format_event,
+    new_events,
+    start_cursor,
+    wait_for_stack,
+)
+from datomic_aws.stack.migrate import (
+    LEGACY_PREFIX,
+    MIGRATION_NOTE,
+    bridge_template,
+    migration_note,
+    plans_migration,
+)
+from datomic_aws.stack.operations import check_ownership, create_stack, delete_stack, update_stack
+from datomic_aws.stack.read import (
+    Legacy,
+    StackInfo,
+    datomic_era,
+    deployed_template,
+    read_stack,
+    template_matches,
+)
+from datomic_aws.stack.status import (
+    FAILURE_STATUSES,
+    STATUS_STATES,
+    Decision,
+    Intent,
+    Owner,
+    StackState,
+    Verdict,
+    classify,
+    decide,
+    owner_of,
+    tags_text,
+)
+from datomic_aws.stack.transport import (
+    DRY_RUN_WRITES,
+    MAX_TEMPLATE_BODY,
+    TEMPLATE_UPLOAD_WRITES,
+    dry_run_writes,
+    template_digest,
+    template_key,
+    template_url,
+    upload_template,
+)
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_POLL_INTERVAL",
+    "DEFAULT_TIMEOUT",
+    "DRY_RUN_WRITES",
+    "FAILURE_STATUSES",
+    "LEGACY_PREFIX",
+    "MAX_TEMPLATE_BODY",
+    "MIGRATION_NOTE",
+    "STATUS_STATES",
+    "TEMPLATE_UPLOAD_WRITES",
+    "Decision",
+    "EventCursor",
+    "EventSink",
+    "Intent",
+    "Legacy",
+    "Owner",
+    "StackInfo",
+    "StackState",
+    "Verdict",
+    "Waiting",
+    "bridge_template",
+    "check_ownership",
+    "classify",
+    "create_stack",
+    "datomic_era",
+    "decide",
+    "delete_stack",
+    "deployed_template",
+    "dry_run_writes",
+    "ensure_templates_bucket",
+    "failure_reasons",
+    "format_event",
+    "migration_note",
+    "new_events",
+    "owner_of",
+    "plans_migration",
+    "read_stack",
+    "start_cursor",
+    "tags_text",
+    "template_digest",
+    "template_key",
+    "template_matches",
+    "template_url",
+    "update_stack",
+    "upload_template",
+    "wait_for_stack",
+]

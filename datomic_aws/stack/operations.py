@@ -1,0 +1,254 @@
+"""The stack operations the commands call: create, update (with adoption and migration), delete,
+and the ownership check a command makes before it writes anything else.
+
+Each reads the stack, decides (status.decide, ownership included: a stack that is not this
+system's is refused before any write; `--adopt` takes over an untagged one) and acts through
+change sets, waiting and streaming events through `Waiting.on_event`. A dry run creates at most a
+preview change set and deletes it again (transport.DRY_RUN_WRITES).
+
+It must not print, prompt, build boto3 sessions (clients come from the `AwsContext` passed in),
+write to any resource other than the named stack, its change sets and the templates bucket, or
+replace instances (replace.py does that after an update).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from datomic_aws import names
+from datomic_aws.changes import Action, Change, noop
+from datomic_aws.errors import StackError, UsageError
+from datomic_aws.stack.changesets import (
+    _change_set_changes,
+    _create_change_set,
+    _execute,
+    _template_changes,
+    _up_to_date,
+    _update_once,
+    _wait_change_set,
+)
+from datomic_aws.stack.events import Waiting
+from datomic_aws.stack.migrate import _migrate
+from datomic_aws.stack.read import StackInfo, datomic_era, read_stack, template_matches
+from datomic_aws.stack.run import _protected, _Run
+from datomic_aws.stack.status import Intent, Owner, StackState, Verdict, decide, owner_of, tags_text
+
+if TYPE_CHECKING:
+    from datomic_aws.aws import AwsContext
+
+
+def _check_template(template: str) -> None:
+    """Refuse a template that is not a JSON object with Resources, before any AWS call."""
+    try:
+        doc = json.loads(template)
+    except ValueError as exc:
+        raise UsageError(
+            f"the template is not valid JSON ({exc})", "", "regenerate it with create-cf-template"
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
+        raise UsageError(
+            "the template has no Resources object", "", "regenerate it with create-cf-template"
+        )
+
+
+def _merged_tags(system: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    return {**(extra or {}), **names.tags(system)}
+
+
+def create_stack(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    template: str,
+    *,
+    system: str,
+    tags: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
+    recreate_failed: bool = False,
+    dry_run: bool = False,
+    waiting: Waiting | None = None,
+) -> list[Change]:
+    """Create the stack from a JSON template through a CREATE change set, then protect it.
+
+    An existing stack with the same template is a no-op (no mutating call); with another template
+    it is an error pointing to update-stack. A ROLLBACK_COMPLETE stack is deleted and created again
+    only with `recreate_failed` and our tags. With `dry_run` nothing is written: the changes are
+    read from the template.
+    """
+    _check_template(template)
+    run = _Run(ctx, region, name, waiting)
+    decision, info = run.settle(Intent.CREATE, recreate_failed=recreate_failed, system=system)
+    if decision.verdict is Verdict.COMPARE and info is not None:
+        if template_matches(run.cfn, info.stack_id, template):
+            # Protection is finished only on a stack that is ours: another's is never written to.
+            protect = _protected(run, info, dry_run=dry_run) if run.owner is Owner.OURS else []
+            return [*protect, noop(run.resource, info.status)]
+        raise StackError(
+            "the stack exists with a different template",
+            f"{region} {name}",
+            f"use `datomic-aws update-stack {region} {name} TEMPLATE_JSON` to change it",
+        )
+    out: list[Change] = []
+    if decision.verdict is Verdict.RECREATE and info is not None:
+        out.append(
+            Change(run.resource, Action.DELETE, (f"{info.status}: failed create, recreated",))
+        )
+        if not dry_run:
+            run.delete(info)
+    all_tags = _merged_tags(system, tags)
+    run.check_groups(None, json.loads(template))
+    if dry_run:
+        return [*out, Change(run.resource, Action.CREATE), *_template_changes(name, template)]
+    source = run.template_source(name, template, dry_run=False)
+    change_set_id, stack_id = _create_change_set(
+        run,
+        kind="create",
+        change_set_type="CREATE",
+        template=template,
+        source=source,
+        tags=all_tags,
+        parameters=parameters,
+        base="",
+    )
+    described = _wait_change_set(run, stack_id, change_set_id)
+    if described["Status"] != "CREATE_COMPLETE":
+        reason = str(described.get("StatusReason", "no reason reported"))
+        run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
+        raise StackError(
+            f"CloudFormation rejected the template: {reason}",
+            f"{region} {name}",
+            "fix the template (create-cf-template) and rerun",
+        )
+    changes = _change_set_changes(name, described["Changes"]) or _template_changes(name, template)
+    # Right after ExecuteChangeSet the stack may still read REVIEW_IN_PROGRESS.
+    _execute(run, stack_id, change_set_id, described, pending=("REVIEW_IN_PROGRESS",))
+    # Enabled once the stack is complete: the one state where every API surely accepts it.
+    run.protect(stack_id)
+    created = Change(run.resource, Action.CREATE, ("termination protection on",))
+    return [*run.side, *out, created, *changes]
+
+
+def check_ownership(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    *,
+    system: str,
+    adopt: bool = False,
+    recreate_failed: bool = False,
+) -> StackInfo | None:
+    """Refuse now what create_stack or update_stack would refuse later for ownership or state.
+
+    For a command (apply) that writes other things before it reaches the stack: the same
+    decision (decide), read-only and without waiting; also the group our template would name
+    (`names.autoscaling_group`). Returns the stack as read.
+    """
+    run = _Run(ctx, region, name, None)
+    run.system = system
+    group = names.autoscaling_group(system)
+    info = read_stack(run.cfn, name)
+    state = info.state if info else StackState.ABSENT
+    creating = state in (StackState.ABSENT, StackState.DELETED, StackState.REVIEW) or (
+        state is StackState.ROLLBACK_COMPLETE and recreate_failed
+    )
+    run.owner = owner_of(info.tags, system) if info else Owner.UNTAGGED
+    legacy = False
+    if (
+        info is not None
+        and not creating
+        and state is StackState.READY
+        and run.owner is not Owner.OURS
+    ):
+        legacy = datomic_era(run.read_deployed(info)) is not None
+    decision = decide(
+        state,
+        Intent.CREATE if creating else Intent.UPDATE,
+        recreate_failed=recreate_failed,
+        owner=run.owner,
+        adopt=adopt,
+        legacy=legacy,
+    )
+    if decision.verdict is Verdict.REFUSE:
+        raise run.refuse(decision, info)
+    run.check_groups(None if creating else info, groups=(group,))
+    return info
+
+
+def update_stack(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    template: str,
+    *,
+    system: str,
+    tags: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
+    adopt: bool = False,
+    dry_run: bool = False,
+    waiting: Waiting | None = None,
+) -> list[Change]:
+    """Update the stack through an UPDATE change set; the resource changes it made (or would).
+
+    Only a stack of this system is updated (design §7): an untagged one is refused unless `adopt`,
+    and then its change set is shown (through the progress callback) before it is executed and the
+    stack tagged and protected; a stack tagged for another system, or whose group is, is refused
+    before any write. A stack made by Datomic's bin/datomic is migrated (see `_migrate`). Same
+    template, parameters and tags as deployed: no-op, no mutating call. An empty change set is
+    deleted and reported as a no-op. With `dry_run` the change set is created, described and
+    deleted, never executed (see DRY_RUN_WRITES).
+    """
+    _check_template(template)
+    run = _Run(ctx, region, name, waiting)
+    decision, info = run.settle(Intent.UPDATE, system=system, adopt=adopt)
+    assert info is not None  # decide() refuses an update of an absent stack
+    adopting = decision.verdict is Verdict.ADOPT
+    all_tags = {**info.tags, **_merged_tags(system, tags)}
+    notes = (
+        (f"adopted: the stack had {tags_text(info.tags)}; now tagged for system {system}",)
+        if adopting
+        else ()
+    )
+    local = json.loads(template)
+    legacy = datomic_era(run.deployed, local)
+    if legacy is not None:
+        return _migrate(run, info, legacy, template, all_tags, parameters, notes, dry_run=dry_run)
+    if _up_to_date(run.deployed, info, template, all_tags, parameters):
+        return [
+            *(_protected(run, info, dry_run=dry_run) if run.owner is Owner.OURS else []),
+            noop(run.resource, info.status),
+        ]
+    run.check_groups(info, local)
+    changes = _update_once(
+        run, info, template, all_tags, parameters, notes=notes, show=adopting, dry_run=dry_run
+    )
+    if adopting and changes[0].changed and not dry_run:
+        changes.extend(_protected(run, info, dry_run=False))
+    return [*run.side, *changes]
+
+
+def delete_stack(
+    ctx: AwsContext,
+    region: str,
+    name: str,
+    *,
+    dry_run: bool = False,
+    waiting: Waiting | None = None,
+) -> list[Change]:
+    """Lift termination protection, delete the stack, wait until it is gone. Absent: no-op.
+
+    Only a stack datomic-aws manages is deleted: it carries managed-by and a datomic:system tag
+    that its deployed template (or else its name) confirms, and no group of it is tagged for
+    another system; any other stack is refused before any write. Only the stack's own resources
+    go; the table, roles, buckets and SSM parameter live outside it.
+    """
+    run = _Run(ctx, region, name, waiting)
+    decision, info = run.settle(Intent.DELETE)
+    if decision.verdict is Verdict.NOOP or info is None:
+        return [noop(run.resource, "absent")]
+    run.check_groups(info)
+    details = (info.status,)
+    if not dry_run:
+        run.delete(info)
+    return [Change(run.resource, Action.DELETE, details)]
