@@ -1,9 +1,9 @@
 """The stack commands as library functions: create-cf-stack, update-stack with replacement,
 delete-cf-stack, status, and apply (the whole sequence for one environment folder).
 
-Owns how the pieces compose: stack.py converges the stack, then replace.py brings every instance
+Owns how the pieces compose: the stack package converges the stack, then replace.py brings every instance
 onto the launch template version the stack declares; apply chains the ensure steps, the template
-and the stack. It must not talk to CloudFormation or Auto Scaling except through stack.py and
+and the stack. It must not talk to CloudFormation or Auto Scaling except through the stack package and
 replace.py, and must not print: progress goes through the `on_event` callbacks of `Waiting`.
 """
 

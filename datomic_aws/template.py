@@ -26,7 +26,7 @@ from datomic_aws.config.transactor import TransactorSpec, config_digest, load_tr
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import write_if_changed
 
-# CloudFormation refuses a TemplateBody above this; stack.py uploads instead, but a template this
+# CloudFormation refuses a TemplateBody above this; the stack package uploads instead, but a template this
 # tool generates should never come near it.
 MAX_TEMPLATE_BYTES = 51_200
 
