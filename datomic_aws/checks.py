@@ -161,6 +161,24 @@ def check_stack_arguments(region: str, stack_name: str) -> None:
         )
 
 
+def check_template_system(template_system: str | None, template_path: str) -> None:
+    """A stack command that writes deploys only a template create-cf-template generated: the
+    system it declares (Metadata.DatomicAws.System) is the one the stack is tagged for and checked
+    against (design §3). Without it the stack would be tagged for a system nobody named."""
+    if not template_system:
+        raise InvalidInput(
+            [
+                Problem(
+                    template_path,
+                    None,
+                    None,
+                    "not a template datomic-aws generated (no Metadata.DatomicAws.System)",
+                    "give the cf.json that `datomic-aws create-cf-template` wrote",
+                )
+            ]
+        )
+
+
 def check_template_region(region: str, template_region: str | None, template_path: str) -> None:
     """A template generated for one region deploys there only: its configuration parameter, group
     and subnets live in that region."""

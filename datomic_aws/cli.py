@@ -357,14 +357,23 @@ _TEMPLATE = click.argument(
 )
 
 
-def _stack_template(region: str, stack_name: str, template_json: str) -> Any:
+def _stack_template(
+    region: str, stack_name: str, template_json: str, *, deploys: bool = True
+) -> Any:
     """REGION, STACK_NAME and TEMPLATE_JSON checked before any call: a known region, a valid stack
-    name, a readable JSON template generated for that region."""
-    from datomic_aws.checks import check_stack_arguments, check_template_region
+    name, a readable JSON template generated for that region (and, for the commands that deploy
+    it, by datomic-aws)."""
+    from datomic_aws.checks import (
+        check_stack_arguments,
+        check_template_region,
+        check_template_system,
+    )
     from datomic_aws.deploy import read_template
 
     check_stack_arguments(region, stack_name)
     template = read_template(template_json)
+    if deploys:
+        check_template_system(template.system, template.path)
     check_template_region(region, template.region, template.path)
     return template
 
@@ -589,7 +598,9 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
     from datomic_aws.deploy import stack_status
 
     check_stack_arguments(region, stack_name)
-    template = _stack_template(region, stack_name, template_json) if template_json else None
+    template = (
+        _stack_template(region, stack_name, template_json, deploys=False) if template_json else None
+    )
     aws = opts.aws(dry_run=True)
     result = stack_status(aws, region, stack_name, template=template)
     finish(opts, aws, result, detailed_exitcode=False)

@@ -235,6 +235,32 @@ def test_template_not_utf8_or_not_json_is_one_line(proxy: Proxy, tmp_path: Path)
     assert proxy.log == []
 
 
+def test_template_datomic_aws_did_not_generate_is_refused_before_any_call(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    # A template without our Metadata.DatomicAws.System names no system: deploying it would tag
+    # the stack for a made-up one (the stack name), so create-cf-stack and update-stack refuse it.
+    foreign = tmp_path / "foreign.json"
+    doc = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}
+    foreign.write_text(json.dumps(doc), encoding="utf-8")
+    for command in ("create-cf-stack", "update-stack"):
+        run = _through(
+            proxy,
+            command,
+            "--yes" if command == "update-stack" else "--dry-run",
+            "us-east-1",
+            "datomic-orders",
+            str(foreign),
+        )
+        assert run.code == 2, run.stderr
+        line = _one_error_line(run)
+        assert "not a template datomic-aws generated" in line and str(foreign) in line
+    run = _through(proxy, "create-cf-stack", "us-east-1", "datomic-orders", str(foreign))
+    assert run.code == 2, run.stderr
+    assert proxy.log == []
+    _no_lock_file(tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------
 # paths the operator got wrong (exit 2) or the environment refuses (exit 1)
 
