@@ -120,6 +120,20 @@ def check_output(path: str | Path) -> None:
         raise _environment(str(folder), exc, "write in the folder")
 
 
+def check_output_distinct(output: str | Path, inputs: list[str | Path]) -> None:
+    """An OUTPUT of another kind than the inputs (create-cf-template's JSON) is never one of them:
+    arguments in the wrong order would otherwise replace a properties file with the template."""
+    target = os.path.realpath(output)
+    for path in inputs:
+        if os.path.realpath(path) == target:
+            raise _missing(
+                str(output),
+                f"is also an input ({path}): writing it would replace that file",
+                "the arguments are TRANSACTOR_PROPS CF_PROPS OUTPUT_JSON, e.g. "
+                "aws/prod/transactor.properties aws/prod/cf.properties aws/prod/cf.json",
+            )
+
+
 def check_apply_folder(directory: str | Path) -> None:
     """The apply folder exists, holds both properties files (readable), and can be written."""
     folder = Path(directory)

@@ -307,6 +307,9 @@ def create_cf_template_cmd(
     from datomic_aws.template import create_cf_template
 
     _check_detailed(dry_run, detailed_exitcode)
+    from datomic_aws.checks import check_output_distinct
+
+    check_output_distinct(output_json, [transactor_props, cf_props])
     _check_paths({transactor_props: "transactor", cf_props: "cf"}, output_json)
     with opts.locked(output_json, dry_run=dry_run):
         result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)

@@ -281,6 +281,33 @@ def test_output_folder_missing_is_exit_2_one_line_no_lock(proxy: Proxy, tmp_path
     _one_error_line(run)
 
 
+def test_template_output_that_is_an_input_is_refused_files_intact(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    # Arguments in the wrong order must not replace a properties file with the template.
+    folder = _folder(
+        tmp_path,
+        **{
+            "java-xmx=": "java-xmx=5734m",
+            "datomic-version=": "datomic-version=1.0.7556",
+            "aws-subnet-ids=": "aws-subnet-ids=subnet-0123456789abcdef0",
+            "aws-security-group-id=": "aws-security-group-id=sg-0123456789abcdef0",
+        },
+    )
+    t, cf = folder / "transactor.properties", folder / "cf.properties"
+    written = _through(proxy, "create-cf-template", str(t), str(cf), str(folder / "cf.json"))
+    assert written.code == 0, written.stderr  # valid files: only the order of the arguments
+    (folder / "cf.json").unlink()
+    before = _snapshot(folder)
+    for out in (t, cf, folder / "." / "cf.properties"):
+        run = _through(proxy, "create-cf-template", str(t), str(cf), str(out))
+        assert run.code == 2, run.stderr
+        line = _one_error_line(run)
+        assert str(out) in line and "is also an input" in line
+    assert _snapshot(folder) == before
+    assert proxy.log == []
+
+
 def test_unreadable_input_is_exit_1_one_line_no_lock(proxy: Proxy, tmp_path: Path) -> None:
     source = tmp_path / "transactor.properties"
     shutil.copyfile(SAMPLES / "transactor.properties", source)
