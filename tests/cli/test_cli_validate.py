@@ -19,6 +19,7 @@ import pytest
 from datomic_aws.aws import is_mutating
 from datomic_aws.locking import LOCK_NAME
 from tests.cli.conftest import Proxy, Run, command_line
+from tests.cli.faulty_proxy import XHTML_PAGE, FaultyProxy
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 SECRET = "Sup3r-s3cret-pw-93x"
@@ -259,6 +260,38 @@ def test_template_datomic_aws_did_not_generate_is_refused_before_any_call(
     assert run.code == 2, run.stderr
     assert proxy.log == []
     _no_lock_file(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("action", "command"),
+    [
+        ("sts:GetCallerIdentity", ["ensure-transactor", "--dry-run", "{transactor}"]),
+        ("cloudformation:DescribeStacks", ["status", "us-east-1", "datomic-orders"]),
+        ("dynamodb:DescribeTable", ["ensure-transactor", "--dry-run", "{transactor}"]),
+    ],
+    ids=["query-xml", "cfn-xml", "json"],
+)
+def test_a_well_formed_html_page_is_one_line_exit_1(
+    endpoint: str, tmp_path: Path, action: str, command: list[str]
+) -> None:
+    # A proxy's XHTML page parses as XML: botocore's query parser then fails with a KeyError
+    # unless the page is refused before it is parsed.
+    folder = _folder(tmp_path)
+    transactor = str(folder / "transactor.properties")
+    before = _snapshot(folder)
+    proxy = FaultyProxy(endpoint, html={action}, html_page=XHTML_PAGE)
+    try:
+        env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
+        args = [a.replace("{transactor}", transactor) for a in command]
+        proc = subprocess.run(
+            [*command_line(), *args], capture_output=True, text=True, env=env, timeout=180
+        )
+    finally:
+        proxy.close()
+    assert proc.returncode == 1, proc.stderr
+    line = _one_error_line(Run(proc.returncode, proc.stdout, proc.stderr))
+    assert f"the answer to {action} is not an AWS response" in line
+    assert _snapshot(folder) == before
 
 
 # ---------------------------------------------------------------------------------------------
