@@ -123,7 +123,7 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
         raise UsageError("--detailed-exitcode needs --dry-run", "", "add --dry-run")
 
 
-def _check_paths(inputs: dict[str, str], output: str) -> None:
+def _check_paths(inputs: dict[str, str], output: str, *, dry_run: bool = False) -> None:
     """Before the folder lock and any AWS call: a wrong path, an unparsable or invalid properties
     file is refused (every problem of every file listed) and leaves no lock file. `inputs` maps
     each path to its kind, "transactor" or "cf"."""
@@ -134,7 +134,7 @@ def _check_paths(inputs: dict[str, str], output: str) -> None:
 
     for path in inputs:
         check_properties_input(path)
-    check_output(output)
+    check_output(output, writable=not dry_run)
     problems = []
     for path, kind in inputs.items():
         try:
@@ -236,7 +236,7 @@ def ensure_transactor_cmd(
     from datomic_aws.ensure import ensure_transactor
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths({input_path: "transactor"}, output_path or input_path)
+    _check_paths({input_path: "transactor"}, output_path or input_path, dry_run=dry_run)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -269,7 +269,7 @@ def ensure_cf_cmd(
     from datomic_aws.ensure import ensure_cf
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths({input_path: "cf"}, output_path or input_path)
+    _check_paths({input_path: "cf"}, output_path or input_path, dry_run=dry_run)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -310,7 +310,7 @@ def create_cf_template_cmd(
     from datomic_aws.checks import check_output_distinct
 
     check_output_distinct(output_json, [transactor_props, cf_props])
-    _check_paths({transactor_props: "transactor", cf_props: "cf"}, output_json)
+    _check_paths({transactor_props: "transactor", cf_props: "cf"}, output_json, dry_run=dry_run)
     with opts.locked(output_json, dry_run=dry_run):
         result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
     return finish(opts, None, result, detailed_exitcode=detailed_exitcode)
@@ -650,7 +650,7 @@ def apply_cmd(
     from datomic_aws.stack import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
-    validate_folder(directory)
+    validate_folder(directory, dry_run=dry_run)
     if strategy == "terminate" and not no_replace and not dry_run:
         from datomic_aws.replace import TERMINATE_WARNING
 

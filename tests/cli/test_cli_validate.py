@@ -376,6 +376,26 @@ def test_read_only_folder_is_exit_1_one_line_no_lock(
     assert proxy.log == []
 
 
+@pytest.mark.parametrize("command", ["ensure-transactor", "ensure-cf", "apply"])
+def test_dry_run_in_a_read_only_folder_plans_and_writes_nothing(
+    proxy: Proxy, tmp_path: Path, command: str
+) -> None:
+    # A dry run writes nothing (no file, no lock file): a read-only checkout can be planned.
+    folder = _folder(tmp_path)
+    before = _snapshot(folder)
+    name = {"ensure-transactor": "transactor.properties", "ensure-cf": "cf.properties"}
+    target = str(folder / name[command]) if command in name else str(folder)
+    folder.chmod(0o555)
+    try:
+        run = _through(proxy, command, "--dry-run", target, without_dac=True)
+    finally:
+        folder.chmod(0o755)
+    assert run.code == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert _snapshot(folder) == before
+    assert _mutating(proxy) == [], proxy.log
+
+
 def test_malformed_escape_is_exit_2_names_the_key_never_the_value(
     proxy: Proxy, tmp_path: Path
 ) -> None:
