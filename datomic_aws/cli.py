@@ -196,6 +196,30 @@ def cli(
     ctx.obj = Options(
         profile, endpoint_url, output, debug, lock_timeout, ctx.invoked_subcommand or ""
     )
+    _check_endpoint_url(endpoint_url)
+
+
+def _check_endpoint_url(endpoint_url: str | None) -> None:
+    """--endpoint-url (or AWS_ENDPOINT_URL, which botocore reads itself) is an http(s) URL with a
+    host: botocore refuses anything else with a bare ValueError when the first client is built."""
+    from urllib.parse import urlsplit
+
+    name = "--endpoint-url" if endpoint_url else "AWS_ENDPOINT_URL"
+    url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        valid = False
+    if not valid:
+        raise UsageError(
+            f"{name} {url!r} is not an endpoint URL",
+            "",
+            "give http:// or https:// and a host, e.g. http://127.0.0.1:5000",
+        )
 
 
 def _input_output(fn: F) -> F:

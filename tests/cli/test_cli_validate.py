@@ -294,6 +294,32 @@ def test_a_well_formed_html_page_is_one_line_exit_1(
     assert _snapshot(folder) == before
 
 
+@pytest.mark.parametrize(
+    ("option", "variable"),
+    [("notaurl", None), ("http://127.0.0.1:port", None), (None, "ftp:/x")],
+    ids=["no-scheme", "bad-port", "env-scheme"],
+)
+def test_an_endpoint_url_that_is_not_one_is_exit_2_one_line(
+    tmp_path: Path, option: str | None, variable: str | None
+) -> None:
+    # botocore refuses it with a bare ValueError when the first client is built.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    if variable is not None:
+        env["AWS_ENDPOINT_URL"] = variable
+    args = ["--endpoint-url", option] if option is not None else []
+    proc = subprocess.run(
+        [*command_line(), *args, "status", "us-east-1", "datomic-orders"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    line = _one_error_line(Run(proc.returncode, proc.stdout, proc.stderr))
+    assert proc.returncode == 2, proc.stderr
+    assert "is not an endpoint URL" in line and str(option or variable) in line
+
+
 # ---------------------------------------------------------------------------------------------
 # paths the operator got wrong (exit 2) or the environment refuses (exit 1)
 
