@@ -735,7 +735,15 @@ def _report(exc: DatomicAwsError, opts: Options | None) -> int:
         error: dict[str, Any] = {"messages": exc.lines(), "exit_code": int(exc.exit_code)}
         if _request_id(exc):
             error["request_id"] = _request_id(exc)
-        doc = {"command": opts.command, "error": error}
+        doc: dict[str, Any] = {"command": opts.command, "error": error}
+        if opts.contexts:
+            # What the failed run did call: a refusal shows "mutating": 0 for scripts to check.
+            from datomic_aws.aws import CallLog
+
+            log = CallLog()
+            for aws in opts.contexts:
+                log.calls.update(aws.call_log.calls)
+            doc["aws_calls"] = log.as_dict()
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     return int(exc.exit_code)
 

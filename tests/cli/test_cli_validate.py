@@ -138,10 +138,14 @@ def test_apply_refuses_invalid_input_before_any_write(
     run = _through(proxy, "--output", "json", "apply", "--yes", str(folder))
     assert run.code == 2, (run.stdout, run.stderr)
     assert "Traceback" not in run.stderr
-    messages = "\n".join(json.loads(run.stdout)["error"]["messages"])
+    doc = json.loads(run.stdout)
+    messages = "\n".join(doc["error"]["messages"])
     for fragment in says:
         assert fragment in messages, messages
     assert _mutating(proxy) == [], proxy.log
+    if proxy.log:
+        # The error document counts what the refused run called, as a success's does.
+        assert doc["aws_calls"]["mutating"] == 0 and doc["aws_calls"]["total"] > 0, doc
     after = _snapshot(folder)
     if proxy.log:
         # Valid files: the run took the folder lock before its AWS checks (empty once released).
