@@ -852,6 +852,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         code = int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code
+        _usage_json(exc, _opts(ctx), code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         code = _report(
             Interrupted("interrupted", "", "rerun the same command to converge"), _opts(ctx)
@@ -869,6 +870,14 @@ def main(argv: list[str] | None = None) -> None:
             known.__cause__ = exc  # --debug shows botocore's own exception (an answer, say)
             code = _report(known, _opts(ctx))
     sys.exit(code)
+
+
+def _usage_json(exc: click.ClickException, opts: Options | None, code: int) -> None:
+    """--output json promises one document on stdout, click's own refusals (a wrong argument)
+    included; click has already written its usage text to stderr."""
+    if opts is not None and opts.output == "json":
+        error = {"messages": [f"Error: {exc.format_message()}"], "exit_code": code}
+        click.echo(json.dumps({"command": opts.command, "error": error}, indent=2, sort_keys=True))
 
 
 def _opts(ctx: click.Context | None) -> Options | None:

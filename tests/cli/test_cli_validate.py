@@ -324,6 +324,26 @@ def test_an_endpoint_url_that_is_not_one_is_exit_2_one_line(
     assert "is not an endpoint URL" in line and str(option or variable) in line
 
 
+def test_a_usage_error_with_output_json_is_one_json_document(tmp_path: Path) -> None:
+    # click's own refusals (a file where DIR is wanted, a missing argument) keep --output json's
+    # promise of one document on stdout.
+    afile = tmp_path / "cf.properties"
+    afile.write_text("aws-region=us-east-1\n", encoding="utf-8")
+    for args in (["apply", str(afile)], ["apply"]):
+        proc = subprocess.run(
+            [*command_line(), "--output", "json", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["command"] == "apply" and doc["error"]["exit_code"] == 2, doc
+        assert doc["error"]["messages"][0].startswith("Error: "), doc
+        assert "Traceback" not in proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # paths the operator got wrong (exit 2) or the environment refuses (exit 1)
 
