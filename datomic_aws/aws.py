@@ -121,7 +121,7 @@ class AwsContext:
                 raise CredentialsError(str(exc)) from exc
             session.events.register("before-call.*.*", self._before_call)
             session.events.register("before-send", self._before_send)
-            session.events.register("after-call.*.*", _refuse_html)
+            session.events.register("before-parse.*.*", _refuse_html)
             session.events.register("after-call.*.*", _name_failed_action)
             session.events.register("after-call-error", self._name_unreadable_answer)
             for event, handler in self.hooks:
@@ -218,23 +218,26 @@ class AwsContext:
                 exception.datomic_aws_action = action  # type: ignore[attr-defined]
 
 
-def _refuse_html(http_response: Any, model: Any, **_: Any) -> None:
+def _refuse_html(operation_model: Any, response_dict: Any, **_: Any) -> None:
     """An HTML page is never an AWS API answer: a proxy or a captive portal answered instead.
-    botocore parses one into nonsense without complaint where the protocol is JSON. (By its body:
-    moto labels some of its XML answers text/html.)"""
-    if http_response is None or getattr(http_response, "raw", None) is None:
-        return  # no answer from the wire (botocore's Stubber)
-    if model.has_streaming_output:
+    Checked before botocore parses it: the JSON parser turns a page into nonsense without
+    complaint, and the XML parser turns a well-formed (XHTML) page into a KeyError. (By its body:
+    moto labels some of its XML answers text/html.) botocore's Stubber answers without a
+    response to parse, so it never reaches this."""
+    if operation_model.has_streaming_output or not isinstance(response_dict, dict):
         return  # a streamed body (S3 GetObject) is the caller's to read, and it is read once
-    body = http_response.content or b""
+    body = response_dict.get("body") or b""
+    if not isinstance(body, bytes):
+        return
     if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
         import botocore.parsers
 
         exc = botocore.parsers.ResponseParserError(
-            f"HTTP {http_response.status_code} answer is an HTML page, not an AWS response:\n"
-            + body[:2000].decode("utf-8", "replace")
+            f"HTTP {response_dict.get('status_code')} answer is an HTML page, not an AWS "
+            "response:\n" + body[:2000].decode("utf-8", "replace")
         )
-        exc.datomic_aws_action = f"{model.service_model.endpoint_prefix}:{model.name}"  # type: ignore[attr-defined]
+        service = operation_model.service_model.endpoint_prefix
+        exc.datomic_aws_action = f"{service}:{operation_model.name}"  # type: ignore[attr-defined]
         raise exc
 
 

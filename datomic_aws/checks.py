@@ -98,9 +98,10 @@ def check_properties_input(path: str | Path) -> None:
     read_properties(path)
 
 
-def check_output(path: str | Path) -> None:
+def check_output(path: str | Path, *, writable: bool = True) -> None:
     """OUTPUT can be written: its folder exists and takes new files (the write is atomic: a
-    temporary file in that folder, then a rename), and OUTPUT itself is not a folder."""
+    temporary file in that folder, then a rename), and OUTPUT itself is not a folder. A dry run
+    (`writable=False`) writes nothing, so a read-only folder (a CI checkout) is fine for it."""
     name = str(path)
     target = Path(os.path.realpath(path))
     folder = target.parent
@@ -112,6 +113,8 @@ def check_output(path: str | Path) -> None:
             f"the folder {Path(path).parent or '.'} does not exist",
             "create it first, or write OUTPUT into an existing folder",
         )
+    if not writable:
+        return
     if not os.access(folder, os.W_OK | os.X_OK):
         exc = OSError(errno.EACCES, os.strerror(errno.EACCES))
         raise _environment(str(folder), exc, "write in the folder")
@@ -120,8 +123,23 @@ def check_output(path: str | Path) -> None:
         raise _environment(str(folder), exc, "write in the folder")
 
 
-def check_apply_folder(directory: str | Path) -> None:
-    """The apply folder exists, holds both properties files (readable), and can be written."""
+def check_output_distinct(output: str | Path, inputs: list[str | Path]) -> None:
+    """An OUTPUT of another kind than the inputs (create-cf-template's JSON) is never one of them:
+    arguments in the wrong order would otherwise replace a properties file with the template."""
+    target = os.path.realpath(output)
+    for path in inputs:
+        if os.path.realpath(path) == target:
+            raise _missing(
+                str(output),
+                f"is also an input ({path}): writing it would replace that file",
+                "the arguments are TRANSACTOR_PROPS CF_PROPS OUTPUT_JSON, e.g. "
+                "aws/prod/transactor.properties aws/prod/cf.properties aws/prod/cf.json",
+            )
+
+
+def check_apply_folder(directory: str | Path, *, writable: bool = True) -> None:
+    """The apply folder exists, holds both properties files (readable), and can be written
+    (unless `writable` is False: a dry run)."""
     folder = Path(directory)
     if not folder.exists():
         raise _missing(str(folder), "the folder does not exist", "check the path")
@@ -137,8 +155,8 @@ def check_apply_folder(directory: str | Path) -> None:
         )
     for name in APPLY_FILES:
         check_properties_input(folder / name)
-        check_output(folder / name)
-    check_output(folder / APPLY_TEMPLATE)
+        check_output(folder / name, writable=writable)
+    check_output(folder / APPLY_TEMPLATE, writable=writable)
 
 
 def check_stack_arguments(region: str, stack_name: str) -> None:
@@ -158,6 +176,24 @@ def check_stack_arguments(region: str, stack_name: str) -> None:
             f"STACK_NAME {stack_name!r} is not a CloudFormation stack name",
             "",
             "a letter, then up to 127 letters, digits and hyphens (e.g. datomic-prod)",
+        )
+
+
+def check_template_system(template_system: str | None, template_path: str) -> None:
+    """A stack command that writes deploys only a template create-cf-template generated: the
+    system it declares (Metadata.DatomicAws.System) is the one the stack is tagged for and checked
+    against (design §3). Without it the stack would be tagged for a system nobody named."""
+    if not template_system:
+        raise InvalidInput(
+            [
+                Problem(
+                    template_path,
+                    None,
+                    None,
+                    "not a template datomic-aws generated (no Metadata.DatomicAws.System)",
+                    "give the cf.json that `datomic-aws create-cf-template` wrote",
+                )
+            ]
         )
 
 

@@ -123,7 +123,7 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
         raise UsageError("--detailed-exitcode needs --dry-run", "", "add --dry-run")
 
 
-def _check_paths(inputs: dict[str, str], output: str) -> None:
+def _check_paths(inputs: dict[str, str], output: str, *, dry_run: bool = False) -> None:
     """Before the folder lock and any AWS call: a wrong path, an unparsable or invalid properties
     file is refused (every problem of every file listed) and leaves no lock file. `inputs` maps
     each path to its kind, "transactor" or "cf"."""
@@ -134,7 +134,7 @@ def _check_paths(inputs: dict[str, str], output: str) -> None:
 
     for path in inputs:
         check_properties_input(path)
-    check_output(output)
+    check_output(output, writable=not dry_run)
     problems = []
     for path, kind in inputs.items():
         try:
@@ -196,6 +196,30 @@ def cli(
     ctx.obj = Options(
         profile, endpoint_url, output, debug, lock_timeout, ctx.invoked_subcommand or ""
     )
+    _check_endpoint_url(endpoint_url)
+
+
+def _check_endpoint_url(endpoint_url: str | None) -> None:
+    """--endpoint-url (or AWS_ENDPOINT_URL, which botocore reads itself) is an http(s) URL with a
+    host: botocore refuses anything else with a bare ValueError when the first client is built."""
+    from urllib.parse import urlsplit
+
+    name = "--endpoint-url" if endpoint_url else "AWS_ENDPOINT_URL"
+    url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        valid = False
+    if not valid:
+        raise UsageError(
+            f"{name} {url!r} is not an endpoint URL",
+            "",
+            "give http:// or https:// and a host, e.g. http://127.0.0.1:5000",
+        )
 
 
 def _input_output(fn: F) -> F:
@@ -236,7 +260,7 @@ def ensure_transactor_cmd(
     from datomic_aws.ensure import ensure_transactor
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths({input_path: "transactor"}, output_path or input_path)
+    _check_paths({input_path: "transactor"}, output_path or input_path, dry_run=dry_run)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -269,7 +293,7 @@ def ensure_cf_cmd(
     from datomic_aws.ensure import ensure_cf
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths({input_path: "cf"}, output_path or input_path)
+    _check_paths({input_path: "cf"}, output_path or input_path, dry_run=dry_run)
     aws = opts.aws(dry_run=dry_run)
     with opts.locked(output_path or input_path, dry_run=dry_run):
         result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
@@ -307,7 +331,10 @@ def create_cf_template_cmd(
     from datomic_aws.template import create_cf_template
 
     _check_detailed(dry_run, detailed_exitcode)
-    _check_paths({transactor_props: "transactor", cf_props: "cf"}, output_json)
+    from datomic_aws.checks import check_output_distinct
+
+    check_output_distinct(output_json, [transactor_props, cf_props])
+    _check_paths({transactor_props: "transactor", cf_props: "cf"}, output_json, dry_run=dry_run)
     with opts.locked(output_json, dry_run=dry_run):
         result = create_cf_template(transactor_props, cf_props, output_json, dry_run=dry_run)
     return finish(opts, None, result, detailed_exitcode=detailed_exitcode)
@@ -357,14 +384,23 @@ _TEMPLATE = click.argument(
 )
 
 
-def _stack_template(region: str, stack_name: str, template_json: str) -> Any:
+def _stack_template(
+    region: str, stack_name: str, template_json: str, *, deploys: bool = True
+) -> Any:
     """REGION, STACK_NAME and TEMPLATE_JSON checked before any call: a known region, a valid stack
-    name, a readable JSON template generated for that region."""
-    from datomic_aws.checks import check_stack_arguments, check_template_region
+    name, a readable JSON template generated for that region (and, for the commands that deploy
+    it, by datomic-aws)."""
+    from datomic_aws.checks import (
+        check_stack_arguments,
+        check_template_region,
+        check_template_system,
+    )
     from datomic_aws.deploy import read_template
 
     check_stack_arguments(region, stack_name)
     template = read_template(template_json)
+    if deploys:
+        check_template_system(template.system, template.path)
     check_template_region(region, template.region, template.path)
     return template
 
@@ -589,7 +625,9 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
     from datomic_aws.deploy import stack_status
 
     check_stack_arguments(region, stack_name)
-    template = _stack_template(region, stack_name, template_json) if template_json else None
+    template = (
+        _stack_template(region, stack_name, template_json, deploys=False) if template_json else None
+    )
     aws = opts.aws(dry_run=True)
     result = stack_status(aws, region, stack_name, template=template)
     finish(opts, aws, result, detailed_exitcode=False)
@@ -636,7 +674,7 @@ def apply_cmd(
     from datomic_aws.stack.transport import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
-    validate_folder(directory)
+    validate_folder(directory, dry_run=dry_run)
     if strategy == "terminate" and not no_replace and not dry_run:
         from datomic_aws.replace import TERMINATE_WARNING
 
@@ -697,7 +735,15 @@ def _report(exc: DatomicAwsError, opts: Options | None) -> int:
         error: dict[str, Any] = {"messages": exc.lines(), "exit_code": int(exc.exit_code)}
         if _request_id(exc):
             error["request_id"] = _request_id(exc)
-        doc = {"command": opts.command, "error": error}
+        doc: dict[str, Any] = {"command": opts.command, "error": error}
+        if opts.contexts:
+            # What the failed run did call: a refusal shows "mutating": 0 for scripts to check.
+            from datomic_aws.aws import CallLog
+
+            log = CallLog()
+            for aws in opts.contexts:
+                log.calls.update(aws.call_log.calls)
+            doc["aws_calls"] = log.as_dict()
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     return int(exc.exit_code)
 
@@ -806,6 +852,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         code = int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code
+        _usage_json(exc, _opts(ctx), code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         code = _report(
             Interrupted("interrupted", "", "rerun the same command to converge"), _opts(ctx)
@@ -823,6 +870,14 @@ def main(argv: list[str] | None = None) -> None:
             known.__cause__ = exc  # --debug shows botocore's own exception (an answer, say)
             code = _report(known, _opts(ctx))
     sys.exit(code)
+
+
+def _usage_json(exc: click.ClickException, opts: Options | None, code: int) -> None:
+    """--output json promises one document on stdout, click's own refusals (a wrong argument)
+    included; click has already written its usage text to stderr."""
+    if opts is not None and opts.output == "json":
+        error = {"messages": [f"Error: {exc.format_message()}"], "exit_code": code}
+        click.echo(json.dumps({"command": opts.command, "error": error}, indent=2, sort_keys=True))
 
 
 def _opts(ctx: click.Context | None) -> Options | None:

@@ -416,7 +416,7 @@ def apply_dir(
     from datomic_aws.ensure import converge_cf, converge_transactor, plan_transactor, prepare_cf
     from datomic_aws.template import create_cf_template
 
-    warnings = validate_folder(directory)
+    warnings = validate_folder(directory, dry_run=dry_run)
     folder = Path(directory)
     transactor, cf, template_path = (
         folder / APPLY_FILES[0],
@@ -542,13 +542,13 @@ def _both(first: Future[A], second: Future[B]) -> tuple[A, B]:
     return first.result(), second.result()
 
 
-def validate_folder(directory: str | Path) -> list[str]:
+def validate_folder(directory: str | Path, *, dry_run: bool = False) -> list[str]:
     """apply's checks that need no AWS: the folder and its files, both files' values and what
     they must agree on. Also run by the CLI before it takes the folder lock, so that invalid input
     leaves nothing behind. Returns the transactor file's warnings (see `_validate_both`)."""
     from datomic_aws.checks import APPLY_FILES, check_apply_folder
 
-    check_apply_folder(directory)
+    check_apply_folder(directory, writable=not dry_run)
     folder = Path(directory)
     return _validate_both(folder / APPLY_FILES[0], folder / APPLY_FILES[1])
 

@@ -14,7 +14,8 @@ the rest. Two kinds of fault:
 - `deny={"iam:CreateRole", ...}`: every attempt of those operations is answered with the service's
   AccessDenied error (HTTP 403) and the request id `REQUEST_ID`.
 - `html={"iam:GetRole", ...}`: every attempt of those operations is answered with an HTML page
-  (HTTP 200, `text/html`), as a corporate proxy or a captive portal answers.
+  (HTTP 200, `text/html`), as a corporate proxy or a captive portal answers; `html_page` is that
+  page (XHTML_PAGE is well-formed XML, which botocore's XML parser does not reject by itself).
 
 `calls` records, per call, the attempts seen and how each was answered, so a test can prove that
 every call that reached moto was faulted first.
@@ -39,6 +40,10 @@ REQUEST_ID = "fault-injected-req-7e1d"
 HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Access denied</title></head>\n"
     b"<body><h1>Blocked by the proxy</h1><br>Contact your administrator.</body></html>\n"
+)
+XHTML_PAGE = (
+    b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>502 Bad Gateway</title></head>'
+    b"<body><h1>Bad Gateway</h1></body></html>"
 )
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _ATTEMPT = re.compile(r"attempt=(\d+)")
@@ -145,6 +150,7 @@ class FaultyProxy:
         lose_answers: Iterable[str] = (),
         deny: Iterable[str] = (),
         html: Iterable[str] = (),
+        html_page: bytes = HTML_PAGE,
     ) -> None:
         parts = urlsplit(upstream)
         self.host, self.port = str(parts.hostname), int(parts.port or 80)
@@ -152,6 +158,7 @@ class FaultyProxy:
         self.lose_answers = set(lose_answers)
         self.deny = set(deny)
         self.html = set(html)
+        self.html_page = html_page
         self.calls: dict[str, Call] = {}
         self.marks: list[int] = []  # for tests: len(calls) at chosen moments
         self._lock = threading.Lock()
@@ -180,7 +187,9 @@ class FaultyProxy:
                 body = self._body()
                 kind = proxy._decide(self.command, self.path, self.headers, body)
                 if kind == "html":
-                    self._reply(200, HTML_PAGE, [("Content-Type", "text/html; charset=utf-8")])
+                    self._reply(
+                        200, proxy.html_page, [("Content-Type", "text/html; charset=utf-8")]
+                    )
                     return
                 if kind not in ("sent", "lost"):
                     status, data, ctype = error_response(

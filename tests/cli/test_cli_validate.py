@@ -19,6 +19,7 @@ import pytest
 from datomic_aws.aws import is_mutating
 from datomic_aws.locking import LOCK_NAME
 from tests.cli.conftest import Proxy, Run, command_line
+from tests.cli.faulty_proxy import XHTML_PAGE, FaultyProxy
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 SECRET = "Sup3r-s3cret-pw-93x"
@@ -137,10 +138,14 @@ def test_apply_refuses_invalid_input_before_any_write(
     run = _through(proxy, "--output", "json", "apply", "--yes", str(folder))
     assert run.code == 2, (run.stdout, run.stderr)
     assert "Traceback" not in run.stderr
-    messages = "\n".join(json.loads(run.stdout)["error"]["messages"])
+    doc = json.loads(run.stdout)
+    messages = "\n".join(doc["error"]["messages"])
     for fragment in says:
         assert fragment in messages, messages
     assert _mutating(proxy) == [], proxy.log
+    if proxy.log:
+        # The error document counts what the refused run called, as a success's does.
+        assert doc["aws_calls"]["mutating"] == 0 and doc["aws_calls"]["total"] > 0, doc
     after = _snapshot(folder)
     if proxy.log:
         # Valid files: the run took the folder lock before its AWS checks (empty once released).
@@ -235,6 +240,110 @@ def test_template_not_utf8_or_not_json_is_one_line(proxy: Proxy, tmp_path: Path)
     assert proxy.log == []
 
 
+def test_template_datomic_aws_did_not_generate_is_refused_before_any_call(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    # A template without our Metadata.DatomicAws.System names no system: deploying it would tag
+    # the stack for a made-up one (the stack name), so create-cf-stack and update-stack refuse it.
+    foreign = tmp_path / "foreign.json"
+    doc = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}
+    foreign.write_text(json.dumps(doc), encoding="utf-8")
+    for command in ("create-cf-stack", "update-stack"):
+        run = _through(
+            proxy,
+            command,
+            "--yes" if command == "update-stack" else "--dry-run",
+            "us-east-1",
+            "datomic-orders",
+            str(foreign),
+        )
+        assert run.code == 2, run.stderr
+        line = _one_error_line(run)
+        assert "not a template datomic-aws generated" in line and str(foreign) in line
+    run = _through(proxy, "create-cf-stack", "us-east-1", "datomic-orders", str(foreign))
+    assert run.code == 2, run.stderr
+    assert proxy.log == []
+    _no_lock_file(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("action", "command"),
+    [
+        ("sts:GetCallerIdentity", ["ensure-transactor", "--dry-run", "{transactor}"]),
+        ("cloudformation:DescribeStacks", ["status", "us-east-1", "datomic-orders"]),
+        ("dynamodb:DescribeTable", ["ensure-transactor", "--dry-run", "{transactor}"]),
+    ],
+    ids=["query-xml", "cfn-xml", "json"],
+)
+def test_a_well_formed_html_page_is_one_line_exit_1(
+    endpoint: str, tmp_path: Path, action: str, command: list[str]
+) -> None:
+    # A proxy's XHTML page parses as XML: botocore's query parser then fails with a KeyError
+    # unless the page is refused before it is parsed.
+    folder = _folder(tmp_path)
+    transactor = str(folder / "transactor.properties")
+    before = _snapshot(folder)
+    proxy = FaultyProxy(endpoint, html={action}, html_page=XHTML_PAGE)
+    try:
+        env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
+        args = [a.replace("{transactor}", transactor) for a in command]
+        proc = subprocess.run(
+            [*command_line(), *args], capture_output=True, text=True, env=env, timeout=180
+        )
+    finally:
+        proxy.close()
+    assert proc.returncode == 1, proc.stderr
+    line = _one_error_line(Run(proc.returncode, proc.stdout, proc.stderr))
+    assert f"the answer to {action} is not an AWS response" in line
+    assert _snapshot(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "variable"),
+    [("notaurl", None), ("http://127.0.0.1:port", None), (None, "ftp:/x")],
+    ids=["no-scheme", "bad-port", "env-scheme"],
+)
+def test_an_endpoint_url_that_is_not_one_is_exit_2_one_line(
+    tmp_path: Path, option: str | None, variable: str | None
+) -> None:
+    # botocore refuses it with a bare ValueError when the first client is built.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    if variable is not None:
+        env["AWS_ENDPOINT_URL"] = variable
+    args = ["--endpoint-url", option] if option is not None else []
+    proc = subprocess.run(
+        [*command_line(), *args, "status", "us-east-1", "datomic-orders"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    line = _one_error_line(Run(proc.returncode, proc.stdout, proc.stderr))
+    assert proc.returncode == 2, proc.stderr
+    assert "is not an endpoint URL" in line and str(option or variable) in line
+
+
+def test_a_usage_error_with_output_json_is_one_json_document(tmp_path: Path) -> None:
+    # click's own refusals (a file where DIR is wanted, a missing argument) keep --output json's
+    # promise of one document on stdout.
+    afile = tmp_path / "cf.properties"
+    afile.write_text("aws-region=us-east-1\n", encoding="utf-8")
+    for args in (["apply", str(afile)], ["apply"]):
+        proc = subprocess.run(
+            [*command_line(), "--output", "json", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["command"] == "apply" and doc["error"]["exit_code"] == 2, doc
+        assert doc["error"]["messages"][0].startswith("Error: "), doc
+        assert "Traceback" not in proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # paths the operator got wrong (exit 2) or the environment refuses (exit 1)
 
@@ -253,6 +362,33 @@ def test_output_folder_missing_is_exit_2_one_line_no_lock(proxy: Proxy, tmp_path
     )
     assert run.code == 2
     _one_error_line(run)
+
+
+def test_template_output_that_is_an_input_is_refused_files_intact(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    # Arguments in the wrong order must not replace a properties file with the template.
+    folder = _folder(
+        tmp_path,
+        **{
+            "java-xmx=": "java-xmx=5734m",
+            "datomic-version=": "datomic-version=1.0.7556",
+            "aws-subnet-ids=": "aws-subnet-ids=subnet-0123456789abcdef0",
+            "aws-security-group-id=": "aws-security-group-id=sg-0123456789abcdef0",
+        },
+    )
+    t, cf = folder / "transactor.properties", folder / "cf.properties"
+    written = _through(proxy, "create-cf-template", str(t), str(cf), str(folder / "cf.json"))
+    assert written.code == 0, written.stderr  # valid files: only the order of the arguments
+    (folder / "cf.json").unlink()
+    before = _snapshot(folder)
+    for out in (t, cf, folder / "." / "cf.properties"):
+        run = _through(proxy, "create-cf-template", str(t), str(cf), str(out))
+        assert run.code == 2, run.stderr
+        line = _one_error_line(run)
+        assert str(out) in line and "is also an input" in line
+    assert _snapshot(folder) == before
+    assert proxy.log == []
 
 
 def test_unreadable_input_is_exit_1_one_line_no_lock(proxy: Proxy, tmp_path: Path) -> None:
@@ -288,6 +424,26 @@ def test_read_only_folder_is_exit_1_one_line_no_lock(
     _no_lock_file(folder)
     assert _snapshot(folder) == before
     assert proxy.log == []
+
+
+@pytest.mark.parametrize("command", ["ensure-transactor", "ensure-cf", "apply"])
+def test_dry_run_in_a_read_only_folder_plans_and_writes_nothing(
+    proxy: Proxy, tmp_path: Path, command: str
+) -> None:
+    # A dry run writes nothing (no file, no lock file): a read-only checkout can be planned.
+    folder = _folder(tmp_path)
+    before = _snapshot(folder)
+    name = {"ensure-transactor": "transactor.properties", "ensure-cf": "cf.properties"}
+    target = str(folder / name[command]) if command in name else str(folder)
+    folder.chmod(0o555)
+    try:
+        run = _through(proxy, command, "--dry-run", target, without_dac=True)
+    finally:
+        folder.chmod(0o755)
+    assert run.code == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert _snapshot(folder) == before
+    assert _mutating(proxy) == [], proxy.log
 
 
 def test_malformed_escape_is_exit_2_names_the_key_never_the_value(
