@@ -1258,14 +1258,48 @@ def replace_outdated(
 
 def _restore_after_failure(job: _Replacer, *, new_instance_failed: bool) -> str | None:
     """Undo what this run launched and did not finish: the version, the sizes, AZRebalance."""
-    previous = None
+    # Each step is attempted even when the one before failed: an instance can leave the group
+    # between a read and its termination (an abandoned launch), and a surplus left behind must
+    # not also leave the sizes raised. A failed step's view of the group is read again.
+    previous: str | None = None
     try:
         group = job.read()
-        if new_instance_failed:
-            previous = job.point_back(group)
-        group = job.drop_surplus(group, "launched before the failure", wait=False)
-        job.restore_sizes(group, "restored after the failure")
-        job.resume_az_rebalance(group)
     except Exception as exc:  # never mask the original error with the cleanup's
+        job.progress(f"{job.name}: could not read the group to restore it: {exc}")
+        return None
+    if new_instance_failed:
+        try:
+            previous = job.point_back(group)
+        except Exception as exc:
+            job.progress(f"{job.name}: could not point the group back: {exc}")
+    # An abandoned launch that leaves before its termination is replaced by Auto Scaling at once
+    # (desired was not decremented): remove what the roll launched until no surplus is left, so
+    # that lowering the desired capacity afterwards does not let Auto Scaling choose which goes.
+    for _ in range(_SURPLUS_ROUNDS):
+        try:
+            group = job.drop_surplus(group, "launched before the failure", wait=False)
+        except Exception as exc:
+            job.progress(f"{job.name}: could not remove the instances it launched: {exc}")
+            group = _read_or(job, group)
+            break
+        if len(group.members) <= job.target:
+            break
+    try:
+        job.restore_sizes(group, "restored after the failure")
+    except Exception as exc:
         job.progress(f"{job.name}: could not restore the group's sizes: {exc}")
+    try:
+        job.resume_az_rebalance(group)
+    except Exception as exc:
+        job.progress(f"{job.name}: could not resume {AZ_REBALANCE}: {exc}")
     return previous
+
+
+_SURPLUS_ROUNDS = 5
+
+
+def _read_or(job: _Replacer, group: GroupInfo) -> GroupInfo:
+    try:
+        return job.read()
+    except Exception:
+        return group

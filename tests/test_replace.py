@@ -1515,6 +1515,78 @@ def test_an_abandoned_new_standby_points_the_group_back_and_leaves_the_old_ones(
     assert "back on launch template version 1" in err.value.hint
 
 
+def test_a_surplus_instance_that_left_first_is_replaced_and_the_replacement_removed_too(
+    fake_time: FakeTime,
+) -> None:
+    """AWS: an abandoned launch leaves its group and, desired not being decremented, Auto Scaling
+    launches another at once (reference §11). The cleanup removes that one too, explicitly, so
+    that no later lowering of the desired capacity lets Auto Scaling choose (the active?)."""
+    s = Stubbed(target=2)
+    old = (inst("i-a", version="1"), inst("i-b", version="1"))
+    roles = {"i-a": "active", "i-b": "standby"}
+    s.describe(group_page(2, *old, min_size=2, max_size=3), roles)
+    s.suspend()
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 3})
+    s.describe(group_page(3, *old, inst("i-new", "Pending:Wait"), min_size=2, max_size=3), roles)
+    again = group_page(3, *old, inst("i-next", "Pending:Wait"), min_size=2, max_size=3)
+    s.describe(copy.deepcopy(again), roles)
+    s.describe(copy.deepcopy(again), roles)
+    s.point_back("1")
+    s.asg_stub.add_client_error(
+        "terminate_instance_in_auto_scaling_group",
+        service_error_code="ValidationError",
+        service_message="Instance Id not found - No managed instance found for instance ID: i-next",
+        http_status_code=400,
+        expected_params={"InstanceId": "i-next", "ShouldDecrementDesiredCapacity": True},
+    )
+    third = group_page(3, *old, inst("i-third", "Pending:Wait"), min_size=2, max_size=3)
+    s.asg_stub.add_response("describe_auto_scaling_groups", copy.deepcopy(third))  # gone: fine
+    s.describe(copy.deepcopy(third), roles)
+    s.write(
+        "terminate_instance_in_auto_scaling_group",
+        {"InstanceId": "i-third", "ShouldDecrementDesiredCapacity": True},
+    )
+    s.describe(group_page(2, *old, inst("i-third", "Terminating"), min_size=2, max_size=3), roles)
+    s.resume()
+
+    with pytest.raises(ReplacementError, match="i-new left the group before it was InService"):
+        s.run(fake_time, [])
+
+
+def test_a_failed_cleanup_step_does_not_stop_the_sizes_from_being_restored(
+    fake_time: FakeTime,
+) -> None:
+    s = Stubbed(target=2)
+    old = (inst("i-a", version="1"), inst("i-b", version="1"))
+    roles = {"i-a": "active", "i-b": "standby"}
+    s.describe(group_page(2, *old, min_size=2, max_size=3), roles)
+    s.suspend()
+    s.write("set_desired_capacity", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 3})
+    s.describe(group_page(3, *old, inst("i-new", "Pending:Wait"), min_size=2, max_size=3), roles)
+    again = group_page(3, *old, inst("i-next", "Pending:Wait"), min_size=2, max_size=3)
+    s.describe(copy.deepcopy(again), roles)
+    s.describe(copy.deepcopy(again), roles)
+    s.point_back("1")
+    # Removing the surplus fails; the sizes and AZRebalance are restored all the same, from a
+    # fresh read of the group.
+    s.asg_stub.add_client_error(
+        "terminate_instance_in_auto_scaling_group",
+        service_error_code="AccessDenied",
+        service_message="User is not authorized to perform: "
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        http_status_code=403,
+        expected_params={"InstanceId": "i-next", "ShouldDecrementDesiredCapacity": True},
+    )
+    s.describe(copy.deepcopy(again), roles)
+    s.write("update_auto_scaling_group", {"AutoScalingGroupName": GROUP, "DesiredCapacity": 2})
+    s.resume()
+
+    progress: list[str] = []
+    with pytest.raises(ReplacementError, match="i-new left the group before it was InService"):
+        s.run(fake_time, progress)
+    assert any("could not remove the instances it launched" in line for line in progress)
+
+
 def test_a_replacement_that_vanished_between_two_polls_fails_at_once(
     fake_time: FakeTime,
 ) -> None:

@@ -53,6 +53,7 @@ def patch_moto() -> None:
         _patch_secure_transport_condition()
         _patch_termination_protection()
         _patch_update_change_set_tags()
+        _patch_terminate_instance_not_in_group()
         _clock.start()
 
 
@@ -71,6 +72,37 @@ def unpatch_moto() -> None:
                 delattr(cls, attribute)
             else:
                 setattr(cls, attribute, original)
+
+
+def _patch_terminate_instance_not_in_group() -> None:
+    """AWS: TerminateInstanceInAutoScalingGroup on an instance that is no longer in a group (it
+    was abandoned by its launch hook, or terminated meanwhile) answers HTTP 400 `ValidationError`
+    "Instance Id not found - No managed instance found for instance ID: <id>".
+
+    moto 5.2 looks the instance up with a bare `next()` and answers HTTP 500 with an HTML page, which
+    no client can tell from a broken proxy. With launch hooks and self-terminating instances (the
+    corrections above) an instance can leave its group between a read and this call, as on AWS.
+    Correction: answer as AWS does.
+    """
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.models import AutoScalingBackend
+
+    cls: Any = AutoScalingBackend
+    original = cls.terminate_instance
+
+    def terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> Any:
+        if not any(
+            state.instance.id == instance_id
+            for group in self.autoscaling_groups.values()
+            for state in group.instance_states
+        ):
+            raise ValidationError(
+                f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
+            )
+        return original(self, instance_id, should_decrement)
+
+    _originals.append((cls, "terminate_instance", original))
+    cls.terminate_instance = terminate_instance
 
 
 def _patch_update_change_set_tags() -> None:

@@ -259,3 +259,36 @@ def test_instances_take_the_templates_shutdown_behaviour() -> None:
         InstanceId=first, Attribute="instanceInitiatedShutdownBehavior"
     )
     assert attribute["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+
+
+@pytest.mark.usefixtures("unpatched_moto", "mocked_aws")
+def test_without_the_correction_terminating_an_instance_gone_from_its_group_is_no_aws_error() -> (
+    None
+):
+    _group()
+    (instance,) = _states()
+    client("autoscaling").terminate_instance_in_auto_scaling_group(
+        InstanceId=instance, ShouldDecrementDesiredCapacity=True
+    )
+    # moto's bare next() fails: not the ValidationError AWS answers.
+    with pytest.raises(StopIteration):
+        client("autoscaling").terminate_instance_in_auto_scaling_group(
+            InstanceId=instance, ShouldDecrementDesiredCapacity=True
+        )
+
+
+@pytest.mark.usefixtures("patched_moto", "mocked_aws", "no_software")
+def test_terminating_an_instance_gone_from_its_group_is_awss_validation_error() -> None:
+    _group()
+    (first,) = _states()
+    _complete(first, "ABANDON")  # it leaves the group; the group launches another
+    with pytest.raises(ClientError) as caught:
+        client("autoscaling").terminate_instance_in_auto_scaling_group(
+            InstanceId=first, ShouldDecrementDesiredCapacity=True
+        )
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationError"
+    assert error["Message"] == (
+        f"Instance Id not found - No managed instance found for instance ID: {first}"
+    )
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
