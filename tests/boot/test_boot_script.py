@@ -20,6 +20,7 @@ from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.template import LAUNCH_HOOK_NAME, BootTimings, render_boot_script
 from tests.boot.fake_al import INSTANCE_ID, REGION, FakeAmazonLinux, datomic_zip
+from tests.test_template import TRANSACTOR
 
 VERSION = "1.0.7556"
 GROUP = "datomic-orders-transactors"
@@ -27,15 +28,6 @@ SECRET = "PLANTED-SECRET-3b9d1f"
 TRANSACTOR_UNIT = "datomic-transactor.service"
 ROLE_UNIT = "datomic-role.service"
 
-TRANSACTOR = """protocol=ddb
-host=localhost
-port=4334
-aws-dynamodb-table=orders
-aws-dynamodb-region=us-east-1
-memory-index-threshold=32m
-memory-index-max=512m
-object-cache-max=1g
-"""
 
 CF = f"""datomic-system=orders
 aws-region=us-east-1

@@ -26,6 +26,7 @@ import pytest
 from datomic_aws import names
 from datomic_aws.replace import AZ_REBALANCE, AZ_TAG, MAX_TAG, MIN_TAG
 from tests.cli.conftest import command_line
+from tests.sandbox.helpers import roles, wait_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "datomic_aws" / "config_samples"
 REGION = "us-east-1"
@@ -94,19 +95,8 @@ def _ok(run: Any) -> Any:
     return run
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(step)
-
-
 def live_roles(env: Env) -> dict[str, str | None]:
-    return {t["instance_id"]: t["role"] for t in env.control.transactors() if t["alive"]}
+    return roles(env.control)
 
 
 def steady(env: Env, size: int, timeout: float = 60) -> dict[str, str | None]:

@@ -88,14 +88,16 @@ def instances(endpoint: str) -> list[dict[str, Any]]:
     return found
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 20, step: float = 0.05) -> Any:
+def wait_for(
+    check: Callable[[], Any], what: str = "", timeout: float = 20, step: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {check.__doc__ or check}")
+            raise AssertionError(f"not within {timeout} s: {what or check.__doc__ or check}")
         time.sleep(step)
 
 
