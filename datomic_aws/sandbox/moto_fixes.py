@@ -46,7 +46,6 @@ def patch_moto() -> None:
             return
         _patch_serialised_requests()
         _patch_instance_launch_template_version()
-        _patch_shutdown_behaviour_from_template()
         _patch_launch_lifecycle_hook()
         _patch_lifecycle_hooks_at_group_creation()
         _patch_create_bucket_tags()
@@ -139,6 +138,11 @@ def _patch_instance_launch_template_version() -> None:
     a new version never makes an instance current or outdated. Correction: when the group
     launches instances, record on each the template id, name and the version number the group's
     setting (`3`, `$Latest`, `$Default`) resolved to at that moment; report that record.
+
+    AWS: an instance launched from a launch template also takes its
+    `InstanceInitiatedShutdownBehavior` (`stop`, the default, or `terminate`): what a `poweroff`
+    inside the instance does (reference §11). moto 5.2 drops it for Auto Scaling launches (every
+    instance says `stop`). Correction: copy it from the same template version, in the same step.
     """
     from moto.autoscaling import models
 
@@ -163,10 +167,13 @@ def _patch_instance_launch_template_version() -> None:
             "LaunchTemplateName": template.name,
             "Version": str(version.number),
         }
+        behaviour = version.data.get("InstanceInitiatedShutdownBehavior")
         for state in self.instance_states:
             if state.instance.id not in before:
                 # On the EC2 instance, not the InstanceState: moto rebuilds states (standby).
                 setattr(state.instance, _LAUNCHED_FROM, dict(record))
+                if behaviour:
+                    state.instance.instance_initiated_shutdown_behavior = behaviour
 
     def launch_template(self: Any) -> dict[str, Any] | None:
         record = getattr(self.instance, _LAUNCHED_FROM, None)
@@ -643,39 +650,6 @@ def _patch_lifecycle_hooks_at_group_creation() -> None:
 
 
 # --- an instance that powers itself off ----------------------------------------------------------
-
-
-def _patch_shutdown_behaviour_from_template() -> None:
-    """AWS: an instance launched from a launch template takes its
-    `InstanceInitiatedShutdownBehavior` (`stop`, the default, or `terminate`): what a `poweroff`
-    inside the instance does (reference §11).
-
-    moto 5.2 drops it for Auto Scaling launches (every instance says `stop`). Correction: copy it
-    from the template version the group launched from.
-    """
-    from moto.autoscaling import models
-
-    group_cls: Any = models.FakeAutoScalingGroup
-    original_launch = group_cls.replace_autoscaling_group_instances
-
-    def replace_autoscaling_group_instances(
-        self: Any, count_needed: int, propagated_tags: dict[str, str]
-    ) -> None:
-        before = {state.instance.id for state in self.instance_states}
-        original_launch(self, count_needed, propagated_tags)
-        template = self.ec2_launch_template
-        if template is None:
-            return
-        data = template.get_version(self.launch_template_version).data
-        behaviour = data.get("InstanceInitiatedShutdownBehavior")
-        if not behaviour:
-            return
-        for state in self.instance_states:
-            if state.instance.id not in before:
-                state.instance.instance_initiated_shutdown_behavior = behaviour
-
-    _originals.append((group_cls, "replace_autoscaling_group_instances", original_launch))
-    group_cls.replace_autoscaling_group_instances = replace_autoscaling_group_instances
 
 
 def power_off(account_id: str, region: str, instance_id: str) -> None:
