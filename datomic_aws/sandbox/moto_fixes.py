@@ -473,7 +473,7 @@ def _patch_launch_lifecycle_hook() -> None:
                         str(uuid.uuid4()),
                         hook.default_result,
                         float(hook.heartbeat_timeout),
-                        time.monotonic() + float(hook.heartbeat_timeout),
+                        now() + float(hook.heartbeat_timeout),
                     )
                     for hook in hooks
                 }
@@ -531,7 +531,7 @@ def _patch_launch_lifecycle_hook() -> None:
             raise ValidationError(
                 f"No active Lifecycle Action found with instance ID {instance_id}"
             )
-        action.deadline = time.monotonic() + action.timeout
+        action.deadline = now() + action.timeout
         return EmptyResult()
 
     for function in (replace_autoscaling_group_instances, complete_lifecycle_action):
@@ -692,11 +692,16 @@ def _health_check(group: Any) -> None:
 
 
 def _expire_actions(group: Any) -> None:
-    now = time.monotonic()
+    current = now()
     for state in list(group.instance_states):
         for action in list(getattr(state.instance, _ACTIONS, {}).values()):
-            if action.deadline <= now:
+            if action.deadline <= current:
                 complete_action(group, state.instance.id, action.hook, action.default_result)
+
+
+def now() -> float:
+    """The lifecycle clock. A module function so that a test can step it instead of sleeping."""
+    return time.monotonic()
 
 
 def tick() -> None:

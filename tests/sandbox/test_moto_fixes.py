@@ -137,19 +137,25 @@ def test_abandon_terminates_the_instance_and_the_group_launches_a_replacement() 
 
 
 @pytest.mark.usefixtures("patched_moto", "mocked_aws", "no_software")
-def test_the_heartbeat_timeout_applies_the_default_result_and_a_heartbeat_extends_it() -> None:
-    _group(timeout=1, default="CONTINUE")
+def test_the_heartbeat_timeout_applies_the_default_result_and_a_heartbeat_extends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The lifecycle clock is stepped by hand: a loaded machine cannot stretch the test's seconds.
+    clock = [1000.0]
+    monkeypatch.setattr(moto_fixes, "now", lambda: clock[0])
+    _group(timeout=10, default="CONTINUE")
     (instance,) = _states()
-    time.sleep(0.6)
+    clock[0] += 6
+    moto_fixes.tick()
     client("autoscaling").record_lifecycle_action_heartbeat(
         AutoScalingGroupName=GROUP, LifecycleHookName=HOOK, InstanceId=instance
     )
-    time.sleep(0.6)
-    assert _states() == {instance: "Pending:Wait"}  # 1.2 s after launch, 0.6 s after the beat
-    deadline = time.monotonic() + 5
-    while _states() != {instance: "InService"} and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _states() == {instance: "InService"}
+    clock[0] += 6
+    moto_fixes.tick()
+    assert _states() == {instance: "Pending:Wait"}  # 12 s after launch, 6 s after the beat
+    clock[0] += 5
+    moto_fixes.tick()
+    assert _states() == {instance: "InService"}  # the default result, CONTINUE, applied
 
 
 @pytest.mark.usefixtures("patched_moto", "mocked_aws")
