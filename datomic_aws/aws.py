@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from datomic_aws import __version__
 from datomic_aws.errors import (
@@ -31,6 +31,14 @@ from datomic_aws.errors import (
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_autoscaling.client import AutoScalingClient
+    from mypy_boto3_cloudformation.client import CloudFormationClient
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ec2.client import EC2Client
+    from mypy_boto3_iam.client import IAMClient
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_ssm.client import SSMClient
+    from mypy_boto3_sts.client import STSClient
 
 # Read-only operations by name prefix; everything else counts as mutating. Every AWS read API we
 # use starts with one of these.
@@ -128,6 +136,46 @@ class AwsContext:
                 session.events.register(event, handler)
             self._session = session
         return self._session  # type: ignore[no-any-return]
+
+    @overload
+    def client(
+        self, service: Literal["autoscaling"], region: str, endpoint_url: str | None = None
+    ) -> AutoScalingClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["cloudformation"], region: str, endpoint_url: str | None = None
+    ) -> CloudFormationClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["dynamodb"], region: str, endpoint_url: str | None = None
+    ) -> DynamoDBClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["ec2"], region: str, endpoint_url: str | None = None
+    ) -> EC2Client: ...
+
+    @overload
+    def client(
+        self, service: Literal["iam"], region: str, endpoint_url: str | None = None
+    ) -> IAMClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["s3"], region: str, endpoint_url: str | None = None
+    ) -> S3Client: ...
+
+    @overload
+    def client(
+        self, service: Literal["ssm"], region: str, endpoint_url: str | None = None
+    ) -> SSMClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["sts"], region: str, endpoint_url: str | None = None
+    ) -> STSClient: ...
 
     def client(self, service: str, region: str, endpoint_url: str | None = None) -> Any:
         """A cached client; `endpoint_url` overrides the run's endpoint (DynamoDB Local)."""
