@@ -277,16 +277,23 @@ def _refuse_html(operation_model: Any, response_dict: Any, **_: Any) -> None:
     body = response_dict.get("body") or b""
     if not isinstance(body, bytes):
         return
-    if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        import botocore.parsers
+    if not body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return
+    if int(response_dict.get("status_code") or 0) >= 500:
+        # A 5xx page (a proxy's 502 or 503) is a transient failure, retried by botocore's standard
+        # mode (500/502/503/504). botocore reads a 5xx with an empty body as a generic error of
+        # that status, but recognises a page only by a leading `<html>`, not a doctype.
+        response_dict["body"] = b""
+        return
+    import botocore.parsers
 
-        exc = botocore.parsers.ResponseParserError(
-            f"HTTP {response_dict.get('status_code')} answer is an HTML page, not an AWS "
-            "response:\n" + body[:2000].decode("utf-8", "replace")
-        )
-        service = operation_model.service_model.endpoint_prefix
-        exc.datomic_aws_action = f"{service}:{operation_model.name}"  # type: ignore[attr-defined]
-        raise exc
+    exc = botocore.parsers.ResponseParserError(
+        f"HTTP {response_dict.get('status_code')} answer is an HTML page, not an AWS "
+        "response:\n" + body[:2000].decode("utf-8", "replace")
+    )
+    service = operation_model.service_model.endpoint_prefix
+    exc.datomic_aws_action = f"{service}:{operation_model.name}"  # type: ignore[attr-defined]
+    raise exc
 
 
 def _name_failed_action(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
