@@ -211,7 +211,7 @@ def _iam_and_config_steps(
         )
         s3 = ctx.client("s3", region)
         steps.append(lambda dry_run: ensure_bucket(s3, bucket_spec, dry_run=dry_run, adopt=adopt))
-        transactor_policies.update([policies.log_bucket_policy(bucket)])
+        transactor_policies.update([policies.log_bucket_policy(bucket, region)])
     if spec.cloudwatch_region:
         transactor_policies.update([policies.metrics_policy()])
 

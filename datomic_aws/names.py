@@ -110,3 +110,21 @@ def autoscaling_group(system: str) -> str:
 def stack(system: str) -> str:
     """CloudFormation: [A-Za-z][-A-Za-z0-9]*, 128 characters."""
     return _fit(f"datomic-{_part(system, 'A-Za-z0-9-')}", 128)
+
+
+def partition(region: str) -> str:
+    """The ARN partition of a region (reference §11): an ARN of the wrong partition is refused
+    (MalformedPolicyDocument) or never matches."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def arn(service: str, region: str, account: str, resource: str, *, scope: str | None = None) -> str:
+    """`arn:<partition>:<service>:<region>:<account>:<resource>`. `scope` replaces the region and
+    account fields where the ARN leaves them open (`*`) or empty (S3), the partition still being
+    the region's."""
+    place = scope if scope is not None else f"{region}:{account}"
+    return f"arn:{partition(region)}:{service}:{place}:{resource}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from datomic_aws import names
-from datomic_aws.resources.s3 import partition
 
 Document = dict[str, Any]
 
@@ -51,20 +50,18 @@ def _doc(*statements: Document) -> Document:
 
 
 def table_arn(table: str, account: str, region: str) -> str:
-    return f"arn:aws:dynamodb:{region}:{account}:table/{table}"
+    return names.arn("dynamodb", region, account, f"table/{table}")
 
 
 def parameter_arn(system: str, account: str, region: str) -> str:
-    return f"arn:aws:ssm:{region}:{account}:parameter{names.ssm_parameter(system)}"
+    return names.arn("ssm", region, account, f"parameter{names.ssm_parameter(system)}")
 
 
-def group_arn(system: str, account: str) -> str:
+def group_arn(system: str, account: str, region: str) -> str:
     # The group's ARN embeds a UUID unknown until it exists; region is open because the stack's
     # region is chosen later, in cf.properties.
-    return (
-        f"arn:aws:autoscaling:*:{account}:autoScalingGroup:*:"
-        f"autoScalingGroupName/{names.autoscaling_group(system)}"
-    )
+    resource = f"autoScalingGroup:*:autoScalingGroupName/{names.autoscaling_group(system)}"
+    return names.arn("autoscaling", region, account, resource, scope=f"*:{account}")
 
 
 def transactor_table_policy(table: str, account: str, region: str) -> tuple[str, Document]:
@@ -87,9 +84,10 @@ def peer_table_policy(table: str, account: str, region: str) -> tuple[str, Docum
     )
 
 
-def log_bucket_policy(bucket: str) -> tuple[str, Document]:
+def log_bucket_policy(bucket: str, region: str) -> tuple[str, Document]:
+    objects = names.arn("s3", region, "", f"{bucket}/*", scope=":")
     return f"{bucket}-transactor-logs", _doc(
-        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"arn:aws:s3:::{bucket}/*"]}
+        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [objects]}
     )
 
 
@@ -124,7 +122,7 @@ RUNTIME_GROUP_ACTIONS = (
 def instances_arn(account: str, region: str) -> str:
     # Instance ids are unknown in advance: the system tag condition scopes the statement instead.
     # Region open for the same reason as the group's.
-    return f"arn:{partition(region)}:ec2:*:{account}:instance/*"
+    return names.arn("ec2", region, account, "instance/*", scope=f"*:{account}")
 
 
 def runtime_policy(system: str, account: str, region: str) -> tuple[str, Document]:
@@ -138,7 +136,7 @@ def runtime_policy(system: str, account: str, region: str) -> tuple[str, Documen
         {
             "Effect": "Allow",
             "Action": list(RUNTIME_GROUP_ACTIONS),
-            "Resource": [group_arn(system, account)],
+            "Resource": [group_arn(system, account, region)],
         },
         {
             # The role tag only (names.TAG_ROLE), only on instances of this system.

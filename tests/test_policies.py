@@ -24,7 +24,7 @@ def every_document() -> list[tuple[str, dict[str, Any]]]:
         ("trust", policies.TRUST_POLICY),
         policies.transactor_table_policy("tbl", ACCOUNT, "eu-west-1"),
         policies.peer_table_policy("tbl", ACCOUNT, "eu-west-1"),
-        policies.log_bucket_policy("my-logs"),
+        policies.log_bucket_policy("my-logs", "eu-west-1"),
         policies.metrics_policy(),
         policies.runtime_policy("sys", ACCOUNT, "eu-west-1"),
     ]
@@ -42,7 +42,7 @@ def test_no_document_grants_a_wildcard_action(name: str, doc: dict[str, Any]) ->
 def test_policy_names_are_datomics() -> None:
     assert policies.transactor_table_policy("tbl", ACCOUNT, "us-east-1")[0] == "tbl-transactor"
     assert policies.peer_table_policy("tbl", ACCOUNT, "us-east-1")[0] == "tbl-peer"
-    assert policies.log_bucket_policy("my-logs")[0] == "my-logs-transactor-logs"
+    assert policies.log_bucket_policy("my-logs", "eu-west-1")[0] == "my-logs-transactor-logs"
     assert policies.metrics_policy()[0] == "transactor-metrics"
     assert (
         policies.runtime_policy("sys", ACCOUNT, "us-east-1")[0] == "datomic-sys-transactor-runtime"
@@ -138,7 +138,7 @@ def test_the_transactor_may_set_only_the_role_tag_only_on_its_own_instances() ->
 
 
 def test_log_and_metrics_policies() -> None:
-    _, logs = policies.log_bucket_policy("my-logs")
+    _, logs = policies.log_bucket_policy("my-logs", "eu-west-1")
     assert logs["Statement"] == [
         {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::my-logs/*"]}
     ]
@@ -161,3 +161,35 @@ def test_log_and_metrics_policies() -> None:
 )
 def test_only_the_tools_optional_policies_may_be_removed(name: str, managed: bool) -> None:
     assert policies.is_managed_policy_name(name, system="sys") is managed
+
+
+@pytest.mark.parametrize(
+    "region,partition",
+    [("eu-west-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")],
+)
+def test_every_arn_of_every_document_is_in_the_regions_partition(
+    region: str, partition: str
+) -> None:
+    """Reference §11: an ARN of another partition is refused or never matches, so a transactor in
+    cn-north-1 or us-gov-west-1 with `arn:aws:` ARNs would get no access at all."""
+    documents = [
+        policies.transactor_table_policy("tbl", ACCOUNT, region)[1],
+        policies.peer_table_policy("tbl", ACCOUNT, region)[1],
+        policies.log_bucket_policy("my-logs", region)[1],
+        policies.runtime_policy("sys", ACCOUNT, region)[1],
+    ]
+    resources = [
+        r
+        for doc in documents
+        for stmt in doc["Statement"]
+        for r in ([stmt["Resource"]] if isinstance(stmt["Resource"], str) else stmt["Resource"])
+        if r != "*"
+    ]
+    assert len(resources) == 6
+    for resource in resources:
+        assert resource.startswith(f"arn:{partition}:"), resource
+    assert f"arn:{partition}:s3:::my-logs/*" in resources
+    assert (
+        f"arn:{partition}:autoscaling:*:{ACCOUNT}:autoScalingGroup:*:"
+        f"autoScalingGroupName/{names.autoscaling_group('sys')}"
+    ) in resources
