@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from datomic_aws import names
 from datomic_aws.aws import is_error, translating
@@ -27,7 +27,11 @@ from datomic_aws.resources.plan import Operation, Planned, action_for
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import PublicAccessBlockConfigurationTypeDef
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3.type_defs import (
+        CreateBucketConfigurationTypeDef,
+        PublicAccessBlockConfigurationTypeDef,
+    )
 
 _BLOCK_ALL: PublicAccessBlockConfigurationTypeDef = {
     "BlockPublicAcls": True,
@@ -243,12 +247,15 @@ def _update_operations(spec: BucketSpec, current: BucketState) -> tuple[Operatio
 
 def _create(s3: S3Client, spec: BucketSpec) -> None:
     tags = wanted_tags(spec)
-    config: dict[str, Any] = {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    config: CreateBucketConfigurationTypeDef = {
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]
+    }
     # us-east-1 rejects an explicit LocationConstraint; every other region requires one.
     if spec.region != "us-east-1":
-        config["LocationConstraint"] = spec.region
+        # The region is the file's string; S3 answers for the regions it knows (a stub Literal).
+        config["LocationConstraint"] = cast("BucketLocationConstraintType", spec.region)
     try:
-        s3.create_bucket(Bucket=spec.name, CreateBucketConfiguration=config)  # type: ignore[arg-type]
+        s3.create_bucket(Bucket=spec.name, CreateBucketConfiguration=config)
     except Exception as exc:
         if is_error(exc, "BucketAlreadyExists"):
             raise _name_taken(spec) from exc
@@ -264,8 +271,9 @@ def _run(s3: S3Client, spec: BucketSpec, op: Operation) -> None:
     if isinstance(op, CreateBucket):
         _create(s3, spec)
     elif isinstance(op, TagBucket):
-        tag_set = [{"Key": k, "Value": v} for k, v in op.tags]
-        s3.put_bucket_tagging(Bucket=spec.name, Tagging={"TagSet": tag_set})  # type: ignore[typeddict-item]
+        s3.put_bucket_tagging(
+            Bucket=spec.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in op.tags]}
+        )
     elif isinstance(op, BlockPublicAccess):
         s3.put_public_access_block(Bucket=spec.name, PublicAccessBlockConfiguration=_BLOCK_ALL)
     elif isinstance(op, EncryptBucket):
