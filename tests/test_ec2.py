@@ -1,4 +1,5 @@
-"""resources/ec2.py: network look-ups, instance types, and the security group's convergence."""
+"""resources/ec2.py (network look-ups, instance types, a group as it is) and
+resources/security_group.py (the group's plan and convergence)."""
 
 from __future__ import annotations
 
