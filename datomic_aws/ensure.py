@@ -1,12 +1,14 @@
-"""ensure-transactor and ensure-cf: plan from the properties file, converge AWS, write back.
+"""ensure-transactor: plan from the properties file, converge AWS, write back.
 
-Owns the order of the steps of both commands and which keys each writes back. Validation happens
-before any AWS call, and every read and refusal (a derived name owned by someone else, a table with
-the wrong key, an instance type not offered, a heap larger than RAM) before the first write; the
-file is rewritten last, so a run killed at any point is finished by a rerun that derives the same
-names and finds what the first run created. Dry-run is this same path with `dry_run=True`: reads
-happen, writes are skipped (and the AwsContext guard refuses any that slips through). It must not
-build clients itself (the AwsContext does) nor print (render.py does).
+Owns the order of the steps of ensure-transactor and which keys it writes back (ensure-cf lives in
+ensure_cf.py; both commands' entry points are importable from here). Validation happens before any
+AWS call; `plan_transactor` reads each resource once (concurrently: they are independent) and plans
+its typed operations, taking every refusal (a derived name owned by someone else, a table with the
+wrong key) before the first write; `converge_transactor` runs exactly the planned operations, one
+resource after the other, without reading again, and rewrites the file last, so a run killed at
+any point is finished by a rerun that derives the same names and finds what the first run created.
+A dry run renders the same plan. It must not build clients itself (the AwsContext does) nor print
+(render.py does).
 """
 
 from __future__ import annotations
@@ -17,21 +19,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from datomic_aws import names, policies
 from datomic_aws.aws import AwsContext
-from datomic_aws.changes import Change, Result, noop
-from datomic_aws.config.cf import (
-    DEFAULT_JAVA_OPTS,
-    LATEST_DATOMIC_VERSION,
-    MODERN_ALTERNATIVES,
-    CfSpec,
-    default_xmx,
-    heap_mib,
-    load_cf,
-    max_xmx_mib,
-)
+from datomic_aws.changes import Result
+from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import (
     DEFAULT_READ_CAPACITY,
     DEFAULT_WRITE_CAPACITY,
@@ -39,13 +31,46 @@ from datomic_aws.config.transactor import (
     effective_config,
     load_transactor,
 )
-from datomic_aws.errors import DatomicAwsError, InvalidInput, Problem
+from datomic_aws.ensure_cf import (
+    CfPlan,
+    CfRun,
+    converge_cf,
+    ensure_cf,
+    prepare_cf,
+    resolve_system,
+    sibling_transactor,
+)
+from datomic_aws.errors import DatomicAwsError
 from datomic_aws.properties import PropertiesText, write_back
-from datomic_aws.resources import ec2 as ec2r
-from datomic_aws.resources.dynamodb import TableSpec, ensure_table
-from datomic_aws.resources.iam import RoleSpec, ensure_role
-from datomic_aws.resources.s3 import BucketSpec, ensure_bucket
-from datomic_aws.resources.ssm import ParameterSpec, ensure_parameter
+from datomic_aws.resources import dynamodb, iam, s3, ssm
+from datomic_aws.resources.plan import Planned
+
+__all__ = [
+    "CfPlan",
+    "CfRun",
+    "Step",
+    "TransactorPlan",
+    "converge_cf",
+    "converge_transactor",
+    "ensure_cf",
+    "ensure_transactor",
+    "plan_transactor",
+    "prepare_cf",
+    "resolve_system",
+    "sibling_transactor",
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One resource's plan and the executor that runs exactly its operations."""
+
+    plan: Planned
+    execute: Callable[[], None] = field(repr=False, compare=False)
+
+
+# Reads one resource and plans it; run concurrently with the others.
+Reader = Callable[[], Step]
 
 
 @dataclass
@@ -57,6 +82,8 @@ class TransactorPlan:
     output: str | Path
     adopt: bool
     plan: Result
+    steps: tuple[Step, ...] = ()
+    updates: dict[str, str] = field(default_factory=dict)
 
 
 def plan_transactor(
@@ -66,27 +93,52 @@ def plan_transactor(
     *,
     adopt: bool = False,
     extra_warnings: tuple[str, ...] | None = None,
+    loaded: tuple[PropertiesText, TransactorSpec] | None = None,
 ) -> TransactorPlan:
-    """Every read and every refusal (a derived name owned by someone else, a table with the wrong
-    key) of ensure-transactor; no write. `extra_warnings` replaces the file's own warnings (apply
-    knows the Datomic version and words the license-key warning for it)."""
-    props, spec = load_transactor(input_path)
+    """Every read (each resource once) and every refusal (a derived name owned by someone else, a
+    table with the wrong key) of ensure-transactor, and the operations to run; no write.
+    `extra_warnings` replaces the file's own warnings (apply knows the Datomic version and words
+    the license-key warning for it). `loaded` is the file as the caller already loaded it (then it
+    is not read again)."""
+    props, spec = loaded if loaded is not None else load_transactor(input_path)
     output = output_path or input_path
-    plan = _run(ctx, props, spec, output, dry_run=True, adopt=adopt)
-    if extra_warnings is not None:
-        plan.warnings = list(extra_warnings)
-    return TransactorPlan(props, spec, output, adopt, plan)
+    readers, updates = _readers(ctx, spec, props, adopt=adopt)
+    steps = _read_all(readers)
+    warnings = list(spec.warnings) if extra_warnings is None else list(extra_warnings)
+    plan = Result("ensure-transactor", dry_run=True, warnings=warnings)
+    plan.extra["system"] = spec.system
+    plan.extra["secrets"] = list(spec.secrets)
+    plan.changes.extend(step.plan.change() for step in steps)
+    plan.files.append(write_back(props, updates, output, dry_run=True))
+    return TransactorPlan(props, spec, output, adopt, plan, steps, updates)
+
+
+def _read_all(readers: list[Reader]) -> tuple[Step, ...]:
+    """The resources are independent: their reads run side by side; the steps keep their order."""
+    if len(readers) <= 1:
+        return tuple(reader() for reader in readers)
+    with ThreadPoolExecutor(max_workers=len(readers)) as pool:
+        return tuple(pool.map(lambda reader: reader(), readers))
 
 
 def converge_transactor(ctx: AwsContext, planned: TransactorPlan, *, dry_run: bool) -> Result:
-    """The writes of a plan; a plan with nothing pending is the run's result."""
+    """The planned writes, nothing read again: one resource after the other, in order, so that a
+    crash leaves a predictable prefix done; then the file. A plan with nothing pending, or a dry
+    run, is the run's result as planned."""
     if dry_run or not planned.plan.pending:
         planned.plan.dry_run = dry_run
         return planned.plan
-    result = _run(
-        ctx, planned.props, planned.spec, planned.output, dry_run=False, adopt=planned.adopt
+    for step in planned.steps:
+        if step.plan.operations:
+            step.execute()
+    result = Result(
+        "ensure-transactor",
+        dry_run=False,
+        changes=list(planned.plan.changes),
+        warnings=list(planned.plan.warnings),
+        extra=dict(planned.plan.extra),
     )
-    result.warnings = list(planned.plan.warnings)
+    result.files.append(write_back(planned.props, planned.updates, planned.output, dry_run=False))
     return result
 
 
@@ -99,8 +151,14 @@ def ensure_transactor(
     adopt: bool = False,
 ) -> Result:
     # Plan first, so a refused run changes nothing in AWS and leaves the file as it was.
+    loaded = load_transactor(input_path)
     planned = plan_transactor(
-        ctx, input_path, output_path, adopt=adopt, extra_warnings=_warnings_for_release(input_path)
+        ctx,
+        input_path,
+        output_path,
+        adopt=adopt,
+        extra_warnings=_warnings_for_release(input_path, loaded[1]),
+        loaded=loaded,
     )
     return converge_transactor(ctx, planned, dry_run=dry_run)
 
@@ -108,7 +166,9 @@ def ensure_transactor(
 _TRANSACTOR_STEM = re.compile(r"^(?:(?P<prefix>.+)(?P<sep>[-_.]))?transactor$")
 
 
-def _warnings_for_release(transactor_path: str | Path) -> tuple[str, ...] | None:
+def _warnings_for_release(
+    transactor_path: str | Path, transactor: TransactorSpec
+) -> tuple[str, ...] | None:
     """The transactor file's warnings worded for the Datomic version of the cf file next to it
     (`cf.properties` by `transactor.properties`, `my-cf.properties` by `my-transactor.properties`);
     None (the file's own warnings) when there is none or it does not load: it is not this
@@ -124,52 +184,15 @@ def _warnings_for_release(transactor_path: str | Path) -> tuple[str, ...] | None
     if not sibling.is_file():
         return None
     try:
-        _, transactor = load_transactor(path)
         _, cf = load_cf(sibling)
     except DatomicAwsError:
         return None
     return tuple(cross_file_checks(transactor, cf)[1])
 
 
-def _run(
-    ctx: AwsContext,
-    props: PropertiesText,
-    spec: TransactorSpec,
-    output: str | Path,
-    *,
-    dry_run: bool,
-    adopt: bool,
-) -> Result:
-    result = Result("ensure-transactor", dry_run=dry_run, warnings=list(spec.warnings))
-    result.extra["system"] = spec.system
-    result.extra["secrets"] = list(spec.secrets)
-    steps: list[Step] = []
-    if spec.has_table:
-        steps.append(_table_step(ctx, spec))
-    updates: dict[str, str] = {}
-    if spec.has_iam:
-        updates = _iam_and_config_steps(ctx, spec, props, adopt=adopt, steps=steps)
-    result.changes.extend(run_steps(steps, dry_run=dry_run))
-    result.files.append(write_back(props, updates, output, dry_run=dry_run))
-    return result
-
-
-Step = Callable[[bool], Change]
-
-
-def run_steps(steps: list[Step], *, dry_run: bool) -> list[Change]:
-    """Each step ensures one resource. A plan only reads, and the resources are independent, so
-    planning runs them concurrently; writes run one after the other, in order, so that a crash
-    leaves a predictable prefix done."""
-    if dry_run and len(steps) > 1:
-        with ThreadPoolExecutor(max_workers=len(steps)) as pool:
-            return list(pool.map(lambda step: step(True), steps))
-    return [step(dry_run) for step in steps]
-
-
-def _table_step(ctx: AwsContext, spec: TransactorSpec) -> Step:
+def _table_reader(ctx: AwsContext, spec: TransactorSpec) -> Reader:
     assert spec.table is not None
-    table = TableSpec(
+    table = dynamodb.TableSpec(
         name=spec.table,
         system=spec.system,
         billing_mode=spec.billing_mode,
@@ -180,16 +203,67 @@ def _table_step(ctx: AwsContext, spec: TransactorSpec) -> Step:
         local=spec.protocol == "ddb-local",
     )
     client = ctx.client("dynamodb", spec.region, spec.table_endpoint)
-    return lambda dry_run: ensure_table(client, table, dry_run=dry_run)
+
+    def read() -> Step:
+        plan = dynamodb.read_and_plan_table(client, table)
+        return Step(plan, functools.partial(dynamodb.execute_table, client, plan))
+
+    return read
 
 
-def _iam_and_config_steps(
+def _bucket_reader(ctx: AwsContext, bucket: s3.BucketSpec, *, adopt: bool) -> Reader:
+    client = ctx.client("s3", bucket.region)
+
+    def read() -> Step:
+        plan = s3.read_and_plan_bucket(client, bucket, adopt=adopt)
+        return Step(plan, functools.partial(s3.execute_bucket, client, plan))
+
+    return read
+
+
+def _role_reader(ctx: AwsContext, region: str, role: iam.RoleSpec, *, adopt: bool) -> Reader:
+    client = ctx.client("iam", region)
+
+    def read() -> Step:
+        plan = iam.plan_role(role, iam.read_role_and_profile(client, role), adopt=adopt)
+        return Step(plan, functools.partial(iam.execute_role, client, plan))
+
+    return read
+
+
+def _parameter_reader(
+    ctx: AwsContext, region: str, parameter: ssm.ParameterSpec, *, adopt: bool
+) -> Reader:
+    client = ctx.client("ssm", region)
+
+    def read() -> Step:
+        state = ssm.read_parameter_state(client, parameter)
+        plan = ssm.plan_parameter(parameter, state, adopt=adopt)
+        return Step(plan, functools.partial(ssm.execute_parameter, client, plan))
+
+    return read
+
+
+def _readers(
+    ctx: AwsContext, spec: TransactorSpec, props: PropertiesText, *, adopt: bool
+) -> tuple[list[Reader], dict[str, str]]:
+    """The resources of the file, in the order they are written, and the keys written back."""
+    readers: list[Reader] = []
+    if spec.has_table:
+        readers.append(_table_reader(ctx, spec))
+    updates: dict[str, str] = {}
+    if spec.has_iam:
+        updates = _iam_and_config_readers(ctx, spec, props, adopt=adopt, readers=readers)
+    return readers, updates
+
+
+def _iam_and_config_readers(
     ctx: AwsContext,
     spec: TransactorSpec,
     props: PropertiesText,
     *,
     adopt: bool,
-    steps: list[Step],
+    readers: list[Reader],
 ) -> dict[str, str]:
     region = spec.region
     account = ctx.account_id(region)
@@ -206,21 +280,19 @@ def _iam_and_config_steps(
     if spec.log_bucket_wanted:
         bucket = spec.log_bucket or names.log_bucket(system, account, region)
         updates["aws-s3-log-bucket-id"] = bucket
-        bucket_spec = BucketSpec(
+        bucket_spec = s3.BucketSpec(
             bucket, region, system, spec.log_bucket is not None, "aws-s3-log-bucket-id"
         )
-        s3 = ctx.client("s3", region)
-        steps.append(lambda dry_run: ensure_bucket(s3, bucket_spec, dry_run=dry_run, adopt=adopt))
+        readers.append(_bucket_reader(ctx, bucket_spec, adopt=adopt))
         transactor_policies.update([policies.log_bucket_policy(bucket, region)])
     if spec.cloudwatch_region:
         transactor_policies.update([policies.metrics_policy()])
 
-    iam = ctx.client("iam", region)
     for name, explicit, role_policies, what in (
         (transactor_role, spec.transactor_role is not None, transactor_policies, "transactor"),
         (peer_role, spec.peer_role is not None, peer_policies, "peer"),
     ):
-        role = RoleSpec(
+        role = iam.RoleSpec(
             name=name,
             system=system,
             explicit=explicit,
@@ -228,449 +300,16 @@ def _iam_and_config_steps(
             description=f"Datomic {what} of system {system} (managed by datomic-aws)",
             managed=functools.partial(policies.is_managed_policy_name, system=system),
         )
-        steps.append(functools.partial(_role_step, iam, role, adopt))
+        readers.append(_role_reader(ctx, region, role, adopt=adopt))
 
     # The configuration is what the rewritten file will hold, in its line order, so that the
     # digest a rerun computes from the file is the one stored now.
     final_values = props.with_values(updates).values()
-    parameter = ParameterSpec(
+    parameter = ssm.ParameterSpec(
         name=names.ssm_parameter(system),
         system=system,
         value=effective_config(final_values),
         description=f"Datomic transactor configuration of system {system} (datomic-aws)",
     )
-    ssm = ctx.client("ssm", region)
-    steps.append(lambda dry_run: ensure_parameter(ssm, parameter, dry_run=dry_run, adopt=adopt))
+    readers.append(_parameter_reader(ctx, region, parameter, adopt=adopt))
     return updates
-
-
-def _role_step(iam: object, role: RoleSpec, adopt: bool, dry_run: bool) -> Change:
-    return ensure_role(iam, role, dry_run=dry_run, adopt=adopt)
-
-
-# ------------------------------------------------------------------------------------------
-# ensure-cf
-
-_CF_STEM = re.compile(r"^(?:(?P<prefix>.+)(?P<sep>[-_.]))?cf$")
-
-
-@dataclass
-class CfPlan:
-    """What ensure-cf found and will do; built by reads only."""
-
-    system: str
-    updates: dict[str, str] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    group: ec2r.SecurityGroupSpec | None = None
-    group_state: ec2r.SecurityGroupState | None = None
-    network: Change | None = None
-
-
-def sibling_transactor(cf_path: str | Path) -> Path | None:
-    """Where the transactor file of a cf file lives by convention: `cf.properties` next to
-    `transactor.properties`, Datomic's `my-cf.properties` next to `my-transactor.properties`."""
-    path = Path(cf_path)
-    m = _CF_STEM.match(path.stem)
-    if not m:
-        return None
-    prefix = f"{m.group('prefix')}{m.group('sep')}" if m.group("prefix") else ""
-    return path.with_name(f"{prefix}transactor{path.suffix}")
-
-
-def resolve_system(props: PropertiesText, spec: CfSpec) -> tuple[str, dict[str, str]]:
-    """The system name: `datomic-system` when set, else the sibling transactor file's (and then
-    written back so the cf file stands on its own)."""
-    if spec.system:
-        return spec.system, {}
-    sibling = sibling_transactor(props.path)
-    if sibling is not None and sibling.is_file():
-        _, transactor = load_transactor(sibling)
-        return transactor.system, {"datomic-system": transactor.system}
-    expected = f" and there is no {sibling.name} next to it" if sibling else ""
-    raise InvalidInput(
-        [
-            Problem(
-                props.path,
-                props.line_of("datomic-system"),
-                "datomic-system",
-                f"datomic-system is blank{expected} to take the system name from",
-                "set datomic-system to the transactor's system name (its aws-dynamodb-table for "
-                "protocol ddb), the one ensure-transactor provisioned",
-            )
-        ]
-    )
-
-
-def _problem(spec: CfSpec, key: str, message: str, hint: str = "") -> Problem:
-    return Problem(spec.path, spec.line_of(key), key, message, hint)
-
-
-def _check_instance_type(client: Any, spec: CfSpec, plan: CfPlan) -> ec2r.InstanceType | None:
-    """One rule for Datomic-era types: AWS's own CurrentGeneration flag (c1, c3, m3... are false)."""
-    key = "aws-instance-type"
-    info = ec2r.read_instance_type(client, spec.instance_type)
-    if info is not None and not info.current_generation:
-        offered = "" if info.offered else f", and is not offered in {spec.region}"
-        plan.problems.append(
-            _problem(
-                spec,
-                key,
-                f"{key} {spec.instance_type} is a previous-generation type (CurrentGeneration=false "
-                f"in {spec.region}){offered}",
-                f"use a current type, e.g. {MODERN_ALTERNATIVES}; clear java-xmx to recompute it",
-            )
-        )
-        return None
-    if info is None or not info.offered:
-        plan.problems.append(
-            _problem(
-                spec,
-                key,
-                f"{key} {spec.instance_type} is not an instance type offered in {spec.region}",
-                f"check the spelling, or choose e.g. {MODERN_ALTERNATIVES}",
-            )
-        )
-        return None
-    if spec.ami is None and spec.architecture not in info.architectures:
-        plan.problems.append(
-            _problem(
-                spec,
-                key,
-                f"{key} {spec.instance_type} runs {', '.join(info.architectures)}, not the "
-                f"{spec.architecture} image datomic-aws would choose for it",
-                "pin an image of the right architecture with aws-ami",
-            )
-        )
-    return info
-
-
-def _check_ami(client: Any, spec: CfSpec, info: ec2r.InstanceType | None, plan: CfPlan) -> None:
-    if spec.ami is None:
-        return
-    arch = ec2r.read_image_architecture(client, spec.ami)
-    if arch is None:
-        plan.problems.append(
-            _problem(
-                spec,
-                "aws-ami",
-                f"aws-ami {spec.ami} is not an image you can launch in {spec.region}",
-                "leave aws-ami blank to follow the latest Amazon Linux 2023",
-            )
-        )
-    elif info is not None and arch not in info.architectures:
-        plan.problems.append(
-            _problem(
-                spec,
-                "aws-ami",
-                f"aws-ami {spec.ami} is an {arch} image; {spec.instance_type} runs "
-                f"{', '.join(info.architectures)}",
-                "pin an image of the instance type's architecture, or change aws-instance-type",
-            )
-        )
-
-
-def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
-    if spec.java_xmx is None:
-        plan.updates["java-xmx"] = default_xmx(info.memory_mib)
-        return
-    limit = max_xmx_mib(info.memory_mib)
-    rule = default_xmx(info.memory_mib)
-    if heap_mib(spec.java_xmx) < heap_mib(rule) // 2:
-        # Reference §4: Datomic sizes the heap at 70% of the RAM; a heap kept from a smaller type
-        # after aws-instance-type changed leaves most of the new type's memory unused.
-        plan.warnings.append(
-            f"{spec.path}:{spec.line_of('java-xmx')} java-xmx {spec.java_xmx} is less than half "
-            f"of the {rule} the sizing rule gives for {spec.instance_type} (70% of its "
-            f"{info.memory_mib} MiB): clear java-xmx to recompute it"
-        )
-    if heap_mib(spec.java_xmx) > limit:
-        plan.problems.append(
-            _problem(
-                spec,
-                "java-xmx",
-                f"java-xmx {spec.java_xmx} does not fit in the {info.memory_mib} MiB of "
-                f"{spec.instance_type} with room for the OS (at most {limit}m)",
-                f"leave java-xmx blank for 70% of the RAM ({default_xmx(info.memory_mib)}), or choose "
-                "a larger instance type",
-            )
-        )
-
-
-def _check_network(client: Any, spec: CfSpec, plan: CfPlan) -> ec2r.Vpc | None:
-    vpc = ec2r.read_vpc(client, spec.vpc_id)
-    if vpc is None:
-        if spec.vpc_id:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    "aws-vpc-id",
-                    f"aws-vpc-id {spec.vpc_id} does not exist in {spec.region}",
-                    "leave it blank to use the region's default VPC",
-                )
-            )
-        else:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    "aws-vpc-id",
-                    f"{spec.region} has no default VPC",
-                    "set aws-vpc-id (and aws-subnet-ids) to the VPC the transactor runs in",
-                )
-            )
-        return None
-    if not spec.vpc_id:
-        plan.updates["aws-vpc-id"] = vpc.vpc_id
-    if spec.subnet_ids:
-        found = ec2r.read_subnets(client, spec.subnet_ids)
-        for subnet_id in spec.subnet_ids:
-            subnet = found.get(subnet_id)
-            if subnet is None:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-subnet-ids",
-                        f"aws-subnet-ids: subnet {subnet_id} does not exist in {spec.region}",
-                    )
-                )
-            elif subnet.vpc_id != vpc.vpc_id:
-                which = "aws-vpc-id" if spec.vpc_id else "the default VPC"
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-subnet-ids",
-                        f"aws-subnet-ids: subnet {subnet_id} is in {subnet.vpc_id}, not in {which} "
-                        f"{vpc.vpc_id}",
-                        f"list subnets of {vpc.vpc_id}, or set aws-vpc-id={subnet.vpc_id}",
-                    )
-                )
-        subnets = list(spec.subnet_ids)
-    else:
-        subnets = [s.subnet_id for s in ec2r.default_subnets(client, vpc.vpc_id)]
-        if not subnets:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    "aws-subnet-ids",
-                    f"{vpc.vpc_id} has no default subnets",
-                    "list the subnets for the transactors in aws-subnet-ids (one per zone you want)",
-                )
-            )
-        else:
-            plan.updates["aws-subnet-ids"] = ",".join(subnets)
-    plan.network = noop(
-        f"ec2 vpc {vpc.vpc_id}",
-        f"{'default VPC, ' if vpc.is_default else ''}subnets " + ", ".join(subnets),
-    )
-    return vpc
-
-
-def _check_group(client: Any, spec: CfSpec, vpc: ec2r.Vpc, plan: CfPlan) -> None:
-    """Which group the transactor gets, and its current state (by the file's id, else by name)."""
-    name = spec.security_group or names.security_group(plan.system)
-    found_id: str | None = None
-    raw = None
-    if spec.security_group_id:
-        raw = ec2r.find_group(client, group_id=spec.security_group_id)
-        if raw is not None:
-            if raw.get("VpcId") != vpc.vpc_id:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-security-group-id",
-                        f"aws-security-group-id {spec.security_group_id} is in {raw.get('VpcId')}, "
-                        f"not in {vpc.vpc_id}",
-                        "clear aws-security-group-id to use (or create) the group in this VPC",
-                    )
-                )
-                return
-            if spec.security_group and raw["GroupName"] != spec.security_group:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-security-group-id",
-                        f"aws-security-group-id {spec.security_group_id} is the group "
-                        f"{raw['GroupName']!r}, not aws-security-group {spec.security_group!r}",
-                        f"clear aws-security-group-id to use {spec.security_group!r}",
-                    )
-                )
-                return
-            found_id = str(raw["GroupId"])
-            name = str(raw["GroupName"])
-    if raw is None:
-        raw = ec2r.find_group(client, vpc_id=vpc.vpc_id, name=name)
-    state = ec2r.state_of(raw) if raw else None
-    # A group named in the file is shared by every system naming it (resources/ec2.py); the
-    # derived one, found by name or by the id written back, is this system's own.
-    named = spec.security_group is not None
-    plan.group = ec2r.SecurityGroupSpec(
-        name=name,
-        vpc_id=vpc.vpc_id,
-        system=plan.system,
-        sources=frozenset(),
-        derived=not named,
-        group_id=found_id,
-        description=(
-            "Datomic transactors (datomic-aws; shared by the systems that name it)"
-            if named
-            else f"Datomic transactor {plan.system} (datomic-aws)"
-        ),
-    )
-    plan.group_state = state
-
-
-def _resolve_sources(
-    ctx: AwsContext, client: Any, spec: CfSpec, plan: CfPlan
-) -> frozenset[ec2r.Source]:
-    key = "aws-ingress-groups"
-    assert plan.group is not None
-    own_name = plan.group.name
-    own_id = plan.group_state.group_id if plan.group_state else None
-    sources: set[ec2r.Source] = set()
-    for cidr in spec.ingress_cidrs:
-        sources.add(ec2r.Source("cidr6" if ":" in cidr else "cidr", cidr))
-    account = None
-    if any(g.account for g in spec.ingress_groups):
-        account = ctx.account_id(spec.region)
-    for ref in spec.ingress_groups:
-        foreign = ref.account is not None and ref.account != account
-        if ref.group_id:
-            if foreign:
-                sources.add(ec2r.Source("group", ref.group_id, ref.account))
-            elif ref.group_id == own_id:
-                sources.add(ec2r.Source("group", ec2r.SELF))
-            elif ec2r.find_group(client, group_id=ref.group_id) is None:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        key,
-                        f"{key}: there is no security group {ref.group_id} in {spec.region}",
-                    )
-                )
-            else:
-                sources.add(ec2r.Source("group", ref.group_id))
-        elif foreign:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    key,
-                    f"{key}: {ref.text} names a group of another account; in a VPC such a group is "
-                    "referenced by id",
-                    f"write {ref.account}:sg-... (the group's id)",
-                )
-            )
-        elif ref.name == own_name:
-            sources.add(ec2r.Source("group", ec2r.SELF))
-        else:
-            raw = ec2r.find_group(client, vpc_id=plan.group.vpc_id, name=ref.name)
-            if raw is None:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        key,
-                        f"{key}: there is no security group named {ref.name!r} in {plan.group.vpc_id}",
-                        "create it first, or give its id (sg-...)",
-                    )
-                )
-            else:
-                sources.add(ec2r.Source("group", str(raw["GroupId"])))
-    return frozenset(sources)
-
-
-def plan_cf(ctx: AwsContext, props: PropertiesText, spec: CfSpec, system: str) -> CfPlan:
-    """Reads and checks only; raises InvalidInput listing every problem, or OwnershipError."""
-    plan = CfPlan(system=system)
-    client = ctx.client("ec2", spec.region)
-    info = _check_instance_type(client, spec, plan)
-    _check_ami(client, spec, info, plan)
-    if info is not None:
-        _check_heap(spec, info, plan)
-    vpc = _check_network(client, spec, plan)
-    if vpc is not None:
-        _check_group(client, spec, vpc, plan)
-    if plan.group is not None:
-        sources = _resolve_sources(ctx, client, spec, plan)
-        plan.group = ec2r.SecurityGroupSpec(
-            name=plan.group.name,
-            vpc_id=plan.group.vpc_id,
-            system=plan.group.system,
-            sources=sources,
-            derived=plan.group.derived,
-            group_id=plan.group.group_id,
-            description=plan.group.description,
-        )
-    if plan.problems:
-        plan.problems.sort(key=lambda p: (p.line is None, p.line or 0, p.key or ""))
-        raise InvalidInput(plan.problems)
-    if not spec.java_opts:
-        plan.updates["java-opts"] = DEFAULT_JAVA_OPTS
-    if not spec.datomic_version:
-        plan.updates["datomic-version"] = LATEST_DATOMIC_VERSION
-    if not spec.stack_name:
-        plan.updates["aws-stack-name"] = names.stack(system)
-    return plan
-
-
-@dataclass
-class CfRun:
-    """ensure-cf after every read and refusal, before any write."""
-
-    props: PropertiesText
-    spec: CfSpec
-    output: str | Path
-    adopt: bool
-    system_updates: dict[str, str]
-    plan: CfPlan
-
-
-def prepare_cf(
-    ctx: AwsContext,
-    input_path: str | Path,
-    output_path: str | Path | None = None,
-    *,
-    adopt: bool,
-) -> CfRun:
-    """Every check of ensure-cf (file, type, heap, image, network, group owner); no write."""
-    props, spec = load_cf(input_path)
-    system, system_updates = resolve_system(props, spec)
-    plan = plan_cf(ctx, props, spec, system)
-    assert plan.group is not None
-    ec2r.check_security_group_owner(plan.group, plan.group_state, adopt=adopt)
-    return CfRun(props, spec, output_path or input_path, adopt, system_updates, plan)
-
-
-def converge_cf(ctx: AwsContext, run: CfRun, *, dry_run: bool) -> Result:
-    """The writes of ensure-cf: the security group, then the file."""
-    spec, plan = run.spec, run.plan
-    assert plan.group is not None
-    result = Result("ensure-cf", dry_run=dry_run)
-    result.warnings.extend(spec.warnings)
-    result.warnings.extend(plan.warnings)
-    if plan.network is not None:
-        result.changes.append(plan.network)
-    outcome = ec2r.converge_security_group(
-        ctx.client("ec2", spec.region),
-        plan.group,
-        plan.group_state,
-        dry_run=dry_run,
-        adopt=run.adopt,
-    )
-    result.changes.append(outcome.change)
-    updates = {**run.system_updates, **plan.updates}
-    if outcome.group_id:
-        updates["aws-security-group-id"] = outcome.group_id
-    result.files.append(write_back(run.props, updates, run.output, dry_run=dry_run))
-    result.extra["system"] = plan.system
-    return result
-
-
-def ensure_cf(
-    ctx: AwsContext,
-    input_path: str | Path,
-    output_path: str | Path | None = None,
-    *,
-    dry_run: bool,
-    adopt: bool,
-) -> Result:
-    """ensure-cf INPUT [OUTPUT]: converge the security group, write the generated keys back."""
-    return converge_cf(ctx, prepare_cf(ctx, input_path, output_path, adopt=adopt), dry_run=dry_run)

@@ -1,4 +1,5 @@
-"""resources/ec2.py: network look-ups, instance types, and the security group's convergence."""
+"""resources/ec2.py (network look-ups, instance types, a group as it is) and
+resources/security_group.py (the group's plan and convergence)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.errors import OwnershipError, ResourceMismatch
 from datomic_aws.resources import ec2 as ec2r
+from datomic_aws.resources import security_group as sgr
 from datomic_aws.resources.ec2 import SELF, SecurityGroupSpec, Source
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ def test_instance_type_facts(ec2: Any) -> None:
 
 def test_diff_is_pure_and_says_what_changes(vpc_id: str) -> None:
     want = desired(vpc_id, CIDR_A, Source("group", SELF))
-    assert ec2r.diff_security_group(want, None) == [
+    assert sgr.diff_security_group(want, None) == [
         f"create in {vpc_id}, tagged datomic:system=sys",
         "allow tcp/4334 from 10.0.0.0/8",
         "allow tcp/4334 from the group itself",
@@ -81,20 +83,20 @@ def test_diff_is_pure_and_says_what_changes(vpc_id: str) -> None:
     ours = ec2r.SecurityGroupState(
         "sg-1", want.name, vpc_id, "123456789012", names.tags("sys"), frozenset({CIDR_B})
     )
-    assert ec2r.diff_security_group(want, ours) == [
+    assert sgr.diff_security_group(want, ours) == [
         "allow tcp/4334 from 10.0.0.0/8",
         "allow tcp/4334 from group sg-1 (itself)",
         "revoke tcp/4334 from 192.168.0.0/16 (not declared)",
     ]
     operators = desired(vpc_id, CIDR_A, name="theirs", derived=False)
     theirs = ec2r.SecurityGroupState("sg-2", "theirs", vpc_id, "1", {}, frozenset({CIDR_A, CIDR_B}))
-    assert ec2r.diff_security_group(operators, theirs) == []
-    assert "192.168.0.0/16" in ec2r.kept_rules(operators, theirs)[0]
+    assert sgr.diff_security_group(operators, theirs) == []
+    assert "192.168.0.0/16" in sgr.kept_rules(operators, theirs)[0]
 
 
 def test_create_then_noop(ctx: AwsContext, ec2: Any, vpc_id: str, recorder: CallRecorder) -> None:
     want = desired(vpc_id, CIDR_A, CIDR6, Source("group", SELF))
-    change = ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=False)
+    change = sgr.ensure_security_group(ec2, want, dry_run=False, adopt=False)
     assert change.action is Action.CREATE
     state = ec2r.read_security_group(ec2, want)
     assert state is not None
@@ -102,13 +104,13 @@ def test_create_then_noop(ctx: AwsContext, ec2: Any, vpc_id: str, recorder: Call
     assert state.sources == want.sources
     assert recorder.mutating == ["ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress"]
     recorder.operations.clear()
-    again = ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=False)
+    again = sgr.ensure_security_group(ec2, want, dry_run=False, adopt=False)
     assert again.action is Action.NOOP
     assert recorder.mutating == []
 
 
 def test_dry_run_makes_no_write(ec2: Any, vpc_id: str, recorder: CallRecorder) -> None:
-    change = ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=True, adopt=False)
+    change = sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=True, adopt=False)
     assert change.action is Action.CREATE
     assert recorder.mutating == []
     assert ec2r.read_security_group(ec2, desired(vpc_id)) is None
@@ -117,7 +119,7 @@ def test_dry_run_makes_no_write(ec2: Any, vpc_id: str, recorder: CallRecorder) -
 def test_owned_group_converges_to_exactly_the_declared_rules(
     ec2: Any, vpc_id: str, recorder: CallRecorder
 ) -> None:
-    ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A, CIDR_B), dry_run=False, adopt=False)
+    sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A, CIDR_B), dry_run=False, adopt=False)
     group_id = ec2r.read_security_group(ec2, desired(vpc_id))
     assert group_id is not None
     # A rule on another port is not ours to judge.
@@ -133,7 +135,7 @@ def test_owned_group_converges_to_exactly_the_declared_rules(
         ],
     )
     recorder.operations.clear()
-    change = ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
+    change = sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
     assert change.action is Action.UPDATE
     assert "revoke tcp/4334 from 192.168.0.0/16 (not declared)" in change.details
     assert recorder.mutating == ["ec2:RevokeSecurityGroupIngress"]
@@ -162,7 +164,7 @@ def test_operators_group_gains_rules_but_loses_none(
     )
     want = desired(vpc_id, CIDR_A, name="theirs", derived=False)
     recorder.operations.clear()
-    change = ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=False)
+    change = sgr.ensure_security_group(ec2, want, dry_run=False, adopt=False)
     assert change.action is Action.UPDATE
     assert recorder.mutating == ["ec2:AuthorizeSecurityGroupIngress"]
     assert rules(ec2, group_id) == {("cidr", "10.0.0.0/8"), ("cidr", "192.168.0.0/16")}
@@ -189,24 +191,24 @@ def test_derived_name_without_our_tags_needs_adopt(
     )
     recorder.operations.clear()
     with pytest.raises(OwnershipError) as info:
-        ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
+        sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
     assert "--adopt" in str(info.value)
     assert recorder.mutating == []
-    change = ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=True)
+    change = sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=True)
     assert change.details[1] == f"adopt {group_id}: tag datomic:system=sys"
     assert rules(ec2, group_id) == {("cidr", "10.0.0.0/8")}
     state = ec2r.read_security_group(ec2, desired(vpc_id))
     assert state is not None and names.is_ours(state.tags, "sys")
     # Adopted once, ours from then on: no --adopt needed.
     assert (
-        ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False).action
+        sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False).action
         is Action.NOOP
     )
 
 
 def test_rule_added_meanwhile_is_not_an_error(ec2: Any, vpc_id: str) -> None:
     want = desired(vpc_id, CIDR_A, CIDR_B)
-    ec2r.ensure_security_group(ec2, desired(vpc_id), dry_run=False, adopt=False)
+    sgr.ensure_security_group(ec2, desired(vpc_id), dry_run=False, adopt=False)
     stale = ec2r.read_security_group(ec2, want)
     assert stale is not None
     # Another run (or a crashed one) added one of the rules after we read the group.
@@ -221,7 +223,7 @@ def test_rule_added_meanwhile_is_not_an_error(ec2: Any, vpc_id: str) -> None:
             }
         ],
     )
-    outcome = ec2r.converge_security_group(ec2, want, stale, dry_run=False, adopt=False)
+    outcome = sgr.converge_security_group(ec2, want, stale, dry_run=False, adopt=False)
     assert outcome.change.action is Action.UPDATE
     assert rules(ec2, stale.group_id) == {("cidr", "10.0.0.0/8"), ("cidr", "192.168.0.0/16")}
 
@@ -229,10 +231,10 @@ def test_rule_added_meanwhile_is_not_an_error(ec2: Any, vpc_id: str) -> None:
 def test_group_reference_by_id(ec2: Any, vpc_id: str) -> None:
     peers = ec2.create_security_group(GroupName="peers", Description="x", VpcId=vpc_id)["GroupId"]
     want = desired(vpc_id, Source("group", peers))
-    ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=False)
+    sgr.ensure_security_group(ec2, want, dry_run=False, adopt=False)
     state = ec2r.read_security_group(ec2, want)
     assert state is not None and state.sources == frozenset({Source("group", peers)})
-    assert ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=False).action is Action.NOOP
+    assert sgr.ensure_security_group(ec2, want, dry_run=False, adopt=False).action is Action.NOOP
 
 
 def test_group_of_another_system_is_always_refused(
@@ -247,7 +249,7 @@ def test_group_of_another_system_is_always_refused(
     recorder.operations.clear()
     want = desired(vpc_id, CIDR_A, name="shared", derived=False)
     with pytest.raises(ResourceMismatch):
-        ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=True)
+        sgr.ensure_security_group(ec2, want, dry_run=False, adopt=True)
     assert recorder.mutating == []
 
 
@@ -270,7 +272,7 @@ def all_permissions(ec2: Any, group_id: str) -> list[dict[str, Any]]:
 def test_a_named_group_is_created_without_any_systems_tag(
     ec2: Any, vpc_id: str, recorder: CallRecorder
 ) -> None:
-    change = ec2r.ensure_security_group(
+    change = sgr.ensure_security_group(
         ec2, shared(vpc_id, "orders", CIDR_A), dry_run=False, adopt=False
     )
     assert change.action is Action.CREATE
@@ -286,8 +288,8 @@ def test_two_systems_naming_one_group_both_converge_and_nothing_is_revoked(
 ) -> None:
     orders = shared(vpc_id, "orders", CIDR_A, Source("group", SELF))
     billing = shared(vpc_id, "billing", CIDR_B, CIDR6)
-    ec2r.ensure_security_group(ec2, orders, dry_run=False, adopt=False)
-    second = ec2r.ensure_security_group(ec2, billing, dry_run=False, adopt=False)
+    sgr.ensure_security_group(ec2, orders, dry_run=False, adopt=False)
+    second = sgr.ensure_security_group(ec2, billing, dry_run=False, adopt=False)
     assert second.action is Action.UPDATE
     state = ec2r.read_security_group(ec2, orders)
     assert state is not None
@@ -297,7 +299,7 @@ def test_two_systems_naming_one_group_both_converge_and_nothing_is_revoked(
     # Each system's rerun is a no-op: the other's rules are kept, never revoked.
     for spec in (orders, billing, orders):
         recorder.operations.clear()
-        change = ec2r.ensure_security_group(ec2, spec, dry_run=False, adopt=False)
+        change = sgr.ensure_security_group(ec2, spec, dry_run=False, adopt=False)
         assert change.action is Action.NOOP, change
         assert recorder.mutating == []
         assert any("named in the file, shared" in d for d in change.details)
@@ -316,7 +318,7 @@ def test_two_systems_naming_one_group_both_converge_and_nothing_is_revoked(
     )
     before = all_permissions(ec2, state.group_id)
     recorder.operations.clear()
-    change = ec2r.ensure_security_group(ec2, shared(vpc_id, "orders"), dry_run=False, adopt=True)
+    change = sgr.ensure_security_group(ec2, shared(vpc_id, "orders"), dry_run=False, adopt=True)
     assert change.action is Action.NOOP
     assert "ec2:RevokeSecurityGroupIngress" not in recorder.mutating
     assert recorder.mutating == []
@@ -348,14 +350,14 @@ def test_a_named_group_an_earlier_version_tagged_for_this_system_is_released(
     recorder.operations.clear()
     # Before the release, another system naming the group is refused, and told how to share it.
     with pytest.raises(ResourceMismatch) as refused:
-        ec2r.ensure_security_group(ec2, shared(vpc_id, "billing"), dry_run=False, adopt=True)
+        sgr.ensure_security_group(ec2, shared(vpc_id, "billing"), dry_run=False, adopt=True)
     text = str(refused.value)
     assert f"ec2 security group datomic ({group_id}, {vpc_id})" in text
     assert "datomic:system=orders" in text
     assert f"--resources {group_id}" in text
     assert recorder.mutating == []
 
-    change = ec2r.ensure_security_group(
+    change = sgr.ensure_security_group(
         ec2, shared(vpc_id, "orders", CIDR_A), dry_run=False, adopt=False
     )
     assert any(d.startswith(f"share {group_id}: remove its tag") for d in change.details)
@@ -363,13 +365,13 @@ def test_a_named_group_an_earlier_version_tagged_for_this_system_is_released(
     # Owned by no one now: its undeclared rule stays, and the other system converges.
     assert rules(ec2, group_id) == {("cidr", "10.0.0.0/8"), ("cidr", "192.168.0.0/16")}
     recorder.operations.clear()
-    billing = ec2r.ensure_security_group(
+    billing = sgr.ensure_security_group(
         ec2, shared(vpc_id, "billing", CIDR6), dry_run=False, adopt=False
     )
     assert billing.action is Action.UPDATE
     assert recorder.mutating == ["ec2:AuthorizeSecurityGroupIngress"]
     recorder.operations.clear()
-    again = ec2r.ensure_security_group(
+    again = sgr.ensure_security_group(
         ec2, shared(vpc_id, "orders", CIDR_A), dry_run=False, adopt=False
     )
     assert again.action is Action.NOOP
@@ -379,7 +381,7 @@ def test_a_named_group_an_earlier_version_tagged_for_this_system_is_released(
 def test_the_derived_group_keeps_full_convergence_when_pinned_by_id(
     ec2: Any, vpc_id: str, recorder: CallRecorder
 ) -> None:
-    ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A, CIDR_B), dry_run=False, adopt=False)
+    sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A, CIDR_B), dry_run=False, adopt=False)
     state = ec2r.read_security_group(ec2, desired(vpc_id))
     assert state is not None
     pinned = SecurityGroupSpec(
@@ -391,7 +393,7 @@ def test_the_derived_group_keeps_full_convergence_when_pinned_by_id(
         group_id=state.group_id,
     )
     recorder.operations.clear()
-    change = ec2r.ensure_security_group(ec2, pinned, dry_run=False, adopt=False)
+    change = sgr.ensure_security_group(ec2, pinned, dry_run=False, adopt=False)
     assert change.action is Action.UPDATE
     assert recorder.mutating == ["ec2:RevokeSecurityGroupIngress"]
     assert rules(ec2, state.group_id) == {("cidr", "10.0.0.0/8")}
@@ -400,14 +402,14 @@ def test_the_derived_group_keeps_full_convergence_when_pinned_by_id(
 def test_naming_another_systems_own_group_is_refused_naming_it(
     ec2: Any, vpc_id: str, recorder: CallRecorder
 ) -> None:
-    theirs = ec2r.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
+    theirs = sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
     assert theirs.action is Action.CREATE
     state = ec2r.read_security_group(ec2, desired(vpc_id))
     assert state is not None
     recorder.operations.clear()
     want = shared(vpc_id, "orders", CIDR_B, name=names.security_group("sys"))
     with pytest.raises(ResourceMismatch) as refused:
-        ec2r.ensure_security_group(ec2, want, dry_run=False, adopt=True)
+        sgr.ensure_security_group(ec2, want, dry_run=False, adopt=True)
     text = str(refused.value)
     assert f"ec2 security group {state.name} ({state.group_id}, {vpc_id})" in text
     assert "the group datomic-aws made for sys" in text

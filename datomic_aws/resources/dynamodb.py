@@ -4,20 +4,22 @@ Owns creating the table (hash key `id`/`S`, capacity or on-demand, point-in-time
 protection, tags) and converging only what is safe on an existing one: PITR and deletion protection
 on, capacity or billing mode when the file states them. It must never delete, recreate or change the
 key schema of a table: a wrong schema is an error for the operator, not something to fix.
+Read once (`read_table`), plan typed operations (`plan_table`), run only those (`execute_table`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datomic_aws import names
 from datomic_aws.aws import is_error, translating
-from datomic_aws.changes import Action, Change
 from datomic_aws.errors import ResourceMismatch
+from datomic_aws.resources.owner import tag_list
+from datomic_aws.resources.plan import Operation, Planned, action_for
 
-_KEY_SCHEMA = [{"AttributeName": "id", "KeyType": "HASH"}]
-_ATTRIBUTES = [{"AttributeName": "id", "AttributeType": "S"}]
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import UpdateTableInputTypeDef
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def _resource(spec: TableSpec) -> str:
     return f"dynamodb table {spec.name}"
 
 
-def read_table(ddb: Any, spec: TableSpec) -> TableState | None:
+def read_table(ddb: DynamoDBClient, spec: TableSpec) -> TableState | None:
     try:
         table = ddb.describe_table(TableName=spec.name)["Table"]
     except Exception as exc:
@@ -58,8 +60,8 @@ def read_table(ddb: Any, spec: TableSpec) -> TableState | None:
         raise
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
     key_schema = tuple(
-        (k["AttributeName"], types.get(k["AttributeName"], "?"), k["KeyType"])
-        for k in table["KeySchema"]
+        (k["AttributeName"], str(types.get(k["AttributeName"], "?")), str(k["KeyType"]))
+        for k in table.get("KeySchema", [])
     )
     throughput = table.get("ProvisionedThroughput", {})
     billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
@@ -73,8 +75,8 @@ def read_table(ddb: Any, spec: TableSpec) -> TableState | None:
             == "ENABLED"
         )
     return TableState(
-        arn=table["TableArn"],
-        status=table["TableStatus"],
+        arn=table.get("TableArn", ""),
+        status=table.get("TableStatus", "ACTIVE"),
         key_schema=key_schema,
         billing_mode=billing,
         read_capacity=int(throughput.get("ReadCapacityUnits", 0)),
@@ -84,41 +86,134 @@ def read_table(ddb: Any, spec: TableSpec) -> TableState | None:
     )
 
 
-def diff_table(spec: TableSpec, current: TableState) -> list[str]:
-    out = []
+# ---------------------------------------------------------------------------------------------
+# Operations
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    """Create the table hardened: key, capacity, deletion protection and tags at creation, then
+    point-in-time recovery once it is active."""
+
+    spec: TableSpec
+
+    def describe(self) -> str:
+        spec = self.spec
+        capacity = (
+            "on-demand"
+            if spec.billing_mode == "PAY_PER_REQUEST"
+            else f"{spec.read_capacity or spec.default_read}/"
+            f"{spec.write_capacity or spec.default_write} RCU/WCU"
+        )
+        hardening = () if spec.local else ("point-in-time recovery", "deletion protection")
+        return "\n".join(("hash key id (S)", capacity, *hardening))
+
+
+@dataclass(frozen=True)
+class SetBillingMode:
+    current: str
+    wanted: str
+    # The throughput to set with it when the wanted mode is PROVISIONED.
+    read: int
+    write: int
+
+    def describe(self) -> str:
+        return f"billing mode: {self.current} -> {self.wanted}"
+
+
+@dataclass(frozen=True)
+class SetCapacity:
+    billing_mode: str
+    current: tuple[int, int]
+    read: int
+    write: int
+
+    def describe(self) -> str:
+        return f"capacity: {self.current[0]}/{self.current[1]} -> {self.read}/{self.write}"
+
+
+@dataclass(frozen=True)
+class EnablePitr:
+    def describe(self) -> str:
+        return "point-in-time recovery: on"
+
+
+@dataclass(frozen=True)
+class EnableDeletionProtection:
+    def describe(self) -> str:
+        return "deletion protection: on"
+
+
+@dataclass(frozen=True)
+class TablePlan(Planned):
+    spec: TableSpec | None = None
+    # The table exists but is not ACTIVE (being created or updated): updates wait for it.
+    busy: bool = False
+
+
+def _target_capacity(spec: TableSpec, current: TableState) -> tuple[int, int]:
+    # Only capacities the file states are converged: Datomic-era tables keep what they have.
+    was_provisioned = current.billing_mode == "PROVISIONED"
+    read = spec.read_capacity or (current.read_capacity if was_provisioned else spec.default_read)
+    write = spec.write_capacity or (
+        current.write_capacity if was_provisioned else spec.default_write
+    )
+    return read, write
+
+
+def _update_operations(spec: TableSpec, current: TableState) -> tuple[Operation, ...]:
+    ops: list[Operation] = []
+    read, write = _target_capacity(spec, current)
     if spec.billing_mode != current.billing_mode:
-        out.append(f"billing mode: {current.billing_mode} -> {spec.billing_mode}")
-    if spec.billing_mode == "PROVISIONED":
-        # Only capacities the file states are converged: Datomic-era tables keep what they have.
-        read = spec.read_capacity or (
-            current.read_capacity if current.billing_mode == "PROVISIONED" else spec.default_read
-        )
-        write = spec.write_capacity or (
-            current.write_capacity if current.billing_mode == "PROVISIONED" else spec.default_write
-        )
-        if (read, write) != (current.read_capacity, current.write_capacity):
-            out.append(
-                f"capacity: {current.read_capacity}/{current.write_capacity} -> {read}/{write}"
-            )
+        ops.append(SetBillingMode(current.billing_mode, spec.billing_mode, read, write))
+    if spec.billing_mode == "PROVISIONED" and (read, write) != (
+        current.read_capacity,
+        current.write_capacity,
+    ):
+        current_rw = (current.read_capacity, current.write_capacity)
+        ops.append(SetCapacity(spec.billing_mode, current_rw, read, write))
     if not spec.local:
         if not current.pitr:
-            out.append("point-in-time recovery: on")
+            ops.append(EnablePitr())
         if not current.deletion_protection:
-            out.append("deletion protection: on")
-    return out
+            ops.append(EnableDeletionProtection())
+    return tuple(ops)
 
 
-def _wait_active(ddb: Any, name: str) -> None:
+def plan_table(spec: TableSpec, current: TableState | None) -> TablePlan:
+    """Pure. Refuses a table whose key schema Datomic cannot use, before any write."""
+    resource = _resource(spec)
+    if current is None:
+        ops: tuple[Operation, ...] = (CreateTable(spec),)
+        return TablePlan(resource, action_for(False, ops), ops, spec=spec)
+    if current.key_schema != (("id", "S", "HASH"),):
+        raise ResourceMismatch(
+            "has a key schema Datomic cannot use (it needs hash key id of type S only)",
+            resource,
+            "name another table in aws-dynamodb-table; this one is left untouched",
+        )
+    ops = _update_operations(spec, current)
+    return TablePlan(
+        resource, action_for(True, ops), ops, spec=spec, busy=current.status != "ACTIVE"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Executor
+
+
+def _wait_active(ddb: DynamoDBClient, name: str) -> None:
     ddb.get_waiter("table_exists").wait(
         TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 300}
     )
 
 
-def _create(ddb: Any, spec: TableSpec) -> None:
+def _create(ddb: DynamoDBClient, spec: TableSpec) -> bool:
+    """False when a concurrent or crashed run created it meanwhile."""
     args: dict[str, Any] = {
         "TableName": spec.name,
-        "KeySchema": _KEY_SCHEMA,
-        "AttributeDefinitions": _ATTRIBUTES,
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
         "BillingMode": spec.billing_mode,
     }
     if spec.billing_mode == "PROVISIONED":
@@ -128,73 +223,67 @@ def _create(ddb: Any, spec: TableSpec) -> None:
         }
     if not spec.local:
         args["DeletionProtectionEnabled"] = True
-        args["Tags"] = names.tag_list(spec.system)
+        args["Tags"] = tag_list(spec.system)
     try:
         ddb.create_table(**args)
     except Exception as exc:
-        # A concurrent or crashed run created it meanwhile: converge it instead.
         if not is_error(exc, "ResourceInUseException"):
             raise
+        return False
+    return True
 
 
-def apply_table(ddb: Any, spec: TableSpec, current: TableState | None) -> None:
-    if current is None:
-        _create(ddb, spec)
-        if spec.local:
-            return
+def _run_create(ddb: DynamoDBClient, spec: TableSpec) -> None:
+    if not _create(ddb, spec):
+        # Someone else's create won the race: converge the table that exists instead.
         _wait_active(ddb, spec.name)
-        current = read_table(ddb, spec)
-        assert current is not None
-    elif current.status != "ACTIVE":
-        _wait_active(ddb, spec.name)
-    diffs = diff_table(spec, current)
-    update: dict[str, Any] = {}
-    if any(d.startswith(("billing mode", "capacity")) for d in diffs):
-        update["BillingMode"] = spec.billing_mode
-        if spec.billing_mode == "PROVISIONED":
-            update["ProvisionedThroughput"] = {
-                "ReadCapacityUnits": spec.read_capacity
-                or current.read_capacity
-                or spec.default_read,
-                "WriteCapacityUnits": spec.write_capacity
-                or current.write_capacity
-                or spec.default_write,
-            }
-    if not spec.local and not current.deletion_protection:
-        update["DeletionProtectionEnabled"] = True
-    if update:
-        ddb.update_table(TableName=spec.name, **update)
-    if not spec.local and not current.pitr:
+        found = read_table(ddb, spec)
+        if found is not None:
+            _run_updates(ddb, spec, plan_table(spec, found).operations)
+        return
+    if spec.local:
+        return
+    _wait_active(ddb, spec.name)
+    # Created with its capacity and deletion protection; only PITR waits for an active table.
+    _run_updates(ddb, spec, (EnablePitr(),))
+
+
+def _run_updates(ddb: DynamoDBClient, spec: TableSpec, ops: tuple[Operation, ...]) -> None:
+    update: UpdateTableInputTypeDef = {"TableName": spec.name}
+    for op in ops:
+        if isinstance(op, SetBillingMode | SetCapacity):
+            provisioned = spec.billing_mode == "PROVISIONED"
+            update["BillingMode"] = "PROVISIONED" if provisioned else "PAY_PER_REQUEST"
+            if spec.billing_mode == "PROVISIONED":
+                update["ProvisionedThroughput"] = {
+                    "ReadCapacityUnits": op.read,
+                    "WriteCapacityUnits": op.write,
+                }
+        elif isinstance(op, EnableDeletionProtection):
+            update["DeletionProtectionEnabled"] = True
+    if len(update) > 1:
+        ddb.update_table(**update)
+    if any(isinstance(op, EnablePitr) for op in ops):
         ddb.update_continuous_backups(
             TableName=spec.name,
             PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
         )
 
 
-def ensure_table(ddb: Any, spec: TableSpec, *, dry_run: bool) -> Change:
-    resource = _resource(spec)
-    with translating(resource):
-        current = read_table(ddb, spec)
-        if current is not None and current.key_schema != (("id", "S", "HASH"),):
-            raise ResourceMismatch(
-                "has a key schema Datomic cannot use (it needs hash key id of type S only)",
-                resource,
-                "name another table in aws-dynamodb-table; this one is left untouched",
-            )
-        if current is None:
-            action = Action.CREATE
-            capacity = (
-                "on-demand"
-                if spec.billing_mode == "PAY_PER_REQUEST"
-                else f"{spec.read_capacity or spec.default_read}/"
-                f"{spec.write_capacity or spec.default_write} RCU/WCU"
-            )
-            details: tuple[str, ...] = ("hash key id (S)", capacity) + (
-                () if spec.local else ("point-in-time recovery", "deletion protection")
-            )
-        else:
-            details = tuple(diff_table(spec, current))
-            action = Action.UPDATE if details else Action.NOOP
-        if action is not Action.NOOP and not dry_run:
-            apply_table(ddb, spec, current)
-    return Change(resource, action, details)
+def execute_table(ddb: DynamoDBClient, plan: TablePlan) -> None:
+    """Only the planned operations; nothing is read again (a lost race excepted)."""
+    assert plan.spec is not None
+    with translating(plan.resource):
+        if any(isinstance(op, CreateTable) for op in plan.operations):
+            _run_create(ddb, plan.spec)
+            return
+        if not plan.operations:
+            return
+        if plan.busy:
+            _wait_active(ddb, plan.spec.name)
+        _run_updates(ddb, plan.spec, plan.operations)
+
+
+def read_and_plan_table(ddb: DynamoDBClient, spec: TableSpec) -> TablePlan:
+    with translating(_resource(spec)):
+        return plan_table(spec, read_table(ddb, spec))

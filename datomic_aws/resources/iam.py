@@ -15,14 +15,18 @@ import json
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datomic_aws import names
 from datomic_aws.aws import is_error, translating
-from datomic_aws.changes import Action, Change
+from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch
 from datomic_aws.policies import TRUST_POLICY, Document
-from datomic_aws.resources.owner import check_owner
+from datomic_aws.resources.owner import check_owner, tag_list
+from datomic_aws.resources.plan import Operation, Planned, action_for
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def _canonical(doc: Document) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
-def read_role(iam: Any, spec: RoleSpec) -> RoleState | None:
+def read_role(iam: IAMClient, spec: RoleSpec) -> RoleState | None:
     try:
         role = iam.get_role(RoleName=spec.name)["Role"]
     except Exception as exc:
@@ -83,7 +87,7 @@ def read_role(iam: Any, spec: RoleSpec) -> RoleState | None:
     )
 
 
-def read_profile(iam: Any, name: str) -> ProfileState | None:
+def read_profile(iam: IAMClient, name: str) -> ProfileState | None:
     try:
         profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
     except Exception as exc:
@@ -107,90 +111,172 @@ def _needs_adoption(spec: RoleSpec, profile: ProfileState | None) -> bool:
     )
 
 
-def diff_profile(spec: RoleSpec, profile: ProfileState | None) -> list[str]:
+@dataclass(frozen=True)
+class CreateRole:
+    spec: RoleSpec = field(repr=False)
+
+    def describe(self) -> str:
+        return "trust: ec2.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class SetTrust:
+    role: str
+
+    def describe(self) -> str:
+        return "trust policy: EC2 may assume the role"
+
+
+@dataclass(frozen=True)
+class PutPolicy:
+    role: str
+    name: str
+    document: str = field(repr=False)
+    verb: str = ""  # "add" or "update"; blank on a role being created
+
+    def describe(self) -> str:
+        return f"inline policy {self.name}" + (f": {self.verb}" if self.verb else "")
+
+
+@dataclass(frozen=True)
+class DeletePolicy:
+    role: str
+    name: str
+
+    def describe(self) -> str:
+        return f"inline policy {self.name}: remove (no longer in the file)"
+
+
+@dataclass(frozen=True)
+class CreateProfile:
+    """Create the profile (tagged) and put the role in it."""
+
+    spec: RoleSpec = field(repr=False)
+
+    def describe(self) -> str:
+        return f"instance profile {self.spec.name}: create, holding the role"
+
+
+@dataclass(frozen=True)
+class AdoptProfile:
+    profile: str
+    system: str
+
+    def describe(self) -> str:
+        return f"instance profile {self.profile}: adopt (tag datomic:system={self.system})"
+
+
+@dataclass(frozen=True)
+class RemoveRoleFromProfile:
+    profile: str
+    role: str
+
+    def describe(self) -> str:
+        return f"instance profile {self.profile}: remove the role {self.role} (a profile holds one role)"
+
+
+@dataclass(frozen=True)
+class AddRoleToProfile:
+    spec: RoleSpec = field(repr=False)
+
+    def describe(self) -> str:
+        return f"instance profile {self.spec.name}: add the role"
+
+
+def _profile_operations(spec: RoleSpec, profile: ProfileState | None) -> tuple[Operation, ...]:
     if profile is None:
-        return [f"instance profile {spec.name}: create, holding the role"]
-    out = []
+        return (CreateProfile(spec),)
+    ops: list[Operation] = []
     if _needs_adoption(spec, profile):
-        out.append(f"instance profile {spec.name}: adopt (tag datomic:system={spec.system})")
-    out += [
-        f"instance profile {spec.name}: remove the role {other} (a profile holds one role)"
-        for other in profile.roles
-        if other != spec.name
-    ]
+        ops.append(AdoptProfile(spec.name, spec.system))
+    ops += [RemoveRoleFromProfile(spec.name, r) for r in profile.roles if r != spec.name]
     if spec.name not in profile.roles:
-        out.append(f"instance profile {spec.name}: add the role")
-    return out
+        ops.append(AddRoleToProfile(spec))
+    return tuple(ops)
 
 
-def diff_role(spec: RoleSpec, current: RoleState) -> list[str]:
-    out = []
+def _policy_json(doc: Document) -> str:
+    return json.dumps(doc)
+
+
+def _role_operations(spec: RoleSpec, current: RoleState | None) -> tuple[Operation, ...]:
+    if current is None:
+        return (
+            CreateRole(spec),
+            *(
+                PutPolicy(spec.name, n, _policy_json(doc))
+                for n, doc in sorted(spec.policies.items())
+            ),
+        )
+    ops: list[Operation] = []
     if _canonical(current.trust) != _canonical(TRUST_POLICY):
-        out.append("trust policy: EC2 may assume the role")
+        ops.append(SetTrust(spec.name))
     for name, doc in sorted(spec.policies.items()):
         if name not in current.policies:
-            out.append(f"inline policy {name}: add")
+            ops.append(PutPolicy(spec.name, name, _policy_json(doc), "add"))
         elif _canonical(current.policies[name]) != _canonical(doc):
-            out.append(f"inline policy {name}: update")
+            ops.append(PutPolicy(spec.name, name, _policy_json(doc), "update"))
     for name in sorted(current.policies):
         if name not in spec.policies and spec.managed(name):
-            out.append(f"inline policy {name}: remove (no longer in the file)")
-    return out
+            ops.append(DeletePolicy(spec.name, name))
+    return tuple(ops)
 
 
-def apply_role(
-    iam: Any, spec: RoleSpec, current: RoleState | None, profile: ProfileState | None
-) -> None:
-    if current is None:
-        try:
-            iam.create_role(
-                RoleName=spec.name,
-                AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                Description=spec.description,
-                Tags=names.tag_list(spec.system),
-            )
-        except Exception as exc:
-            if not is_error(exc, "EntityAlreadyExists"):
-                raise
-        current = RoleState({}, TRUST_POLICY, {})
-    if _canonical(current.trust) != _canonical(TRUST_POLICY):
-        iam.update_assume_role_policy(RoleName=spec.name, PolicyDocument=json.dumps(TRUST_POLICY))
-    for name, doc in sorted(spec.policies.items()):
-        if _canonical(current.policies.get(name, {})) != _canonical(doc):
-            iam.put_role_policy(RoleName=spec.name, PolicyName=name, PolicyDocument=json.dumps(doc))
-    for name in sorted(current.policies):
-        if name not in spec.policies and spec.managed(name):
-            iam.delete_role_policy(RoleName=spec.name, PolicyName=name)
-    apply_profile(iam, spec, profile)
+@dataclass(frozen=True)
+class RoleAndProfile:
+    role: RoleState | None
+    profile: ProfileState | None
 
 
-def apply_profile(iam: Any, spec: RoleSpec, profile: ProfileState | None) -> None:
-    """Make the profile exist and hold exactly our role; only the calls the state read asks for."""
-    if profile is None:
-        try:
-            iam.create_instance_profile(
-                InstanceProfileName=spec.name, Tags=names.tag_list(spec.system)
-            )
-            profile = ProfileState(names.tags(spec.system), ())
-        except Exception as exc:
-            if not is_error(exc, "EntityAlreadyExists"):
-                raise
-            # Our own create whose answer was lost, or someone else's meanwhile: decide again.
-            profile = read_profile(iam, spec.name)
-            if profile is None:
-                raise
-            _check_profile_owner(spec, profile, adopt=False)
-    if _needs_adoption(spec, profile):
-        iam.tag_instance_profile(InstanceProfileName=spec.name, Tags=names.tag_list(spec.system))
-    for other in profile.roles:
-        if other != spec.name:
-            try:
-                iam.remove_role_from_instance_profile(InstanceProfileName=spec.name, RoleName=other)
-            except Exception as exc:
-                if not is_error(exc, "NoSuchEntity"):
-                    raise
-    if spec.name in profile.roles:
+def read_role_and_profile(iam: IAMClient, spec: RoleSpec) -> RoleAndProfile:
+    with translating(f"iam role {spec.name}"):
+        role = read_role(iam, spec)
+    with translating(_profile_resource(spec)):
+        return RoleAndProfile(role, read_profile(iam, spec.name))
+
+
+def plan_role(spec: RoleSpec, state: RoleAndProfile, *, adopt: bool) -> Planned:
+    """Pure; both ownership refusals (role, then profile) come here, before any write."""
+    resource = f"iam role {spec.name}"
+    if state.role is not None:
+        check_owner(state.role.tags, spec.system, resource, explicit=spec.explicit, adopt=adopt)
+    _check_profile_owner(spec, state.profile, adopt=adopt)
+    ops = _role_operations(spec, state.role) + _profile_operations(spec, state.profile)
+    return Planned(resource, action_for(state.role is not None, ops), ops)
+
+
+def _create_role(iam: IAMClient, spec: RoleSpec) -> None:
+    try:
+        iam.create_role(
+            RoleName=spec.name,
+            AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+            Description=spec.description,
+            Tags=tag_list(spec.system),
+        )
+    except Exception as exc:
+        if not is_error(exc, "EntityAlreadyExists"):
+            raise
+
+
+def _create_profile(iam: IAMClient, spec: RoleSpec) -> None:
+    """Create the profile holding our role; a lost race is decided again from a fresh read."""
+    try:
+        iam.create_instance_profile(InstanceProfileName=spec.name, Tags=tag_list(spec.system))
+    except Exception as exc:
+        if not is_error(exc, "EntityAlreadyExists"):
+            raise
+        # Our own create whose answer was lost, or someone else's meanwhile: decide again.
+        profile = read_profile(iam, spec.name)
+        if profile is None:
+            raise
+        _check_profile_owner(spec, profile, adopt=False)
+        for op in _profile_operations(spec, profile):
+            _run(iam, op)
         return
+    _add_role(iam, spec)
+
+
+def _add_role(iam: IAMClient, spec: RoleSpec) -> None:
     try:
         iam.add_role_to_instance_profile(InstanceProfileName=spec.name, RoleName=spec.name)
     except Exception as exc:
@@ -206,6 +292,36 @@ def apply_profile(iam: Any, spec: RoleSpec, profile: ProfileState | None) -> Non
                 _profile_resource(spec),
                 "rerun; if it happens again, something else manages this instance profile",
             ) from exc
+
+
+def _run(iam: IAMClient, op: Operation) -> None:
+    if isinstance(op, CreateRole):
+        _create_role(iam, op.spec)
+    elif isinstance(op, SetTrust):
+        iam.update_assume_role_policy(RoleName=op.role, PolicyDocument=json.dumps(TRUST_POLICY))
+    elif isinstance(op, PutPolicy):
+        iam.put_role_policy(RoleName=op.role, PolicyName=op.name, PolicyDocument=op.document)
+    elif isinstance(op, DeletePolicy):
+        iam.delete_role_policy(RoleName=op.role, PolicyName=op.name)
+    elif isinstance(op, CreateProfile):
+        _create_profile(iam, op.spec)
+    elif isinstance(op, AdoptProfile):
+        iam.tag_instance_profile(InstanceProfileName=op.profile, Tags=tag_list(op.system))
+    elif isinstance(op, RemoveRoleFromProfile):
+        try:
+            iam.remove_role_from_instance_profile(InstanceProfileName=op.profile, RoleName=op.role)
+        except Exception as exc:
+            if not is_error(exc, "NoSuchEntity"):
+                raise
+    elif isinstance(op, AddRoleToProfile):
+        _add_role(iam, op.spec)
+
+
+def execute_role(iam: IAMClient, plan: Planned) -> None:
+    """Only the planned operations, in order: the role first, then its profile."""
+    with translating(plan.resource):
+        for op in plan.operations:
+            _run(iam, op)
 
 
 def _check_profile_owner(spec: RoleSpec, profile: ProfileState | None, *, adopt: bool) -> None:
@@ -224,26 +340,9 @@ def _check_profile_owner(spec: RoleSpec, profile: ProfileState | None, *, adopt:
     check_owner(profile.tags, spec.system, resource, explicit=explicit, adopt=adopt)
 
 
-def ensure_role(iam: Any, spec: RoleSpec, *, dry_run: bool, adopt: bool) -> Change:
-    resource = f"iam role {spec.name}"
-    with translating(resource):
-        current = read_role(iam, spec)
-        if current is not None:
-            check_owner(current.tags, spec.system, resource, explicit=spec.explicit, adopt=adopt)
-    with translating(_profile_resource(spec)):
-        profile = read_profile(iam, spec.name)
-        _check_profile_owner(spec, profile, adopt=adopt)
-    with translating(resource):
-        if current is None:
-            action = Action.CREATE
-            details: tuple[str, ...] = (
-                "trust: ec2.amazonaws.com",
-                *(f"inline policy {n}" for n in sorted(spec.policies)),
-                *diff_profile(spec, profile),
-            )
-        else:
-            details = (*diff_role(spec, current), *diff_profile(spec, profile))
-            action = Action.UPDATE if details else Action.NOOP
-        if action is not Action.NOOP and not dry_run:
-            apply_role(iam, spec, current, profile)
-    return Change(resource, action, details)
+def ensure_role(iam: IAMClient, spec: RoleSpec, *, dry_run: bool, adopt: bool) -> Change:
+    """Read, plan and (unless `dry_run`) execute, for a caller with one role to converge."""
+    plan = plan_role(spec, read_role_and_profile(iam, spec), adopt=adopt)
+    if not dry_run:
+        execute_role(iam, plan)
+    return plan.change()

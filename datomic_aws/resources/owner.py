@@ -6,6 +6,8 @@ without our tags is refused unless `--adopt`; one tagged for another system is a
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from datomic_aws import names
 from datomic_aws.errors import OwnershipError, ResourceMismatch
 
@@ -22,3 +24,15 @@ def check_owner(
         )
     if not explicit and not adopt and not names.is_ours(tags, system):
         raise OwnershipError(resource)
+
+
+class Tag(TypedDict):
+    """A tag as every AWS service's API takes it (each boto3 stub's TagTypeDef has this shape)."""
+
+    Key: str
+    Value: str
+
+
+def tag_list(system: str) -> list[Tag]:
+    """Our ownership tags for `system` (names.tags), in the shape the tagging APIs take."""
+    return [{"Key": k, "Value": v} for k, v in names.tags(system).items()]

@@ -16,18 +16,24 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from datomic_aws import names
 from datomic_aws.aws import is_error, translating
-from datomic_aws.changes import Action, Change
+from datomic_aws.changes import Change
 from datomic_aws.errors import NameTakenError, OwnershipError
 from datomic_aws.resources.owner import check_owner
+from datomic_aws.resources.plan import Operation, Planned, action_for
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3.type_defs import (
+        CreateBucketConfigurationTypeDef,
+        PublicAccessBlockConfigurationTypeDef,
+    )
 
-_BLOCK_ALL = {
+_BLOCK_ALL: PublicAccessBlockConfigurationTypeDef = {
     "BlockPublicAcls": True,
     "IgnorePublicAcls": True,
     "BlockPublicPolicy": True,
@@ -57,7 +63,7 @@ class BucketSpec:
 @dataclass(frozen=True)
 class BucketState:
     tags: dict[str, str]
-    public_access_block: dict[str, bool] | None
+    public_access_block: PublicAccessBlockConfigurationTypeDef | None
     encrypted: bool
     policy: dict[str, Any] | None
 
@@ -78,16 +84,8 @@ def wanted_tags(spec: BucketSpec) -> dict[str, str]:
     return {**spec.extra_tags, **base}
 
 
-def partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
-
-
 def tls_only_policy(bucket: str, region: str) -> dict[str, Any]:
-    arn = f"arn:{partition(region)}:s3:::{bucket}"
+    arn = names.arn("s3", region, "", bucket, scope=":")
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -103,7 +101,7 @@ def tls_only_policy(bucket: str, region: str) -> dict[str, Any]:
     }
 
 
-def read_bucket(s3: Any, spec: BucketSpec) -> BucketState | None:
+def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
     # GetBucketTagging doubles as the existence check: NoSuchBucket when absent.
     try:
         tag_set = s3.get_bucket_tagging(Bucket=spec.name)["TagSet"]
@@ -118,7 +116,9 @@ def read_bucket(s3: Any, spec: BucketSpec) -> BucketState | None:
         tag_set = []
     tags = {t["Key"]: t["Value"] for t in tag_set}
     try:
-        pab = dict(s3.get_public_access_block(Bucket=spec.name)["PublicAccessBlockConfiguration"])
+        pab: PublicAccessBlockConfigurationTypeDef | None = s3.get_public_access_block(
+            Bucket=spec.name
+        )["PublicAccessBlockConfiguration"]
     except Exception as exc:
         if not is_error(exc, "NoSuchPublicAccessBlockConfiguration"):
             raise
@@ -170,26 +170,82 @@ def _has_tls_statement(policy: dict[str, Any] | None, spec: BucketSpec) -> bool:
     return any(_refuses_non_tls(stmt, wanted) for stmt in _statements(policy))
 
 
-def diff_bucket(spec: BucketSpec, current: BucketState) -> list[str]:
-    out = []
-    missing_tags = {k: v for k, v in wanted_tags(spec).items() if current.tags.get(k) != v}
-    if missing_tags:
-        out.append("tags: add " + ", ".join(f"{k}={v}" for k, v in sorted(missing_tags.items())))
+@dataclass(frozen=True)
+class CreateBucket:
+    """Create it in its region with our tags, then block public access, turn on default
+    encryption and put the TLS-only policy."""
+
+    spec: BucketSpec
+
+    def describe(self) -> str:
+        return f"region {self.spec.region}\npublic access blocked, SSE-S3, TLS-only policy"
+
+
+@dataclass(frozen=True)
+class TagBucket:
+    """Add our tags, keeping the bucket's others."""
+
+    tags: tuple[tuple[str, str], ...]  # the whole tag set to put, sorted
+    added: tuple[tuple[str, str], ...]
+
+    def describe(self) -> str:
+        return "tags: add " + ", ".join(f"{k}={v}" for k, v in self.added)
+
+
+@dataclass(frozen=True)
+class BlockPublicAccess:
+    def describe(self) -> str:
+        return "public access: block all"
+
+
+@dataclass(frozen=True)
+class EncryptBucket:
+    def describe(self) -> str:
+        return "default encryption: SSE-S3 (AES256)"
+
+
+@dataclass(frozen=True)
+class DenyNonTls:
+    """The TLS-only statement added to the bucket policy, every other statement kept."""
+
+    policy: str  # the whole policy document to put
+
+    def describe(self) -> str:
+        return "bucket policy: deny non-TLS access"
+
+
+def _tls_policy(spec: BucketSpec, current: dict[str, Any] | None) -> str:
+    statements = [s for s in _statements(current) if s.get("Sid") != _TLS_SID]
+    merged = tls_only_policy(spec.name, spec.region)
+    merged["Statement"] = statements + merged["Statement"]
+    return json.dumps(merged, sort_keys=True)
+
+
+def _update_operations(spec: BucketSpec, current: BucketState) -> tuple[Operation, ...]:
+    ops: list[Operation] = []
+    wanted = wanted_tags(spec)
+    missing = {k: v for k, v in wanted.items() if current.tags.get(k) != v}
+    if missing:
+        merged = {**current.tags, **wanted}
+        ops.append(TagBucket(tuple(sorted(merged.items())), tuple(sorted(missing.items()))))
     if current.public_access_block != _BLOCK_ALL:
-        out.append("public access: block all")
+        ops.append(BlockPublicAccess())
     if not current.encrypted:
-        out.append("default encryption: SSE-S3 (AES256)")
+        ops.append(EncryptBucket())
     if not _has_tls_statement(current.policy, spec):
-        out.append("bucket policy: deny non-TLS access")
-    return out
+        ops.append(DenyNonTls(_tls_policy(spec, current.policy)))
+    return tuple(ops)
 
 
-def _create(s3: Any, spec: BucketSpec) -> None:
+def _create(s3: S3Client, spec: BucketSpec) -> None:
     tags = wanted_tags(spec)
-    config: dict[str, Any] = {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    config: CreateBucketConfigurationTypeDef = {
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]
+    }
     # us-east-1 rejects an explicit LocationConstraint; every other region requires one.
     if spec.region != "us-east-1":
-        config["LocationConstraint"] = spec.region
+        # The region is the file's string; S3 answers for the regions it knows (a stub Literal).
+        config["LocationConstraint"] = cast("BucketLocationConstraintType", spec.region)
     try:
         s3.create_bucket(Bucket=spec.name, CreateBucketConfiguration=config)
     except Exception as exc:
@@ -197,22 +253,22 @@ def _create(s3: Any, spec: BucketSpec) -> None:
             raise _name_taken(spec) from exc
         if not is_error(exc, "BucketAlreadyOwnedByYou"):
             raise
-
-
-def apply_bucket(s3: Any, spec: BucketSpec, current: BucketState | None) -> None:
-    if current is None:
-        _create(s3, spec)
-    tags = dict(current.tags) if current else {}
-    merged_tags = {**tags, **wanted_tags(spec)}
     # AWS applies CreateBucket's Tags atomically; this also covers endpoints that ignore them.
-    if merged_tags != tags:
+    _run(s3, spec, TagBucket(tuple(sorted(tags.items())), ()))
+    for op in (BlockPublicAccess(), EncryptBucket(), DenyNonTls(_tls_policy(spec, None))):
+        _run(s3, spec, op)
+
+
+def _run(s3: S3Client, spec: BucketSpec, op: Operation) -> None:
+    if isinstance(op, CreateBucket):
+        _create(s3, spec)
+    elif isinstance(op, TagBucket):
         s3.put_bucket_tagging(
-            Bucket=spec.name,
-            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged_tags.items())]},
+            Bucket=spec.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in op.tags]}
         )
-    if current is None or current.public_access_block != _BLOCK_ALL:
+    elif isinstance(op, BlockPublicAccess):
         s3.put_public_access_block(Bucket=spec.name, PublicAccessBlockConfiguration=_BLOCK_ALL)
-    if current is None or not current.encrypted:
+    elif isinstance(op, EncryptBucket):
         s3.put_bucket_encryption(
             Bucket=spec.name,
             ServerSideEncryptionConfiguration={
@@ -224,12 +280,8 @@ def apply_bucket(s3: Any, spec: BucketSpec, current: BucketState | None) -> None
                 ]
             },
         )
-    policy = current.policy if current else None
-    if not _has_tls_statement(policy, spec):
-        statements = [s for s in _statements(policy) if s.get("Sid") != _TLS_SID]
-        merged = tls_only_policy(spec.name, spec.region)
-        merged["Statement"] = statements + merged["Statement"]
-        s3.put_bucket_policy(Bucket=spec.name, Policy=json.dumps(merged, sort_keys=True))
+    elif isinstance(op, DenyNonTls):
+        s3.put_bucket_policy(Bucket=spec.name, Policy=op.policy)
 
 
 def _check_owner(spec: BucketSpec, tags: dict[str, str], *, adopt: bool) -> None:
@@ -245,23 +297,41 @@ def _check_owner(spec: BucketSpec, tags: dict[str, str], *, adopt: bool) -> None
         raise err
 
 
-def ensure_bucket(s3: Any, spec: BucketSpec, *, dry_run: bool, adopt: bool) -> Change:
+@dataclass(frozen=True)
+class BucketPlan(Planned):
+    spec: BucketSpec | None = None
+
+
+def plan_bucket(spec: BucketSpec, current: BucketState | None, *, adopt: bool) -> BucketPlan:
+    """Pure; the ownership refusal comes here, before any write."""
+    resource = _resource(spec)
+    if current is None:
+        ops: tuple[Operation, ...] = (CreateBucket(spec),)
+        return BucketPlan(resource, action_for(False, ops), ops, spec=spec)
+    _check_owner(spec, current.tags, adopt=adopt)
+    ops = _update_operations(spec, current)
+    return BucketPlan(resource, action_for(True, ops), ops, spec=spec)
+
+
+def read_and_plan_bucket(s3: S3Client, spec: BucketSpec, *, adopt: bool) -> BucketPlan:
     with translating(_resource(spec)):
-        current = read_bucket(s3, spec)
-        if current is not None:
-            _check_owner(spec, current.tags, adopt=adopt)
-        if current is None:
-            action = Action.CREATE
-            details: tuple[str, ...] = (
-                f"region {spec.region}",
-                "public access blocked, SSE-S3, TLS-only policy",
-            )
-        else:
-            details = tuple(diff_bucket(spec, current))
-            action = Action.UPDATE if details else Action.NOOP
-        if action is not Action.NOOP and not dry_run:
-            apply_bucket(s3, spec, current)
-    return Change(_resource(spec), action, details)
+        return plan_bucket(spec, read_bucket(s3, spec), adopt=adopt)
+
+
+def execute_bucket(s3: S3Client, plan: BucketPlan) -> None:
+    """Only the planned operations, in order."""
+    assert plan.spec is not None
+    with translating(plan.resource):
+        for op in plan.operations:
+            _run(s3, plan.spec, op)
+
+
+def ensure_bucket(s3: S3Client, spec: BucketSpec, *, dry_run: bool, adopt: bool) -> Change:
+    """Read, plan and (unless `dry_run`) execute, for a caller with one bucket to converge."""
+    plan = read_and_plan_bucket(s3, spec, adopt=adopt)
+    if not dry_run:
+        execute_bucket(s3, plan)
+    return plan.change()
 
 
 # The templates bucket serves every system of the account and region, so it is tagged managed-by

@@ -1,0 +1,469 @@
+"""ensure-cf: check the cf file against EC2, plan the security group, converge it, write back.
+
+Owns the order of the steps of ensure-cf and which keys it writes back. Validation happens before
+any AWS call; every read and refusal (a type not offered or of a previous generation, a heap larger
+than RAM, an image of the wrong architecture, subnets outside the VPC, a group owned by someone
+else) comes in `prepare_cf`, which reads each thing once and plans the group's operations;
+`converge_cf` runs exactly those and rewrites the file last. A dry run renders the same plan. It
+must not build clients itself (the AwsContext does) nor print (render.py does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datomic_aws import names
+from datomic_aws.aws import AwsContext
+from datomic_aws.changes import Change, Result, noop
+from datomic_aws.config.cf import (
+    DEFAULT_JAVA_OPTS,
+    LATEST_DATOMIC_VERSION,
+    MODERN_ALTERNATIVES,
+    CfSpec,
+    default_xmx,
+    heap_mib,
+    load_cf,
+    max_xmx_mib,
+)
+from datomic_aws.config.transactor import load_transactor
+from datomic_aws.errors import InvalidInput, Problem
+from datomic_aws.properties import PropertiesText, write_back
+from datomic_aws.resources import ec2 as ec2r
+from datomic_aws.resources import security_group as sgr
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+
+_CF_STEM = re.compile(r"^(?:(?P<prefix>.+)(?P<sep>[-_.]))?cf$")
+
+
+@dataclass
+class CfPlan:
+    """What ensure-cf found and will do; built by reads only."""
+
+    system: str
+    updates: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    group: ec2r.SecurityGroupSpec | None = None
+    group_state: ec2r.SecurityGroupState | None = None
+    network: Change | None = None
+
+
+def sibling_transactor(cf_path: str | Path) -> Path | None:
+    """Where the transactor file of a cf file lives by convention: `cf.properties` next to
+    `transactor.properties`, Datomic's `my-cf.properties` next to `my-transactor.properties`."""
+    path = Path(cf_path)
+    m = _CF_STEM.match(path.stem)
+    if not m:
+        return None
+    prefix = f"{m.group('prefix')}{m.group('sep')}" if m.group("prefix") else ""
+    return path.with_name(f"{prefix}transactor{path.suffix}")
+
+
+def resolve_system(props: PropertiesText, spec: CfSpec) -> tuple[str, dict[str, str]]:
+    """The system name: `datomic-system` when set, else the sibling transactor file's (and then
+    written back so the cf file stands on its own)."""
+    if spec.system:
+        return spec.system, {}
+    sibling = sibling_transactor(props.path)
+    if sibling is not None and sibling.is_file():
+        _, transactor = load_transactor(sibling)
+        return transactor.system, {"datomic-system": transactor.system}
+    expected = f" and there is no {sibling.name} next to it" if sibling else ""
+    raise InvalidInput(
+        [
+            Problem(
+                props.path,
+                props.line_of("datomic-system"),
+                "datomic-system",
+                f"datomic-system is blank{expected} to take the system name from",
+                "set datomic-system to the transactor's system name (its aws-dynamodb-table for "
+                "protocol ddb), the one ensure-transactor provisioned",
+            )
+        ]
+    )
+
+
+def _problem(spec: CfSpec, key: str, message: str, hint: str = "") -> Problem:
+    return Problem(spec.path, spec.line_of(key), key, message, hint)
+
+
+def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.InstanceType | None:
+    """One rule for Datomic-era types: AWS's own CurrentGeneration flag (c1, c3, m3... are false)."""
+    key = "aws-instance-type"
+    info = ec2r.read_instance_type(client, spec.instance_type)
+    if info is not None and not info.current_generation:
+        offered = "" if info.offered else f", and is not offered in {spec.region}"
+        plan.problems.append(
+            _problem(
+                spec,
+                key,
+                f"{key} {spec.instance_type} is a previous-generation type (CurrentGeneration=false "
+                f"in {spec.region}){offered}",
+                f"use a current type, e.g. {MODERN_ALTERNATIVES}; clear java-xmx to recompute it",
+            )
+        )
+        return None
+    if info is None or not info.offered:
+        plan.problems.append(
+            _problem(
+                spec,
+                key,
+                f"{key} {spec.instance_type} is not an instance type offered in {spec.region}",
+                f"check the spelling, or choose e.g. {MODERN_ALTERNATIVES}",
+            )
+        )
+        return None
+    if spec.ami is None and spec.architecture not in info.architectures:
+        plan.problems.append(
+            _problem(
+                spec,
+                key,
+                f"{key} {spec.instance_type} runs {', '.join(info.architectures)}, not the "
+                f"{spec.architecture} image datomic-aws would choose for it",
+                "pin an image of the right architecture with aws-ami",
+            )
+        )
+    return info
+
+
+def _check_ami(
+    client: EC2Client, spec: CfSpec, info: ec2r.InstanceType | None, plan: CfPlan
+) -> None:
+    if spec.ami is None:
+        return
+    arch = ec2r.read_image_architecture(client, spec.ami)
+    if arch is None:
+        plan.problems.append(
+            _problem(
+                spec,
+                "aws-ami",
+                f"aws-ami {spec.ami} is not an image you can launch in {spec.region}",
+                "leave aws-ami blank to follow the latest Amazon Linux 2023",
+            )
+        )
+    elif info is not None and arch not in info.architectures:
+        plan.problems.append(
+            _problem(
+                spec,
+                "aws-ami",
+                f"aws-ami {spec.ami} is an {arch} image; {spec.instance_type} runs "
+                f"{', '.join(info.architectures)}",
+                "pin an image of the instance type's architecture, or change aws-instance-type",
+            )
+        )
+
+
+def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
+    if spec.java_xmx is None:
+        plan.updates["java-xmx"] = default_xmx(info.memory_mib)
+        return
+    limit = max_xmx_mib(info.memory_mib)
+    rule = default_xmx(info.memory_mib)
+    if heap_mib(spec.java_xmx) < heap_mib(rule) // 2:
+        # Reference §4: Datomic sizes the heap at 70% of the RAM; a heap kept from a smaller type
+        # after aws-instance-type changed leaves most of the new type's memory unused.
+        plan.warnings.append(
+            f"{spec.path}:{spec.line_of('java-xmx')} java-xmx {spec.java_xmx} is less than half "
+            f"of the {rule} the sizing rule gives for {spec.instance_type} (70% of its "
+            f"{info.memory_mib} MiB): clear java-xmx to recompute it"
+        )
+    if heap_mib(spec.java_xmx) > limit:
+        plan.problems.append(
+            _problem(
+                spec,
+                "java-xmx",
+                f"java-xmx {spec.java_xmx} does not fit in the {info.memory_mib} MiB of "
+                f"{spec.instance_type} with room for the OS (at most {limit}m)",
+                f"leave java-xmx blank for 70% of the RAM ({default_xmx(info.memory_mib)}), or choose "
+                "a larger instance type",
+            )
+        )
+
+
+def _check_subnets(client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, plan: CfPlan) -> list[str]:
+    """The file's subnets, each in the VPC; else the VPC's default subnets (written back)."""
+    if spec.subnet_ids:
+        found = ec2r.read_subnets(client, spec.subnet_ids)
+        for subnet_id in spec.subnet_ids:
+            subnet = found.get(subnet_id)
+            if subnet is None:
+                plan.problems.append(
+                    _problem(
+                        spec,
+                        "aws-subnet-ids",
+                        f"aws-subnet-ids: subnet {subnet_id} does not exist in {spec.region}",
+                    )
+                )
+            elif subnet.vpc_id != vpc.vpc_id:
+                which = "aws-vpc-id" if spec.vpc_id else "the default VPC"
+                plan.problems.append(
+                    _problem(
+                        spec,
+                        "aws-subnet-ids",
+                        f"aws-subnet-ids: subnet {subnet_id} is in {subnet.vpc_id}, not in {which} "
+                        f"{vpc.vpc_id}",
+                        f"list subnets of {vpc.vpc_id}, or set aws-vpc-id={subnet.vpc_id}",
+                    )
+                )
+        subnets = list(spec.subnet_ids)
+    else:
+        subnets = [s.subnet_id for s in ec2r.default_subnets(client, vpc.vpc_id)]
+        if not subnets:
+            plan.problems.append(
+                _problem(
+                    spec,
+                    "aws-subnet-ids",
+                    f"{vpc.vpc_id} has no default subnets",
+                    "list the subnets for the transactors in aws-subnet-ids (one per zone you want)",
+                )
+            )
+        else:
+            plan.updates["aws-subnet-ids"] = ",".join(subnets)
+    return subnets
+
+
+def _check_network(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.Vpc | None:
+    vpc = ec2r.read_vpc(client, spec.vpc_id)
+    if vpc is None:
+        if spec.vpc_id:
+            plan.problems.append(
+                _problem(
+                    spec,
+                    "aws-vpc-id",
+                    f"aws-vpc-id {spec.vpc_id} does not exist in {spec.region}",
+                    "leave it blank to use the region's default VPC",
+                )
+            )
+        else:
+            plan.problems.append(
+                _problem(
+                    spec,
+                    "aws-vpc-id",
+                    f"{spec.region} has no default VPC",
+                    "set aws-vpc-id (and aws-subnet-ids) to the VPC the transactor runs in",
+                )
+            )
+        return None
+    if not spec.vpc_id:
+        plan.updates["aws-vpc-id"] = vpc.vpc_id
+    subnets = _check_subnets(client, spec, vpc, plan)
+    plan.network = noop(
+        f"ec2 vpc {vpc.vpc_id}",
+        f"{'default VPC, ' if vpc.is_default else ''}subnets " + ", ".join(subnets),
+    )
+    return vpc
+
+
+def _check_group(client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, plan: CfPlan) -> None:
+    """Which group the transactor gets, and its current state (by the file's id, else by name)."""
+    name = spec.security_group or names.security_group(plan.system)
+    found_id: str | None = None
+    raw = None
+    if spec.security_group_id:
+        raw = ec2r.find_group(client, group_id=spec.security_group_id)
+        if raw is not None:
+            if raw.get("VpcId") != vpc.vpc_id:
+                plan.problems.append(
+                    _problem(
+                        spec,
+                        "aws-security-group-id",
+                        f"aws-security-group-id {spec.security_group_id} is in {raw.get('VpcId')}, "
+                        f"not in {vpc.vpc_id}",
+                        "clear aws-security-group-id to use (or create) the group in this VPC",
+                    )
+                )
+                return
+            if spec.security_group and raw["GroupName"] != spec.security_group:
+                plan.problems.append(
+                    _problem(
+                        spec,
+                        "aws-security-group-id",
+                        f"aws-security-group-id {spec.security_group_id} is the group "
+                        f"{raw['GroupName']!r}, not aws-security-group {spec.security_group!r}",
+                        f"clear aws-security-group-id to use {spec.security_group!r}",
+                    )
+                )
+                return
+            found_id = str(raw["GroupId"])
+            name = str(raw["GroupName"])
+    if raw is None:
+        raw = ec2r.find_group(client, vpc_id=vpc.vpc_id, name=name)
+    state = ec2r.state_of(raw) if raw else None
+    # A group named in the file is shared by every system naming it (resources/ec2.py); the
+    # derived one, found by name or by the id written back, is this system's own.
+    named = spec.security_group is not None
+    plan.group = ec2r.SecurityGroupSpec(
+        name=name,
+        vpc_id=vpc.vpc_id,
+        system=plan.system,
+        sources=frozenset(),
+        derived=not named,
+        group_id=found_id,
+        description=(
+            "Datomic transactors (datomic-aws; shared by the systems that name it)"
+            if named
+            else f"Datomic transactor {plan.system} (datomic-aws)"
+        ),
+    )
+    plan.group_state = state
+
+
+def _resolve_sources(
+    ctx: AwsContext, client: EC2Client, spec: CfSpec, plan: CfPlan
+) -> frozenset[ec2r.Source]:
+    key = "aws-ingress-groups"
+    assert plan.group is not None
+    own_name = plan.group.name
+    own_id = plan.group_state.group_id if plan.group_state else None
+    sources: set[ec2r.Source] = set()
+    for cidr in spec.ingress_cidrs:
+        sources.add(ec2r.Source("cidr6" if ":" in cidr else "cidr", cidr))
+    account = None
+    if any(g.account for g in spec.ingress_groups):
+        account = ctx.account_id(spec.region)
+    for ref in spec.ingress_groups:
+        foreign = ref.account is not None and ref.account != account
+        if ref.group_id:
+            if foreign:
+                sources.add(ec2r.Source("group", ref.group_id, ref.account))
+            elif ref.group_id == own_id:
+                sources.add(ec2r.Source("group", ec2r.SELF))
+            elif ec2r.find_group(client, group_id=ref.group_id) is None:
+                plan.problems.append(
+                    _problem(
+                        spec,
+                        key,
+                        f"{key}: there is no security group {ref.group_id} in {spec.region}",
+                    )
+                )
+            else:
+                sources.add(ec2r.Source("group", ref.group_id))
+        elif foreign:
+            plan.problems.append(
+                _problem(
+                    spec,
+                    key,
+                    f"{key}: {ref.text} names a group of another account; in a VPC such a group is "
+                    "referenced by id",
+                    f"write {ref.account}:sg-... (the group's id)",
+                )
+            )
+        elif ref.name == own_name:
+            sources.add(ec2r.Source("group", ec2r.SELF))
+        else:
+            raw = ec2r.find_group(client, vpc_id=plan.group.vpc_id, name=ref.name)
+            if raw is None:
+                plan.problems.append(
+                    _problem(
+                        spec,
+                        key,
+                        f"{key}: there is no security group named {ref.name!r} in {plan.group.vpc_id}",
+                        "create it first, or give its id (sg-...)",
+                    )
+                )
+            else:
+                sources.add(ec2r.Source("group", str(raw["GroupId"])))
+    return frozenset(sources)
+
+
+def plan_cf(ctx: AwsContext, props: PropertiesText, spec: CfSpec, system: str) -> CfPlan:
+    """Reads and checks only; raises InvalidInput listing every problem, or OwnershipError."""
+    plan = CfPlan(system=system)
+    client = ctx.client("ec2", spec.region)
+    info = _check_instance_type(client, spec, plan)
+    _check_ami(client, spec, info, plan)
+    if info is not None:
+        _check_heap(spec, info, plan)
+    vpc = _check_network(client, spec, plan)
+    if vpc is not None:
+        _check_group(client, spec, vpc, plan)
+    if plan.group is not None:
+        sources = _resolve_sources(ctx, client, spec, plan)
+        plan.group = ec2r.SecurityGroupSpec(
+            name=plan.group.name,
+            vpc_id=plan.group.vpc_id,
+            system=plan.group.system,
+            sources=sources,
+            derived=plan.group.derived,
+            group_id=plan.group.group_id,
+            description=plan.group.description,
+        )
+    if plan.problems:
+        plan.problems.sort(key=lambda p: (p.line is None, p.line or 0, p.key or ""))
+        raise InvalidInput(plan.problems)
+    if not spec.java_opts:
+        plan.updates["java-opts"] = DEFAULT_JAVA_OPTS
+    if not spec.datomic_version:
+        plan.updates["datomic-version"] = LATEST_DATOMIC_VERSION
+    if not spec.stack_name:
+        plan.updates["aws-stack-name"] = names.stack(system)
+    return plan
+
+
+@dataclass
+class CfRun:
+    """ensure-cf after every read and refusal, before any write."""
+
+    props: PropertiesText
+    spec: CfSpec
+    output: str | Path
+    adopt: bool
+    system_updates: dict[str, str]
+    plan: CfPlan
+    # The security group's planned operations (ownership already checked).
+    group: sgr.SecurityGroupPlan
+
+
+def prepare_cf(
+    ctx: AwsContext,
+    input_path: str | Path,
+    output_path: str | Path | None = None,
+    *,
+    adopt: bool,
+    loaded: tuple[PropertiesText, CfSpec] | None = None,
+) -> CfRun:
+    """Every check of ensure-cf (file, type, heap, image, network, group owner) and the group's
+    plan; each thing is read once, nothing is written. `loaded` is the file as the caller already
+    loaded it (then it is not read again)."""
+    props, spec = loaded if loaded is not None else load_cf(input_path)
+    system, system_updates = resolve_system(props, spec)
+    plan = plan_cf(ctx, props, spec, system)
+    assert plan.group is not None
+    group = sgr.plan_security_group(plan.group, plan.group_state, adopt=adopt)
+    return CfRun(props, spec, output_path or input_path, adopt, system_updates, plan, group)
+
+
+def converge_cf(ctx: AwsContext, run: CfRun, *, dry_run: bool) -> Result:
+    """The planned writes of ensure-cf, nothing read again: the security group, then the file."""
+    spec, plan = run.spec, run.plan
+    result = Result("ensure-cf", dry_run=dry_run)
+    result.warnings.extend(spec.warnings)
+    result.warnings.extend(plan.warnings)
+    if plan.network is not None:
+        result.changes.append(plan.network)
+    outcome = sgr.run_security_group(ctx.client("ec2", spec.region), run.group, dry_run=dry_run)
+    result.changes.append(outcome.change)
+    updates = {**run.system_updates, **plan.updates}
+    if outcome.group_id:
+        updates["aws-security-group-id"] = outcome.group_id
+    result.files.append(write_back(run.props, updates, run.output, dry_run=dry_run))
+    result.extra["system"] = plan.system
+    return result
+
+
+def ensure_cf(
+    ctx: AwsContext,
+    input_path: str | Path,
+    output_path: str | Path | None = None,
+    *,
+    dry_run: bool,
+    adopt: bool,
+) -> Result:
+    """ensure-cf INPUT [OUTPUT]: converge the security group, write the generated keys back."""
+    return converge_cf(ctx, prepare_cf(ctx, input_path, output_path, adopt=adopt), dry_run=dry_run)
