@@ -145,10 +145,10 @@ def read_properties(path: str | Path) -> PropertiesText:
             str(path),
             "check the permissions of the file and its folder",
         ) from exc
-    except javaproperties.InvalidUEscapeError as exc:
+    except javaproperties.InvalidUEscapeError:
         # The exception quotes the escape, which is part of a value that may be a password: only
-        # the file, the line and the key are named.
-        raise InvalidInput([_bad_escape_problem(str(path))]) from exc
+        # the file, the line and the key are named, and it is not chained (--debug would show it).
+        raise InvalidInput([_bad_escape_problem(str(path))]) from None
 
 
 # A `\u` not followed by four hexadecimal digits, after an even number of backslashes (so `\\u`,
