@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.cli.faulty_proxy import FaultyProxy
+
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 
 CANARIES = {
@@ -67,8 +69,8 @@ def leaked(text: str) -> list[str]:
 
 
 def scanned(cli: Any) -> Any:
-    def run(*args: str) -> Any:
-        result = cli(*args)
+    def run(*args: str, **kwargs: Any) -> Any:
+        result = cli(*args, **kwargs)
         assert leaked(result.stdout + result.stderr) == [], (args, result.stdout, result.stderr)
         return result
 
@@ -118,6 +120,26 @@ def test_no_canary_in_anything_printed_or_written(cli: Any, tmp_path: Path) -> N
             assert masked in diff, (masked, diff)
     assert files_leaking(tmp_path, path) == {}
     assert leaked(path.read_text(encoding="latin-1")) == [n for n in CANARIES if n != "escape"]
+
+
+def test_no_canary_when_aws_refuses_the_call_that_carries_them(
+    cli: Any, endpoint: str, tmp_path: Path
+) -> None:
+    run = scanned(cli)
+    path = tmp_path / "transactor.properties"
+    path.write_bytes(planted_text().encode("latin-1"))
+    proxy = FaultyProxy(endpoint, deny={"ssm:PutParameter"})
+    try:
+        for args in (
+            ("--debug", "ensure-transactor", str(path)),
+            ("--debug", "--output", "json", "ensure-transactor", str(path)),
+        ):
+            result = run(*args, env={"AWS_ENDPOINT_URL": proxy.url})
+            assert result.code == 1 and "ssm:PutParameter" in result.stderr, result.stderr
+            assert "Traceback" in result.stderr  # --debug did print its details
+    finally:
+        proxy.close()
+    assert files_leaking(tmp_path, path) == {}
 
 
 def test_no_canary_on_error_paths(cli: Any, tmp_path: Path) -> None:
