@@ -338,6 +338,12 @@ def holds_secret(text: str) -> bool:
 
 
 def _umask() -> int:
+    # Linux says it without changing it; setting and restoring it is the portable way, but other
+    # threads creating files in between would get the stricter mask.
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o077)
     os.umask(mask)
     return mask
