@@ -47,6 +47,9 @@ class FileChange:
     # The file's full new text, for a later step of the same run (a dry-run `apply` plans the
     # template from it). May hold secrets: never rendered.
     content: str | None = field(default=None, repr=False, compare=False)
+    # What the file held before (the same caution): render.py shows the diff of a properties file
+    # through its allowlist from both texts, so a continued line is known by the line before it.
+    before: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from datomic_aws.errors import FileAccessError, InvalidInput, Problem, UsageError
+from datomic_aws.properties import refuse_planted_link
 
 # CloudFormation: "a letter, then letters, digits and hyphens, 128 characters at most".
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
@@ -103,6 +104,7 @@ def check_output(path: str | Path, *, writable: bool = True) -> None:
     temporary file in that folder, then a rename), and OUTPUT itself is not a folder. A dry run
     (`writable=False`) writes nothing, so a read-only folder (a CI checkout) is fine for it."""
     name = str(path)
+    refuse_planted_link(path)
     target = Path(os.path.realpath(path))
     folder = target.parent
     if target.is_dir():

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
+from datomic_aws.secrets import mask_credentials
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -33,7 +35,7 @@ class DatomicAwsError(Exception):
     def lines(self) -> list[str]:
         where = f" ({self.where})" if self.where else ""
         hint = f": {self.hint}" if self.hint else ""
-        return [f"Error: {self.what}{where}{hint}"]
+        return [mask_credentials(f"Error: {self.what}{where}{hint}")]
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
@@ -68,7 +70,7 @@ class InvalidInput(DatomicAwsError):
         out = []
         for p in self.problems:
             hint = f": {p.hint}" if p.hint else ""
-            out.append(f"Error: {p.message} ({p.where}){hint}")
+            out.append(mask_credentials(f"Error: {p.message} ({p.where}){hint}"))
         return out
 
 

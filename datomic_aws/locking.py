@@ -2,19 +2,22 @@
 
 Owns the lock file `.datomic-aws.lock` next to the files a command rewrites: a second run waits for
 the first (telling the operator whom it waits for) and gives up after a timeout. The lock is
-advisory (flock): it orders datomic-aws runs, never blocks an editor or git. No AWS.
+advisory (flock): it orders datomic-aws runs, never blocks an editor or git. The lock file is
+never opened through a symbolic link. No AWS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from datomic_aws.errors import LockedError
+from datomic_aws.errors import InvalidInput, LockedError, Problem
 
 LOCK_NAME = ".datomic-aws.lock"
 
@@ -43,11 +46,40 @@ def folder_lock(
         yield
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file, never through a link: a planted `.datomic-aws.lock -> ~/.bashrc` would
+    otherwise be truncated. A link or anything but a regular file is refused (exit 2)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise _refused(path, "is a symbolic link") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _refused(path, "is not a regular file")
+    return fd
+
+
+def _refused(path: Path, what: str) -> InvalidInput:
+    return InvalidInput(
+        [
+            Problem(
+                str(path),
+                None,
+                None,
+                f"the lock file {what}: it is not followed",
+                "remove it; datomic-aws creates its own lock file",
+            )
+        ]
+    )
+
+
 @contextlib.contextmanager
 def _one(
     path: Path, *, timeout: float, on_wait: Callable[[str], None], poll: float
 ) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(path)
     try:
         deadline = time.monotonic() + timeout
         told = False

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import os
 import re
+import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import javaproperties
 
 from datomic_aws.changes import FileChange
-from datomic_aws.errors import UnsafeEdit
+from datomic_aws.errors import InvalidInput, Problem, UnsafeEdit
+from datomic_aws.secrets import MASK, has_credential, is_secret_key, mask_credentials
 
 ENCODING = "latin-1"
 # A UTF-8 byte-order mark as the Latin-1 decoding of the file shows it, or as one character when
@@ -224,52 +227,197 @@ class PropertiesText:
         return "\r\n" if crlf > lf else "\n"
 
 
-def unified_diff(before: str, after: str, path: str) -> str:
+def masked_lines(text: str, shown: Callable[[str], bool]) -> list[str]:
+    """The physical lines of `text` (line endings kept) as output may show them: the value of a key
+    `shown` refuses is MASK on its first line and every line it continues onto, a commented
+    `# key=value` likewise, and credentials inside any line are masked (secrets.mask_credentials).
+    A text that does not parse back line for line is masked whole."""
+    bom = next((b for b in _BOMS if text.startswith(b)), "")
+    out: list[str] = []
+    for el in javaproperties.parse(text[len(bom) :]):
+        lines = _split_lines(el.source)
+        key = el.key if isinstance(el, javaproperties.KeyValue) else None
+        commented = _COMMENTED.match(el.source) if isinstance(el, javaproperties.Comment) else None
+        if commented:
+            key = javaproperties.unescape(commented.group("key"))
+        if key is None or shown(key):
+            out.extend(mask_credentials(line) for line in lines)
+            continue
+        m = commented or (_KEY_PART.match(lines[0]) if lines else None)
+        head = lines[0][: m.end()] if m else ""
+        out.extend(_masked(line, head if i == 0 else "") for i, line in enumerate(lines))
+    if bom and out:
+        out[0] = bom + out[0]
+    if len(out) != len(_split_lines(text)):
+        return [_masked(line, "") for line in _split_lines(text)]
+    return out
+
+
+def _masked(line: str, head: str) -> str:
+    """`line` with everything after `head` (its key and separator) masked, blanks kept."""
+    ending = _line_ending(line)
+    rest = line[len(head) : len(line) - len(ending)]
+    lead = rest[: len(rest) - len(rest.lstrip(" \t\f"))]
+    return head + lead + (MASK if rest.strip(" \t\f") else "") + ending
+
+
+def _hunk_range(start: int, length: int) -> str:
+    # As difflib's unified format: "start,length", "start" for one line, "start-1,0" for none.
+    first = start + 1
+    if length == 1:
+        return str(first)
+    return f"{first - 1 if length == 0 else first},{length}"
+
+
+def unified_diff(
+    before: str, after: str, path: str, shown: Callable[[str], bool] | None = None
+) -> str:
+    """The unified diff of two texts (difflib's hunks, 3 lines of context). With `shown`, the
+    lines are printed as `masked_lines` shows them: the hunks are those of the real texts."""
     if before == after:
         return ""
-    out = []
-    for line in difflib.unified_diff(
-        _split_lines(before),
-        _split_lines(after),
-        fromfile="a/" + path.lstrip("/"),
-        tofile="b/" + path.lstrip("/"),
-    ):
-        if line.endswith(("\n", "\r")):
-            out.append(line)
-        else:
-            # As git shows it: the diff stays one line per line even without a final newline.
-            out.append(line + "\n\\ No newline at end of file\n")
-    return "".join(out)
+    a, b = _split_lines(before), _split_lines(after)
+    ma, mb = (a, b) if shown is None else (masked_lines(before, shown), masked_lines(after, shown))
+    out = [f"--- a/{path.lstrip('/')}\n", f"+++ b/{path.lstrip('/')}\n"]
+    for group in difflib.SequenceMatcher(None, a, b).get_grouped_opcodes(3):
+        first, last = group[0], group[-1]
+        old = _hunk_range(first[1], last[2] - first[1])
+        new = _hunk_range(first[3], last[4] - first[3])
+        out.append(f"@@ -{old} +{new} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                out.extend(" " + line for line in ma[i1:i2])
+                continue
+            out.extend("-" + line for line in ma[i1:i2])
+            out.extend("+" + line for line in mb[j1:j2])
+    # As git shows it: the diff stays one line per line even without a final newline.
+    return "".join(
+        line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n"
+        for line in out
+    )
+
+
+def refuse_planted_link(path: str | Path) -> None:
+    """A symlinked OUTPUT is followed (a file kept in a dotfiles repository) only where nobody else
+    can have planted it: a link in a world-writable or sticky folder (/tmp), or owned by another
+    user, is refused (InvalidInput, exit 2) before anything is read through it or written."""
+    try:
+        link = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISLNK(link.st_mode):
+        return
+    folder = os.stat(Path(path).parent)
+    if folder.st_mode & (stat.S_IWOTH | stat.S_ISVTX) or link.st_uid != os.geteuid():
+        raise InvalidInput(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    None,
+                    "is a symbolic link in a folder others can write, or owned by another user: "
+                    "it is not followed",
+                    "replace the link with the file itself, or name the file it points to",
+                )
+            ]
+        )
+
+
+def holds_secret(text: str) -> bool:
+    """The text could hold a secret: a properties file with a secret key or a credential in a
+    value (or one that does not parse). The tool's JSON template never holds one."""
+    if text.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            json.loads(text)
+            return False
+    try:
+        values = PropertiesText(text).values()
+    except Exception:  # unparsable: assume the worst
+        return True
+    return any((is_secret_key(k) and v) or has_credential(v) for k, v in values.items())
+
+
+def _umask() -> int:
+    # Linux says it without changing it; setting and restoring it is the portable way, but other
+    # threads creating files in between would get the stricter mask.
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _temp_pattern(target: Path) -> re.Pattern[str]:
+    # tempfile.mkstemp(prefix=".<name>.", suffix=".tmp"): the random part is letters, digits, _.
+    return re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]+\.tmp")
+
+
+def remove_stale_temps(path: str | Path) -> list[str]:
+    """Remove the temporary files a killed run left next to `path` (they may hold every secret of
+    the file): ours only, and never through a link (a link itself is removed, not its target).
+    Called under the folder lock, so no live run owns one."""
+    target = Path(os.path.realpath(path))
+    pattern = _temp_pattern(target)
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+        for entry in entries:
+            if not pattern.fullmatch(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if st.st_uid == os.geteuid() and (entry.is_symlink() or stat.S_ISREG(st.st_mode)):
+                    os.unlink(entry.path)
+                    removed.append(entry.path)
+    return removed
 
 
 def atomic_write(path: str | Path, text: str) -> None:
-    """Replace `path` with `text` (Latin-1, line endings as given), keeping the file's mode.
+    """Replace `path` with `text` (Latin-1, line endings as given), keeping the file's owner, group
+    and mode; a new file follows the umask, or is 0600 when it holds a secret.
 
-    A temporary file in the same folder, fsynced, then `os.replace`: a reader or a crash sees the
-    old file or the new one, never half of one.
+    A temporary file in the same folder (created with O_EXCL: never through a planted link),
+    fsynced, then `os.replace`: a reader or a crash sees the old file or the new one, never half
+    of one.
     """
+    refuse_planted_link(path)
     # Through a symlink (a file kept in a dotfiles repository, say) the link stays and its target
     # is replaced; os.replace on the link itself would turn it into a regular file.
     target = Path(os.path.realpath(path))
     try:
-        mode: int | None = target.stat().st_mode & 0o7777
+        old: os.stat_result | None = target.stat()
     except FileNotFoundError:
-        mode = None
+        old = None
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "w", encoding=ENCODING, newline="") as fh:
             fh.write(text)
             fh.flush()
+            _keep_owner(fh.fileno(), old, text)
             os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_folder(target.parent)
+
+
+def _keep_owner(fd: int, old: os.stat_result | None, text: str) -> None:
+    if old is None:
+        os.fchmod(fd, 0o600 if holds_secret(text) else 0o666 & ~_umask())
+        return
+    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+        # Only root may give a file away; a user keeps the group where they belong to it.
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, old.st_uid, old.st_gid)
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after fchown, which clears setuid/setgid
+
+
+def _fsync_folder(folder: Path) -> None:
     try:
-        dir_fd = os.open(target.parent, os.O_RDONLY)
+        dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -283,9 +431,13 @@ def atomic_write(path: str | Path, text: str) -> None:
 def write_if_changed(output: str | Path, text: str, *, dry_run: bool) -> FileChange:
     """Write `text` to OUTPUT only when its bytes would change; the diff is against what it holds.
 
-    A rerun that changes nothing writes nothing and keeps the mtime.
+    A rerun that changes nothing writes nothing and keeps the mtime. A real run first removes the
+    temporary files a killed run left next to OUTPUT.
     """
     target = Path(output)
+    refuse_planted_link(target)
+    if not dry_run:
+        remove_stale_temps(target)
     try:
         current = PropertiesText.load(target).text
     except FileNotFoundError:
@@ -295,7 +447,7 @@ def write_if_changed(output: str | Path, text: str, *, dry_run: bool) -> FileCha
     if diff and not dry_run:
         atomic_write(target, text)
         written = True
-    return FileChange(str(output), diff, written, text)
+    return FileChange(str(output), diff, written, text, before=current)
 
 
 def write_back(

@@ -1,8 +1,10 @@
 """Text and JSON rendering of command results and errors.
 
 Owns what the operator sees: one JSON document per command on stdout with `--output json`, or a
-readable plan/report. Owns the last line of defence against leaking secrets: every rendered string
-passes through `redact`, which masks secret values and the values of secret keys in file diffs.
+readable plan/report. Owns the last line of defence against leaking secrets: a properties file's
+diff is shown through the allowlist of keys (`shown_diff`), and every rendered string passes
+through `redact`, which masks secret values, credentials inside values (URL user-info, Oracle's
+`user/pass@`, `password=` parameters) and the values of secret keys in file diffs.
 Never decides anything and never calls AWS.
 """
 
@@ -13,24 +15,62 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from datomic_aws.changes import Action, Result
+from datomic_aws.changes import Action, FileChange, Result
+from datomic_aws.properties import unified_diff
+from datomic_aws.secrets import MASK, SECRET_WORDS, mask_credentials
 
-MASK = "********"
 _SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NOOP: "="}
 # A diff line of a properties file whose key names a secret: keep the key, mask the value.
 _SECRET_LINE = re.compile(
-    r"^(?P<head>[ +\-][ \t\f]*[#!]?[ \t\f]*[^\s=:]*(?:password|secret|license-key|access-key|token)"
+    rf"^(?P<head>[ +\-][ \t\f]*[#!]?[ \t\f]*[^\s=:]*(?:{SECRET_WORDS})"
     r"[^\s=:]*[ \t\f]*[=:]?[ \t\f]*)(?P<value>\S.*)$",
     re.IGNORECASE | re.MULTILINE,
 )
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """Every secret value, every credential inside a value, and the value of every diff line whose
+    key names a secret, masked."""
     text = _SECRET_LINE.sub(lambda m: m.group("head") + MASK, text)
+    text = mask_credentials(text)
     for secret in sorted(set(secrets), key=len, reverse=True):
         if secret:
             text = text.replace(secret, MASK)
     return text
+
+
+def _redact_doc(value: Any, secrets: list[str]) -> Any:
+    """Each string of a JSON document redacted before it is encoded (a secret holding a quote or a
+    non-ASCII letter is escaped in the encoded text, where a search for it would miss it)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): _redact_doc(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_doc(v, secrets) for v in value]
+    return value
+
+
+def shown_diff(change: FileChange) -> str:
+    """The diff as output shows it. A properties file's diff goes through the allowlist
+    (`config.common.is_shown_key`): only the values of keys the tool knows and that name no secret
+    are shown; the lines of any other value, a continued value's next lines included, are masked.
+    The template (JSON, which never holds a secret) is shown as it is."""
+    if change.before is None or change.content is None or _is_json(change.content):
+        return change.diff
+    from datomic_aws.config.common import is_shown_key
+
+    return unified_diff(change.before, change.content, change.path, shown=is_shown_key)
+
+
+def _is_json(text: str) -> bool:
+    if not text.lstrip().startswith("{"):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _secrets(result: Result) -> list[str]:
@@ -43,13 +83,13 @@ def to_json(result: Result, aws_calls: dict[str, Any] | None = None) -> str:
         "dry_run": result.dry_run,
         "changed": result.pending,
         "changes": [c.as_dict() for c in result.changes],
-        "files": [f.as_dict() for f in result.files],
+        "files": [{**f.as_dict(), "diff": shown_diff(f)} for f in result.files],
         "warnings": list(result.warnings),
     }
     doc.update({k: v for k, v in result.extra.items() if k != "secrets"})
     if aws_calls is not None:
         doc["aws_calls"] = aws_calls
-    return redact(json.dumps(doc, indent=2, sort_keys=True), _secrets(result)) + "\n"
+    return json.dumps(_redact_doc(doc, _secrets(result)), indent=2, sort_keys=True) + "\n"
 
 
 def summary(result: Result) -> str:
@@ -137,7 +177,7 @@ def to_text(result: Result) -> str:
         if f.changed:
             state = "rewritten" if f.written else "would be rewritten"
             lines.append(f"  file {f.path}: {state}")
-            lines.extend("    " + line for line in _diff_excerpt(f.diff))
+            lines.extend("    " + line for line in _diff_excerpt(shown_diff(f)))
         else:
             lines.append(f"  file {f.path}: unchanged")
     if result.extra.get("kept"):

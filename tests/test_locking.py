@@ -54,3 +54,26 @@ def test_lock_is_released_and_reusable_in_process(tmp_path: Path) -> None:
     with folder_lock([tmp_path], timeout=0):
         pass
     assert (tmp_path / LOCK_NAME).read_text() == ""
+
+
+def test_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    from datomic_aws.errors import InvalidInput
+
+    target = tmp_path / "victim"
+    target.write_text("precious\n")
+    folder = tmp_path / "env"
+    folder.mkdir()
+    (folder / LOCK_NAME).symlink_to(target)
+    with (
+        pytest.raises(InvalidInput, match="symbolic link") as err,
+        folder_lock([folder], timeout=0),
+    ):
+        pass
+    assert err.value.exit_code == 2 and str(folder / LOCK_NAME) in str(err.value)
+    assert target.read_text() == "precious\n"
+    dangling = tmp_path / "env2"
+    dangling.mkdir()
+    (dangling / LOCK_NAME).symlink_to(tmp_path / "would-be-created")
+    with pytest.raises(InvalidInput), folder_lock([dangling], timeout=0):
+        pass
+    assert not (tmp_path / "would-be-created").exists()

@@ -22,21 +22,27 @@ from jsonschema.exceptions import ValidationError
 
 from datomic_aws.errors import FileAccessError, InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
-
-_SECRET_KEY = re.compile(r"password|secret|license-key|access-key|token", re.IGNORECASE)
-
-
-# A value that carries a credential even under an ordinary key: `jdbc:...://user:pass@host`,
-# `...?password=...`.
-_CREDENTIAL_IN_VALUE = re.compile(r"://[^/@\s]*:[^/@\s]*@|password|secret|token", re.IGNORECASE)
-
-
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
+from datomic_aws.secrets import has_credential
+from datomic_aws.secrets import is_secret_key as is_secret_key  # re-exported: the config's API
 
 
 def secret_values(values: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(sorted({v for k, v in values.items() if is_secret_key(k) and v}))
+
+
+@cache
+def _known_keys() -> frozenset[str]:
+    keys: set[str] = set()
+    for name in ("transactor", "cf"):
+        keys.update(load_schema(name).get("properties", {}))
+    return frozenset(keys)
+
+
+def is_shown_key(key: str) -> bool:
+    """The allowlist of what output may quote: a value is shown only for a key the schemas know
+    (the keys the tool writes among them) that names no secret. Any other value (an unknown key,
+    `memcached-password`, `metrics-api-key`, a typo) is masked, since its meaning is unknown."""
+    return key in _known_keys() and not is_secret_key(key)
 
 
 @cache
@@ -93,7 +99,7 @@ def _fallback_message(err: ValidationError) -> str:
 
 def _shown_value(key: str, raw: str | None, secrets: Iterable[str]) -> str | None:
     """The value as a problem may quote it, or None when it is (or holds) a secret."""
-    if raw is None or is_secret_key(key) or _CREDENTIAL_IN_VALUE.search(raw):
+    if raw is None or not is_shown_key(key) or has_credential(raw):
         return None
     if any(secret in raw for secret in secrets):
         return None
@@ -139,10 +145,10 @@ def read_properties(path: str | Path) -> PropertiesText:
             str(path),
             "check the permissions of the file and its folder",
         ) from exc
-    except javaproperties.InvalidUEscapeError as exc:
+    except javaproperties.InvalidUEscapeError:
         # The exception quotes the escape, which is part of a value that may be a password: only
-        # the file, the line and the key are named.
-        raise InvalidInput([_bad_escape_problem(str(path))]) from exc
+        # the file, the line and the key are named, and it is not chained (--debug would show it).
+        raise InvalidInput([_bad_escape_problem(str(path))]) from None
 
 
 # A `\u` not followed by four hexadecimal digits, after an even number of backslashes (so `\\u`,

@@ -145,3 +145,54 @@ def test_no_secret_on_error_paths(cli: Any, endpoint: str, tmp_path: Path) -> No
             assert "Traceback" in run.stderr
     finally:
         proxy.close()
+
+
+def test_symlinked_output_in_a_sticky_folder_is_refused(cli: Any, tmp_path: Path) -> None:
+    folder = ddb_folder(tmp_path)
+    target = folder / "transactor.properties"
+    before = target.read_bytes()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    link = shared / "transactor.properties"
+    link.symlink_to(target)
+    for args in (
+        ("ensure-transactor", str(link)),
+        ("ensure-transactor", "--dry-run", str(link)),
+        ("ensure-transactor", str(target), str(link)),
+    ):
+        run = cli(*args)
+        assert run.code == 2, run.stderr
+        assert str(link) in run.stderr and "symbolic link" in run.stderr, run.stderr
+    assert target.read_bytes() == before and link.is_symlink()
+    assert sorted(p.name for p in shared.iterdir()) == ["transactor.properties"]
+
+
+def test_symlinked_lock_file_is_refused(cli: Any, tmp_path: Path) -> None:
+    from datomic_aws.locking import LOCK_NAME
+
+    folder = ddb_folder(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (folder / LOCK_NAME).symlink_to(victim)
+    before = (folder / "transactor.properties").read_bytes()
+    run = cli("ensure-transactor", str(folder / "transactor.properties"))
+    assert run.code == 2, run.stderr
+    assert LOCK_NAME in run.stderr and "symbolic link" in run.stderr, run.stderr
+    assert victim.read_text() == "precious\n"
+    assert (folder / "transactor.properties").read_bytes() == before
+
+
+def test_temp_file_left_by_a_kill_is_removed_by_the_next_run(cli: Any, tmp_path: Path) -> None:
+    from tests.test_file_safety import killed_writer
+
+    folder = ddb_folder(tmp_path)
+    path = folder / "transactor.properties"
+    left = killed_writer(folder, path.name)
+    plan = cli("ensure-transactor", "--dry-run", str(path))
+    assert plan.code == 0, plan.stderr
+    assert left.exists(), "a dry run removes nothing"
+    run = cli("ensure-transactor", str(path))
+    assert run.code == 0, run.stderr
+    assert not left.exists()
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
