@@ -7,9 +7,9 @@ Owns: reading the group and the role each instance publishes (group.py: `read_gr
 returns a frozen tuple of typed steps, each with `describe()`; `render` is the dry run), the
 executor that runs exactly those steps (roll.py on base.py's plumbing), the entry points (run.py:
 `replace_outdated`, `execute`, `ensure_group_version`) and what a roll measured
-(availability.py). The two replacement strategies: `surge` (launch the replacement first, then terminate
-the old instance with a decrement) and `terminate` (Datomic's old way: terminate, wait for the
-replacement; downtime for a group of one).
+(availability.py). The two replacement strategies: `surge` (launch the replacement first, then
+terminate the old instance with a decrement) and `terminate` (Datomic's old way: terminate, wait
+for the replacement; downtime for a group of one).
 
 Role-aware surge (each instance publishes `datomic:role`, reference §10): outdated standbys first,
 each by surge; the active last, once a current-version standby is InService and is the only
@@ -24,8 +24,13 @@ It must not print (progress goes through the `on_progress` callback), must not b
 (they are injected), must not touch the stack, the launch template or any data resource, and never
 uses instance refresh (moto lacks it, and it knows nothing about which transactor is active).
 
-Crash convergence: every step is decided from what AWS reports now, never from what this process
-remembers, so a rerun after a kill at any point finishes the job. What a rerun could not know from
+Read once, plan once: a roll reads the group, its instances' roles and the launch template once
+(`read_state`), plans from that, and the executor runs the plan's steps; its later reads are the
+polls of its waits. A no-op (nothing outdated, sizes right) is those three reads and no write.
+
+Crash convergence: every step acts on what AWS reports now, never on what this process
+remembers, and a rerun plans again from the group, so a rerun after a kill at any point finishes
+the job. What a rerun could not know from
 the group itself is kept in group tags written before the change they undo and removed after:
 the MaxSize before a raise (`MAX_TAG`), the MinSize before a lowering (`MIN_TAG`), and that this
 tool suspended AZRebalance (`AZ_TAG`; a process the operator suspended is never resumed). The

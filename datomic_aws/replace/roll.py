@@ -63,6 +63,7 @@ class Roll(Executor):
         for _ in range(_REPLANS):
             for step in steps:
                 self.report.steps.append(step.describe())
+                self.progress(f"{self.name}: step: {step.describe()}")
                 group = self.step(group, step)
             if not steps or not isinstance(steps[-1], WaitTakeover):
                 return
