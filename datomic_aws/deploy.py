@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from datomic_aws import names, replace, stack
+from datomic_aws import replace, stack
 from datomic_aws.aws import AwsContext, translating
 from datomic_aws.changes import Action, Change, Result
 from datomic_aws.errors import InvalidInput, Problem, StackError
@@ -212,63 +212,44 @@ def _converge_instances(
     w: stack.Waiting,
     result: Result,
 ) -> list[Change]:
-    """The group onto the declared version, then every instance; what the roll measured goes
-    into `result` (a Change detail, `extra["availability"]`, warnings)."""
-    planned = result.changes
+    """The group onto the declared version, then every instance, from one read of the group:
+    one plan (replace.plan) that the real run executes and a dry run renders. What the roll
+    measured goes into `result` (a Change detail, `extra["availability"]`, warnings)."""
     cfn = ctx.client("cloudformation", region)
     asg = ctx.client("autoscaling", region)
     ec2 = ctx.client("ec2", region)
+    # A dry run whose stack update changes the launch template: the version does not exist yet.
+    pending = dry_run and _launch_template_changes(result.changes)
     with translating(f"stack {name}"):
         info = stack.read_stack(cfn, name)
         if info is None:
             return []
         group_name, version = _group_of(cfn, info, region)
-        group = replace.read_group(asg, group_name)
-    if group is None:
+        state = (
+            replace.pending_state(asg, ec2, group_name)
+            if pending
+            else replace.read_state(asg, ec2, group_name, version)
+        )
+    if state is None:
         raise StackError(
             f"the stack's group {group_name} does not exist", f"{region} {name}", "check the stack"
         )
-    out = []
-    if dry_run and _launch_template_changes(planned):
-        # The replacement order: standbys first, the active last (when the roles are published).
-        group = replace.with_roles(ec2, group)
-        ordered = sorted(group.members, key=lambda i: i.role == names.ROLE_ACTIVE)
-        members = [i.instance_id + (f" ({i.role})" if i.role else "") for i in ordered]
-        out.append(
-            Change(
-                f"autoscaling group {group_name}",
-                Action.UPDATE,
-                (
-                    f"the launch template changes: {len(members)} instance(s) would be replaced "
-                    f"({replacement.strategy}): {', '.join(members)}",
-                ),
-            )
-        )
-        return out
-    out.append(replace.ensure_group_version(asg, ec2, group, version, dry_run=dry_run))
-    if not replacement.enabled:
-        return out
     size = info.parameters.get("GroupSize")
     target = (
-        int(size) if size and size.isdigit() else (template.group_size or group.desired_capacity)
+        int(size)
+        if size and size.isdigit()
+        else (template.group_size or state.group.desired_capacity)
     )
+    options = replace.Options(replacement.strategy, target, roll=replacement.enabled)
+    plan = replace.plan(state, options)
+    if pending:
+        return [replace.render_pending(plan)]
     report = replace.Availability()
-    out.extend(
-        replace.replace_outdated(
-            asg,
-            ec2,
-            group_name,
-            target_size=target,
-            strategy=replacement.strategy,
-            timeout=w.timeout,
-            poll_interval=w.poll_interval,
-            on_progress=w.on_event,
-            dry_run=dry_run,
-            sleep=w.sleep,
-            clock=w.clock,
-            report=report,
-        )
-    )
+    if dry_run:
+        out = replace.dry_run_changes(plan, report, w.poll_interval)
+    else:
+        timing = replace.Timing(w.timeout, w.poll_interval, w.on_event, w.sleep, w.clock)
+        out = replace.execute(asg, ec2, state, plan, timing, report)
     result.warnings.extend(x for x in report.warnings if x not in result.warnings)
     if report.replaced:
         out.append(Change(f"autoscaling group {group_name}", Action.UPDATE, report.details()))

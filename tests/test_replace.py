@@ -1613,3 +1613,99 @@ def test_a_replacement_that_vanished_between_two_polls_fails_at_once(
 
     with pytest.raises(ReplacementError, match="i-new left the group before it was InService"):
         s.run(fake_time, [])
+
+
+# --- one plan: the dry run renders the steps the real run takes; one read on a no-op ------------
+
+READS = ("DescribeAutoScalingGroups", "DescribeLaunchTemplates", "DescribeInstances")
+
+
+def _reads(recorder: CallRecorder) -> dict[str, int]:
+    return {op: sum(1 for o in recorder.operations if o.endswith(f":{op}")) for op in READS}
+
+
+def _dry_then_real(aws: AwsContext, fake_time: FakeTime, target: int) -> tuple[Any, Any]:
+    """The steps a dry run renders, then the steps the real run took, on the same group."""
+    planned, ran = replace.Availability(), replace.Availability()
+    run(aws, fake_time, target, dry_run=True, report=planned)
+    run(aws, fake_time, target, report=ran)
+    return planned.steps, ran.steps
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_dry_run_and_real_run_take_the_same_steps_for_one_outdated_instance(
+    aws: AwsContext, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 2))
+    (old,) = [i["InstanceId"] for i in _members(client("autoscaling"))]
+
+    planned, ran = _dry_then_real(aws, fake_time, 1)
+
+    assert (
+        planned
+        == ran
+        == [
+            "suspend AZRebalance for the roll",
+            f"replace {old} (role not published): launch a replacement first, then terminate it",
+            "bring the group back to its size 1",
+            "resume AZRebalance",
+        ]
+    )
+    assert snapshot()["versions"] == ["2"]
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_dry_run_and_real_run_take_the_same_steps_for_an_ha_pair(
+    roles_aws: AwsContext, fake_time: FakeTime, transactors: Transactors
+) -> None:
+    roles = _group_with_roles(transactors, 2, 1)
+    standby, active = sorted(roles)
+
+    planned, ran = _dry_then_real(roles_aws, fake_time, 2)
+
+    assert (
+        planned
+        == ran
+        == [
+            "suspend AZRebalance for the roll",
+            f"replace {standby} (standby): launch a replacement standby first, then terminate it",
+            f"replace the active {active}: terminate it once one current standby is InService; "
+            "the standby takes over, then grow the group back to its size",
+            "bring the group back to its size 2",
+            "resume AZRebalance",
+        ]
+    )
+    _assert_one_standby_at_each_active_termination(transactors)
+    assert snapshot()["versions"] == ["2", "2"]
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_dry_run_and_real_run_take_no_step_and_read_once_when_nothing_is_outdated(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(2, 3))
+    run(aws, fake_time, 2)
+    recorder.operations.clear()
+
+    planned, ran = _dry_then_real(aws, fake_time, 2)
+
+    assert planned == ran == []
+    # Each of the dry run and the real run: one read of each, no write.
+    assert _reads(recorder) == {op: 2 for op in READS}
+    assert recorder.mutating == []
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_a_no_op_reads_the_group_its_roles_and_the_template_once_and_writes_nothing(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    new_version(build_group(1, 2))
+    run(aws, fake_time, 1)
+    recorder.operations.clear()
+
+    assert run(aws, fake_time, 1) == []
+    assert recorder.operations == [
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:DescribeInstances",
+        "ec2:DescribeLaunchTemplates",
+    ]
