@@ -111,6 +111,7 @@ def patch_moto(*, moto_version: str | None = None) -> None:
         s3.patch_secure_transport_condition()
         cloudformation.patch_termination_protection()
         cloudformation.patch_update_change_set_tags()
+        cloudformation.patch_previous_parameter_values()
         lifecycle.patch_terminate_instance_not_in_group()
         clock.CLOCK.start()
 

@@ -1,6 +1,8 @@
-"""CloudFormation corrections: an UPDATE change set applies its tags; termination protection.
+"""CloudFormation corrections: an UPDATE change set applies its tags; termination protection;
+UsePreviousValue and the empty change set.
 
-Owns `patch_update_change_set_tags` and `patch_termination_protection`; each restores one AWS
+Owns `patch_update_change_set_tags`, `patch_termination_protection` and
+`patch_previous_parameter_values`; each restores one AWS
 behaviour our flows rely on (reference §7 lists the moto gaps our code handles itself instead).
 """
 
@@ -70,3 +72,95 @@ def patch_termination_protection() -> None:
     setattr(update_termination_protection, MARK, True)
     replace(response_cls, "update_termination_protection", None, update_termination_protection)
     replace(response_cls, "delete_stack", original_delete, delete_stack)
+
+
+_SSM_TYPE = "AWS::SSM::Parameter::Value"
+
+
+def _slots(stack: Any) -> dict[str, Any]:
+    """The stack's template's Parameters (parsed again: a stack made by a CREATE change set keeps
+    an empty `template_dict` until something parses its template, as `has_template` does)."""
+    stack._parse_template()
+    slots: dict[str, Any] = stack.template_dict.get("Parameters", {}) or {}
+    return slots
+
+
+def _given_values(stack: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """Every template parameter's value as given: `values`, else the template's Default."""
+    slots = _slots(stack)
+    return {name: values.get(name, slot.get("Default")) for name, slot in slots.items()}
+
+
+def _previous_as_given(stack: Any, parameters: dict[str, Any]) -> dict[str, Any]:
+    """moto resolved UsePreviousValue to the stack's *resolved* value; put back the value as given.
+    Only an SSM-typed parameter differs: its resolved value (an AMI id) is no parameter path, so
+    only UsePreviousValue can have produced it."""
+    slots = _slots(stack)
+    given = _given_values(stack, stack.parameters or {})
+    fixed = dict(parameters)
+    for name, value in parameters.items():
+        kind = str((slots.get(name) or {}).get("Type", ""))
+        if kind.startswith(_SSM_TYPE) and value == stack.stack_parameters.get(name) != given[name]:
+            fixed[name] = given[name]
+    return fixed
+
+
+def patch_previous_parameter_values() -> None:
+    """AWS: a change set parameter with `UsePreviousValue` keeps the value the stack was given (for
+    an SSM parameter type, the parameter's path, resolved again at execution), and a change set
+    whose template and parameter values (omitted ones at their Default) are the stack's is FAILED
+    with "The submitted information didn't contain changes" (what
+    `aws cloudformation deploy --no-fail-on-empty-changeset` reports as "No changes to deploy").
+
+    moto 5.2 takes the *resolved* value for UsePreviousValue (the AMI id in place of the SSM path)
+    and compares parameters only as literally passed, so such a change set looks changed, and
+    executing it answers HTTP 500 (moto looks the AMI id up as an SSM parameter); a byte-identical
+    template body is even refused with UpdateStack's ValidationError "No updates are to be
+    performed", which CreateChangeSet never answers on AWS. Correction: an UPDATE change set keeps
+    the previous values as given, parameters are compared with their defaults filled in, and
+    CreateChangeSet skips UpdateStack's check.
+    """
+    from moto.cloudformation.models import CloudFormationBackend, Stack
+    from moto.cloudformation.responses import CloudFormationResponse
+
+    backend_cls: Any = CloudFormationBackend
+    stack_cls: Any = Stack
+    if getattr(backend_cls.create_change_set, MARK, False):
+        return
+    original_create = backend_cls.create_change_set
+    original_compare = stack_cls.has_parameters
+
+    def create_change_set(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # moto's response calls this with keywords only.
+        name, parameters = kwargs.get("stack_name"), kwargs.get("parameters")
+        stack = next((s for s in self.stacks.values() if s.name == name), None)
+        if kwargs.get("change_set_type") == "UPDATE" and stack and isinstance(parameters, dict):
+            kwargs["parameters"] = _previous_as_given(stack, parameters)
+        return original_create(self, *args, **kwargs)
+
+    def has_parameters(self: Any, other_parameters: dict[str, Any]) -> bool:
+        return bool(
+            _given_values(self, self.parameters or {}) == _given_values(self, other_parameters)
+        )
+
+    setattr(create_change_set, MARK, True)
+    replace(backend_cls, "create_change_set", original_create, create_change_set)
+    replace(stack_cls, "has_parameters", original_compare, has_parameters)
+    _patch_create_change_set_no_update_check(CloudFormationResponse)
+
+
+def _patch_create_change_set_no_update_check(response_cls: Any) -> None:
+    original_request = response_cls.create_change_set
+    original_check = response_cls._validate_different_update
+
+    def create_change_set(self: Any) -> Any:
+        self._datomic_aws_change_set = True
+        return original_request(self)
+
+    def _validate_different_update(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "_datomic_aws_change_set", False):
+            return None  # CreateChangeSet: an empty change set is FAILED later, not refused
+        return original_check(self, *args, **kwargs)
+
+    replace(response_cls, "create_change_set", original_request, create_change_set)
+    replace(response_cls, "_validate_different_update", original_check, _validate_different_update)
