@@ -1,4 +1,4 @@
-"""The moto corrections the emulated transactors need (datomic_aws/sandbox/moto_fixes.py), in
+"""The moto corrections the emulated transactors need (datomic_aws/sandbox/moto_fixes/), in
 process (`mock_aws`): launch lifecycle hooks honoured (reference §11), hooks created from
 `LifecycleHookSpecificationList`, an instance that powers itself off leaves its group and is
 replaced. Each is shown needed: moto as it is behaves otherwise."""
