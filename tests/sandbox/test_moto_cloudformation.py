@@ -90,3 +90,14 @@ def test_a_real_change_keeps_the_ssm_path_and_executes() -> None:
     assert stack["StackStatus"] == "UPDATE_COMPLETE"
     values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
     assert values == {"ImageId": "ami-12c6146b", "Size": "2"}  # the path resolved again
+
+
+@pytest.mark.usefixtures("patched_moto", "mocked_aws")
+def test_a_change_set_that_passes_every_value_is_left_to_moto() -> None:
+    # Our own change sets never keep a previous value: moto answers them as it always did (here it
+    # compares the SSM path with the resolved AMI id and calls it a change).
+    passed = [
+        {"ParameterKey": "ImageId", "ParameterValue": PATH},
+        {"ParameterKey": "Size", "ParameterValue": "1"},
+    ]
+    assert _stack_and_change_set(passed)["Status"] == "CREATE_COMPLETE"
