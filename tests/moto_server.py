@@ -31,7 +31,7 @@ def main() -> None:
         with contextlib.suppress(OSError):
             os.nice(-10)
     # The corrections that make moto behave like AWS where our flows depend on it (each is
-    # documented in datomic_aws/sandbox/moto_fixes.py); the demo's embedded AWS is the same.
+    # documented in datomic_aws/sandbox/moto_fixes/); the demo's embedded AWS is the same.
     with EmbeddedAws(transactors=args.transactors, settings=settings) as aws:
         print(aws.endpoint.rsplit(":", 1)[1], flush=True)
         sys.stdin.read()

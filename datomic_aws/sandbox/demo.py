@@ -16,14 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Result
 from datomic_aws.errors import UsageError
 from datomic_aws.sandbox.probe import Summary
 
+if TYPE_CHECKING:
+    from datomic_aws.replace import Strategy
+    from datomic_aws.sandbox.embedded import EmbeddedAws
+
 Say = Callable[[str], None]
+Calls = dict[str, Any]
 # A short heartbeat keeps the demo fast: a standby takes over after two missed heartbeats
 # (reference §10), so the worst case is 2 x 0.5 s + 1 s.
 DEMO_HEARTBEAT_MSEC = 500
@@ -70,24 +75,18 @@ def worst_case_gap(heartbeat_msec: int) -> float:
     return 2 * heartbeat_msec / 1000 + 1
 
 
-def _wait_until_serving(aws: Any, endpoint: str, region: str, system: str, group: str) -> None:
+def _wait_until_serving(aws: EmbeddedAws, region: str, system: str, group: str) -> None:
     """As an operator would, start the roll once the first transactor is up: active for a peer,
-    its instance InService."""
-    import boto3
+    its instance InService (read through the one InService poller)."""
+    from datomic_aws.sandbox.probe import InServicePoller
 
-    autoscaling = boto3.client("autoscaling", region_name=region, endpoint_url=endpoint)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])
-        serving = [
-            i
-            for g in groups["AutoScalingGroups"]
-            for i in g["Instances"]
-            if i["LifecycleState"] == "InService"
-        ]
-        if serving and aws.probe.live_active(system) is not None:
-            return
-        time.sleep(0.05)
+    with InServicePoller(aws.endpoint, region, group, interval=0.05) as poller:
+        while time.monotonic() < deadline:
+            latest = poller.latest
+            if latest and latest.in_service and aws.probe.live_active(system) is not None:
+                return
+            time.sleep(0.05)
 
 
 @dataclass(frozen=True)
@@ -141,103 +140,130 @@ def comparison(surge: Roll, terminate: Roll, bound: float) -> list[str]:
     ]
 
 
-def run_demo(directory: str | None, *, out: Say, err: Say, json_output: bool = False) -> int:
-    from datomic_aws import names, render
-    from datomic_aws.deploy import Replacement, apply_dir
-    from datomic_aws.replace import Strategy
-    from datomic_aws.sandbox.embedded import embedded_aws
-    from datomic_aws.sandbox.probe import InServicePoller
-    from datomic_aws.sandbox.transactors import Settings
-    from datomic_aws.stack import Waiting
+class _Demo:
+    """The demo's steps against one embedded AWS: each apply narrated, each roll measured."""
 
-    folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="datomic-aws-demo-"))
-    files = copy_samples(folder)
-    _enable_demo_options(files["transactor.properties"])
-    cf = files["cf.properties"]
-    waiting = Waiting(poll_interval=0.2, heartbeat_interval=30, on_event=lambda m: err(f"   {m}"))
-    started = time.monotonic()
+    def __init__(
+        self, folder: Path, aws: EmbeddedAws, *, out: Say, err: Say, json_output: bool
+    ) -> None:
+        from datomic_aws.stack import Waiting
 
-    def apply(
-        title: str, endpoint: str, strategy: Strategy = "surge"
-    ) -> tuple[Result, dict[str, Any]]:
-        err(f"\n== {title}")
-        ctx = AwsContext(endpoint_url=endpoint)
-        result = apply_dir(ctx, folder, waiting=waiting, replacement=Replacement(strategy=strategy))
+        self.folder = folder
+        self.cf = folder / "cf.properties"
+        self.aws = aws
+        self.out = out
+        self.err = err
+        self.json_output = json_output
+        self.waiting = Waiting(
+            poll_interval=0.2, heartbeat_interval=30, on_event=lambda m: err(f"   {m}")
+        )
+
+    def apply(self, title: str, strategy: Strategy = "surge") -> tuple[Result, dict[str, Any]]:
+        from datomic_aws import render
+        from datomic_aws.deploy import Replacement, apply_dir
+
+        self.err(f"\n== {title}")
+        ctx = AwsContext(endpoint_url=self.aws.endpoint)
+        result = apply_dir(
+            ctx, self.folder, waiting=self.waiting, replacement=Replacement(strategy=strategy)
+        )
         calls = ctx.call_log.as_dict()
-        out(render.to_json(result, calls) if json_output else render.to_text(result).rstrip("\n"))
-        err(f"   AWS calls: {calls['total']} ({calls['mutating']} mutating)")
+        text = render.to_json(result, calls) if self.json_output else render.to_text(result)
+        self.out(text.rstrip("\n"))
+        self.err(f"   AWS calls: {calls['total']} ({calls['mutating']} mutating)")
         return result, calls
 
-    with embedded_aws(transactors=True, settings=Settings(boot_seconds=DEMO_BOOT_SECONDS)) as aws:
-        endpoint = aws.endpoint
-        err(
-            f"Embedded AWS (moto) listening on {endpoint}, every instance running an emulated "
-            f"transactor (heartbeat {DEMO_HEARTBEAT_MSEC} ms, boot {DEMO_BOOT_SECONDS:g} s); "
-            f"demo folder {folder}"
-        )
-        first, _ = apply(
-            f"apply {folder}: table, roles, bucket, configuration, security group, template, stack",
-            endpoint,
-        )
+    def roll(self, first: Result, title: str, strategy: Strategy, note: str) -> Roll:
+        """Edit the instance type, then apply while a peer (the probe) and the poller watch."""
+        from datomic_aws import names
+        from datomic_aws.sandbox.probe import InServicePoller
+
         system = str(first.extra.get("system", ""))
         region = str(first.extra.get("region", "us-east-1"))
         group = names.autoscaling_group(system)
-
-        def roll(title: str, strategy: Strategy, note: str) -> Roll:
-            old_type = _instance_type(cf)
-            new_type = _next_type(old_type)
-            _edit(cf, f"aws-instance-type={old_type}", f"aws-instance-type={new_type}")
-            err(
-                f"\n   (the operator edits cf.properties: aws-instance-type={old_type} -> {new_type}{note})"
-            )
-            _wait_until_serving(aws, endpoint, region, system, group)
-            aws.probe.clear()
-            with InServicePoller(endpoint, region, group) as poller:
-                result, _ = apply(title, endpoint, strategy)
-                # The standby takes over only after two missed heartbeats: let the probe see it.
-                deadline = time.monotonic() + worst_case_gap(DEMO_HEARTBEAT_MSEC) + 1
-                while time.monotonic() < deadline and aws.probe.summary().failovers == 0:
-                    time.sleep(0.05)
-                time.sleep(0.2)
-            return Roll(strategy, result, aws.probe.summary(), tuple(poller.in_service))
-
-        surge = roll("apply again: update the stack, surge-replace the transactor", "surge", "")
-        terminate = roll(
-            "apply --strategy terminate: Datomic's old way, for comparison",
-            "terminate",
-            "; this time replaced the old way, terminate first",
+        old_type = _instance_type(self.cf)
+        new_type = _next_type(old_type)
+        _edit(self.cf, f"aws-instance-type={old_type}", f"aws-instance-type={new_type}")
+        self.err(
+            f"\n   (the operator edits cf.properties: aws-instance-type={old_type} -> {new_type}{note})"
         )
-        third, third_calls = apply("apply once more: nothing to do", endpoint)
+        _wait_until_serving(self.aws, region, system, group)
+        self.aws.probe.clear()
+        with InServicePoller(self.aws.endpoint, region, group) as poller:
+            result, _ = self.apply(title, strategy)
+            # The standby takes over only after two missed heartbeats: let the probe see it.
+            deadline = time.monotonic() + worst_case_gap(DEMO_HEARTBEAT_MSEC) + 1
+            while time.monotonic() < deadline and self.aws.probe.summary().failovers == 0:
+                time.sleep(0.05)
+            time.sleep(0.2)
+        return Roll(strategy, result, self.aws.probe.summary(), tuple(poller.in_service))
 
-    roll_ = surge.summary
+
+def _converged(first: Result, surge: Roll, terminate: Roll, third: Result, calls: Calls) -> bool:
+    roll = surge.summary
     low = surge.floor
-    bound = worst_case_gap(DEMO_HEARTBEAT_MSEC)
-    ok = (
+    return bool(
         first.pending
         and surge.replaced
         and terminate.replaced
         and not third.pending
-        and third_calls["mutating"] == 0
+        and calls["mutating"] == 0
         and low is not None
         and low >= 1
-        and roll_.race_losses == 0
-        and roll_.failovers <= 1
-        and roll_.longest_gap <= bound
+        and roll.race_losses == 0
+        and roll.failovers <= 1
+        and roll.longest_gap <= worst_case_gap(DEMO_HEARTBEAT_MSEC)
     )
-    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(roll_.exit_reasons.items()))
-    err(
-        f"\nAvailability of the roll, as a peer saw it ({roll_.samples} samples): the longest "
-        f"interval without an active transactor was {roll_.longest_gap:.2f} s (total "
-        f"{roll_.total_gap:.2f} s; Datomic's bound 2 x heartbeat + 1 s = {bound:.1f} s), "
-        f"{roll_.failovers} failover(s), {roll_.exits} transactor exit(s)"
-        f"{f' ({reasons})' if reasons else ''}, {roll_.race_losses} lost takeover race(s)."
-    )
-    err(
-        f"InService floor: during the update the group never had fewer than {low} "
+
+
+def _availability(surge: Roll, terminate: Roll, calls: Calls) -> list[str]:
+    """The closing narration: the surge roll as a peer saw it, then both rolls side by side."""
+    roll = surge.summary
+    bound = worst_case_gap(DEMO_HEARTBEAT_MSEC)
+    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(roll.exit_reasons.items()))
+    return [
+        f"\nAvailability of the roll, as a peer saw it ({roll.samples} samples): the longest "
+        f"interval without an active transactor was {roll.longest_gap:.2f} s (total "
+        f"{roll.total_gap:.2f} s; Datomic's bound 2 x heartbeat + 1 s = {bound:.1f} s), "
+        f"{roll.failovers} failover(s), {roll.exits} transactor exit(s)"
+        f"{f' ({reasons})' if reasons else ''}, {roll.race_losses} lost takeover race(s).",
+        f"InService floor: during the update the group never had fewer than {surge.floor} "
         f"transactor(s) in service ({len(surge.in_service)} samples); the no-op run made "
-        f"{third_calls['total']} AWS calls, none of them writes."
-    )
-    for line in comparison(surge, terminate, bound):
+        f"{calls['total']} AWS calls, none of them writes.",
+        *comparison(surge, terminate, bound),
+    ]
+
+
+def run_demo(directory: str | None, *, out: Say, err: Say, json_output: bool = False) -> int:
+    from datomic_aws.sandbox.embedded import embedded_aws
+    from datomic_aws.sandbox.transactors import Settings
+
+    folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="datomic-aws-demo-"))
+    files = copy_samples(folder)
+    _enable_demo_options(files["transactor.properties"])
+    started = time.monotonic()
+    with embedded_aws(transactors=True, settings=Settings(boot_seconds=DEMO_BOOT_SECONDS)) as aws:
+        demo = _Demo(folder, aws, out=out, err=err, json_output=json_output)
+        err(
+            f"Embedded AWS (moto) listening on {aws.endpoint}, every instance running an emulated "
+            f"transactor (heartbeat {DEMO_HEARTBEAT_MSEC} ms, boot {DEMO_BOOT_SECONDS:g} s); "
+            f"demo folder {folder}"
+        )
+        first, _ = demo.apply(
+            f"apply {folder}: table, roles, bucket, configuration, security group, template, stack"
+        )
+        surge = demo.roll(
+            first, "apply again: update the stack, surge-replace the transactor", "surge", ""
+        )
+        terminate = demo.roll(
+            first,
+            "apply --strategy terminate: Datomic's old way, for comparison",
+            "terminate",
+            "; this time replaced the old way, terminate first",
+        )
+        third, third_calls = demo.apply("apply once more: nothing to do")
+    ok = _converged(first, surge, terminate, third, third_calls)
+    for line in _availability(surge, terminate, third_calls):
         err(line)
     err(f"{time.monotonic() - started:.1f} s in all.")
     err(

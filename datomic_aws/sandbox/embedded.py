@@ -1,13 +1,18 @@
 """The embedded AWS: moto (with the corrections) on 127.0.0.1, optionally running transactors.
 
 Owns `EmbeddedAws` (the server the demo and tests/moto_server.py both start), its control API for
-tests on the same port (`/_sandbox/...`, JSON; `SandboxControl` is its client), the reset that
+tests on the same port (`/_sandbox/...`, JSON; `SandboxControl` is its client), the record of the
+requests it served (`request_log`), the reset that
 also stops every emulated transactor and clears the probe, `masked_aws_environment` (throw-away
 credentials while the demo runs).
 
 It listens on 127.0.0.1 only (never 0.0.0.0) and never talks to real AWS.
 
-Control API (only with transactors on; 404 otherwise):
+Control API, always on:
+  GET  /_sandbox/requests         the AWS requests served (request_log.Seen): what the benchmark
+                                  reads to show that a no-op command asks nothing twice
+  POST /_sandbox/requests/clear   start a new record
+Control API, only with transactors on (404 otherwise):
   GET  /_sandbox/transactors      every emulated transactor's state
   GET  /_sandbox/settings         POST it with a JSON object to change boot_seconds,
                                   ready_deadline, die_at_start (next N boots), never_ready (next N)
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws.errors import UsageError
+from datomic_aws.sandbox.request_log import RequestLog
 
 _FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "demo",
@@ -76,6 +82,7 @@ class EmbeddedAws:
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.emulation: Any = None
         self.probe: Any = None
+        self.requests = RequestLog()
         if transactors:
             from datomic_aws.sandbox.probe import Probe
             from datomic_aws.sandbox.transactors import Emulation
@@ -128,9 +135,16 @@ class EmbeddedAws:
         if path.rstrip("/") == "/moto-api/reset" and method == "POST":
             # Before moto forgets the instances: no transactor may act on the new state.
             self.reset()
+        self.requests.record(environ)
         return self._moto_app(environ, start_response)
 
     def _control(self, method: str, route: str, environ: dict[str, Any]) -> tuple[str, Any]:
+        route = route.strip("/")
+        if route == "requests" and method == "GET":
+            return "200 OK", [seen.as_dict() for seen in self.requests.entries()]
+        if route == "requests/clear" and method == "POST":
+            self.requests.clear()
+            return "200 OK", {}
         if self.emulation is None:
             return "404 Not Found", {"error": "this embedded AWS runs no transactors"}
         route = route.strip("/")
@@ -190,6 +204,14 @@ class SandboxControl:
 
     def clear_probe(self) -> None:
         self._call("POST", f"{CONTROL}probe/clear", {})
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The AWS requests served since the last `clear_requests` (request_log.Seen, as dicts)."""
+        result: list[dict[str, Any]] = self._call("GET", f"{CONTROL}requests")
+        return result
+
+    def clear_requests(self) -> None:
+        self._call("POST", f"{CONTROL}requests/clear", {})
 
     def reset(self) -> None:
         self._call("POST", "/moto-api/reset", {})

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from datomic_aws.sandbox.transactors import CLOCK, LOST_RACE, Emulation, Exit
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling.client import AutoScalingClient
+    from mypy_boto3_autoscaling.type_defs import AutoScalingGroupTypeDef
 
 
 @dataclass(frozen=True)
@@ -184,18 +188,32 @@ class InServiceSample(NamedTuple):
     in_service: int  # InService and Healthy
 
 
-class InServicePoller:
-    """Reads a group every `interval` seconds from a thread (its own client) while a command runs:
-    `samples` of (desired, in service). Use as a context manager; `error` holds what stopped it."""
+def serving_count(group: AutoScalingGroupTypeDef) -> int:
+    """A group's instances that serve: InService and Healthy (what the replacement floor counts)."""
+    return sum(
+        1
+        for i in group["Instances"]
+        if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
+    )
 
-    def __init__(self, endpoint: str, region: str, group: str, *, interval: float = 0.02) -> None:
+
+class InServicePoller:
+    """Reads groups every `interval` seconds from a thread (its own client) while a command runs:
+    `samples` of (desired, in service) of the first group, `seen` of every named group found at
+    each read (a group missing from a read was gone). Use as a context manager; `error` holds what
+    stopped it. The one InService poller of the sandbox, its tests and the benchmark."""
+
+    def __init__(self, endpoint: str, region: str, *groups: str, interval: float = 0.02) -> None:
         import boto3
 
-        self._client = boto3.client("autoscaling", region_name=region, endpoint_url=endpoint)
-        self._group = group
+        self._client: AutoScalingClient = boto3.client(
+            "autoscaling", region_name=region, endpoint_url=endpoint
+        )
+        self._groups = list(groups)
         self._interval = interval
         self._stop = threading.Event()
         self.samples: list[InServiceSample] = []
+        self.seen: list[dict[str, InServiceSample]] = []
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -203,19 +221,26 @@ class InServicePoller:
     def in_service(self) -> list[int]:
         return [s.in_service for s in self.samples]
 
+    @property
+    def latest(self) -> InServiceSample | None:
+        """The first group's last sample (None before the first read, or while it does not exist)."""
+        return self.seen[-1].get(self._groups[0]) if self.seen else None
+
+    def _read(self) -> None:
+        found = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=self._groups)
+        seen = {
+            g["AutoScalingGroupName"]: InServiceSample(g["DesiredCapacity"], serving_count(g))
+            for g in found["AutoScalingGroups"]
+        }
+        first = seen.get(self._groups[0])
+        if first is not None:
+            self.samples.append(first)
+        self.seen.append(seen)
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                groups = self._client.describe_auto_scaling_groups(
-                    AutoScalingGroupNames=[self._group]
-                )["AutoScalingGroups"]
-                if groups:
-                    serving = sum(
-                        1
-                        for i in groups[0]["Instances"]
-                        if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
-                    )
-                    self.samples.append(InServiceSample(groups[0]["DesiredCapacity"], serving))
+                self._read()
                 self._stop.wait(self._interval)
         except BaseException as exc:  # reported by the caller after the run
             self.error = exc

@@ -23,16 +23,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from datomic_aws import names
 from datomic_aws.sandbox import moto_fixes
+from datomic_aws.sandbox.storage import DynamoStorage, MemoryStorage, Record, Storage
+
+if TYPE_CHECKING:
+    import boto3.session
+    from mypy_boto3_autoscaling.client import AutoScalingClient
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ec2.client import EC2Client
+    from mypy_boto3_ssm.client import SSMClient
 
 # The constants the rendered boot script keeps one per line (the shared user data layout).
 _CONSTANT = re.compile(r"^readonly ([A-Z][A-Z0-9_]*)='((?:[^']|'\"'\"')*)'[ \t]*$", re.MULTILINE)
 DEFAULT_HEARTBEAT_MSEC = 5000
-# The emulation's own heartbeat item (Datomic's storage layout is private to Datomic).
-HEARTBEAT_KEY = "datomic-aws-sandbox:transactor-heartbeat"
 
 # Why an emulated transactor exited (the probe counts them).
 LOST_RACE = "lost takeover race"
@@ -110,86 +116,6 @@ class Settings:
     never_ready: int = 0  # the next N boots: alive, but /health never answers
 
 
-@dataclass(frozen=True)
-class Record:
-    """The heartbeat item: who is active, its heartbeat count, and when it last wrote (wall time)."""
-
-    owner: str
-    seq: int
-    stamp: float
-
-
-class Storage(Protocol):
-    def read(self) -> Record | None: ...
-
-    def write(self, new: Record, expected: Record | None) -> bool:
-        """Conditional write: only if the item is still `expected` (absent when None)."""
-        ...
-
-
-class MemoryStorage:
-    """An in-memory lease for protocols other than ddb."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._record: Record | None = None
-
-    def read(self) -> Record | None:
-        with self._lock:
-            return self._record
-
-    def write(self, new: Record, expected: Record | None) -> bool:
-        with self._lock:
-            if self._record != expected:
-                return False
-            self._record = new
-            return True
-
-
-class DynamoStorage:
-    """The heartbeat item in the system's DynamoDB table, written with conditional PutItems."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self._client = client
-        self._table = table
-
-    def read(self) -> Record | None:
-        item = self._client.get_item(
-            TableName=self._table, Key={"id": {"S": HEARTBEAT_KEY}}, ConsistentRead=True
-        ).get("Item")
-        if not item:
-            return None
-        return Record(item["owner"]["S"], int(item["seq"]["N"]), float(item["stamp"]["N"]))
-
-    def write(self, new: Record, expected: Record | None) -> bool:
-        from botocore.exceptions import ClientError
-
-        item = {
-            "id": {"S": HEARTBEAT_KEY},
-            "owner": {"S": new.owner},
-            "seq": {"N": str(new.seq)},
-            "stamp": {"N": repr(new.stamp)},
-        }
-        if expected is None:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(id)"}
-        else:
-            condition = {
-                "ConditionExpression": "#o = :o AND #s = :s",
-                "ExpressionAttributeNames": {"#o": "owner", "#s": "seq"},
-                "ExpressionAttributeValues": {
-                    ":o": {"S": expected.owner},
-                    ":s": {"N": str(expected.seq)},
-                },
-            }
-        try:
-            self._client.put_item(TableName=self._table, Item=item, **condition)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-
 @dataclass
 class Exit:
     at: float  # CLOCK.now()
@@ -220,7 +146,7 @@ class Emulation:
         self.systems: dict[str, SystemView] = {}
         self._memory: dict[str, MemoryStorage] = {}
         self.on_exit: Callable[[Exit], None] | None = None
-        self._session: Any = None
+        self._session: boto3.session.Session | None = None
         self._session_lock = threading.Lock()
 
     def install(self) -> None:
@@ -273,14 +199,11 @@ class Emulation:
             self._memory = {}
             self.settings = replace(self.defaults)
 
-    def storage_for(
-        self, config: dict[str, str], client: Callable[[str, str], Any], system: str
-    ) -> Storage:
-        """`client(service, region)` builds a client on the embedded endpoint."""
+    def storage_for(self, config: dict[str, str], system: str) -> Storage:
         with self._lock:
             if config.get("protocol") == "ddb" and config.get("aws-dynamodb-table"):
                 region = config.get("aws-dynamodb-region") or "us-east-1"
-                return DynamoStorage(client("dynamodb", region), config["aws-dynamodb-table"])
+                return DynamoStorage(self.dynamodb(region), config["aws-dynamodb-table"])
             return self._memory.setdefault(system, MemoryStorage())
 
     def register_system(self, system: str, view: SystemView) -> None:
@@ -293,20 +216,43 @@ class Emulation:
         if self.on_exit is not None:
             self.on_exit(event)
 
-    def client(self, service: str, region: str) -> Any:
-        """A client on the embedded endpoint, never anywhere else. One session for every
-        transactor (client creation is fast from a warm session, and not thread safe)."""
+    def _session_(self) -> boto3.session.Session:
+        """One session for every transactor (client creation is fast from a warm session, and
+        not thread safe); clients on the embedded endpoint only, never anywhere else."""
         import boto3
 
+        if self._session is None:
+            # Throw-away credentials: the embedded endpoint accepts any; no real ones are read.
+            self._session = boto3.session.Session(
+                aws_access_key_id="sandbox",
+                aws_secret_access_key="sandbox",
+                aws_session_token="sandbox",
+            )
+        return self._session
+
+    def ssm(self, region: str) -> SSMClient:
         with self._session_lock:
-            if self._session is None:
-                # Throw-away credentials: the embedded endpoint accepts any; no real ones are read.
-                self._session = boto3.session.Session(
-                    aws_access_key_id="sandbox",
-                    aws_secret_access_key="sandbox",
-                    aws_session_token="sandbox",
-                )
-            return self._session.client(service, region_name=region, endpoint_url=self.endpoint_url)
+            return self._session_().client(
+                "ssm", region_name=region, endpoint_url=self.endpoint_url
+            )
+
+    def dynamodb(self, region: str) -> DynamoDBClient:
+        with self._session_lock:
+            return self._session_().client(
+                "dynamodb", region_name=region, endpoint_url=self.endpoint_url
+            )
+
+    def autoscaling(self, region: str) -> AutoScalingClient:
+        with self._session_lock:
+            return self._session_().client(
+                "autoscaling", region_name=region, endpoint_url=self.endpoint_url
+            )
+
+    def ec2(self, region: str) -> EC2Client:
+        with self._session_lock:
+            return self._session_().client(
+                "ec2", region_name=region, endpoint_url=self.endpoint_url
+            )
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -345,7 +291,8 @@ class Transactor:
         self._thread = threading.Thread(
             target=self._main, name=f"transactor-{self.instance_id}", daemon=True
         )
-        self._clients: dict[str, Any] = {}
+        self._asg: AutoScalingClient | None = None
+        self._ec2_client: EC2Client | None = None
         self._instance: Any = None
 
     # --- what the outside sees ---
@@ -406,11 +353,15 @@ class Transactor:
             if not self._stop.is_set():
                 self._exit(f"{BROKEN}: {type(exc).__name__}")
 
-    def _client(self, service: str, region: str) -> Any:
-        key = f"{service}@{region}"
-        if key not in self._clients:
-            self._clients[key] = self.emulation.client(service, region)
-        return self._clients[key]
+    def _autoscaling(self) -> AutoScalingClient:
+        if self._asg is None:
+            self._asg = self.emulation.autoscaling(self.launched.region)
+        return self._asg
+
+    def _ec2(self) -> EC2Client:
+        if self._ec2_client is None:
+            self._ec2_client = self.emulation.ec2(self.launched.region)
+        return self._ec2_client
 
     def _boot(self) -> None:
         started = self.state.started
@@ -422,14 +373,14 @@ class Transactor:
             return
         self.state.system = constants.get("SYSTEM", "")
         # The configuration, as the boot script fetches it (SecureString, decrypted).
-        ssm = self._client("ssm", constants.get("CONFIG_REGION") or self.launched.region)
+        ssm = self.emulation.ssm(constants.get("CONFIG_REGION") or self.launched.region)
         parameter = ssm.get_parameter(Name=constants["SSM_PARAMETER"], WithDecryption=True)
         import javaproperties
 
         config: dict[str, str] = javaproperties.loads(parameter["Parameter"]["Value"])
         heartbeat = int(config.get("heartbeat-interval-msec") or DEFAULT_HEARTBEAT_MSEC) / 1000
         self.state.heartbeat = heartbeat
-        storage = self.emulation.storage_for(config, self._client, self.state.system)
+        storage = self.emulation.storage_for(config, self.state.system)
         self.emulation.register_system(self.state.system, SystemView(storage, heartbeat))
 
         self.state.alive = True
@@ -500,7 +451,7 @@ class Transactor:
 
         # No pending action any more: the boot script logs it and carries on.
         with contextlib.suppress(ClientError):
-            self._client("autoscaling", self.launched.region).complete_lifecycle_action(
+            self._autoscaling().complete_lifecycle_action(
                 AutoScalingGroupName=self.launched.group,
                 LifecycleHookName=hook,
                 InstanceId=self.instance_id,
@@ -514,7 +465,7 @@ class Transactor:
         from botocore.exceptions import ClientError
 
         with contextlib.suppress(ClientError):  # the instance went meanwhile
-            self._client("ec2", self.launched.region).create_tags(
+            self._ec2().create_tags(
                 Resources=[self.instance_id], Tags=[{"Key": names.TAG_ROLE, "Value": role}]
             )
 

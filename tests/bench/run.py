@@ -1,4 +1,6 @@
-"""Benchmark: AWS calls per command, apply wall time, --help start-up, InService during updates.
+"""Benchmark: AWS calls per command, reads asked twice, apply wall time side by side with
+`aws cloudformation deploy`, --help start-up side by side with `import boto3`, InService during
+updates.
 
 Usage (from the repository root, after `pip install -e '.[test]'`):
 
@@ -8,8 +10,9 @@ Usage (from the repository root, after `pip install -e '.[test]'`):
 Runs the real `datomic-aws` process against a moto server it starts itself (tests/moto_server.py,
 in its own process, with the sandbox corrections), reset with POST /moto-api/reset between
 scenarios. Never touches real AWS: every AWS_* variable of the caller is dropped and replaced with
-fake credentials and the local endpoint. Exits 1 when a goal of issue 5 (Deliver 2) is not met,
-2 when a command of the benchmark itself fails.
+fake credentials and the local endpoint. Exits 1 when a goal (issue 5 Deliver 2, issue 12 Deliver
+7) is not met, 2 when a command of the benchmark itself fails. The AWS CLI for the side-by-side
+no-op comes from the `bench` extra (see tests/bench/paired.py); without it that goal fails.
 
 Not part of the default test run: pytest collects only test_*.py files.
 """
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +40,7 @@ SAMPLES = REPO / "config_samples"
 sys.path.insert(0, str(REPO / "tools"))
 
 from measure_help import HelpTiming, datomic_aws_command, measure  # noqa: E402
+from paired import NoopComparison, compare_noop  # noqa: E402
 
 from datomic_aws.aws import is_mutating  # noqa: E402
 
@@ -43,10 +48,12 @@ REGION = "us-east-1"
 POLL = ["--poll-interval", "0.1"]
 NEW_TYPE = "m7i.xlarge"
 
-# Goals of issue 5, Deliver 2.
+# Goals of issue 5 (Deliver 2) and issue 12 (Deliver 7: one read per verified attribute, 22 for a
+# no-op apply of the samples; faster than the paired `aws cloudformation deploy` no-op).
 MAX_NOOP_ENSURE_TRANSACTOR_CALLS = 20
-MAX_NOOP_APPLY_CALLS = 45
+MAX_NOOP_APPLY_CALLS = 22
 MAX_NOOP_APPLY_SECONDS = 2.0
+MAX_NOOP_APPLY_RATIO = 1.0
 MAX_HELP_RATIO = 0.5
 
 
@@ -98,6 +105,17 @@ class MotoServer:
             raise BenchFailure(f"the moto server did not start; see {log}")
         self.endpoint = f"http://127.0.0.1:{int(line)}"
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The AWS requests the server served since `clear_requests` (sandbox.request_log)."""
+        from datomic_aws.sandbox.embedded import SandboxControl
+
+        return SandboxControl(self.endpoint).requests()
+
+    def clear_requests(self) -> None:
+        from datomic_aws.sandbox.embedded import SandboxControl
+
+        SandboxControl(self.endpoint).clear_requests()
+
     def reset(self) -> None:
         req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -144,7 +162,7 @@ class Run:
 
 class Cli:
     def __init__(self, env: dict[str, str]) -> None:
-        self._env = env
+        self.env = env
         self._cmd = datomic_aws_command()
 
     def __call__(self, label: str, *args: str) -> Run:
@@ -153,7 +171,7 @@ class Cli:
             [*self._cmd, "--output", "json", *args],
             capture_output=True,
             text=True,
-            env=self._env,
+            env=self.env,
             stdin=subprocess.DEVNULL,
             timeout=600,
         )
@@ -234,6 +252,21 @@ class CommandCalls:
     first: Run
     noop: Run
     note: str = ""
+    # The no-op run's read requests the server saw more than once with the same parameters
+    # ("service:Operation" -> how many times it was asked again).
+    repeated: dict[str, int] = field(default_factory=dict)
+
+
+def repeated_reads(seen: list[dict[str, Any]]) -> dict[str, int]:
+    """Read requests asked more than once with the same parameters: the same attribute read twice."""
+    asked = Counter(
+        (s["service"], s["region"], s["operation"], s["parameters"]) for s in seen if s["read"]
+    )
+    again: Counter[str] = Counter()
+    for (service, _region, operation, _parameters), n in asked.items():
+        if n > 1:
+            again[f"{service}:{operation}"] += n - 1
+    return dict(sorted(again.items()))
 
 
 @dataclass
@@ -256,6 +289,7 @@ class Results:
     first_apply: list[float] = field(default_factory=list)
     noop_apply: list[Run] = field(default_factory=list)
     help: HelpTiming | None = None
+    noop_pair: NoopComparison | None = None
     polls: list[Poll] = field(default_factory=list)
 
 
@@ -271,9 +305,14 @@ def measure_calls(cli: Cli, server: MotoServer, root: Path, res: Results) -> Non
 
     def pair(command: str, *args: str, note: str = "") -> None:
         first = cli(f"{command} (first)", command, *args)
+        server.clear_requests()
         noop = cli(f"{command} (no-op)", command, *args)
-        res.commands.append(CommandCalls(command, first, noop, note))
-        say(f"   {command}: first {first.total} calls, no-op {noop.total}")
+        repeated = repeated_reads(server.requests())
+        res.commands.append(CommandCalls(command, first, noop, note, repeated))
+        say(
+            f"   {command}: first {first.total} calls, no-op {noop.total}"
+            + (f" (asked again: {fmt_counts(repeated)})" if repeated else "")
+        )
 
     pair("ensure-transactor", tp, note="log bucket and CloudWatch metrics on")
     pair("ensure-cf", cf)
@@ -309,6 +348,33 @@ def measure_apply_times(cli: Cli, server: MotoServer, root: Path, res: Results, 
         run = cli("apply (no-op)", "apply", str(folder), *POLL)
         res.noop_apply.append(run)
         say(f"   no-op apply {i + 1}: {run.seconds:.2f} s, {run.total} calls")
+
+
+def measure_noop_pair(cli: Cli, server: MotoServer, root: Path, res: Results, pairs: int) -> None:
+    say(f"== no-op apply vs aws cloudformation deploy, {pairs} pairs, alternating")
+    server.reset()
+    folder = fresh_folder(root, "paired")
+    cli("apply (first)", "apply", str(folder), *POLL)
+    stack = prop(folder / "cf.properties", "aws-stack-name")
+
+    def ours() -> float:
+        run = cli("apply (no-op)", "apply", str(folder), *POLL)
+        if run.changed or run.mutating:
+            raise RuntimeError(f"the paired apply was no no-op: {run.doc}")
+        return run.seconds
+
+    res.noop_pair = compare_noop(
+        ours, cli.env, server.endpoint, REGION, stack, folder / "cf.json", pairs
+    )
+    p = res.noop_pair.paired
+    say(
+        f"   {res.noop_pair.aws_cli}: "
+        + (
+            f"apply {p.ours_median:.2f} s, aws {p.theirs_median:.2f} s, ratio {p.ratio:.2f}"
+            if p
+            else f"not measured: {res.noop_pair.error}"
+        )
+    )
 
 
 def measure_inservice(cli: Cli, server: MotoServer, root: Path, res: Results) -> None:
@@ -393,6 +459,7 @@ def goals(res: Results) -> list[Goal]:
             f"{et} calls",
             et <= MAX_NOOP_ENSURE_TRANSACTOR_CALLS,
         ),
+        reads_goal(res),
         Goal(
             f"no-op apply <= {MAX_NOOP_APPLY_CALLS} AWS calls",
             f"{ap} calls (most of {1 + len(res.noop_apply)} runs)",
@@ -404,15 +471,50 @@ def goals(res: Results) -> list[Goal]:
             med < MAX_NOOP_APPLY_SECONDS,
         ),
     ]
+    out.append(pair_goal(res.noop_pair))
     if res.help is not None:
         out.append(
             Goal(
-                f"datomic-aws --help < {MAX_HELP_RATIO:g} x import boto3",
-                f"{res.help.help_ms:.0f} ms / {res.help.boto_ms:.0f} ms = {res.help.ratio:.2f}",
+                f"datomic-aws --help < {MAX_HELP_RATIO:g} x import boto3 (paired runs)",
+                f"{res.help.help_ms:.0f} ms / {res.help.boto_ms:.0f} ms = {res.help.ratio:.2f} "
+                f"(medians of {res.help.runs} pairs)",
                 res.help.ratio < MAX_HELP_RATIO,
             )
         )
     return out
+
+
+def reads_goal(res: Results) -> Goal:
+    repeats = [f"{c.command}: {fmt_counts(c.repeated)}" for c in res.commands if c.repeated]
+    return Goal(
+        "no command reads the same attribute twice (a no-op run sends each read request once)",
+        "asked again: " + "; ".join(repeats)
+        if repeats
+        else f"{len(res.commands)} no-op runs, no read request sent twice",
+        not repeats,
+    )
+
+
+def pair_goal(pair: NoopComparison | None) -> Goal:
+    text = (
+        f"no-op apply faster than aws cloudformation deploy "
+        f"(ratio < {MAX_NOOP_APPLY_RATIO:g}, paired runs)"
+    )
+    if pair is None:
+        return Goal(text, "not run", False)
+    p = pair.paired
+    if p is None:
+        return Goal(text, f"not measured: {pair.error}", False)
+    return Goal(
+        text,
+        f"{p.ours_median:.2f} s / {p.theirs_median:.2f} s = {p.ratio:.2f} "
+        f"(medians of {p.pairs} pairs; pair by pair {p.pair_ratio:.2f})",
+        p.ratio < MAX_NOOP_APPLY_RATIO,
+    )
+
+
+def fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in counts.items())
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -499,6 +601,30 @@ def render(res: Results, markdown: bool) -> str:
         rows.append(["mutating", "", str(c.first.mutating), str(c.noop.mutating)])
         out.append(table(["operation", "kind", "first", "no-op"], rows, markdown, right=2))
 
+    out.append(h(3, "Reads of a no-op run"))
+    out.append(
+        table(
+            ["command", "operations called more than once", "same request again", "no-op calls"],
+            [
+                [
+                    code(c.command),
+                    fmt_counts({op: n for op, n in c.noop.calls["by_operation"].items() if n > 1})
+                    or "-",
+                    fmt_counts(c.repeated) or "-",
+                    str(c.noop.total),
+                ]
+                for c in res.commands
+            ],
+            markdown,
+            right=3,
+        )
+    )
+    out.append(
+        "An operation called more than once may read different resources (two roles); the last "
+        "column counts the read requests the moto server received again with the same "
+        "parameters during the no-op run (the same attribute read twice).\n"
+    )
+
     out.append(h(3, "Wall time of apply"))
     fa = res.first_apply
     na = [r.seconds for r in res.noop_apply]
@@ -525,16 +651,18 @@ def render(res: Results, markdown: bool) -> str:
         )
     )
 
+    out.append(render_pair(res.noop_pair, markdown, h, code))
     if res.help is not None:
-        out.append(h(3, "Start-up"))
+        out.append(h(3, "Start-up, side by side"))
         t = res.help
         out.append(
             table(
-                ["command", f"median of {t.runs} (ms)"],
+                ["command", f"median of {t.runs} paired runs (ms)"],
                 [
                     [code("datomic-aws --help"), f"{t.help_ms:.0f}"],
                     [code('python -c "import boto3"'), f"{t.boto_ms:.0f}"],
-                    ["ratio", f"{t.ratio:.2f}"],
+                    ["ratio (datomic-aws / import boto3)", f"{t.ratio:.2f}"],
+                    ["median of the pair-by-pair ratios", f"{t.paired.pair_ratio:.2f}"],
                 ],
                 markdown,
             )
@@ -580,7 +708,7 @@ def render(res: Results, markdown: bool) -> str:
         "count says how many looks it had (about 5 of them before the update starts).\n"
     )
 
-    out.append(h(3, "Goals (issue 5, Deliver 2)"))
+    out.append(h(3, "Goals (issue 5 Deliver 2, issue 12 Deliver 7)"))
     gs = goals(res)
     out.append(
         table(
@@ -597,6 +725,48 @@ def render(res: Results, markdown: bool) -> str:
     return "\n".join(out)
 
 
+def render_pair(
+    pair: NoopComparison | None,
+    markdown: bool,
+    h: Callable[[int, str], str],
+    code: Callable[[str], str],
+) -> str:
+    out = [h(3, "No-op apply side by side with aws cloudformation deploy")]
+    if pair is None or pair.paired is None:
+        why = "not run" if pair is None else f"{pair.aws_cli}: {pair.error}"
+        out.append(f"Not measured ({why}).\n")
+        return "\n".join(out)
+    p = pair.paired
+
+    def row(name: str, times: tuple[float, ...]) -> list[str]:
+        return [
+            name,
+            f"{statistics.median(times):.2f}",
+            f"{min(times):.2f}",
+            f"{max(times):.2f}",
+        ]
+
+    out.append(
+        table(
+            ["run (same stack, template and moto server)", "median (s)", "min (s)", "max (s)"],
+            [
+                row(code("datomic-aws apply"), p.ours),
+                row(code("aws cloudformation deploy --no-fail-on-empty-changeset"), p.theirs),
+                ["ratio of medians (datomic-aws / aws)", f"{p.ratio:.2f}", "", ""],
+                ["median of the pair-by-pair ratios", f"{p.pair_ratio:.2f}", "", ""],
+            ],
+            markdown,
+        )
+    )
+    out.append(
+        f"{p.pairs} pairs after one warm-up of each, alternating which runs first; the AWS CLI: "
+        f"{code(pair.aws_cli)}. Both are no-ops: the apply reports no change and no write, the "
+        f"deploy answers {code('No changes to deploy')}. The deploy only compares the template "
+        "and parameters of one stack; the apply also verifies every other resource.\n"
+    )
+    return "\n".join(out)
+
+
 def fmt_load(load: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.2f}" for x in load)
 
@@ -608,7 +778,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print the results as markdown")
     parser.add_argument("--apply-runs", type=int, default=5, metavar="N", help="default 5")
-    parser.add_argument("--help-runs", type=int, default=21, metavar="N", help="default 21")
+    parser.add_argument(
+        "--help-runs", type=int, default=21, metavar="N", help="pairs of --help / import boto3"
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=5,
+        metavar="N",
+        help="pairs of no-op apply / aws cloudformation deploy (default 5)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args(argv)
 
@@ -625,6 +804,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Callable[[], None]] = [
         lambda: measure_calls(cli, server, scratch, res),
         lambda: measure_apply_times(cli, server, scratch, res, args.apply_runs),
+        lambda: measure_noop_pair(cli, server, scratch, res, args.pairs),
         lambda: measure_inservice(cli, server, scratch, res),
     ]
     try:
@@ -644,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(scratch, ignore_errors=True)
-    say(f"== datomic-aws --help vs import boto3, median of {args.help_runs}")
+    say(f"== datomic-aws --help vs import boto3, {args.help_runs} pairs, alternating")
     res.help = measure(args.help_runs)
     res.load["end"] = load_now()
     sys.stdout.write(render(res, args.markdown))

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
 from datomic_aws import names
+from datomic_aws.sandbox.probe import InServicePoller, InServiceSample
 from tests.cli.conftest import Proxy
 from tests.datomic_era import create_datomic_stack
 
@@ -174,41 +174,17 @@ def test_a_stack_or_group_tagged_for_another_system_is_refused_even_with_adopt(
     assert proxy.mutating() == [], proxy.requests
 
 
-class GroupPoller:
-    """Every ~20 ms: (old group exists, its InService count, the new group's InService count)."""
-
-    def __init__(self, boto: Any, old: str) -> None:
-        self.asg = boto("autoscaling")
-        self.old = old
-        self.samples: list[tuple[bool, int, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.old, GROUP])
-            serving = {
-                g["AutoScalingGroupName"]: sum(
-                    1 for i in g["Instances"] if i["LifecycleState"] == "InService"
-                )
-                for g in found["AutoScalingGroups"]
-            }
-            self.samples.append(
-                (self.old in serving, serving.get(self.old, 0), serving.get(GROUP, 0))
-            )
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> GroupPoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+def _old_and_new(poller: InServicePoller, old: str) -> list[tuple[bool, int, int]]:
+    """Each read: (old group exists, its InService count, the new group's InService count)."""
+    none = InServiceSample(0, 0)
+    return [
+        (old in seen, seen.get(old, none).in_service, seen.get(GROUP, none).in_service)
+        for seen in poller.seen
+    ]
 
 
 def test_a_datomic_era_stack_is_migrated_by_update_stack_adopt_without_a_gap(
-    cli: Any, boto: Any, proxy: Proxy, tmp_path: Path
+    cli: Any, boto: Any, proxy: Proxy, tmp_path: Path, endpoint: str
 ) -> None:
     old = create_datomic_stack(boto("cloudformation"), boto("ec2"), STACK)
     template = _prepared(cli, _folder(tmp_path))
@@ -245,7 +221,7 @@ def test_a_datomic_era_stack_is_migrated_by_update_stack_adopt_without_a_gap(
 
     # moto applies each update at once; answering late lets the poller see the state after each.
     proxy.delays["ExecuteChangeSet"] = 0.5
-    with GroupPoller(boto, old) as poller:
+    with InServicePoller(endpoint, REGION, old, GROUP) as poller:
         run = _ok(
             cli(
                 "--output",
@@ -276,7 +252,7 @@ def test_a_datomic_era_stack_is_migrated_by_update_stack_adopt_without_a_gap(
     assert doc["aws_calls"]["by_operation"]["cloudformation:ExecuteChangeSet"] == 2
     assert f"group {GROUP} is in service; removing LaunchConfig, LaunchGroup" in run.stderr
 
-    samples = poller.samples
+    samples = _old_and_new(poller, old)
     assert len(samples) > 20
     # Never a moment without an InService transactor; the new one was InService while the old
     # group still ran, and the old group went only after that.

@@ -1,4 +1,4 @@
-"""The moto corrections the emulated transactors need (datomic_aws/sandbox/moto_fixes.py), in
+"""The moto corrections the emulated transactors need (datomic_aws/sandbox/moto_fixes/), in
 process (`mock_aws`): launch lifecycle hooks honoured (reference §11), hooks created from
 `LifecycleHookSpecificationList`, an instance that powers itself off leaves its group and is
 replaced. Each is shown needed: moto as it is behaves otherwise."""
@@ -142,7 +142,7 @@ def test_the_heartbeat_timeout_applies_the_default_result_and_a_heartbeat_extend
 ) -> None:
     # The lifecycle clock is stepped by hand: a loaded machine cannot stretch the test's seconds.
     clock = [1000.0]
-    monkeypatch.setattr(moto_fixes, "now", lambda: clock[0])
+    monkeypatch.setattr(moto_fixes.lifecycle, "now", lambda: clock[0])
     _group(timeout=10, default="CONTINUE")
     (instance,) = _states()
     clock[0] += 6
