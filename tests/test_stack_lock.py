@@ -402,7 +402,7 @@ def test_a_refused_run_makes_no_write_not_even_a_cleanup(ssm: Any) -> None:
         ssm_ = ctx.client("ssm", region)
         try:
             ssm_.put_parameter(Name="/x", Value="1", Type="String")
-        except Exception:  # what replace.py does on a failure: restore, then re-raise
+        except Exception:  # what the replace package does on a failure: restore, then re-raise
             cleanups.append("restore")
             raise
 
