@@ -105,8 +105,9 @@ def new_ctx(recorder: CallRecorder | None = None, **kwargs: Any) -> AwsContext:
 
 @pytest.fixture
 def patched_moto() -> Iterator[None]:
-    """moto corrected to AWS's behaviour where our flows depend on it (datomic_aws/sandbox/
-    each module of moto_fixes states its correction); moto's own behaviour is put back afterwards."""
+    """moto corrected to AWS's behaviour where our flows depend on it (each module of
+    datomic_aws/sandbox/moto_fixes states its correction); moto's own behaviour is put back
+    afterwards."""
     from datomic_aws.sandbox import moto_fixes as sandbox_moto
 
     already = sandbox_moto.is_patched()
