@@ -27,6 +27,17 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config_samples"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` (the README's command): one worker more than there are cores. The end-to-end
+    tests spend much of their time waiting (on a CLI process, a server, botocore's back-off after a
+    throttle, an emulated boot), and an extra worker fills those waits; measured on 2 cores.
+    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when it is set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) + 1
+
+
 @pytest.fixture(autouse=True)
 def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("aws-home")
@@ -40,6 +51,10 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # moto's ~2,600 default AMIs are loaded into every fresh EC2 backend (each `mock_aws`, each
+    # server reset): most of a small test's time. No test needs them: the template takes its image
+    # from an SSM parameter (moto's default parameters stay), and an AMI a test names is its own.
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
 def environment(folder: Path) -> Path:
@@ -149,9 +164,12 @@ def moto_server(*args: str) -> Iterator[str]:
         assert proc.stdin is not None
         proc.stdin.close()
         try:
-            proc.wait(timeout=10)
+            # Its state is thrown away: no need to wait the seconds werkzeug takes to let go of
+            # the connections boto3 keeps alive.
+            proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -162,12 +180,15 @@ def moto_transactors_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def transactors_endpoint(moto_transactors_endpoint: str) -> str:
-    """The transactor-enabled server, reset (no transactor, empty probe, default settings)."""
+def transactors_endpoint(moto_transactors_endpoint: str) -> Iterator[str]:
+    """The transactor-enabled server, reset (no transactor, empty probe, default settings); reset
+    again afterwards, so that no emulated transactor keeps heartbeating (and taking CPU from the
+    other tests) until the next test that uses the server."""
     from datomic_aws.sandbox.embedded import SandboxControl
 
     SandboxControl(moto_transactors_endpoint).reset()
-    return moto_transactors_endpoint
+    yield moto_transactors_endpoint
+    SandboxControl(moto_transactors_endpoint).reset()
 
 
 @pytest.fixture
