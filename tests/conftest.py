@@ -27,17 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config_samples"
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto` (the README's command): one worker more than there are cores. The end-to-end
-    tests spend much of their time waiting (on a CLI process, a server, botocore's back-off after a
-    throttle, an emulated boot), and an extra worker fills those waits; measured on 2 cores.
-    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when it is set."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None  # xdist's own hook reads it
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) + 1
-
-
 @pytest.fixture(autouse=True)
 def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("aws-home")
