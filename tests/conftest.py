@@ -40,6 +40,10 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # moto's ~2,600 default AMIs are loaded into every fresh EC2 backend (each `mock_aws`, each
+    # server reset): most of a small test's time. No test needs them: the template takes its image
+    # from an SSM parameter (moto's default parameters stay), and an AMI a test names is its own.
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
 def environment(folder: Path) -> Path:
@@ -150,9 +154,12 @@ def moto_server(*args: str) -> Iterator[str]:
         assert proc.stdin is not None
         proc.stdin.close()
         try:
-            proc.wait(timeout=10)
+            # Its state is thrown away: no need to wait the seconds werkzeug takes to let go of
+            # the connections boto3 keeps alive.
+            proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -163,12 +170,15 @@ def moto_transactors_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def transactors_endpoint(moto_transactors_endpoint: str) -> str:
-    """The transactor-enabled server, reset (no transactor, empty probe, default settings)."""
+def transactors_endpoint(moto_transactors_endpoint: str) -> Iterator[str]:
+    """The transactor-enabled server, reset (no transactor, empty probe, default settings); reset
+    again afterwards, so that no emulated transactor keeps heartbeating (and taking CPU from the
+    other tests) until the next test that uses the server."""
     from datomic_aws.sandbox.embedded import SandboxControl
 
     SandboxControl(moto_transactors_endpoint).reset()
-    return moto_transactors_endpoint
+    yield moto_transactors_endpoint
+    SandboxControl(moto_transactors_endpoint).reset()
 
 
 @pytest.fixture

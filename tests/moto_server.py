@@ -22,6 +22,9 @@ def main() -> None:
     parser.add_argument("--transactors", action="store_true")
     parser.add_argument("--boot-seconds", type=float, default=0.2)
     args = parser.parse_args()
+    # No test needs moto's ~2,600 default AMIs, which every reset would load again (see
+    # tests/conftest.py); set before the first EC2 backend is made.
+    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
     settings = Settings(boot_seconds=args.boot_seconds) if args.transactors else None
     if args.transactors:
         # The emulated transactors keep Datomic's heartbeat timing in threads of this process; on

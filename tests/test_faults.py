@@ -179,22 +179,40 @@ def test_an_uninterrupted_apply_builds_one_of_each(runner: Any, tmp_path: Path) 
     assert len(kill.writes) >= 25, kill.writes
 
 
+# The sweep is cut into shards (every SHARDS-th write from a different start): each write is still
+# killed before and after it is sent, each in its own account, with every assertion; the shards
+# only let the test workers share the sweep, which would otherwise end the run alone.
+SHARDS = 3
+_REFERENCE: dict[str, Any] = {}
+
+
+def reference(runner: Any, folder: Path) -> tuple[list[str], str, dict[str, str]]:
+    """The writes, AWS state and files of an uninterrupted run, computed once per process (a run
+    is deterministic: the same writes in the same order, the same state up to generated ids)."""
+    from moto import mock_aws
+
+    if not _REFERENCE:
+        with mock_aws():
+            clean = environment(folder)
+            _, kill = runner(clean)
+            wanted = normalise_ids(json.dumps(state(), sort_keys=True, default=str))
+        _REFERENCE.update(writes=kill.writes, state=wanted, files=files_of(clean))
+    return _REFERENCE["writes"], _REFERENCE["state"], _REFERENCE["files"]
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
 @pytest.mark.parametrize("moment", ["before", "after"])
 def test_a_crash_at_any_write_of_apply_then_a_rerun_converges(
-    runner: Any, tmp_path: Path, moment: str
+    runner: Any, tmp_path: Path, moment: str, shard: int
 ) -> None:
     from moto import mock_aws
 
-    with mock_aws():
-        clean = environment(tmp_path / "clean")
-        _, reference = runner(clean)
-        wanted = normalise_ids(json.dumps(state(), sort_keys=True, default=str))
-    writes = reference.writes
-    wanted_files = files_of(clean)
+    writes, wanted, wanted_files = reference(runner, tmp_path / "clean")
     assert set(wanted_files) == set(FILES)
+    assert len(writes) >= 25, writes  # every shard has writes to kill
 
     failures: list[str] = []
-    for k in range(1, len(writes) + 1):
+    for k in range(1 + shard, len(writes) + 1, SHARDS):
         with mock_aws():
             folder = environment(tmp_path / f"crash-{moment}-{k}")
             kill = Kill(k, after=moment == "after")
