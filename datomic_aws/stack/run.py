@@ -142,14 +142,16 @@ class _Run:
         recreate_failed: bool = False,
         system: str = "",
         adopt: bool = False,
+        known: StackInfo | None = None,
     ) -> tuple[Decision, StackInfo | None]:
         """Read the stack and decide, waiting out any operation already running on it.
 
         Ownership is part of the decision: for update and delete, a stack that is not this
-        system's is refused here, before any write (see decide).
+        system's is refused here, before any write (see decide). `known` is the stack as this
+        run read it already: used instead of a first read (a wait reads it again).
         """
         while True:
-            info = read_stack(self.cfn, self.name)
+            info, known = known or read_stack(self.cfn, self.name), None
             self.deployed, self.system, legacy = None, system, False
             if info is not None and intent is Intent.DELETE:
                 self.system = self._system_for_delete(info)
