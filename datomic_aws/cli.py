@@ -1,25 +1,25 @@
 """Command line: a click group of thin commands and the one error funnel.
 
-Each command parses its arguments, builds the AwsContext, calls one library function and renders
-its Result. This is the only module that imports click and the only one that prints. boto3 and the
-library modules are imported inside the commands so that `datomic-aws --help` stays fast.
+Each command parses its arguments, builds the AwsContext through the one session factory
+(app/session.py), calls one app-layer function (datomic_aws/app/) and renders its Result; the help
+texts are in app/help.py. This is the only module that imports click and the only one that
+prints. boto3 and the library modules are imported inside the commands so that `--help` stays fast.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from datomic_aws import __version__
 from datomic_aws.app.help import HELP, OPTIONS
+from datomic_aws.app.session import Options
 from datomic_aws.errors import DatomicAwsError, ExitCode, Interrupted, UsageError
 
 if TYPE_CHECKING:
@@ -27,45 +27,6 @@ if TYPE_CHECKING:
     from datomic_aws.changes import Result
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class Options:
-    profile: str | None
-    endpoint_url: str | None
-    output: str
-    debug: bool
-    lock_timeout: float = 600.0
-    command: str = ""
-    # Every AwsContext of the run, so that an interrupt can cancel their worker threads' calls.
-    contexts: list[AwsContext] = field(default_factory=list)
-
-    def locked(
-        self, *paths: str | None, dry_run: bool = False
-    ) -> contextlib.AbstractContextManager[None]:
-        """The folders of the files a command rewrites, locked against a concurrent run."""
-        if dry_run:
-            return contextlib.nullcontext()
-        from datomic_aws.locking import folder_lock
-
-        folders = [os.path.dirname(os.path.abspath(p)) for p in paths if p]
-        return folder_lock(folders, timeout=self.lock_timeout, on_wait=_echo_err)
-
-    def aws(
-        self, *, dry_run: bool = False, allowed_writes: frozenset[str] = frozenset()
-    ) -> AwsContext:
-        from datomic_aws.aws import AwsContext
-
-        aws = AwsContext(
-            profile=self.profile,
-            endpoint_url=self.endpoint_url,
-            read_only=dry_run,
-            allowed_writes=allowed_writes,
-            command=self.command,
-            lock_timeout=self.lock_timeout,
-        )
-        self.contexts.append(aws)
-        return aws
 
 
 def _echo_err(message: str) -> None:
@@ -92,23 +53,8 @@ def change_options(*, adopt: bool = False) -> Callable[[F], F]:
     """--dry-run / --detailed-exitcode (and --adopt where names are derived)."""
 
     def decorate(fn: F) -> F:
-        fn = click.option(
-            "--detailed-exitcode",
-            is_flag=True,
-            help=OPTIONS["--detailed-exitcode"],
-        )(fn)
-        fn = click.option(
-            "--dry-run",
-            is_flag=True,
-            help=OPTIONS["--dry-run"],
-        )(fn)
-        if adopt:
-            fn = click.option(
-                "--adopt",
-                is_flag=True,
-                help=OPTIONS["--adopt"],
-            )(fn)
-        return fn
+        fn = _flag("--dry-run")(_flag("--detailed-exitcode")(fn))
+        return _flag("--adopt")(fn) if adopt else fn
 
     return decorate
 
@@ -118,6 +64,27 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
         raise UsageError("--detailed-exitcode needs --dry-run", "", "add --dry-run")
 
 
+_FILE = click.Path(dir_okay=False, readable=False)
+
+
+def _flag(*decls: str, key: str = "") -> Callable[[F], F]:
+    """A flag option whose help is OPTIONS[key or its long name]."""
+    return click.option(*decls, is_flag=True, help=OPTIONS[key or decls[0]])
+
+
+def _path(
+    name: str, metavar: str, *, required: bool = True, folder: bool = False
+) -> Callable[[F], F]:
+    """A path argument checked by the commands themselves (one message for every problem)."""
+    kind = click.Path(file_okay=not folder, dir_okay=folder, readable=False) if folder else _FILE
+    return click.argument(name, metavar=metavar, required=required, type=kind)
+
+
+def _seconds(name: str, default: float, *, minimum: float) -> Callable[[F], F]:
+    return click.option(name, type=click.FloatRange(min=minimum), default=default,
+                        show_default=True, metavar="SECONDS", help=OPTIONS[name])  # fmt: skip
+
+
 @click.group(
     help=HELP["datomic-aws"],
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -125,27 +92,11 @@ def _check_detailed(dry_run: bool, detailed_exitcode: bool) -> None:
     "(--dry-run --detailed-exitcode; status: out of sync), 130 interrupted.",
 )
 @click.option("--profile", metavar="P", help=OPTIONS["--profile"])
-@click.option(
-    "--endpoint-url",
-    metavar="URL",
-    help=OPTIONS["--endpoint-url"],
-)
-@click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help=OPTIONS["--output"],
-)
-@click.option("--debug", is_flag=True, help=OPTIONS["--debug"])
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=600.0,
-    show_default=True,
-    metavar="SECONDS",
-    help=OPTIONS["--lock-timeout"],
-)
+@click.option("--endpoint-url", metavar="URL", help=OPTIONS["--endpoint-url"])
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help=OPTIONS["--output"])  # fmt: skip
+@_flag("--debug")
+@_seconds("--lock-timeout", 600.0, minimum=0)
 @click.version_option(__version__, prog_name="datomic-aws")
 @click.pass_context
 def cli(
@@ -157,7 +108,7 @@ def cli(
     lock_timeout: float,
 ) -> None:
     ctx.obj = Options(
-        profile, endpoint_url, output, debug, lock_timeout, ctx.invoked_subcommand or ""
+        profile, endpoint_url, output, debug, lock_timeout, ctx.invoked_subcommand or "", _echo_err
     )
     from datomic_aws.checks import check_endpoint_url
 
@@ -166,15 +117,8 @@ def cli(
 
 def _input_output(fn: F) -> F:
     """INPUT [OUTPUT]: OUTPUT defaults to INPUT, rewritten in place (Datomic's convention)."""
-    fn = click.argument(
-        "output_path",
-        metavar="[OUTPUT]",
-        required=False,
-        type=click.Path(dir_okay=False, readable=False),
-    )(fn)
-    return click.argument(
-        "input_path", metavar="INPUT", type=click.Path(dir_okay=False, readable=False)
-    )(fn)
+    fn = _path("output_path", "[OUTPUT]", required=False)(fn)
+    return _path("input_path", "INPUT")(fn)
 
 
 @cli.command("ensure-transactor", help=HELP["ensure-transactor"])
@@ -224,13 +168,9 @@ def ensure_cf_cmd(
 
 
 @cli.command("create-cf-template", help=HELP["create-cf-template"])
-@click.argument(
-    "transactor_props", metavar="TRANSACTOR_PROPS", type=click.Path(dir_okay=False, readable=False)
-)
-@click.argument("cf_props", metavar="CF_PROPS", type=click.Path(dir_okay=False, readable=False))
-@click.argument(
-    "output_json", metavar="OUTPUT_JSON", type=click.Path(dir_okay=False, readable=False)
-)
+@_path("transactor_props", "TRANSACTOR_PROPS")
+@_path("cf_props", "CF_PROPS")
+@_path("output_json", "OUTPUT_JSON")
 @change_options()
 @click.pass_obj
 def create_cf_template_cmd(
@@ -253,23 +193,8 @@ def create_cf_template_cmd(
 
 
 def wait_options(fn: F) -> F:
-    fn = click.option(
-        "--poll-interval",
-        type=click.FloatRange(min=0.1),
-        default=5.0,
-        show_default=True,
-        metavar="SECONDS",
-        help=OPTIONS["--poll-interval"],
-    )(fn)
-    fn = click.option(
-        "--timeout",
-        type=click.FloatRange(min=1),
-        default=3600.0,
-        show_default=True,
-        metavar="SECONDS",
-        help=OPTIONS["--timeout"],
-    )(fn)
-    return fn
+    fn = _seconds("--poll-interval", 5.0, minimum=0.1)(fn)
+    return _seconds("--timeout", 3600.0, minimum=1)(fn)
 
 
 def _waiting(timeout: float, poll_interval: float) -> Any:
@@ -291,20 +216,14 @@ def _confirm(yes: bool, question: str) -> None:
 
 _REGION = click.argument("region", metavar="REGION")
 _STACK = click.argument("stack_name", metavar="STACK_NAME")
-_TEMPLATE = click.argument(
-    "template_json", metavar="TEMPLATE_JSON", type=click.Path(dir_okay=False, readable=False)
-)
+_TEMPLATE = _path("template_json", "TEMPLATE_JSON")
 
 
 @cli.command("create-cf-stack", help=HELP["create-cf-stack"])
 @_REGION
 @_STACK
 @_TEMPLATE
-@click.option(
-    "--recreate-failed",
-    is_flag=True,
-    help=OPTIONS["--recreate-failed stack"],
-)
+@_flag("--recreate-failed", key="--recreate-failed stack")
 @change_options()
 @wait_options
 @click.pass_obj
@@ -336,11 +255,7 @@ def create_cf_stack_cmd(
 
 
 def _replacement_options(fn: F) -> F:
-    fn = click.option(
-        "--no-replace",
-        is_flag=True,
-        help=OPTIONS["--no-replace"],
-    )(fn)
+    fn = _flag("--no-replace")(fn)
     fn = click.option(
         "--strategy",
         type=click.Choice(["surge", "terminate"]),
@@ -348,8 +263,7 @@ def _replacement_options(fn: F) -> F:
         show_default=True,
         help=OPTIONS["--strategy"],
     )(fn)
-    fn = click.option("--yes", "-y", is_flag=True, help=OPTIONS["--yes"])(fn)
-    return fn
+    return _flag("--yes", "-y")(fn)
 
 
 def _replacement(strategy: str, no_replace: bool, dry_run: bool, yes: bool, when: str) -> Any:
@@ -366,11 +280,7 @@ def _replacement(strategy: str, no_replace: bool, dry_run: bool, yes: bool, when
     )
 
 
-_ADOPT_STACK = click.option(
-    "--adopt",
-    is_flag=True,
-    help=OPTIONS["--adopt stack"],
-)
+_ADOPT_STACK = _flag("--adopt", key="--adopt stack")
 
 
 @cli.command("update-stack", help=HELP["update-stack"])
@@ -417,7 +327,7 @@ def update_stack_cmd(
 @cli.command("delete-cf-stack", help=HELP["delete-cf-stack"])
 @_REGION
 @_STACK
-@click.option("--yes", "-y", is_flag=True, help=OPTIONS["--yes"])
+@_flag("--yes", "-y")
 @change_options()
 @wait_options
 @click.pass_obj
@@ -446,12 +356,7 @@ def delete_cf_stack_cmd(
 @cli.command("status", help=HELP["status"])
 @_REGION
 @_STACK
-@click.option(
-    "--template",
-    "template_json",
-    type=click.Path(dir_okay=False, readable=False),
-    help=OPTIONS["--template"],
-)
+@click.option("--template", "template_json", type=_FILE, help=OPTIONS["--template"])
 @click.pass_obj
 def status_cmd(opts: Options, region: str, stack_name: str, template_json: str | None) -> int:
     from datomic_aws.app import stacks
@@ -463,12 +368,8 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
 
 
 @cli.command("apply", help=HELP["apply"])
-@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, readable=False))
-@click.option(
-    "--recreate-failed",
-    is_flag=True,
-    help=OPTIONS["--recreate-failed"],
-)
+@_path("directory", "DIR", folder=True)
+@_flag("--recreate-failed")
 @_replacement_options
 @change_options(adopt=True)
 @wait_options
@@ -510,12 +411,7 @@ def apply_cmd(
 
 
 @cli.command("demo", help=HELP["demo"])
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False),
-    help=OPTIONS["--dir"],
-)
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help=OPTIONS["--dir"])
 @click.pass_obj
 def demo_cmd(opts: Options, directory: str | None) -> int:
     from datomic_aws.sandbox.demo import run_demo

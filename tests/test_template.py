@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from datomic_aws import names
+from datomic_aws.app.template import create_cf_template
 from datomic_aws.aws import AwsContext
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import config_digest, load_transactor
@@ -30,7 +31,6 @@ from datomic_aws.template import (
     READY_TIMEOUT_SECONDS,
     boot_script_source,
     build_template,
-    create_cf_template,
     dump_template,
     render_boot_script,
     user_data_sub,
