@@ -33,6 +33,7 @@ from datomic_aws.template import (
     build_template,
     dump_template,
     render_boot_script,
+    render_template,
     user_data_sub,
 )
 
@@ -129,6 +130,19 @@ def test_dry_run_shows_the_diff_and_writes_nothing(tmp_path: Path, no_aws: None)
     result = create_cf_template(t, c, out, dry_run=True)
     assert not out.exists()
     assert result.pending and '+  "AWSTemplateFormatVersion"' in result.files[0].diff
+
+
+def test_the_rendered_document_is_the_one_its_text_holds(tmp_path: Path, no_aws: None) -> None:
+    """apply deploys the document it rendered without parsing the text back: the two must be
+    the same JSON value (lists, string keys), or a no-op would compare unequal to GetTemplate."""
+    t, c, out = files(tmp_path)
+    rendered = render_template(load_transactor(t)[1], load_cf(c)[1], where=str(out))
+    assert json.loads(rendered.text) == rendered.doc
+    assert json.dumps(rendered.doc, indent=2, sort_keys=True, ensure_ascii=True) + "\n" == (
+        rendered.text
+    )
+    assert rendered.size == len(rendered.text.encode("ascii"))
+    assert not out.exists()  # render_template is pure: create_cf_template writes
 
 
 def test_matches_golden_file(tmp_path: Path, no_aws: None) -> None:
