@@ -65,10 +65,8 @@ def apply_dir(
     loaded = inputs.fresh() if inputs is not None else check_folder(directory, dry_run=dry_run)
     folder = Path(directory)
     # The stack (and its group) must be this system's before anything is written.
-    checked = (
-        loaded.stack_name,
-        _check_stack_owner(ctx, loaded, adopt=adopt, recreate_failed=recreate_failed),
-    )
+    owner = _check_stack_owner(ctx, loaded, adopt=adopt, recreate_failed=recreate_failed)
+    checked = (loaded.stack_name, loaded.cf.region)
     result = Result("apply", dry_run=dry_run)
     first, second = _ensure_steps(ctx, loaded, folder, adopt=adopt, dry_run=dry_run)
     result.merge(first)
@@ -81,7 +79,8 @@ def apply_dir(
     document = template_from_doc(made.doc, made.text, str(folder / APPLY_TEMPLATE))
     name = stack_name(cf.stack_name, system)
     result.extra.update(stack=name, region=cf.region)
-    info = checked[1] if checked[0] == name else _read(ctx, cf.region, name)
+    # The stack as the ownership check read it, unless ensure-cf named another one.
+    info = owner if checked == (name, cf.region) else _read(ctx, cf.region, name)
     step = _stack_step(
         ctx,
         document,
@@ -149,11 +148,11 @@ def _render(
     would have): the ensure steps' contents in memory, never read back from disk. With the cf
     spec and the system. None (with a warning) in a dry run whose cf file still lacks what only
     ensure-cf's writes provide."""
-    transactor = load_transactor_text(
-        _content(first, loaded.transactor_props.text), loaded.transactor_props.path
-    )[1]
-    cf = load_cf_text(_content(second, loaded.cf_props.text), loaded.cf_props.path)[1]
     try:
+        transactor = load_transactor_text(
+            _content(first, loaded.transactor_props.text), loaded.transactor_props.path
+        )[1]
+        cf = load_cf_text(_content(second, loaded.cf_props.text), loaded.cf_props.path)[1]
         return render_template(transactor, cf, where=str(template_path)), cf, transactor.system
     except InvalidInput:
         if not result.dry_run:
