@@ -15,9 +15,13 @@ import os
 import re
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datomic_aws.errors import FileAccessError, InvalidInput, Problem, UsageError
 from datomic_aws.properties import refuse_planted_link
+
+if TYPE_CHECKING:
+    from datomic_aws.properties import PropertiesText
 
 # CloudFormation: "a letter, then letters, digits and hyphens, 128 characters at most".
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
@@ -91,12 +95,13 @@ def check_input(path: str | Path) -> None:
         raise _environment(name, exc, "read the file") from exc
 
 
-def check_properties_input(path: str | Path) -> None:
-    """INPUT is a readable properties file that parses (a malformed escape is named here)."""
+def check_properties_input(path: str | Path) -> PropertiesText:
+    """INPUT is a readable properties file that parses (a malformed escape is named here); the
+    file as read, for the caller to use rather than read it again."""
     from datomic_aws.config.common import read_properties
 
     check_input(path)
-    read_properties(path)
+    return read_properties(path)
 
 
 def check_output(path: str | Path, *, writable: bool = True) -> None:
@@ -139,9 +144,11 @@ def check_output_distinct(output: str | Path, inputs: list[str | Path]) -> None:
             )
 
 
-def check_apply_folder(directory: str | Path, *, writable: bool = True) -> None:
+def check_apply_folder(
+    directory: str | Path, *, writable: bool = True
+) -> tuple[PropertiesText, PropertiesText]:
     """The apply folder exists, holds both properties files (readable), and can be written
-    (unless `writable` is False: a dry run)."""
+    (unless `writable` is False: a dry run). Returns both files as read (APPLY_FILES' order)."""
     folder = Path(directory)
     if not folder.exists():
         raise _missing(str(folder), "the folder does not exist", "check the path")
@@ -155,10 +162,12 @@ def check_apply_folder(directory: str | Path, *, writable: bool = True) -> None:
                 for p in missing
             ]
         )
+    read = []
     for name in APPLY_FILES:
-        check_properties_input(folder / name)
+        read.append(check_properties_input(folder / name))
         check_output(folder / name, writable=writable)
     check_output(folder / APPLY_TEMPLATE, writable=writable)
+    return read[0], read[1]
 
 
 def check_stack_arguments(region: str, stack_name: str) -> None:
@@ -208,4 +217,27 @@ def check_template_region(region: str, template_region: str | None, template_pat
             template_path,
             f"deploy it in {template_region}, or regenerate it from a cf file with "
             f"aws-region={region}",
+        )
+
+
+def check_endpoint_url(endpoint_url: str | None) -> None:
+    """--endpoint-url (or AWS_ENDPOINT_URL, which botocore reads itself) is an http(s) URL with a
+    host: botocore refuses anything else with a bare ValueError when the first client is built."""
+    from urllib.parse import urlsplit
+
+    name = "--endpoint-url" if endpoint_url else "AWS_ENDPOINT_URL"
+    url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        valid = False
+    if not valid:
+        raise UsageError(
+            f"{name} {url!r} is not an endpoint URL",
+            "",
+            "give http:// or https:// and a host, e.g. http://127.0.0.1:5000",
         )

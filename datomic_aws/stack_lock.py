@@ -459,6 +459,8 @@ def holding_stack_lock(
                     with ctx.gated(lock.gate):
                         return fn(ctx, region, stack, *args, **kwargs)
                 except _Reread:
+                    # Started over with the lock held: what the caller read before is stale.
+                    kwargs.pop("known", None)
                     continue
         except _Stop as stop:
             raise stop.error from None

@@ -1,4 +1,4 @@
-"""The transactor's CloudFormation template: a pure function of the two properties files.
+"""The transactor's CloudFormation template: a pure function of the two properties files' specs.
 
 Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
 lifecycle hook, outputs), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
@@ -6,6 +6,7 @@ into user data, and the deterministic dump. `build_template` makes no AWS call a
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, and
 only the configuration's SHA-256 is embedded (so that a configuration change rolls the instances).
+It must not read or write the operator's files: app/ loads the specs and writes the template.
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ import re
 import string
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from datomic_aws import names
-from datomic_aws.changes import Result
-from datomic_aws.config.cf import CfSpec, load_cf
+from datomic_aws.config.cf import CfSpec
 from datomic_aws.config.era import license_findings, obsolete_license_warning
-from datomic_aws.config.transactor import TransactorSpec, config_digest, load_transactor
+from datomic_aws.config.transactor import TransactorSpec, config_digest
 from datomic_aws.errors import InvalidInput, Problem
-from datomic_aws.properties import write_if_changed
 
 # CloudFormation refuses a TemplateBody above this; the stack package uploads instead, but a template this
 # tool generates should never come near it.
@@ -422,44 +420,43 @@ def dump_template(template: dict[str, Any]) -> str:
     return json.dumps(template, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
 
 
-def create_cf_template(
-    transactor_path: str | Path, cf_path: str | Path, output_path: str | Path, *, dry_run: bool
-) -> Result:
-    """create-cf-template: load both files, build, write OUTPUT only when its bytes change. No AWS."""
+@dataclass(frozen=True)
+class Rendered:
+    """The template of two specs: the document, its deterministic text and what to warn about."""
 
-    result = Result("create-cf-template", dry_run=dry_run)
-    problems: list[Problem] = []
-    transactor: TransactorSpec | None = None
-    cf: CfSpec | None = None
-    # Both files are validated before either error is reported, so the operator sees everything.
-    try:
-        _, transactor = load_transactor(transactor_path)
-    except InvalidInput as exc:
-        problems.extend(exc.problems)
-    try:
-        _, cf = load_cf(cf_path)
-    except InvalidInput as exc:
-        problems.extend(exc.problems)
-    if problems or transactor is None or cf is None:
-        raise InvalidInput(problems)
-    result.warnings.extend(cross_file_checks(transactor, cf)[1])
-    result.warnings.extend(cf.warnings)
-    text = dump_template(build_template(transactor, cf))
-    size = len(text.encode("ascii"))
-    if size > MAX_TEMPLATE_BYTES:
+    doc: dict[str, Any]
+    text: str
+    warnings: tuple[str, ...]
+    config_sha256: str
+
+    @property
+    def size(self) -> int:
+        return len(self.text.encode("ascii"))
+
+
+def render_template(transactor: TransactorSpec, cf: CfSpec, *, where: str) -> Rendered:
+    """The template of two valid specs, rendered once; InvalidInput (naming `where`, the output)
+    when the cf file was not through ensure-cf or the template outgrows a TemplateBody."""
+    doc = build_template(transactor, cf)
+    text = dump_template(doc)
+    rendered = Rendered(
+        doc,
+        text,
+        (*cross_file_checks(transactor, cf)[1], *cf.warnings),
+        config_digest(transactor.values),
+    )
+    if rendered.size > MAX_TEMPLATE_BYTES:
         # Not reachable with today's template; kept so growth is caught here, not by CloudFormation.
         raise InvalidInput(
             [
                 Problem(
-                    str(output_path),
+                    where,
                     None,
                     None,
-                    f"the template is {size} bytes, over CloudFormation's {MAX_TEMPLATE_BYTES}",
+                    f"the template is {rendered.size} bytes, over CloudFormation's "
+                    f"{MAX_TEMPLATE_BYTES}",
                     "please report this",
                 )
             ]
         )
-    result.files.append(write_if_changed(output_path, text, dry_run=dry_run))
-    result.extra["config_sha256"] = config_digest(transactor.values)
-    result.extra["template_bytes"] = size
-    return result
+    return rendered

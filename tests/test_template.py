@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from datomic_aws import names
+from datomic_aws.app.template import create_cf_template
 from datomic_aws.aws import AwsContext
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import config_digest, load_transactor
@@ -30,9 +31,9 @@ from datomic_aws.template import (
     READY_TIMEOUT_SECONDS,
     boot_script_source,
     build_template,
-    create_cf_template,
     dump_template,
     render_boot_script,
+    render_template,
     user_data_sub,
 )
 
@@ -129,6 +130,19 @@ def test_dry_run_shows_the_diff_and_writes_nothing(tmp_path: Path, no_aws: None)
     result = create_cf_template(t, c, out, dry_run=True)
     assert not out.exists()
     assert result.pending and '+  "AWSTemplateFormatVersion"' in result.files[0].diff
+
+
+def test_the_rendered_document_is_the_one_its_text_holds(tmp_path: Path, no_aws: None) -> None:
+    """apply deploys the document it rendered without parsing the text back: the two must be
+    the same JSON value (lists, string keys), or a no-op would compare unequal to GetTemplate."""
+    t, c, out = files(tmp_path)
+    rendered = render_template(load_transactor(t)[1], load_cf(c)[1], where=str(out))
+    assert json.loads(rendered.text) == rendered.doc
+    assert json.dumps(rendered.doc, indent=2, sort_keys=True, ensure_ascii=True) + "\n" == (
+        rendered.text
+    )
+    assert rendered.size == len(rendered.text.encode("ascii"))
+    assert not out.exists()  # render_template is pure: create_cf_template writes
 
 
 def test_matches_golden_file(tmp_path: Path, no_aws: None) -> None:

@@ -301,3 +301,9 @@ def spec_from(props: PropertiesText) -> CfSpec:
 def load_cf(path: str | Path) -> tuple[PropertiesText, CfSpec]:
     props = read_properties(path)
     return props, spec_from(props)
+
+
+def load_cf_text(text: str, path: str | Path) -> tuple[PropertiesText, CfSpec]:
+    """The same from text already in memory (a file a step of this run rewrote or would)."""
+    props = PropertiesText(text, str(path))
+    return props, spec_from(props)

@@ -171,6 +171,12 @@ def load_transactor(path: str | Path) -> tuple[PropertiesText, TransactorSpec]:
     return props, spec_from(props)
 
 
+def load_transactor_text(text: str, path: str | Path) -> tuple[PropertiesText, TransactorSpec]:
+    """The same from text already in memory (a file a step of this run rewrote or would)."""
+    props = PropertiesText(text, str(path))
+    return props, spec_from(props)
+
+
 def effective_config(values: Mapping[str, str]) -> str:
     """What the transactor reads from SSM: every key but host/alt-host, in file order, no comments."""
     lines = [

@@ -2,6 +2,7 @@
 
 - status.py: the 23 statuses, their classification, ownership from tags, and `decide`, the one
   decision table of create, update and delete (pure).
+- document.py: `StackTemplate`, a template's text and its document, parsed once per operation.
 - read.py: `read_stack`, the deployed template, the recognition of a Datomic-era stack.
 - events.py: the event cursor and `wait_for_stack`, with `Waiting` (timeouts, progress sink).
 - transport.py: the template's key, URL and upload to the templates bucket (whose ensure is
@@ -9,7 +10,8 @@
 - changesets.py: change sets with deterministic names and tokens, waiting, their changes.
 - run.py: one operation's clients, deadline and shared steps (settle, group ownership, delete).
 - migrate.py: the migration of a stack made by Datomic's bin/datomic to our template.
-- operations.py: `create_stack`, `update_stack`, `delete_stack`, `check_ownership`.
+- operations.py: `create_stack`, `update_stack` (one option list, `StackOptions`),
+  `delete_stack`, `check_ownership`.
 
 This file must hold no logic: importers keep
 `from datomic_aws import stack; stack.update_stack(...)`.
@@ -18,6 +20,7 @@ This file must hold no logic: importers keep
 from __future__ import annotations
 
 from datomic_aws.resources.s3 import ensure_templates_bucket
+from datomic_aws.stack.document import StackTemplate, as_template
 from datomic_aws.stack.events import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
@@ -38,7 +41,13 @@ from datomic_aws.stack.migrate import (
     migration_note,
     plans_migration,
 )
-from datomic_aws.stack.operations import check_ownership, create_stack, delete_stack, update_stack
+from datomic_aws.stack.operations import (
+    StackOptions,
+    check_ownership,
+    create_stack,
+    delete_stack,
+    update_stack,
+)
 from datomic_aws.stack.read import (
     Legacy,
     StackInfo,
@@ -89,9 +98,12 @@ __all__ = [
     "Legacy",
     "Owner",
     "StackInfo",
+    "StackOptions",
     "StackState",
+    "StackTemplate",
     "Verdict",
     "Waiting",
+    "as_template",
     "bridge_template",
     "check_ownership",
     "classify",

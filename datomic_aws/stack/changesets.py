@@ -14,13 +14,13 @@ and, through the run, its template upload.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from datomic_aws import aws
 from datomic_aws.changes import Action, Change, noop
 from datomic_aws.errors import Interrupted, StackError, WaitTimeout
+from datomic_aws.stack.document import StackTemplate
 from datomic_aws.stack.events import start_cursor
 from datomic_aws.stack.read import StackInfo
 from datomic_aws.stack.transport import template_digest
@@ -35,8 +35,8 @@ def _token(kind: str, *parts: str) -> str:
     return f"datomic-aws-{kind}-{digest}"
 
 
-def _change_set_name(kind: str, template: str) -> str:
-    return f"datomic-aws-{kind}-{template_digest(template)[:16]}"
+def _change_set_name(kind: str, template: StackTemplate) -> str:
+    return f"datomic-aws-{kind}-{template_digest(template.text)[:16]}"
 
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
@@ -47,9 +47,9 @@ def _parameter_list(parameters: Mapping[str, str] | None) -> list[dict[str, str]
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted((parameters or {}).items())]
 
 
-def _template_changes(stack: str, template: str) -> list[Change]:
+def _template_changes(stack: str, template: StackTemplate) -> list[Change]:
     """What creating from this template adds, read from the template itself (no AWS)."""
-    resources = json.loads(template).get("Resources", {})
+    resources: Mapping[str, Any] = template.doc.get("Resources", {})
     return [
         Change(f"stack/{stack}/{logical}", Action.CREATE, (str(body.get("Type", "?")),))
         for logical, body in sorted(resources.items())
@@ -128,7 +128,7 @@ def _create_change_set(
     *,
     kind: str,
     change_set_type: str,
-    template: str,
+    template: StackTemplate,
     source: Mapping[str, Any],
     tags: Mapping[str, str],
     parameters: Mapping[str, str] | None,
@@ -142,12 +142,12 @@ def _create_change_set(
             StackName=run.name,
             ChangeSetName=cs_name,
             ChangeSetType=change_set_type,  # type: ignore[arg-type]
-            ClientToken=_token(kind, run.name, base, template_digest(template)),
+            ClientToken=_token(kind, run.name, base, template_digest(template.text)),
             Tags=_tag_list(tags),  # type: ignore[arg-type]
             # Every plain parameter is passed with its value, never left to "the template's default":
             # the deployed stack then states exactly what the files say, and an update whose only
             # change is a parameter's default (a new instance type) is seen as one.
-            Parameters=_parameter_list(_desired_parameters(template, parameters)),  # type: ignore[arg-type]
+            Parameters=_parameter_list(template.desired_parameters(parameters)),  # type: ignore[arg-type]
             **source,
         )
         return response["Id"], response["StackId"]
@@ -159,24 +159,11 @@ def _create_change_set(
     return described["ChangeSetId"], described["StackId"]
 
 
-def _desired_parameters(template: str, parameters: Mapping[str, str] | None) -> dict[str, str]:
-    declared = json.loads(template).get("Parameters", {})
-    # An SSM-typed default is reported as the path by AWS but as the resolved value by moto; the
-    # path itself is part of the template, which is compared as a whole.
-    out = {
-        k: str(v["Default"])
-        for k, v in declared.items()
-        if "Default" in v and not str(v.get("Type", "")).startswith("AWS::SSM::Parameter::Value<")
-    }
-    out.update(parameters or {})
-    return out
-
-
 def _parameter_changes(
-    info: StackInfo, template: str, parameters: Mapping[str, str] | None
+    info: StackInfo, template: StackTemplate, parameters: Mapping[str, str] | None
 ) -> tuple[str, ...]:
     """What an operator changed in the files shows up as parameters: say which, from and to."""
-    desired = _desired_parameters(template, parameters)
+    desired = template.desired_parameters(parameters)
     return tuple(
         f"parameter {k}: {info.parameters.get(k, '(none)')} -> {v}"
         for k, v in sorted(desired.items())
@@ -187,22 +174,22 @@ def _parameter_changes(
 def _up_to_date(
     deployed: Any,
     info: StackInfo,
-    template: str,
+    template: StackTemplate,
     tags: Mapping[str, str],
     parameters: Mapping[str, str] | None,
 ) -> bool:
     if any(info.tags.get(k) != v for k, v in tags.items()):
         return False
-    desired = _desired_parameters(template, parameters)
+    desired = template.desired_parameters(parameters)
     if any(info.parameters.get(k) != v for k, v in desired.items()):
         return False
-    return bool(deployed == json.loads(template))
+    return bool(deployed == template.doc)
 
 
 def _update_once(
     run: _Run,
     info: StackInfo,
-    template: str,
+    template: StackTemplate,
     tags: Mapping[str, str],
     parameters: Mapping[str, str] | None,
     *,
@@ -215,7 +202,7 @@ def _update_once(
     The first change is the stack's own (`notes` and the parameters that change), a no-op when
     CloudFormation finds nothing to change.
     """
-    source = run.template_source(run.name, template, dry_run=dry_run)
+    source = run.template_source(run.name, template.text, dry_run=dry_run)
     change_set_id, stack_id = _create_change_set(
         run,
         kind="preview" if dry_run else "update",

@@ -177,12 +177,7 @@ def wait_for_stack(
                 break
             now = clock()
             if now - start >= timeout:
-                raise WaitTimeout(
-                    f"stack {label} is still {info.status} after {int(timeout)}s",
-                    f"{region} {label}",
-                    f"it keeps going in AWS; {_watch_hint(region, label)} and rerun the same"
-                    " command once it settles, or raise --timeout",
-                )
+                raise _still_running(info, timeout, region, label)
             if now - last_activity >= heartbeat_interval:
                 on_event(f"... stack {label} still {info.status} ({int(now - start)}s)")
                 last_activity = now
@@ -196,14 +191,28 @@ def wait_for_stack(
             " command to resume",
         ) from None
     if raise_on_failure and info is not None and info.status in FAILURE_STATUSES:
-        reasons = failure_reasons(cursor.events) or ([info.reason] if info.reason else [])
-        detail = "; ".join(reasons) if reasons else "no reason reported"
-        raise StackError(
-            f"stack {label} ended {info.status}: {detail}",
-            f"{region} {label}",
-            _failure_hint(info, region, label),
-        )
+        raise _ended(info, cursor, region, label)
     return info
+
+
+def _still_running(info: StackInfo, timeout: float, region: str, label: str) -> WaitTimeout:
+    return WaitTimeout(
+        f"stack {label} is still {info.status} after {int(timeout)}s",
+        f"{region} {label}",
+        f"it keeps going in AWS; {_watch_hint(region, label)} and rerun the same"
+        " command once it settles, or raise --timeout",
+    )
+
+
+def _ended(info: StackInfo, cursor: EventCursor, region: str, label: str) -> StackError:
+    """The failure a stack ended in, quoting its first failed events."""
+    reasons = failure_reasons(cursor.events) or ([info.reason] if info.reason else [])
+    detail = "; ".join(reasons) if reasons else "no reason reported"
+    return StackError(
+        f"stack {label} ended {info.status}: {detail}",
+        f"{region} {label}",
+        _failure_hint(info, region, label),
+    )
 
 
 def _failure_hint(info: StackInfo, region: str, name: str) -> str:

@@ -11,6 +11,7 @@ print (lines go through the run's `say`), or remove the old group before the new
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Collection, Mapping
@@ -18,12 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from datomic_aws.changes import Action, Change
 from datomic_aws.errors import Interrupted, StackError, WaitTimeout
-from datomic_aws.stack.changesets import (
-    _desired_parameters,
-    _parameter_changes,
-    _up_to_date,
-    _update_once,
-)
+from datomic_aws.stack.changesets import _parameter_changes, _up_to_date, _update_once
+from datomic_aws.stack.document import StackTemplate, as_template
 from datomic_aws.stack.read import _ASG, Legacy, StackInfo, read_stack
 from datomic_aws.stack.run import _protected
 
@@ -90,7 +87,7 @@ def _merge_section(into: dict[str, Any], extra: Mapping[str, Any], section: str)
 
 def bridge_template(
     deployed: Mapping[str, Any],
-    template: str,
+    template: str | StackTemplate,
     legacy: Legacy,
     deployed_parameters: Mapping[str, str],
     parameters: Mapping[str, str] | None,
@@ -103,15 +100,52 @@ def bridge_template(
     CloudFormation compares what a resource resolves to, so the old group is left as it is.
     Returns the template text (deterministic) and the parameter values it needs.
     """
-    ours = json.loads(template)
-    bridge: dict[str, Any] = json.loads(template)
+    bridge, values = _bridge(
+        deployed, as_template(template), legacy, deployed_parameters, parameters
+    )
+    return bridge.text, values
+
+
+def _bridge(
+    deployed: Mapping[str, Any],
+    template: StackTemplate,
+    legacy: Legacy,
+    deployed_parameters: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+) -> tuple[StackTemplate, dict[str, str]]:
+    ours = template.doc
+    bridge: dict[str, Any] = copy.deepcopy(dict(template.doc))
     resources = dict(deployed.get("Resources", {}))
     kept = {k: resources[k] for k in legacy.kept}
     conditions = dict(deployed.get("Conditions", {}))
     used: set[str] = set()
     _references([kept, conditions], used)
-    deployed_params: Mapping[str, Any] = deployed.get("Parameters", {})
-    desired = _desired_parameters(template, parameters)
+    kept_params, renames, values = _kept_parameters(
+        deployed.get("Parameters", {}), used, ours, template, deployed_parameters, parameters
+    )
+    bridge.setdefault("Parameters", {}).update(kept_params)
+    bridge["Resources"].update(_renamed(kept, renames))
+    _merge_section(bridge.setdefault("Mappings", {}), deployed.get("Mappings", {}), "mapping")
+    if conditions:
+        _merge_section(
+            bridge.setdefault("Conditions", {}), _renamed(conditions, renames), "condition"
+        )
+    if not bridge["Mappings"]:
+        del bridge["Mappings"]
+    text = json.dumps(bridge, indent=2, sort_keys=True) + "\n"
+    return StackTemplate(text, bridge), {**(parameters or {}), **values}
+
+
+def _kept_parameters(
+    deployed_params: Mapping[str, Any],
+    used: set[str],
+    ours: Mapping[str, Any],
+    template: StackTemplate,
+    deployed_parameters: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The deployed parameters the legacy resources use: definitions, renames and values."""
+    desired = template.desired_parameters(parameters)
     renames: dict[str, str] = {}
     values: dict[str, str] = {}
     kept_params: dict[str, Any] = {}
@@ -137,16 +171,7 @@ def bridge_template(
             "",
             "migrate by hand",
         )
-    bridge.setdefault("Parameters", {}).update(kept_params)
-    bridge["Resources"].update(_renamed(kept, renames))
-    _merge_section(bridge.setdefault("Mappings", {}), deployed.get("Mappings", {}), "mapping")
-    if conditions:
-        _merge_section(
-            bridge.setdefault("Conditions", {}), _renamed(conditions, renames), "condition"
-        )
-    if not bridge["Mappings"]:
-        del bridge["Mappings"]
-    return json.dumps(bridge, indent=2, sort_keys=True) + "\n", {**(parameters or {}), **values}
+    return kept_params, renames, values
 
 
 MIGRATION_NOTE = "Datomic bin/datomic stack: LaunchConfiguration -> LaunchTemplate"
@@ -167,7 +192,7 @@ def _migrate(
     run: _Run,
     info: StackInfo,
     legacy: Legacy,
-    template: str,
+    template: StackTemplate,
     tags: Mapping[str, str],
     parameters: Mapping[str, str] | None,
     notes: tuple[str, ...],
@@ -181,11 +206,11 @@ def _migrate(
     2. Wait until the new group's instances are InService (launch lifecycle hook passed: their
        transactors are ready; with Datomic HA the new one is a standby that takes over).
     3. One update to our template alone: CloudFormation deletes the old group and its launch
-       configuration.
+       configuration (`_finish_migration`).
     Every step is found done on a rerun, so a crash between the updates converges; once the
     legacy resources are gone the stack is an ordinary one of ours.
     """
-    local = json.loads(template)
+    local = template.doc
     clash = {legacy.group, legacy.config} & set(local["Resources"])
     if clash:
         raise StackError(
@@ -194,9 +219,7 @@ def _migrate(
             "migrate by hand",
         )
     deployed = run.deployed
-    bridge, bridge_parameters = bridge_template(
-        deployed, template, legacy, info.parameters, parameters
-    )
+    bridge, bridge_parameters = _bridge(deployed, template, legacy, info.parameters, parameters)
     note = migration_note(legacy, local)
     run.say(f"stack {run.name}: {note}")
     head = Change(
@@ -222,16 +245,29 @@ def _migrate(
     ]
     if dry_run:
         return [*run.side, *out, *removed]
+    out.extend(_finish_migration(run, legacy, template, tags, parameters, removed))
+    return [*run.side, *out]
+
+
+def _finish_migration(
+    run: _Run,
+    legacy: Legacy,
+    template: StackTemplate,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+    removed: list[Change],
+) -> list[Change]:
+    """Steps 2 and 3: the new group in service, then our template alone; protection on."""
     bridged = read_stack(run.cfn, run.name)
     assert bridged is not None
-    group = _await_group(run, bridged, local)
+    group = _await_group(run, bridged, template.doc)
     run.say(f"group {group} is in service; removing {', '.join(legacy.kept)}")
     second = _update_once(run, bridged, template, tags, parameters, dry_run=False)
-    out.extend(second[1:] or removed)
+    out = second[1:] or removed
     final = read_stack(run.cfn, run.name)
     if final is not None:
         out.extend(_protected(run, final, dry_run=False))
-    return [*run.side, *out]
+    return out
 
 
 def _await_group(run: _Run, info: StackInfo, template: Mapping[str, Any]) -> str:

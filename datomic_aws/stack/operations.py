@@ -13,13 +13,12 @@ replace instances (replace.py does that after an update).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from datomic_aws import names
 from datomic_aws.changes import Action, Change, noop
-from datomic_aws.errors import StackError, UsageError
+from datomic_aws.errors import StackError
 from datomic_aws.stack.changesets import (
     _change_set_changes,
     _create_change_set,
@@ -29,6 +28,7 @@ from datomic_aws.stack.changesets import (
     _update_once,
     _wait_change_set,
 )
+from datomic_aws.stack.document import StackTemplate, as_template
 from datomic_aws.stack.events import Waiting
 from datomic_aws.stack.migrate import _migrate
 from datomic_aws.stack.read import StackInfo, datomic_era, read_stack, template_matches
@@ -36,21 +36,21 @@ from datomic_aws.stack.run import _protected, _Run
 from datomic_aws.stack.status import Intent, Owner, StackState, Verdict, decide, owner_of, tags_text
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from datomic_aws.aws import AwsContext
 
 
-def _check_template(template: str) -> None:
-    """Refuse a template that is not a JSON object with Resources, before any AWS call."""
-    try:
-        doc = json.loads(template)
-    except ValueError as exc:
-        raise UsageError(
-            f"the template is not valid JSON ({exc})", "", "regenerate it with create-cf-template"
-        ) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
-        raise UsageError(
-            "the template has no Resources object", "", "regenerate it with create-cf-template"
-        )
+class StackOptions(TypedDict, total=False):
+    """What create_stack and update_stack both take, besides the template and the system."""
+
+    tags: Mapping[str, str] | None
+    parameters: Mapping[str, str] | None
+    dry_run: bool
+    waiting: Waiting | None
+    # The stack as this run already read it (apply's ownership check): not read again, unless
+    # the run starts over (the stack lock taken) or waits for the stack to settle.
+    known: StackInfo | None
 
 
 def _merged_tags(system: str, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -61,14 +61,11 @@ def create_stack(
     ctx: AwsContext,
     region: str,
     name: str,
-    template: str,
+    template: str | StackTemplate,
     *,
     system: str,
-    tags: Mapping[str, str] | None = None,
-    parameters: Mapping[str, str] | None = None,
     recreate_failed: bool = False,
-    dry_run: bool = False,
-    waiting: Waiting | None = None,
+    **options: Unpack[StackOptions],
 ) -> list[Change]:
     """Create the stack from a JSON template through a CREATE change set, then protect it.
 
@@ -77,11 +74,14 @@ def create_stack(
     only with `recreate_failed` and our tags. With `dry_run` nothing is written: the changes are
     read from the template.
     """
-    _check_template(template)
-    run = _Run(ctx, region, name, waiting)
-    decision, info = run.settle(Intent.CREATE, recreate_failed=recreate_failed, system=system)
+    doc = as_template(template)
+    dry_run = options.get("dry_run", False)
+    run = _Run(ctx, region, name, options.get("waiting"))
+    decision, info = run.settle(
+        Intent.CREATE, recreate_failed=recreate_failed, system=system, known=options.get("known")
+    )
     if decision.verdict is Verdict.COMPARE and info is not None:
-        if template_matches(run.cfn, info.stack_id, template):
+        if template_matches(run.cfn, info.stack_id, doc.doc):
             # Protection is finished only on a stack that is ours: another's is never written to.
             protect = _protected(run, info, dry_run=dry_run) if run.owner is Owner.OURS else []
             return [*protect, noop(run.resource, info.status)]
@@ -97,18 +97,28 @@ def create_stack(
         )
         if not dry_run:
             run.delete(info)
-    all_tags = _merged_tags(system, tags)
-    run.check_groups(None, json.loads(template))
+    run.check_groups(None, doc.doc)
     if dry_run:
-        return [*out, Change(run.resource, Action.CREATE), *_template_changes(name, template)]
-    source = run.template_source(name, template, dry_run=False)
+        return [*out, Change(run.resource, Action.CREATE), *_template_changes(name, doc)]
+    tags = _merged_tags(system, options.get("tags"))
+    return [*out, *_create(run, doc, tags, options.get("parameters"))]
+
+
+def _create(
+    run: _Run,
+    template: StackTemplate,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+) -> list[Change]:
+    """One CREATE change set: created, described, executed and waited for; then protection on."""
+    source = run.template_source(run.name, template.text, dry_run=False)
     change_set_id, stack_id = _create_change_set(
         run,
         kind="create",
         change_set_type="CREATE",
         template=template,
         source=source,
-        tags=all_tags,
+        tags=tags,
         parameters=parameters,
         base="",
     )
@@ -118,16 +128,18 @@ def create_stack(
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
         raise StackError(
             f"CloudFormation rejected the template: {reason}",
-            f"{region} {name}",
+            f"{run.region} {run.name}",
             "fix the template (create-cf-template) and rerun",
         )
-    changes = _change_set_changes(name, described["Changes"]) or _template_changes(name, template)
+    changes = _change_set_changes(run.name, described["Changes"]) or _template_changes(
+        run.name, template
+    )
     # Right after ExecuteChangeSet the stack may still read REVIEW_IN_PROGRESS.
     _execute(run, stack_id, change_set_id, described, pending=("REVIEW_IN_PROGRESS",))
     # Enabled once the stack is complete: the one state where every API surely accepts it.
     run.protect(stack_id)
     created = Change(run.resource, Action.CREATE, ("termination protection on",))
-    return [*run.side, *out, created, *changes]
+    return [*run.side, created, *changes]
 
 
 def check_ownership(
@@ -180,14 +192,11 @@ def update_stack(
     ctx: AwsContext,
     region: str,
     name: str,
-    template: str,
+    template: str | StackTemplate,
     *,
     system: str,
-    tags: Mapping[str, str] | None = None,
-    parameters: Mapping[str, str] | None = None,
     adopt: bool = False,
-    dry_run: bool = False,
-    waiting: Waiting | None = None,
+    **options: Unpack[StackOptions],
 ) -> list[Change]:
     """Update the stack through an UPDATE change set; the resource changes it made (or would).
 
@@ -199,29 +208,32 @@ def update_stack(
     deleted and reported as a no-op. With `dry_run` the change set is created, described and
     deleted, never executed (see DRY_RUN_WRITES).
     """
-    _check_template(template)
-    run = _Run(ctx, region, name, waiting)
-    decision, info = run.settle(Intent.UPDATE, system=system, adopt=adopt)
+    doc = as_template(template)
+    dry_run = options.get("dry_run", False)
+    parameters = options.get("parameters")
+    run = _Run(ctx, region, name, options.get("waiting"))
+    decision, info = run.settle(
+        Intent.UPDATE, system=system, adopt=adopt, known=options.get("known")
+    )
     assert info is not None  # decide() refuses an update of an absent stack
     adopting = decision.verdict is Verdict.ADOPT
-    all_tags = {**info.tags, **_merged_tags(system, tags)}
+    all_tags = {**info.tags, **_merged_tags(system, options.get("tags"))}
     notes = (
         (f"adopted: the stack had {tags_text(info.tags)}; now tagged for system {system}",)
         if adopting
         else ()
     )
-    local = json.loads(template)
-    legacy = datomic_era(run.deployed, local)
+    legacy = datomic_era(run.deployed, doc.doc)
     if legacy is not None:
-        return _migrate(run, info, legacy, template, all_tags, parameters, notes, dry_run=dry_run)
-    if _up_to_date(run.deployed, info, template, all_tags, parameters):
+        return _migrate(run, info, legacy, doc, all_tags, parameters, notes, dry_run=dry_run)
+    if _up_to_date(run.deployed, info, doc, all_tags, parameters):
         return [
             *(_protected(run, info, dry_run=dry_run) if run.owner is Owner.OURS else []),
             noop(run.resource, info.status),
         ]
-    run.check_groups(info, local)
+    run.check_groups(info, doc.doc)
     changes = _update_once(
-        run, info, template, all_tags, parameters, notes=notes, show=adopting, dry_run=dry_run
+        run, info, doc, all_tags, parameters, notes=notes, show=adopting, dry_run=dry_run
     )
     if adopting and changes[0].changed and not dry_run:
         changes.extend(_protected(run, info, dry_run=False))

@@ -89,9 +89,13 @@ def deployed_template(cfn: CloudFormationClient, stack: str) -> Any:
     return body
 
 
-def template_matches(cfn: CloudFormationClient, stack: str, template: str) -> bool:
-    """Whether the deployed template equals the local JSON (semantically, not byte for byte)."""
-    return bool(deployed_template(cfn, stack) == json.loads(template))
+def template_matches(
+    cfn: CloudFormationClient, stack: str, template: str | Mapping[str, Any]
+) -> bool:
+    """Whether the deployed template equals the local JSON (semantically, not byte for byte);
+    `template` is its text or the document already parsed."""
+    local = json.loads(template) if isinstance(template, str) else template
+    return bool(deployed_template(cfn, stack) == local)
 
 
 def _declared_system(doc: Any) -> str | None:

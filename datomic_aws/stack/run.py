@@ -3,7 +3,7 @@
 Owns `_Run`: reading the stack and deciding (status.decide) while waiting out an operation already
 running on it, the refusal errors, the ownership check of the stack's Auto Scaling groups before
 any write, the template source of a change set (a TemplateURL in the templates bucket, converged
-first; an inline body only for a small dry-run preview), termination protection, and the deletion
+first, once per run; an inline body only for a small dry-run preview), termination protection, and the deletion
 of a stack.
 
 It must not print (lines go to `Waiting.on_event`), build boto3 sessions (clients come from the
@@ -13,6 +13,7 @@ reads the stack's Auto Scaling groups), or replace instances (replace.py does th
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,27 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from datomic_aws.aws import AwsContext
+
+
+# The regions whose templates bucket a run (its AwsContext) has converged already: once per run,
+# not before every upload (a migration uploads twice; a run that takes the stack lock starts over).
+_VERIFIED: dict[int, tuple[weakref.ref[AwsContext], set[str]]] = {}
+
+
+def _regions(ctx: AwsContext) -> set[str]:
+    ref, regions = _VERIFIED.get(id(ctx), (None, set()))
+    return regions if ref is not None and ref() is ctx else set()
+
+
+def _verified(ctx: AwsContext, region: str) -> bool:
+    return region in _regions(ctx)
+
+
+def _remember(ctx: AwsContext, region: str) -> None:
+    for key, (ref, _) in list(_VERIFIED.items()):
+        if ref() is None:
+            del _VERIFIED[key]  # the run is over
+    _VERIFIED[id(ctx)] = (weakref.ref(ctx), {*_regions(ctx), region})
 
 
 class _Run:
@@ -142,14 +164,16 @@ class _Run:
         recreate_failed: bool = False,
         system: str = "",
         adopt: bool = False,
+        known: StackInfo | None = None,
     ) -> tuple[Decision, StackInfo | None]:
         """Read the stack and decide, waiting out any operation already running on it.
 
         Ownership is part of the decision: for update and delete, a stack that is not this
-        system's is refused here, before any write (see decide).
+        system's is refused here, before any write (see decide). `known` is the stack as this
+        run read it already: used instead of a first read (a wait reads it again).
         """
         while True:
-            info = read_stack(self.cfn, self.name)
+            info, known = known or read_stack(self.cfn, self.name), None
             self.deployed, self.system, legacy = None, system, False
             if info is not None and intent is Intent.DELETE:
                 self.system = self._system_for_delete(info)
@@ -212,10 +236,12 @@ class _Run:
             return {"TemplateBody": template}
         s3: S3Client = self.ctx.client("s3", self.region)
         account = self.ctx.account_id(self.region)
-        bucket_change = ensure_templates_bucket(s3, account, self.region)
-        if bucket_change.changed:
-            self.say(f"{bucket_change.action.value} {bucket_change.resource}")
-            self.side.append(bucket_change)
+        if not _verified(self.ctx, self.region):
+            bucket_change = ensure_templates_bucket(s3, account, self.region)
+            _remember(self.ctx, self.region)
+            if bucket_change.changed:
+                self.say(f"{bucket_change.action.value} {bucket_change.resource}")
+                self.side.append(bucket_change)
         return {"TemplateURL": upload_template(s3, account, self.region, stack, template)}
 
     def lift_protection(self, info: StackInfo) -> None:

@@ -218,33 +218,44 @@ def decide(
     if intent is Intent.DELETE:
         return Decision(Verdict.NOOP if absent else Verdict.DELETE)
     if intent is Intent.CREATE:
-        if state is StackState.REVIEW and who is Owner.FOREIGN:
-            # Another system's create, never executed: not ours to complete. (An untagged one
-            # holds no resource, and may be our own create whose tags are not visible yet.)
-            return _FOREIGN
-        if absent or state is StackState.REVIEW:
-            # A REVIEW_IN_PROGRESS stack only holds change sets; a CREATE change set still applies.
-            return Decision(Verdict.CREATE)
-        if state is StackState.READY:
-            return Decision(Verdict.COMPARE)
-        if state is StackState.ROLLBACK_COMPLETE:
-            if recreate_failed and who is Owner.OURS:
-                return Decision(Verdict.RECREATE)
-            if recreate_failed:
-                return Decision(
-                    Verdict.REFUSE,
-                    "the failed stack was not created by datomic-aws (no datomic:system tag)",
-                    "delete it yourself if it is yours to remove, then rerun",
-                )
+        return _decide_create(state, who, absent=absent, recreate_failed=recreate_failed)
+    return _decide_update(state, absent=absent)
+
+
+def _decide_create(
+    state: StackState, who: Owner, *, absent: bool, recreate_failed: bool
+) -> Decision:
+    """create-cf-stack on a stack that is settled (not in progress)."""
+    if state is StackState.REVIEW and who is Owner.FOREIGN:
+        # Another system's create, never executed: not ours to complete. (An untagged one
+        # holds no resource, and may be our own create whose tags are not visible yet.)
+        return _FOREIGN
+    if absent or state is StackState.REVIEW:
+        # A REVIEW_IN_PROGRESS stack only holds change sets; a CREATE change set still applies.
+        return Decision(Verdict.CREATE)
+    if state is StackState.READY:
+        return Decision(Verdict.COMPARE)
+    if state is StackState.ROLLBACK_COMPLETE:
+        if recreate_failed and who is Owner.OURS:
+            return Decision(Verdict.RECREATE)
+        if recreate_failed:
             return Decision(
                 Verdict.REFUSE,
-                "a previous create failed and rolled back; such a stack can only be deleted",
-                "rerun with --recreate-failed to delete it and create it again",
+                "the failed stack was not created by datomic-aws (no datomic:system tag)",
+                "delete it yourself if it is yours to remove, then rerun",
             )
-        if state is StackState.NEEDS_CONTINUE_ROLLBACK:
-            return _CONTINUE_ROLLBACK
-        return _FAILED
-    # Intent.UPDATE
+        return Decision(
+            Verdict.REFUSE,
+            "a previous create failed and rolled back; such a stack can only be deleted",
+            "rerun with --recreate-failed to delete it and create it again",
+        )
+    if state is StackState.NEEDS_CONTINUE_ROLLBACK:
+        return _CONTINUE_ROLLBACK
+    return _FAILED
+
+
+def _decide_update(state: StackState, *, absent: bool) -> Decision:
+    """update-stack on a stack that is settled and may be written (ours, or adopted)."""
     if absent or state is StackState.REVIEW:
         return Decision(
             Verdict.REFUSE,

@@ -682,6 +682,9 @@ def test_apply_twice_then_a_new_instance_type_then_a_noop(
     assert _snapshot(folder) == before
 
     (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    # A new transactor configuration too: its digest is in the launch template (moto's change
+    # sets list nothing for a parameter-only change).
+    folder.edit(folder.transactor, **{"memory-index-max=512m": "memory-index-max=600m"})
     folder.edit(
         folder.cf,
         **{
@@ -733,3 +736,78 @@ def test_apply_dry_run_on_a_fresh_folder_writes_nothing(
     assert boto("iam").list_roles()["Roles"] == []
     detailed = cli("apply", "--dry-run", "--detailed-exitcode", str(folder.path))
     assert detailed.code == 3, detailed.stderr
+
+
+# --- dry run and real run: one plan -----------------------------------------------------------
+
+
+def _stack_plan(doc: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """The stack's change set summary as the tool reports it."""
+    return [
+        (c["resource"], c["action"], c["details"])
+        for c in doc["changes"]
+        if c["resource"] == f"stack/{STACK}" or c["resource"].startswith(f"stack/{STACK}/")
+    ]
+
+
+def _would_replace(doc: dict[str, Any]) -> list[str]:
+    """The instances a dry run says it would replace, from its group line."""
+    (line,) = [
+        d
+        for c in doc["changes"]
+        if c["resource"] == f"autoscaling group {GROUP}"
+        for d in c["details"]
+        if "would be replaced" in d
+    ]
+    return [i.split(" ")[0] for i in line.rsplit(": ", 1)[1].split(", ")]
+
+
+def _same_plan(dry: Any, real: Any) -> None:
+    plan, done = dry.json, real.json
+    assert plan["dry_run"] is True and done["dry_run"] is False
+    assert _stack_plan(plan) == _stack_plan(done)
+    assert any(action == "update" for _, action, _ in _stack_plan(plan)), plan["changes"]
+    assert _would_replace(plan) == _replaced(done)
+    assert [(f["path"], f["changed"], f["diff"]) for f in plan["files"]] == [
+        (f["path"], f["changed"], f["diff"]) for f in done["files"]
+    ]
+
+
+def test_a_dry_run_and_a_real_run_print_the_same_plan(cli: Any, boto: Any, tmp_path: Path) -> None:
+    """apply and update-stack: the stack's change set summary, the file changes and the
+    instances replaced are what the dry run said they would be."""
+    folder = _folder(tmp_path)
+    _ok(cli("apply", str(folder.path), *FAST))
+    (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    # A new transactor configuration too: its digest is in the launch template (moto's change
+    # sets list nothing for a parameter-only change).
+    folder.edit(folder.transactor, **{"memory-index-max=512m": "memory-index-max=600m"})
+    folder.edit(
+        folder.cf,
+        **{
+            "aws-instance-type=m7i.large": "aws-instance-type=m7i.xlarge",
+            "java-xmx=5734m": "java-xmx=",
+        },
+    )
+    apply = ("--output", "json", "apply", str(folder.path), *FAST)
+    dry = _ok(cli(*apply[:3], "--dry-run", *apply[3:]))
+    assert _would_replace(dry.json) == [old]
+    _same_plan(dry, _ok(cli(*apply)))
+
+    (old,) = [i["InstanceId"] for i in _group(boto)["Instances"]]
+    folder.edit(folder.transactor, **{"memory-index-max=600m": "memory-index-max=512m"})
+    _ok(cli("ensure-transactor", str(folder.transactor)))
+    _change_type(cli, folder, "m7i.large")
+    update = ("--output", "json", "update-stack", REGION, STACK, str(folder.template), *FAST)
+    dry = _ok(cli(*update[:3], "--dry-run", *update[3:]))
+    assert _would_replace(dry.json) == [old]
+    _same_plan(dry, _ok(cli(*update)))
+    _assert_all_current(boto, "m7i.large", 1)
+
+
+def test_a_noop_apply_reads_the_stack_once(cli: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    _ok(cli("apply", str(folder.path), *FAST))
+    noop = _ok(cli("--output", "json", "apply", str(folder.path), *FAST)).json
+    assert noop["changed"] is False
+    assert noop["aws_calls"]["by_operation"]["cloudformation:DescribeStacks"] == 1
