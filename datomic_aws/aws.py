@@ -103,6 +103,9 @@ class AwsContext:
     call_log: CallLog = field(default_factory=CallLog)
     command: str = ""
     lock_timeout: float = 600.0
+    # What this run has converged already and need not verify again (the templates bucket of an
+    # account and region): state of the run, never of AWS, so a new run starts empty.
+    converged: set[str] = field(default_factory=set)
     _session: Any = field(default=None, init=False, repr=False)
     _clients: dict[tuple[str, str, str | None], Any] = field(
         default_factory=dict, init=False, repr=False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def files_of(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def aws_change_set_names(monkeypatch: pytest.MonkeyPatch) -> None:
+def aws_change_set_names(patched_moto: None) -> Iterator[None]:
     """moto corrected where a rerun after a crash depends on it: on AWS, CreateChangeSet of type
     CREATE for a stack name that already exists is refused with AlreadyExistsException (a change
     set of that name on it, or a stack past REVIEW_IN_PROGRESS), which is how stack/ finds the
@@ -101,7 +102,12 @@ def aws_change_set_names(monkeypatch: pytest.MonkeyPatch) -> None:
                     raise AlreadyExistsException(f"{change_set_name} already exists")
         return original(self, **kw)
 
-    monkeypatch.setattr(CloudFormationBackend, "create_change_set", create_change_set)
+    # Its own MonkeyPatch, undone at this fixture's teardown, before patched_moto's: the test's
+    # `monkeypatch` may be older than patched_moto (autouse fixtures take it first), and undoing
+    # it last would put this wrapper of the corrected moto back into an unpatched moto.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CloudFormationBackend, "create_change_set", create_change_set)
+        yield
 
 
 @pytest.fixture
@@ -110,7 +116,8 @@ def runner(patched_moto: None, aws_change_set_names: None, monkeypatch: pytest.M
 
     A kill ends the process, but an AwsContext holds no resource state (its clients and the account
     id are the same in every moto account), so one context serves every run and its clients are
-    built once; each run gets its own `Kill` through this indirection. moto's 2,600 default AMIs
+    built once; each run gets its own `Kill` through this indirection, and starts with nothing
+    converged, as a new process would. moto's 2,600 default AMIs
     are not loaded (the template takes its image from an SSM parameter): resetting them on every
     `mock_aws` would cost most of the test's time.
     """
@@ -126,6 +133,7 @@ def runner(patched_moto: None, aws_change_set_names: None, monkeypatch: pytest.M
 
     def run(folder: Path, kill: Kill | None = None) -> tuple[Result, Kill]:
         current[0] = kill or Kill()
+        ctx.converged.clear()
         return apply_dir(ctx, folder, waiting=waiting), current[0]
 
     return run

@@ -13,7 +13,6 @@ reads the stack's Auto Scaling groups), or replace instances (replace.py does th
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -48,27 +47,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from datomic_aws.aws import AwsContext
-
-
-# The regions whose templates bucket a run (its AwsContext) has converged already: once per run,
-# not before every upload (a migration uploads twice; a run that takes the stack lock starts over).
-_VERIFIED: dict[int, tuple[weakref.ref[AwsContext], set[str]]] = {}
-
-
-def _regions(ctx: AwsContext) -> set[str]:
-    ref, regions = _VERIFIED.get(id(ctx), (None, set()))
-    return regions if ref is not None and ref() is ctx else set()
-
-
-def _verified(ctx: AwsContext, region: str) -> bool:
-    return region in _regions(ctx)
-
-
-def _remember(ctx: AwsContext, region: str) -> None:
-    for key, (ref, _) in list(_VERIFIED.items()):
-        if ref() is None:
-            del _VERIFIED[key]  # the run is over
-    _VERIFIED[id(ctx)] = (weakref.ref(ctx), {*_regions(ctx), region})
 
 
 class _Run:
@@ -236,9 +214,12 @@ class _Run:
             return {"TemplateBody": template}
         s3: S3Client = self.ctx.client("s3", self.region)
         account = self.ctx.account_id(self.region)
-        if not _verified(self.ctx, self.region):
+        # Once per run, not before every upload (a migration uploads twice; a run that takes the
+        # stack lock starts over).
+        converged = f"templates-bucket:{account}:{self.region}"
+        if converged not in self.ctx.converged:
             bucket_change = ensure_templates_bucket(s3, account, self.region)
-            _remember(self.ctx, self.region)
+            self.ctx.converged.add(converged)
             if bucket_change.changed:
                 self.say(f"{bucket_change.action.value} {bucket_change.resource}")
                 self.side.append(bucket_change)
