@@ -36,13 +36,17 @@ def known_regions() -> frozenset[str]:
 
     A region newer than the installed botocore is refused until botocore is upgraded: a typo such
     as `us-east-7` would otherwise be sent to AWS as a region and fail 25 calls later.
+
+    From botocore's partitions.json (7 KB, what its endpoint rules resolve regions with), not
+    endpoints.json (1.2 MB of per-service endpoints, ~50 ms to parse on every start); its
+    `aws-global`-style entries are pseudo-regions of global endpoints, not regions.
     """
     import botocore.loaders
 
-    data = botocore.loaders.create_loader().load_data("endpoints")
+    data = botocore.loaders.create_loader().load_data("partitions")
     regions: set[str] = set()
     for partition in data.get("partitions", []):
-        regions.update(partition.get("regions", {}))
+        regions.update(r for r in partition.get("regions", {}) if not r.endswith("-global"))
     return frozenset(regions)
 
 

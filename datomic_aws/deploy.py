@@ -147,10 +147,12 @@ def _group_of(cfn: Any, info: stack.StackInfo, region: str) -> tuple[str, str]:
     version = info.outputs.get("LaunchTemplateVersion")
     if group and version:
         return group, version
-    resources = {
-        r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
-        for r in cfn.describe_stack_resources(StackName=info.stack_id)["StackResources"]
-    }
+    listed = (
+        info.resources
+        if info.resources is not None
+        else cfn.describe_stack_resources(StackName=info.stack_id)["StackResources"]
+    )
+    resources = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed}
     group = resources.get("AutoScalingGroup")
     if not group or not resources.get("LaunchTemplate"):
         raise StackError(
@@ -177,23 +179,17 @@ def _converge_instances(
     one plan (replace.plan) that the real run executes and a dry run renders. What the roll
     measured goes into `result` (a Change detail, `extra["availability"]`, warnings).
 
-    `known` is the stack as this run read it. It is still the stack here: the stack step made no
-    write, since a first write takes the stack lock and starts the command over without it."""
-    cfn = ctx.client("cloudformation", region)
+    `known` is the stack as this run read it (with its resources and groups, when apply's
+    ownership check read them). It is still the stack here: the stack step made no write, since
+    a first write takes the stack lock and starts the command over without it."""
     asg = ctx.client("autoscaling", region)
     ec2 = ctx.client("ec2", region)
     # A dry run whose stack update changes the launch template: the version does not exist yet.
     pending = dry_run and _launch_template_changes(result.changes)
-    with translating(f"stack {name}"):
-        info = known or stack.read_stack(cfn, name)
-        if info is None:
-            return []
-        group_name, version = _group_of(cfn, info, region)
-        state = (
-            replace.pending_state(asg, ec2, group_name)
-            if pending
-            else replace.read_state(asg, ec2, group_name, version)
-        )
+    read = _roll_state(ctx, region, name, known, pending=pending)
+    if read is None:
+        return []
+    info, group_name, state = read
     if state is None:
         raise StackError(
             f"the stack's group {group_name} does not exist", f"{region} {name}", "check the stack"
@@ -219,6 +215,28 @@ def _converge_instances(
         out.append(Change(f"autoscaling group {group_name}", Action.UPDATE, report.details()))
         result.extra["availability"] = report.as_dict()
     return out
+
+
+def _roll_state(
+    ctx: AwsContext, region: str, name: str, known: stack.StackInfo | None, *, pending: bool
+) -> tuple[stack.StackInfo, str, replace.RollState | None] | None:
+    """The stack, its group's name and the group's state (None: no such group), read once:
+    what `known` carries (resources, the group) is not read again. None: no stack."""
+    cfn = ctx.client("cloudformation", region)
+    asg = ctx.client("autoscaling", region)
+    ec2 = ctx.client("ec2", region)
+    with translating(f"stack {name}"):
+        info = known or stack.read_stack(cfn, name)
+        if info is None:
+            return None
+        group_name, version = _group_of(cfn, info, region)
+        described = (info.groups or {}).get(group_name)
+        state = (
+            replace.pending_state(asg, ec2, group_name)
+            if pending
+            else replace.read_state(asg, ec2, group_name, version, described)
+        )
+    return info, group_name, state
 
 
 def _launch_template_changes(changes: list[Change]) -> bool:

@@ -59,16 +59,16 @@ def apply_dir(
 
     Validate first (design §7): the paths, both files and what they must agree on (`inputs`, as
     the CLI checked them before its folder lock, re-read only if a file changed since), then the
-    stack's owner, then every read-only AWS check of both ensure steps, all before the first
-    write. Only then do the ensure steps write.
+    stack's owner and every read-only AWS check of both ensure steps (side by side; the owner's
+    refusal first), all before the first write. Only then do the ensure steps write.
     """
     loaded = inputs.fresh() if inputs is not None else check_folder(directory, dry_run=dry_run)
     folder = Path(directory)
-    # The stack (and its group) must be this system's before anything is written.
-    owner = _check_stack_owner(ctx, loaded, adopt=adopt, recreate_failed=recreate_failed)
+    owner, first, second = _ensure_steps(
+        ctx, loaded, folder, adopt=adopt, recreate_failed=recreate_failed, dry_run=dry_run
+    )
     checked = (loaded.stack_name, loaded.cf.region)
     result = Result("apply", dry_run=dry_run)
-    first, second = _ensure_steps(ctx, loaded, folder, adopt=adopt, dry_run=dry_run)
     result.merge(first)
     result.merge(second)
     rendered = _render(loaded, first, second, folder / APPLY_TEMPLATE, result)
@@ -120,15 +120,25 @@ def _check_stack_owner(
 
 
 def _ensure_steps(
-    ctx: AwsContext, loaded: Inputs, folder: Path, *, adopt: bool, dry_run: bool
-) -> tuple[Result, Result]:
-    """ensure-transactor and ensure-cf: every check of both, then the writes of both."""
+    ctx: AwsContext,
+    loaded: Inputs,
+    folder: Path,
+    *,
+    adopt: bool,
+    recreate_failed: bool,
+    dry_run: bool,
+) -> tuple[stack.StackInfo | None, Result, Result]:
+    """The stack's owner check and every check of ensure-transactor and ensure-cf, then the
+    writes of both. The stack as the owner check read it, and both steps' results."""
     from datomic_aws.ensure import converge_cf, converge_transactor, plan_transactor, prepare_cf
 
     transactor, cf = folder / APPLY_FILES[0], folder / APPLY_FILES[1]
-    # The two ensure steps read disjoint resources: their checks run side by side, and every
-    # problem of both is reported together.
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # The owner check and the two ensure steps read disjoint resources and write nothing: they run
+    # side by side, and every input problem of both ensure steps is reported together.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        owner_job = pool.submit(
+            _check_stack_owner, ctx, loaded, adopt=adopt, recreate_failed=recreate_failed
+        )
         planned_job = pool.submit(
             plan_transactor,
             ctx,
@@ -138,12 +148,15 @@ def _ensure_steps(
             loaded=(loaded.transactor_props, loaded.transactor),
         )
         cf_job = pool.submit(prepare_cf, ctx, cf, adopt=adopt, loaded=(loaded.cf_props, loaded.cf))
+        # The stack (and its group) must be this system's before anything is written: its
+        # refusal comes first, as if it had been checked alone.
+        owner = owner_job.result()
         planned, cf_run = _both(planned_job, cf_job)
     # Nothing was written so far. The writes touch disjoint resources and files: side by side too.
     with ThreadPoolExecutor(max_workers=2) as pool:
         first_job = pool.submit(converge_transactor, ctx, planned, dry_run=dry_run)
         second_job = pool.submit(converge_cf, ctx, cf_run, dry_run=dry_run)
-        return _both(first_job, second_job)
+        return (owner, *_both(first_job, second_job))
 
 
 def _render(

@@ -47,10 +47,22 @@ def is_shown_key(key: str) -> bool:
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
+    """A packaged schema. Not meta-validated at run time (that cost ~0.1 s on every start):
+    tests/test_config_schemas.py checks every packaged schema against its metaschema."""
     text = resources.files("datomic_aws.schemas").joinpath(f"{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
-    Draft202012Validator.check_schema(schema)
     return schema
+
+
+# One validator per schema, built on first use and kept: a validator caches what it resolved.
+_validators: dict[str, Draft202012Validator] = {}
+
+
+def _validator(name: str, schema: dict[str, Any]) -> Draft202012Validator:
+    found = _validators.get(name)
+    if found is None or found.schema is not schema:
+        found = _validators[name] = Draft202012Validator(schema)
+    return found
 
 
 def _declared_type(schema: Mapping[str, Any], key: str) -> str | None:
@@ -195,7 +207,7 @@ def _continues(line: str) -> bool:
 def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], list[Problem]]:
     schema = load_schema(schema_name)
     typed = to_typed(props.values(), schema)
-    validator = Draft202012Validator(schema)
+    validator = _validator(schema_name, schema)
     problems: list[Problem] = []
     for err in validator.iter_errors(typed):
         # An if/then failure is reported through its inner errors, which carry the key.

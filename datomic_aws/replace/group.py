@@ -319,14 +319,19 @@ class RollState:
 
 
 def read_state(
-    asg: AutoScalingClient, ec2: EC2Client, group_name: str, declared: str | None = None
+    asg: AutoScalingClient,
+    ec2: EC2Client,
+    group_name: str,
+    declared: str | None = None,
+    described: AutoScalingGroupTypeDef | None = None,
 ) -> RollState | None:
     """One DescribeAutoScalingGroups, one DescribeInstances and one DescribeLaunchTemplates.
 
     `declared` is the version the stack declares ('3', '$Latest'); without it, the version the
-    group is set to is the one the roll brings. None when the group does not exist.
+    group is set to is the one the roll brings. None when the group does not exist. `described`
+    is the group as this run's DescribeAutoScalingGroups returned it already: not read again.
     """
-    group = read_group(asg, group_name)
+    group = _group_info(group_name, described) if described else read_group(asg, group_name)
     if group is None:
         return None
     group = with_roles(ec2, group)

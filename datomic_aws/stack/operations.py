@@ -155,7 +155,8 @@ def check_ownership(
 
     For a command (apply) that writes other things before it reaches the stack: the same
     decision (decide), read-only and without waiting; also the group our template would name
-    (`names.autoscaling_group`). Returns the stack as read.
+    (`names.autoscaling_group`). Returns the stack as read, with its resources and groups as the
+    group check read them.
     """
     run = _Run(ctx, region, name, None)
     run.system = system
@@ -184,8 +185,9 @@ def check_ownership(
     )
     if decision.verdict is Verdict.REFUSE:
         raise run.refuse(decision, info)
-    run.check_groups(None if creating else info, groups=(group,))
-    return info
+    checked = run.check_groups(None if creating else info, groups=(group,))
+    # With what the check read of the stack (resources, groups): the later steps reuse it.
+    return info if creating else checked
 
 
 def update_stack(

@@ -19,7 +19,9 @@ from datomic_aws import aws
 from datomic_aws.stack.status import StackState, classify
 
 if TYPE_CHECKING:
+    from mypy_boto3_autoscaling.type_defs import AutoScalingGroupTypeDef
     from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudformation.type_defs import StackResourceTypeDef
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class StackInfo:
     termination_protection: bool = False
     outputs: Mapping[str, str] = field(default_factory=dict)
     parameters: Mapping[str, str] = field(default_factory=dict)
+    # What this run read of the stack besides DescribeStacks (apply's ownership check), so that
+    # the later steps of the same run do not read it again: its resources (DescribeStackResources)
+    # and its Auto Scaling groups by name (DescribeAutoScalingGroups). None: not read.
+    resources: tuple[StackResourceTypeDef, ...] | None = field(default=None, compare=False)
+    groups: Mapping[str, AutoScalingGroupTypeDef] | None = field(default=None, compare=False)
 
 
 def _does_not_exist(exc: BaseException) -> bool:

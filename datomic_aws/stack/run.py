@@ -13,6 +13,7 @@ reads the stack's Auto Scaling groups), or replace instances (replace.py does th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,9 @@ from datomic_aws.stack.status import (
 from datomic_aws.stack.transport import MAX_TEMPLATE_BODY, upload_template
 
 if TYPE_CHECKING:
+    from mypy_boto3_autoscaling.type_defs import AutoScalingGroupTypeDef
     from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudformation.type_defs import StackResourceTypeDef
     from mypy_boto3_s3 import S3Client
 
     from datomic_aws.aws import AwsContext
@@ -176,15 +179,19 @@ class _Run:
 
     def check_groups(
         self, info: StackInfo | None, template: Any = None, groups: Collection[str] = ()
-    ) -> None:
+    ) -> StackInfo | None:
         """Refuse, before any write, when one of the stack's Auto Scaling groups, the group the
-        template names or one of `groups` carries a datomic:system tag for another system."""
+        template names or one of `groups` carries a datomic:system tag for another system.
+
+        Returns `info` with what this read (its resources, its groups by name), so that the later
+        steps of the run do not read them again; resources `info` carries already are not read."""
         wanted: set[str] = set(groups)
+        resources: tuple[StackResourceTypeDef, ...] = ()
         if info is not None:
-            resources = self.cfn.describe_stack_resources(StackName=info.stack_id)
+            resources = info.resources if info.resources is not None else self._resources(info)
             wanted.update(
                 r["PhysicalResourceId"]
-                for r in resources.get("StackResources", [])
+                for r in resources
                 if r.get("ResourceType") == _ASG and r.get("PhysicalResourceId")
             )
         declared = template.get("Resources", {}) if isinstance(template, dict) else {}
@@ -193,20 +200,32 @@ class _Run:
                 group = (body.get("Properties") or {}).get("AutoScalingGroupName")
                 if isinstance(group, str):
                     wanted.add(group)
-        if not wanted:
-            return
-        asg = self.ctx.client("autoscaling", self.region)
-        found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=sorted(wanted))
-        for group in found.get("AutoScalingGroups", []):
-            tags = {t["Key"]: t.get("Value", "") for t in group.get("Tags", []) if "Key" in t}
-            if owner_of(tags, self.system) is Owner.FOREIGN:
-                raise NotOursError(
-                    f"Auto Scaling group {group['AutoScalingGroupName']} of stack {self.name}"
-                    f" belongs to another system (tags: {tags_text(tags)})",
-                    f"{self.region} {self.name}",
-                    "datomic-aws never writes to another system's group, not even with --adopt;"
-                    " use another system or stack name",
-                )
+        found: list[AutoScalingGroupTypeDef] = []
+        if wanted:
+            asg = self.ctx.client("autoscaling", self.region)
+            described = asg.describe_auto_scaling_groups(AutoScalingGroupNames=sorted(wanted))
+            found = described.get("AutoScalingGroups", [])
+        for group in found:
+            self._refuse_foreign_group(group)
+        if info is None:
+            return None
+        by_name = {g["AutoScalingGroupName"]: g for g in found}
+        return dataclasses.replace(info, resources=resources, groups=by_name)
+
+    def _resources(self, info: StackInfo) -> tuple[StackResourceTypeDef, ...]:
+        found = self.cfn.describe_stack_resources(StackName=info.stack_id)
+        return tuple(found.get("StackResources", []))
+
+    def _refuse_foreign_group(self, group: AutoScalingGroupTypeDef) -> None:
+        tags = {t["Key"]: t.get("Value", "") for t in group.get("Tags", []) if "Key" in t}
+        if owner_of(tags, self.system) is Owner.FOREIGN:
+            raise NotOursError(
+                f"Auto Scaling group {group['AutoScalingGroupName']} of stack {self.name}"
+                f" belongs to another system (tags: {tags_text(tags)})",
+                f"{self.region} {self.name}",
+                "datomic-aws never writes to another system's group, not even with --adopt;"
+                " use another system or stack name",
+            )
 
     def template_source(self, stack: str, template: str, *, dry_run: bool) -> dict[str, Any]:
         """TemplateURL from the templates bucket; a body only for a small dry-run preview."""

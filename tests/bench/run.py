@@ -69,8 +69,18 @@ class BenchFailure(Exception):
 
 
 def fake_aws_env(home: Path, endpoint: str | None = None) -> dict[str, str]:
-    """The caller's environment without any AWS_* variable, plus fake credentials."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    """The caller's environment without any AWS_* variable, plus fake credentials.
+
+    Python's bytecode is cached (in the scratch folder, never in the tree) even when the caller
+    turned it off with PYTHONDONTWRITEBYTECODE: an installed package runs from compiled bytecode
+    (pip compiles it, as it did the AWS CLI's), and recompiling every module of a source checkout
+    on each run would measure the compiler, not the tool."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
     env.update(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
