@@ -103,6 +103,7 @@ def update_cf_stack(
     """
     w = waiting or stack.Waiting()
     result = Result("update-stack", dry_run=dry_run)
+    read = known if known is not None else _read_stack(ctx, region, name)
     result.changes.extend(
         stack.update_stack(
             ctx,
@@ -113,7 +114,7 @@ def update_cf_stack(
             adopt=adopt,
             dry_run=dry_run,
             waiting=w,
-            known=known,
+            known=read,
         )
     )
     if replacement.strategy == "terminate" and replacement.enabled:
@@ -131,10 +132,26 @@ def update_cf_stack(
             replacement=replacement,
             w=w,
             result=result,
-            known=known,
+            known=known if known is not None else _still(read, result, dry_run=dry_run),
         )
     )
     return result
+
+
+def _read_stack(ctx: AwsContext, region: str, name: str) -> stack.StackInfo | None:
+    with translating(f"stack {name}"):
+        return stack.read_stack(ctx.client("cloudformation", region), name)
+
+
+def _still(
+    read: stack.StackInfo | None, result: Result, *, dry_run: bool
+) -> stack.StackInfo | None:
+    """The stack as update-stack read it first, when that is still the stack for the instances:
+    it was settled (no wait read it again) and this run wrote nothing to it (a dry run writes
+    nothing). Else None: read again."""
+    if read is None or read.state is not stack.StackState.READY:
+        return None
+    return read if dry_run or not any(c.changed for c in result.changes) else None
 
 
 def _group_of(cfn: Any, info: stack.StackInfo, region: str) -> tuple[str, str]:
