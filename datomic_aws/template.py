@@ -356,9 +356,13 @@ def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]
                     "DefaultResult": "ABANDON",
                 }
             ],
+            # Reference §11: CloudFormation applies the stack's tags (names.tags) to the group it
+            # creates; the same key in the group's own Tags has made group updates fail with
+            # "multiple tags with the same key". So the group's Tags carry none of them.
             "Tags": [
                 {"Key": t["Key"], "Value": t["Value"], "PropagateAtLaunch": True}
                 for t in _tags(system, f"datomic-{system}-transactor")
+                if t["Key"] not in names.tags(system)
             ],
         },
     }

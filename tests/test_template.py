@@ -273,7 +273,11 @@ def test_shape(tmp_path: Path) -> None:
     assert hook["DefaultResult"] == "ABANDON"
     # The script's own deadline, counted from its start, ends before Auto Scaling's.
     assert READY_TIMEOUT_SECONDS < hook["HeartbeatTimeout"] == LAUNCH_HOOK_HEARTBEAT_SECONDS
-    assert {"Key": "datomic:system", "Value": "orders", "PropagateAtLaunch": True} in asg["Tags"]
+    # Issue 10: the group gets datomic:system and managed-by from the stack's tags (reference §11),
+    # never also from its own Tags; its own Tags keep its Name.
+    assert asg["Tags"] == [
+        {"Key": "Name", "Value": "datomic-orders-transactor", "PropagateAtLaunch": True}
+    ]
     assert set(template["Outputs"]) >= {
         "AutoScalingGroupName",
         "LaunchTemplateId",

@@ -53,6 +53,8 @@ class InstanceType:
     current_generation: bool = True
     # Offered in the region (DescribeInstanceTypeOfferings): a type can be known but not offered.
     offered: bool = True
+    # The zones of the region that offer it; None when not read (then no zone is left out).
+    zones: frozenset[str] | None = None
 
 
 def read_vpc(client: EC2Client, vpc_id: str | None) -> Vpc | None:
@@ -125,18 +127,23 @@ def default_subnets(client: EC2Client, vpc_id: str) -> list[Subnet]:
 
 
 def read_instance_type(client: EC2Client, instance_type: str) -> InstanceType | None:
-    """RAM, architectures, generation and whether the type is offered in the client's region; None
-    when EC2 does not know the type at all."""
+    """RAM, architectures, generation and the zones of the client's region that offer the type
+    (offered in the region = in one zone at least); None when EC2 does not know the type at all."""
     try:
         # The file's value is any string: EC2 answers for the types it knows (the stub's Literal).
         asked = cast("InstanceTypeType", instance_type)
         described = client.describe_instance_types(InstanceTypes=[asked])["InstanceTypes"]
         if not described:
             return None
-        offered = client.describe_instance_type_offerings(
-            LocationType="region",
+        # Reference §11: LocationType=region says nothing about zones, and a type may be missing
+        # in some zones of a region; one call by zone answers both questions.
+        pages = client.get_paginator("describe_instance_type_offerings").paginate(
+            LocationType="availability-zone",
             Filters=[{"Name": "instance-type", "Values": [instance_type]}],
-        )["InstanceTypeOfferings"]
+        )
+        zones = frozenset(
+            o.get("Location", "") for page in pages for o in page["InstanceTypeOfferings"]
+        ) - {""}
     except Exception as exc:
         if aws.is_error(exc, "InvalidInstanceType"):
             return None
@@ -147,7 +154,8 @@ def read_instance_type(client: EC2Client, instance_type: str) -> InstanceType | 
         int(info["MemoryInfo"]["SizeInMiB"]),
         tuple(info.get("ProcessorInfo", {}).get("SupportedArchitectures", [])),
         current_generation=bool(info.get("CurrentGeneration", True)),
-        offered=bool(offered),
+        offered=bool(zones),
+        zones=zones,
     )
 
 

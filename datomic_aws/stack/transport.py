@@ -71,7 +71,9 @@ def upload_template(s3: S3Client, account: str, region: str, stack: str, templat
     try:
         s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=account)
     except Exception as exc:
-        if not _missing(exc, "NoSuchKey"):
+        # Reference §11: without s3:ListBucket, HeadObject on a missing key answers 403, not 404.
+        # Upload then: a 403 that meant "not yours" (ExpectedBucketOwner) refuses the put too.
+        if not _missing(exc, "NoSuchKey", "403", "Forbidden", "AccessDenied"):
             raise
         s3.put_object(
             Bucket=bucket,
