@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
+from botocore.exceptions import ClientError
+
 from datomic_aws import names
-from datomic_aws.aws import is_error, translating
+from datomic_aws.aws_errors import has_code, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import NameTakenError, OwnershipError
 from datomic_aws.resources.owner import check_owner
@@ -105,13 +107,13 @@ def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
     # GetBucketTagging doubles as the existence check: NoSuchBucket when absent.
     try:
         tag_set = s3.get_bucket_tagging(Bucket=spec.name)["TagSet"]
-    except Exception as exc:
-        if is_error(exc, "NoSuchBucket"):
+    except ClientError as exc:
+        if has_code(exc, "NoSuchBucket"):
             return None
-        if is_error(exc, "AccessDenied", "AllAccessDisabled", "PermanentRedirect", "301"):
+        if has_code(exc, "AccessDenied", "AllAccessDisabled", "PermanentRedirect", "301"):
             # Names are global: a bucket we may not read, or one in another region, is not ours.
             raise _name_taken(spec) from exc
-        if not is_error(exc, "NoSuchTagSet", "NoSuchTagSetError"):
+        if not has_code(exc, "NoSuchTagSet", "NoSuchTagSetError"):
             raise
         tag_set = []
     tags = {t["Key"]: t["Value"] for t in tag_set}
@@ -119,8 +121,8 @@ def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
         pab: PublicAccessBlockConfigurationTypeDef | None = s3.get_public_access_block(
             Bucket=spec.name
         )["PublicAccessBlockConfiguration"]
-    except Exception as exc:
-        if not is_error(exc, "NoSuchPublicAccessBlockConfiguration"):
+    except ClientError as exc:
+        if not has_code(exc, "NoSuchPublicAccessBlockConfiguration"):
             raise
         pab = None
     try:
@@ -130,14 +132,14 @@ def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
             for rule in config.get("Rules", [])
         }
         encrypted = bool(algorithms & _ACCEPTED_SSE)
-    except Exception as exc:
-        if not is_error(exc, "ServerSideEncryptionConfigurationNotFoundError"):
+    except ClientError as exc:
+        if not has_code(exc, "ServerSideEncryptionConfigurationNotFoundError"):
             raise
         encrypted = False
     try:
         policy: dict[str, Any] | None = json.loads(s3.get_bucket_policy(Bucket=spec.name)["Policy"])
-    except Exception as exc:
-        if not is_error(exc, "NoSuchBucketPolicy"):
+    except ClientError as exc:
+        if not has_code(exc, "NoSuchBucketPolicy"):
             raise
         policy = None
     return BucketState(tags, pab, encrypted, policy)
@@ -248,10 +250,10 @@ def _create(s3: S3Client, spec: BucketSpec) -> None:
         config["LocationConstraint"] = cast("BucketLocationConstraintType", spec.region)
     try:
         s3.create_bucket(Bucket=spec.name, CreateBucketConfiguration=config)
-    except Exception as exc:
-        if is_error(exc, "BucketAlreadyExists"):
+    except ClientError as exc:
+        if has_code(exc, "BucketAlreadyExists"):
             raise _name_taken(spec) from exc
-        if not is_error(exc, "BucketAlreadyOwnedByYou"):
+        if not has_code(exc, "BucketAlreadyOwnedByYou"):
             raise
     # AWS applies CreateBucket's Tags atomically; this also covers endpoints that ignore them.
     _run(s3, spec, TagBucket(tuple(sorted(tags.items())), ()))
