@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
-from datomic_aws.aws_errors import has_code, translate
+from datomic_aws.aws_errors import has_code, translate, translating
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -112,7 +112,7 @@ def read_subnets(client: EC2Client, subnet_ids: Iterable[str]) -> dict[str, Subn
 
 def default_subnets(client: EC2Client, vpc_id: str) -> list[Subnet]:
     """The VPC's default subnets (one per availability zone), in zone order for a stable file."""
-    try:
+    with translating(f"ec2 subnets of {vpc_id}"):
         paginator = client.get_paginator("describe_subnets")
         pages = paginator.paginate(
             Filters=[
@@ -121,8 +121,6 @@ def default_subnets(client: EC2Client, vpc_id: str) -> list[Subnet]:
             ]
         )
         subnets = [_subnet(s) for page in pages for s in page["Subnets"]]
-    except ClientError as exc:
-        raise translate(exc, f"ec2 subnets of {vpc_id}") from exc
     return sorted(subnets, key=lambda s: (s.availability_zone, s.subnet_id))
 
 

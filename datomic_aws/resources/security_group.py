@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from datomic_aws import names
-from datomic_aws.aws_errors import has_code, translate
+from datomic_aws.aws_errors import has_code, translate, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch
 from datomic_aws.resources.ec2 import (
@@ -337,7 +337,7 @@ def _create(client: EC2Client, desired: SecurityGroupSpec) -> str:
 
 
 def _tag(client: EC2Client, op: AdoptGroup | ReleaseGroup, resource: str) -> None:
-    try:
+    with translating(resource):
         if isinstance(op, AdoptGroup):
             client.create_tags(
                 Resources=[op.group_id],
@@ -345,8 +345,6 @@ def _tag(client: EC2Client, op: AdoptGroup | ReleaseGroup, resource: str) -> Non
             )
         else:
             client.delete_tags(Resources=[op.group_id], Tags=[{"Key": names.TAG_SYSTEM}])
-    except ClientError as exc:
-        raise translate(exc, resource) from exc
 
 
 def execute_security_group(client: EC2Client, plan: SecurityGroupPlan) -> str:
