@@ -69,7 +69,7 @@ def ignoring(*codes: str) -> Iterator[None]:
             raise
 
 
-def translate(exc: BaseException, resource: str = "") -> AwsCallError:
+def translate(exc: ClientError, resource: str = "") -> AwsCallError:
     """Turn a botocore ClientError into the catalogue's error, keeping the request id and naming
     the action as IAM spells it (`iam:CreateRole`) when the call went through an AwsContext."""
     response: dict[str, Any] = getattr(exc, "response", None) or {}
