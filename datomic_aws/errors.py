@@ -203,6 +203,17 @@ class StackError(DatomicAwsError):
     """A stack operation failed, rolled back, or is in a state we refuse to act on."""
 
 
+class StackStateError(StackError):
+    """A stack in a state the decision table (stack/status.py) refuses to act on; the table
+    words what is wrong and what to do."""
+
+    template = "stack is {status}: {what}"
+    hint_template = "{hint}"
+
+    def __init__(self, status: str, what: str, where: str, hint: str) -> None:
+        self._fill(where, status=status, what=what, hint=hint)
+
+
 class TemplateRejected(StackError):
     """CloudFormation refused the template (a change set that FAILED): nothing was changed."""
 

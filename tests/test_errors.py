@@ -34,6 +34,7 @@ def test_the_recurring_shapes_have_templates() -> None:
         "NameTakenError",
         "ForeignSystemError",
         "TemplateRejected",
+        "StackStateError",
         "MigrationRefused",
         "InstanceFailed",
         "UnsafeEdit",
@@ -79,6 +80,9 @@ def test_the_templated_messages_keep_their_wording() -> None:
     assert str(errors.TemplateRejected("us-east-1 s", "bad")).startswith(
         "Error: CloudFormation rejected the template: bad (us-east-1 s)"
     )
+    assert str(errors.StackStateError("ROLLBACK_FAILED", "stuck", "r s", "continue it")) == (
+        "Error: stack is ROLLBACK_FAILED: stuck (r s): continue it"
+    )
     assert (
         str(errors.MigrationRefused("a clash")) == "Error: cannot migrate: a clash: migrate by hand"
     )
@@ -105,6 +109,7 @@ def test_the_templated_messages_keep_their_wording() -> None:
 def test_templated_subclasses_keep_their_parents_exit_codes_and_catch_clauses() -> None:
     assert issubclass(errors.ForeignSystemError, errors.ResourceMismatch)
     assert issubclass(errors.TemplateRejected, errors.StackError)
+    assert issubclass(errors.StackStateError, errors.StackError)
     assert issubclass(errors.MigrationRefused, errors.StackError)
     assert issubclass(errors.InstanceFailed, errors.ReplacementError)
     assert all(c.exit_code in (ExitCode.FAILURE, ExitCode.USAGE) for c in TEMPLATED)

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from datomic_aws import names
 from datomic_aws.aws_errors import has_code
 from datomic_aws.changes import Action, Change
-from datomic_aws.errors import DatomicAwsError, NotOursError, StackError
+from datomic_aws.errors import DatomicAwsError, NotOursError, StackStateError
 from datomic_aws.resources.s3 import ensure_templates_bucket
 from datomic_aws.stack.changesets import _token
 from datomic_aws.stack.events import EventCursor, Waiting, start_cursor, wait_for_stack
@@ -111,8 +111,8 @@ class _Run:
         where = f"{self.region} {self.name}"
         if decision.ownership:
             return NotOursError(decision.what.format(**fmt), where, decision.hint.format(**fmt))
-        return StackError(
-            f"stack is {status}: {decision.what.format(**fmt)}", where, decision.hint.format(**fmt)
+        return StackStateError(
+            status, decision.what.format(**fmt), where, decision.hint.format(**fmt)
         )
 
     def read_deployed(self, info: StackInfo) -> Any:
