@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from datomic_aws.aws import is_error, translating
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws_errors import has_code, translating
 from datomic_aws.errors import ResourceMismatch, WaitTimeout
 from datomic_aws.resources.owner import tag_list
 from datomic_aws.resources.plan import Operation, Planned, action_for
@@ -56,8 +58,8 @@ def _resource(spec: TableSpec) -> str:
 def read_table(ddb: DynamoDBClient, spec: TableSpec) -> TableState | None:
     try:
         table = ddb.describe_table(TableName=spec.name)["Table"]
-    except Exception as exc:
-        if is_error(exc, "ResourceNotFoundException"):
+    except ClientError as exc:
+        if has_code(exc, "ResourceNotFoundException"):
             return None
         raise
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
@@ -228,8 +230,8 @@ def _create(ddb: DynamoDBClient, spec: TableSpec) -> bool:
         args["Tags"] = tag_list(spec.system)
     try:
         ddb.create_table(**args)
-    except Exception as exc:
-        if not is_error(exc, "ResourceInUseException"):
+    except ClientError as exc:
+        if not has_code(exc, "ResourceInUseException"):
             raise
         return False
     return True
@@ -255,8 +257,8 @@ def _enable_pitr(ddb: DynamoDBClient, spec: TableSpec, sleep: Sleep) -> None:
                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
             )
             return
-        except Exception as exc:
-            if not is_error(exc, "ContinuousBackupsUnavailableException"):
+        except ClientError as exc:
+            if not has_code(exc, "ContinuousBackupsUnavailableException"):
                 raise
             if attempt == PITR_ATTEMPTS:
                 raise WaitTimeout(

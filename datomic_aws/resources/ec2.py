@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from datomic_aws import aws
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws_errors import has_code, translate, translating
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -66,10 +68,10 @@ def read_vpc(client: EC2Client, vpc_id: str | None) -> Vpc | None:
             vpcs = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])[
                 "Vpcs"
             ]
-    except Exception as exc:
-        if aws.is_error(exc, "InvalidVpcID.NotFound", "InvalidVpcID.Malformed"):
+    except ClientError as exc:
+        if has_code(exc, "InvalidVpcID.NotFound", "InvalidVpcID.Malformed"):
             return None
-        raise aws.translate(exc, f"ec2 vpc {vpc_id or '(default)'}") from exc
+        raise translate(exc, f"ec2 vpc {vpc_id or '(default)'}") from exc
     if not vpcs:
         return None
     vpc = vpcs[0]
@@ -92,19 +94,19 @@ def read_subnets(client: EC2Client, subnet_ids: Iterable[str]) -> dict[str, Subn
         return {
             s["SubnetId"]: _subnet(s) for s in client.describe_subnets(SubnetIds=ids)["Subnets"]
         }
-    except Exception as exc:
-        if not aws.is_error(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
-            raise aws.translate(exc, "ec2 subnets " + ",".join(ids)) from exc
+    except ClientError as exc:
+        if not has_code(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
+            raise translate(exc, "ec2 subnets " + ",".join(ids)) from exc
     found: dict[str, Subnet] = {}
     for subnet_id in ids:
         # A batch fails as a whole on the first unknown id, and the operator wants to hear about
         # every bad one: ask again one id at a time.
         try:
             raw = client.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
-        except Exception as exc:
-            if aws.is_error(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
+        except ClientError as exc:
+            if has_code(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
                 continue
-            raise aws.translate(exc, f"ec2 subnet {subnet_id}") from exc
+            raise translate(exc, f"ec2 subnet {subnet_id}") from exc
         for item in raw:
             found[item["SubnetId"]] = _subnet(item)
     return found
@@ -112,7 +114,7 @@ def read_subnets(client: EC2Client, subnet_ids: Iterable[str]) -> dict[str, Subn
 
 def default_subnets(client: EC2Client, vpc_id: str) -> list[Subnet]:
     """The VPC's default subnets (one per availability zone), in zone order for a stable file."""
-    try:
+    with translating(f"ec2 subnets of {vpc_id}"):
         paginator = client.get_paginator("describe_subnets")
         pages = paginator.paginate(
             Filters=[
@@ -121,8 +123,6 @@ def default_subnets(client: EC2Client, vpc_id: str) -> list[Subnet]:
             ]
         )
         subnets = [_subnet(s) for page in pages for s in page["Subnets"]]
-    except Exception as exc:
-        raise aws.translate(exc, f"ec2 subnets of {vpc_id}") from exc
     return sorted(subnets, key=lambda s: (s.availability_zone, s.subnet_id))
 
 
@@ -144,10 +144,10 @@ def read_instance_type(client: EC2Client, instance_type: str) -> InstanceType | 
         zones = frozenset(
             o.get("Location", "") for page in pages for o in page["InstanceTypeOfferings"]
         ) - {""}
-    except Exception as exc:
-        if aws.is_error(exc, "InvalidInstanceType"):
+    except ClientError as exc:
+        if has_code(exc, "InvalidInstanceType"):
             return None
-        raise aws.translate(exc, f"ec2 instance type {instance_type}") from exc
+        raise translate(exc, f"ec2 instance type {instance_type}") from exc
     info = described[0]
     return InstanceType(
         instance_type,
@@ -163,12 +163,12 @@ def read_image_architecture(client: EC2Client, image_id: str) -> str | None:
     """The architecture of an AMI the caller can launch; None when there is no such image."""
     try:
         images = client.describe_images(ImageIds=[image_id])["Images"]
-    except Exception as exc:
-        if aws.is_error(
+    except ClientError as exc:
+        if has_code(
             exc, "InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"
         ):
             return None
-        raise aws.translate(exc, f"ec2 image {image_id}") from exc
+        raise translate(exc, f"ec2 image {image_id}") from exc
     return str(images[0].get("Architecture", "")) if images else None
 
 
@@ -251,12 +251,12 @@ def find_group(
                     {"Name": "vpc-id", "Values": [vpc_id]},
                 ]
             )["SecurityGroups"]
-    except Exception as exc:
-        if aws.is_error(
+    except ClientError as exc:
+        if has_code(
             exc, "InvalidGroup.NotFound", "InvalidGroupId.NotFound", "InvalidGroupId.Malformed"
         ):
             return None
-        raise aws.translate(exc, f"ec2 security group {group_id or name}") from exc
+        raise translate(exc, f"ec2 security group {group_id or name}") from exc
     return groups[0] if groups else None
 
 

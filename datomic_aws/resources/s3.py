@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
+from botocore.exceptions import ClientError
+
 from datomic_aws import names
-from datomic_aws.aws import is_error, translate, translating
+from datomic_aws.aws_errors import has_code, translate, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import NameTakenError, OwnershipError
 from datomic_aws.resources.owner import check_owner
@@ -114,7 +116,7 @@ def tls_only_policy(bucket: str, region: str) -> dict[str, Any]:
     }
 
 
-def _tags_denied(spec: BucketSpec, exc: BaseException) -> Exception:
+def _tags_denied(spec: BucketSpec, exc: ClientError) -> Exception:
     # AccessDenied is what S3 answers both for a bucket of another account and for a bucket of
     # ours when the credentials lack s3:GetBucketTagging: the message says so, and which to check.
     err = translate(exc, _resource(spec))
@@ -133,15 +135,15 @@ def _read_tags(s3: S3Client, spec: BucketSpec) -> dict[str, str] | None:
     # GetBucketTagging doubles as the existence check: NoSuchBucket when absent.
     try:
         tag_set = s3.get_bucket_tagging(Bucket=spec.name, **_owner(spec))["TagSet"]
-    except Exception as exc:
-        if is_error(exc, "NoSuchBucket"):
+    except ClientError as exc:
+        if has_code(exc, "NoSuchBucket"):
             return None
-        if is_error(exc, "AccessDenied"):
+        if has_code(exc, "AccessDenied"):
             raise _tags_denied(spec, exc) from exc
-        if is_error(exc, "AllAccessDisabled", "PermanentRedirect", "301"):
+        if has_code(exc, "AllAccessDisabled", "PermanentRedirect", "301"):
             # Names are global: a disabled bucket, or one in another region, is not ours.
             raise _name_taken(spec) from exc
-        if not is_error(exc, "NoSuchTagSet", "NoSuchTagSetError"):
+        if not has_code(exc, "NoSuchTagSet", "NoSuchTagSetError"):
             raise
         tag_set = []
     return {t["Key"]: t["Value"] for t in tag_set}
@@ -155,8 +157,8 @@ def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
         pab: PublicAccessBlockConfigurationTypeDef | None = s3.get_public_access_block(
             Bucket=spec.name, **_owner(spec)
         )["PublicAccessBlockConfiguration"]
-    except Exception as exc:
-        if not is_error(exc, "NoSuchPublicAccessBlockConfiguration"):
+    except ClientError as exc:
+        if not has_code(exc, "NoSuchPublicAccessBlockConfiguration"):
             raise
         pab = None
     try:
@@ -168,16 +170,16 @@ def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
             for rule in config.get("Rules", [])
         }
         encrypted = bool(algorithms & _ACCEPTED_SSE)
-    except Exception as exc:
-        if not is_error(exc, "ServerSideEncryptionConfigurationNotFoundError"):
+    except ClientError as exc:
+        if not has_code(exc, "ServerSideEncryptionConfigurationNotFoundError"):
             raise
         encrypted = False
     try:
         policy: dict[str, Any] | None = json.loads(
             s3.get_bucket_policy(Bucket=spec.name, **_owner(spec))["Policy"]
         )
-    except Exception as exc:
-        if not is_error(exc, "NoSuchBucketPolicy"):
+    except ClientError as exc:
+        if not has_code(exc, "NoSuchBucketPolicy"):
             raise
         policy = None
     return BucketState(tags, pab, encrypted, policy)
@@ -288,10 +290,10 @@ def _create(s3: S3Client, spec: BucketSpec) -> None:
         config["LocationConstraint"] = cast("BucketLocationConstraintType", spec.region)
     try:
         s3.create_bucket(Bucket=spec.name, CreateBucketConfiguration=config)
-    except Exception as exc:
-        if is_error(exc, "BucketAlreadyExists"):
+    except ClientError as exc:
+        if has_code(exc, "BucketAlreadyExists"):
             raise _name_taken(spec) from exc
-        if not is_error(exc, "BucketAlreadyOwnedByYou"):
+        if not has_code(exc, "BucketAlreadyOwnedByYou"):
             raise
     # AWS applies CreateBucket's Tags atomically; this also covers endpoints that ignore them.
     _run(s3, spec, TagBucket(tuple(sorted(tags.items())), ()))
