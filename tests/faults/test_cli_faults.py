@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.aws_snapshot import normalise_ids, snapshot
 from tests.cli.faulty_proxy import REQUEST_ID, FaultyProxy
 from tests.conftest import environment
+from tests.faults.aws_snapshot import normalise_ids, snapshot
 
 SYSTEM = "my-datomic-system"
 STACK = f"datomic-{SYSTEM}"
