@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     # `conftest` may resolve to either file.
     from conftest import CallRecorder
 
-SAMPLES = Path(__file__).resolve().parent.parent / "config_samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 
 TRANSACTOR = """protocol=ddb
 host=localhost

@@ -22,7 +22,7 @@ from datomic_aws.properties import PropertiesText
 
 # SAMPLES is not imported from conftest: with tests/cli/conftest.py in the same run, the name
 # `conftest` may resolve to either file.
-SAMPLES = Path(__file__).resolve().parent.parent / "config_samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 BASE = "aws-region=us-east-1\naws-instance-type=m7i.large\n"
 
 

@@ -1,6 +1,6 @@
 """create-cf-template: pure, deterministic, lint-clean, secret-free, and deployable (in moto).
 
-The golden file tests/golden/cf.json is regenerated with `UPDATE_GOLDEN=1 pytest tests/test_template.py`;
+The golden file tests/golden/cf.json is regenerated with `UPDATE_GOLDEN=1 pytest tests/unit/test_template.py`;
 review its diff like any other change to what operators deploy.
 """
 
@@ -37,7 +37,7 @@ from datomic_aws.template import (
     user_data_sub,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "cf.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cf.json"
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 
 TRANSACTOR = """protocol=ddb
