@@ -20,7 +20,7 @@ from datomic_aws.properties import PropertiesText
 from datomic_aws.resources import ec2 as ec2r
 
 if TYPE_CHECKING:
-    # Not imported from conftest at run time: with tests/cli/conftest.py in the same run, the name
+    # Not imported from conftest at run time: with several conftest.py files in one run, the name
     # `conftest` may resolve to either file.
     from conftest import CallRecorder
 
