@@ -4,15 +4,14 @@ Owns credentials (standard chain, profile), endpoint override (moto, LocalStack)
 configuration, the per-run log of AWS calls (what `--output json` reports and tests count), the
 dry-run write guard, the cancellation flag an interrupt sets (checked before every call and every
 retry, so worker threads stop at their next call), the gate a caller can put in front of every call
-of its thread (the stack lock takes itself there, lazily), and the helpers that read AWS error codes
-and answers. It must not decide anything about resources: the resource modules take the clients it
+of its thread (the stack lock takes itself there, lazily), and the marks it puts on failed answers
+(the action, for aws_errors.py to read). It must not decide anything about resources: the resource modules take the clients it
 builds.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -21,13 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from datomic_aws import __version__
-from datomic_aws.errors import (
-    AwsCallError,
-    CredentialsError,
-    DatomicAwsError,
-    DryRunViolation,
-    Interrupted,
-)
+from datomic_aws.aws_errors import ACTION_KEY, is_unreadable_answer
+from datomic_aws.errors import CredentialsError, DryRunViolation, Interrupted
 
 if TYPE_CHECKING:
     import boto3
@@ -47,9 +41,6 @@ _READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Validate")
 Hook = tuple[str, Callable[..., Any]]
 # Called before every AWS call of the thread that installed it: (`service:Operation`, mutating).
 Gate = Callable[[str, bool], None]
-# Key added to a failed call's parsed response (ClientError.response): the IAM action of the call,
-# `service:Operation`, which botocore's error does not carry (it knows only the operation name).
-ACTION_KEY = "DatomicAwsAction"
 
 
 def is_mutating(operation: str) -> bool:
@@ -264,7 +255,7 @@ class AwsContext:
 
     def _name_unreadable_answer(self, exception: BaseException, **_: Any) -> None:
         action = getattr(self._local, "action", None)
-        if action and _is_unreadable_answer(exception):
+        if action and is_unreadable_answer(exception):
             with contextlib.suppress(AttributeError, TypeError):
                 exception.datomic_aws_action = action  # type: ignore[attr-defined]
 
@@ -302,62 +293,3 @@ def _refuse_html(operation_model: Any, response_dict: Any, **_: Any) -> None:
 def _name_failed_action(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
     if http_response is not None and http_response.status_code >= 300 and isinstance(parsed, dict):
         parsed[ACTION_KEY] = f"{model.service_model.endpoint_prefix}:{model.name}"
-
-
-def error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code is not None else None
-    return None
-
-
-def is_error(exc: BaseException, *codes: str) -> bool:
-    return error_code(exc) in codes
-
-
-def translate(exc: BaseException, resource: str = "") -> AwsCallError:
-    """Turn a botocore ClientError into the catalogue's error, keeping the request id and naming
-    the action as IAM spells it (`iam:CreateRole`) when the call went through an AwsContext."""
-    response: dict[str, Any] = getattr(exc, "response", None) or {}
-    err = response.get("Error", {})
-    meta = response.get("ResponseMetadata", {})
-    return AwsCallError(
-        operation=str(response.get(ACTION_KEY) or getattr(exc, "operation_name", "call")),
-        code=str(err.get("Code", "Unknown")),
-        message=str(err.get("Message", exc)),
-        resource=resource,
-        request_id=str(meta.get("RequestId", "")),
-    )
-
-
-@contextmanager
-def translating(resource: str) -> Iterator[None]:
-    """Report any AWS error raised inside as the catalogue's error, naming `resource`."""
-    from botocore.exceptions import ClientError
-
-    try:
-        yield
-    except ClientError as exc:
-        raise translate(exc, resource) from exc
-
-
-def _is_unreadable_answer(exc: BaseException) -> bool:
-    import botocore.parsers
-
-    return isinstance(exc, botocore.parsers.ResponseParserError)
-
-
-def unreadable_answer(exc: BaseException) -> DatomicAwsError | None:
-    """An answer botocore could not parse (an HTML page from a proxy or a captive portal, say),
-    as one line naming the call; None for any other exception. The answer itself, which can be a
-    whole page, is left to --debug's traceback."""
-    if "botocore" not in sys.modules or not _is_unreadable_answer(exc):
-        return None
-    action = str(getattr(exc, "datomic_aws_action", "") or "an AWS call")
-    return DatomicAwsError(
-        f"the answer to {action} is not an AWS response (an HTML error page from a proxy?)",
-        "",
-        "check the network, HTTPS_PROXY/NO_PROXY and --endpoint-url, then rerun; "
-        "--debug shows the answer",
-    )

@@ -14,7 +14,8 @@ from typing import Any
 
 from datomic_aws import replace, stack
 from datomic_aws.app.documents import Template, read_template, template_from_text
-from datomic_aws.aws import AwsContext, translating
+from datomic_aws.aws import AwsContext
+from datomic_aws.aws_errors import translating
 from datomic_aws.changes import Action, Change, Result
 from datomic_aws.errors import StackError
 from datomic_aws.stack.document import StackTemplate, as_template

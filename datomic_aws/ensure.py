@@ -280,8 +280,9 @@ def _iam_and_config_readers(
     if spec.log_bucket_wanted:
         bucket = spec.log_bucket or names.log_bucket(system, account, region)
         updates["aws-s3-log-bucket-id"] = bucket
+        explicit = spec.log_bucket is not None
         bucket_spec = s3.BucketSpec(
-            bucket, region, system, spec.log_bucket is not None, "aws-s3-log-bucket-id"
+            bucket, region, system, explicit, "aws-s3-log-bucket-id", owner=account
         )
         readers.append(_bucket_reader(ctx, bucket_spec, adopt=adopt))
         transactor_policies.update([policies.log_bucket_policy(bucket, region)])

@@ -186,49 +186,77 @@ def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
         )
 
 
-def _check_subnets(client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, plan: CfPlan) -> list[str]:
-    """The file's subnets, each in the VPC; else the VPC's default subnets (written back)."""
-    if spec.subnet_ids:
-        found = ec2r.read_subnets(client, spec.subnet_ids)
-        for subnet_id in spec.subnet_ids:
-            subnet = found.get(subnet_id)
-            if subnet is None:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-subnet-ids",
-                        f"aws-subnet-ids: subnet {subnet_id} does not exist in {spec.region}",
-                    )
-                )
-            elif subnet.vpc_id != vpc.vpc_id:
-                which = "aws-vpc-id" if spec.vpc_id else "the default VPC"
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-subnet-ids",
-                        f"aws-subnet-ids: subnet {subnet_id} is in {subnet.vpc_id}, not in {which} "
-                        f"{vpc.vpc_id}",
-                        f"list subnets of {vpc.vpc_id}, or set aws-vpc-id={subnet.vpc_id}",
-                    )
-                )
-        subnets = list(spec.subnet_ids)
-    else:
-        subnets = [s.subnet_id for s in ec2r.default_subnets(client, vpc.vpc_id)]
-        if not subnets:
+def _check_named_subnets(
+    client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, zones: frozenset[str] | None, plan: CfPlan
+) -> None:
+    key = "aws-subnet-ids"
+    found = ec2r.read_subnets(client, spec.subnet_ids)
+    for subnet_id in spec.subnet_ids:
+        subnet = found.get(subnet_id)
+        if subnet is None:
+            plan.problems.append(
+                _problem(spec, key, f"{key}: subnet {subnet_id} does not exist in {spec.region}")
+            )
+        elif subnet.vpc_id != vpc.vpc_id:
+            which = "aws-vpc-id" if spec.vpc_id else "the default VPC"
             plan.problems.append(
                 _problem(
                     spec,
-                    "aws-subnet-ids",
-                    f"{vpc.vpc_id} has no default subnets",
-                    "list the subnets for the transactors in aws-subnet-ids (one per zone you want)",
+                    key,
+                    f"{key}: subnet {subnet_id} is in {subnet.vpc_id}, not in {which} {vpc.vpc_id}",
+                    f"list subnets of {vpc.vpc_id}, or set aws-vpc-id={subnet.vpc_id}",
                 )
             )
-        else:
-            plan.updates["aws-subnet-ids"] = ",".join(subnets)
-    return subnets
+        elif zones is not None and subnet.availability_zone not in zones:
+            plan.problems.append(
+                _problem(
+                    spec,
+                    key,
+                    f"{key}: subnet {subnet_id} is in {subnet.availability_zone}, which does not"
+                    f" offer {spec.instance_type}",
+                    f"list subnets in zones that offer it ({', '.join(sorted(zones))}),"
+                    " or choose another aws-instance-type",
+                )
+            )
 
 
-def _check_network(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.Vpc | None:
+def _default_subnets(
+    client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, zones: frozenset[str] | None, plan: CfPlan
+) -> list[str]:
+    subnets = ec2r.default_subnets(client, vpc.vpc_id)
+    # Reference §11: a type may be missing in some zones of a region; a group spread over such a
+    # zone's subnet fails there, so that subnet is left out (and the run says so).
+    kept = [s for s in subnets if zones is None or s.availability_zone in zones]
+    for subnet in subnets:
+        if subnet not in kept:
+            plan.warnings.append(
+                f"default subnet {subnet.subnet_id} left out: {spec.instance_type} is not offered"
+                f" in {subnet.availability_zone}"
+            )
+    if kept:
+        plan.updates["aws-subnet-ids"] = ",".join(s.subnet_id for s in kept)
+        return [s.subnet_id for s in kept]
+    what = f"{vpc.vpc_id} has no default subnets"
+    hint = "list the subnets for the transactors in aws-subnet-ids (one per zone you want)"
+    in_zones = f" in a zone offering {spec.instance_type}" if subnets else ""
+    plan.problems.append(_problem(spec, "aws-subnet-ids", what + in_zones, hint))
+    return []
+
+
+def _check_subnets(
+    client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, zones: frozenset[str] | None, plan: CfPlan
+) -> list[str]:
+    """The file's subnets, each in the VPC and in a zone offering the instance type; else the VPC's
+    default subnets in such zones (written back). `zones` None: the type's zones are unknown."""
+    if spec.subnet_ids:
+        _check_named_subnets(client, spec, vpc, zones, plan)
+        return list(spec.subnet_ids)
+    return _default_subnets(client, spec, vpc, zones, plan)
+
+
+def _check_network(
+    client: EC2Client, spec: CfSpec, info: ec2r.InstanceType | None, plan: CfPlan
+) -> ec2r.Vpc | None:
     vpc = ec2r.read_vpc(client, spec.vpc_id)
     if vpc is None:
         if spec.vpc_id:
@@ -252,7 +280,7 @@ def _check_network(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.Vpc | 
         return None
     if not spec.vpc_id:
         plan.updates["aws-vpc-id"] = vpc.vpc_id
-    subnets = _check_subnets(client, spec, vpc, plan)
+    subnets = _check_subnets(client, spec, vpc, info.zones if info else None, plan)
     plan.network = noop(
         f"ec2 vpc {vpc.vpc_id}",
         f"{'default VPC, ' if vpc.is_default else ''}subnets " + ", ".join(subnets),
@@ -380,7 +408,7 @@ def plan_cf(ctx: AwsContext, props: PropertiesText, spec: CfSpec, system: str) -
     _check_ami(client, spec, info, plan)
     if info is not None:
         _check_heap(spec, info, plan)
-    vpc = _check_network(client, spec, plan)
+    vpc = _check_network(client, spec, info, plan)
     if vpc is not None:
         _check_group(client, spec, vpc, plan)
     if plan.group is not None:

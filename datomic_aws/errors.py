@@ -1,7 +1,10 @@
 """Exception catalogue: every error the tool reports, its message shape and its exit code.
 
-Owns the exit codes and the one-line `Error: <what> (<where>): <what to do>` format. It must not
-print, log or import boto3: the CLI funnel renders these, other modules only raise them.
+Owns the exit codes, the one-line `Error: <what> (<where>): <what to do>` format, and the message
+templates: a class whose message has one shape says it in `template` (the what) and
+`hint_template` (the what to do), both formatted from the raise site's values in `compose`, the one
+place a message is formatted; its raise sites pass values only. It must not print, log or import
+boto3: the CLI funnel renders these, other modules only raise them.
 """
 
 from __future__ import annotations
@@ -25,12 +28,26 @@ class DatomicAwsError(Exception):
     """Base of every error the tool reports to the operator."""
 
     exit_code: ClassVar[ExitCode] = ExitCode.FAILURE
+    # The message of a class with one shape: `str.format` fields filled in by `compose`.
+    template: ClassVar[str] = ""
+    hint_template: ClassVar[str] = ""
+
+    @classmethod
+    def compose(cls, **fields: object) -> tuple[str, str]:
+        """The what and the hint of this class's templates, formatted with the raise site's
+        values (every field a template names must be given)."""
+        return cls.template.format(**fields), cls.hint_template.format(**fields)
 
     def __init__(self, what: str, where: str = "", hint: str = "") -> None:
         super().__init__(what)
         self.what = what
         self.where = where
         self.hint = hint
+
+    def _fill(self, where: str, **fields: object) -> None:
+        """Initialise from the class's templates: a subclass's __init__ passes its values."""
+        what, hint = self.compose(**fields)
+        DatomicAwsError.__init__(self, what, where, hint)
 
     def lines(self) -> list[str]:
         where = f" ({self.where})" if self.where else ""
@@ -79,7 +96,10 @@ class UsageError(DatomicAwsError):
 
 
 class AwsCallError(DatomicAwsError):
-    """An AWS API call failed after botocore's retries."""
+    """An AWS API call failed after botocore's retries (AWS refused it): its hint is by error code."""
+
+    template = "AWS {operation} failed with {code}: {message}"
+    hint_template = "check the AWS error above and rerun; the run is safe to repeat"
 
     def __init__(
         self,
@@ -89,10 +109,8 @@ class AwsCallError(DatomicAwsError):
         resource: str = "",
         request_id: str = "",
     ) -> None:
-        hint = _AWS_HINTS.get(
-            code, "check the AWS error above and rerun; the run is safe to repeat"
-        ).format(action=operation)
-        what = f"AWS {operation} failed with {code}: {message}"
+        what, hint = self.compose(operation=operation, code=code, message=message)
+        hint = _AWS_HINTS.get(code, hint).format(action=operation)
         super().__init__(what, resource, hint)
         self.operation = operation
         self.code = code
@@ -113,23 +131,23 @@ _AWS_HINTS = {
 
 
 class CredentialsError(DatomicAwsError):
+    template = "no usable AWS credentials ({detail})"
+    hint_template = "set AWS_PROFILE or --profile, or run inside an environment with a role"
+
     def __init__(self, detail: str) -> None:
-        super().__init__(
-            f"no usable AWS credentials ({detail})",
-            "",
-            "set AWS_PROFILE or --profile, or run inside an environment with a role",
-        )
+        self._fill("", detail=detail)
 
 
 class OwnershipError(DatomicAwsError):
     """A derived name is taken by a resource that does not carry our tags."""
 
+    template = "exists but was not created by datomic-aws (no datomic:system tag)"
+    hint_template = (
+        "if it is yours to manage, rerun with --adopt; otherwise set an explicit name in the file"
+    )
+
     def __init__(self, resource: str) -> None:
-        super().__init__(
-            "exists but was not created by datomic-aws (no datomic:system tag)",
-            resource,
-            "if it is yours to manage, rerun with --adopt; otherwise set an explicit name in the file",
-        )
+        self._fill(resource)
 
 
 class NotOursError(OwnershipError):
@@ -146,32 +164,76 @@ class UnsafeEdit(DatomicAwsError):
 
     exit_code = ExitCode.USAGE
 
+    template = (
+        "rewriting this file would change the meaning of other lines (keys {keys}); "
+        "nothing was written"
+    )
+    hint_template = (
+        "set the generated keys by hand, or simplify the file's continuation lines, then rerun"
+    )
+
     def __init__(self, path: str, keys: list[str]) -> None:
-        super().__init__(
-            "rewriting this file would change the meaning of other lines (keys "
-            + ", ".join(keys)
-            + "); nothing was written",
-            path,
-            "set the generated keys by hand, or simplify the file's continuation lines, then rerun",
-        )
+        self._fill(path, keys=", ".join(keys))
         self.keys = keys
 
 
 class NameTakenError(DatomicAwsError):
+    template = "the name belongs to another AWS account (S3 bucket names are global)"
+    hint_template = "choose another value for {key}"
+
     def __init__(self, resource: str, key: str) -> None:
-        super().__init__(
-            "the name belongs to another AWS account (S3 bucket names are global)",
-            resource,
-            f"choose another value for {key}",
-        )
+        self._fill(resource, key=key)
 
 
 class ResourceMismatch(DatomicAwsError):
     """An existing resource cannot serve and must not be modified destructively."""
 
 
+class ForeignSystemError(ResourceMismatch):
+    """A resource the files name is tagged for another Datomic system: never shared."""
+
+    template = "is tagged for another Datomic system ({tag}={other})"
+    hint_template = "two systems cannot share it; set another name in the file"
+
+    def __init__(self, resource: str, tag: str, other: str) -> None:
+        self._fill(resource, tag=tag, other=other)
+
+
 class StackError(DatomicAwsError):
     """A stack operation failed, rolled back, or is in a state we refuse to act on."""
+
+
+class StackStateError(StackError):
+    """A stack in a state the decision table (stack/status.py) refuses to act on; the table
+    words what is wrong and what to do."""
+
+    template = "stack is {status}: {what}"
+    hint_template = "{hint}"
+
+    def __init__(self, status: str, what: str, where: str, hint: str) -> None:
+        self._fill(where, status=status, what=what, hint=hint)
+
+
+class TemplateRejected(StackError):
+    """CloudFormation refused the template (a change set that FAILED): nothing was changed."""
+
+    template = "CloudFormation {refusal}: {reason}"
+    hint_template = "fix the template (create-cf-template) and rerun"
+
+    def __init__(self, where: str, reason: str, *, update: bool = False) -> None:
+        refusal = "could not prepare the update" if update else "rejected the template"
+        self._fill(where, refusal=refusal, reason=reason)
+
+
+class MigrationRefused(StackError):
+    """A Datomic-era stack this tool cannot migrate safely: nothing was changed."""
+
+    template = "cannot migrate: {reason}"
+    hint_template = "migrate by hand"
+
+    def __init__(self, reason: str, where: str = "", hint: str = "") -> None:
+        self._fill(where, reason=reason)
+        self.hint = hint or self.hint
 
 
 class WaitTimeout(DatomicAwsError):
@@ -180,6 +242,16 @@ class WaitTimeout(DatomicAwsError):
 
 class ReplacementError(DatomicAwsError):
     pass
+
+
+class InstanceFailed(ReplacementError):
+    """An instance the replacement waited on left or failed before it served."""
+
+    template = "{what}"
+    hint_template = "check its console output and the transactor log; rerun update-stack"
+
+    def __init__(self, what: str, where: str) -> None:
+        self._fill(where, what=what)
 
 
 class Aborted(DatomicAwsError):
@@ -198,12 +270,11 @@ class FileAccessError(DatomicAwsError):
 class DryRunViolation(DatomicAwsError):
     """A mutating AWS call was attempted while writes were switched off: a bug, never silent."""
 
+    template = "internal error: {operation} attempted during --dry-run; nothing was changed"
+    hint_template = "please report this"
+
     def __init__(self, operation: str) -> None:
-        super().__init__(
-            f"internal error: {operation} attempted during --dry-run; nothing was changed",
-            "",
-            "please report this",
-        )
+        self._fill("", operation=operation)
 
 
 class Interrupted(DatomicAwsError):

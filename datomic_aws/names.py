@@ -112,6 +112,48 @@ def stack(system: str) -> str:
     return _fit(f"datomic-{_part(system, 'A-Za-z0-9-')}", 128)
 
 
+def stack_or_default(explicit: str | None, system: str) -> str:
+    """The stack a cf.properties names (`stack-name`), else the one the system derives."""
+    return explicit or stack(system)
+
+
+def instance(system: str) -> str:
+    """The Name tag of the transactor instances (a tag value: any text, so never cleaned; the
+    golden template holds it as is)."""
+    return f"datomic-{system}-transactor"
+
+
+def runtime_policy(system: str) -> str:
+    """The transactor role's inline policy for its runtime calls. A policy name is per role, so
+    it needs no hash against other systems; it stays what earlier releases named it, so an
+    existing role's policy keeps being recognised as ours."""
+    return f"datomic-{system}-transactor-runtime"
+
+
+def log_policy(bucket: str) -> str:
+    """The transactor role's inline policy for writing to its log bucket."""
+    return f"{bucket}-transactor-logs"
+
+
+# CloudFormation refuses a TemplateBody above this many bytes; a larger template goes by TemplateURL.
+TEMPLATE_BODY_LIMIT = 51_200
+
+
+def stack_lock(stack: str) -> str:
+    """The SSM parameter holding a stack's lock (stack_lock.py): its stack's name as is, since a
+    stack name is a valid parameter path segment."""
+    return f"{LOCK_PREFIX}{stack}"
+
+
+LOCK_PREFIX = "/datomic-aws/locks/"
+
+# Auto Scaling group tags of a replacement in progress (replace/group.py says what each holds), so
+# that a rerun after a kill can put the group back.
+TAG_MAX_BEFORE_REPLACE = "datomic-aws:max-size-before-replace"
+TAG_MIN_BEFORE_REPLACE = "datomic-aws:min-size-before-replace"
+TAG_SUSPENDED_FOR_REPLACE = "datomic-aws:suspended-for-replace"
+
+
 def partition(region: str) -> str:
     """The ARN partition of a region (reference §11): an ARN of the wrong partition is refused
     (MalformedPolicyDocument) or never matches."""

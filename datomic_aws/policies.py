@@ -86,7 +86,7 @@ def peer_table_policy(table: str, account: str, region: str) -> tuple[str, Docum
 
 def log_bucket_policy(bucket: str, region: str) -> tuple[str, Document]:
     objects = names.arn("s3", region, "", f"{bucket}/*", scope=":")
-    return f"{bucket}-transactor-logs", _doc(
+    return names.log_policy(bucket), _doc(
         {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [objects]}
     )
 
@@ -127,7 +127,7 @@ def instances_arn(account: str, region: str) -> str:
 
 def runtime_policy(system: str, account: str, region: str) -> tuple[str, Document]:
     """Read the stored configuration; report readiness to Auto Scaling; publish the HA role tag."""
-    return f"datomic-{system}-transactor-runtime", _doc(
+    return names.runtime_policy(system), _doc(
         {
             "Effect": "Allow",
             "Action": ["ssm:GetParameter"],
@@ -155,6 +155,6 @@ def is_managed_policy_name(name: str, system: str) -> bool:
     """Inline policies this tool may remove when the file no longer asks for them."""
     return (
         name == METRICS_POLICY_NAME
-        or name.endswith("-transactor-logs")
-        or name == f"datomic-{system}-transactor-runtime"
+        or name.endswith(names.log_policy(""))
+        or name == names.runtime_policy(system)
     )

@@ -44,13 +44,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from datomic_aws.aws import AwsContext, error_code, translate
+from botocore.exceptions import ClientError
+
+from datomic_aws import names
+from datomic_aws.aws import AwsContext
+from datomic_aws.aws_errors import has_code, translate
 from datomic_aws.errors import DatomicAwsError, Interrupted, LockedError
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
-PREFIX = "/datomic-aws/locks/"
+PREFIX = names.LOCK_PREFIX
 TTL = 600.0
 REFRESH_EVERY = 60.0
 POLL = 2.0
@@ -67,7 +71,7 @@ R = TypeVar("R")
 
 
 def parameter_name(stack: str) -> str:
-    return f"{PREFIX}{stack}"
+    return names.stack_lock(stack)
 
 
 def _iso(epoch: float) -> str:
@@ -241,29 +245,26 @@ class StackLock:
                 Overwrite=overwrite,
                 Description="datomic-aws: one run at a time on this stack; deleted when it ends",
             )
-        except Exception as exc:
-            if not overwrite and error_code(exc) == "ParameterAlreadyExists":
+        except ClientError as exc:
+            if not overwrite and has_code(exc, "ParameterAlreadyExists"):
                 return False
-            raise self._translated(exc) from exc
+            raise translate(exc, self.resource) from exc
         return True
 
     def _get(self, name: str) -> Any | None:
         try:
             return self.ssm.get_parameter(Name=name)["Parameter"]
-        except Exception as exc:
-            if error_code(exc) == "ParameterNotFound":
+        except ClientError as exc:
+            if has_code(exc, "ParameterNotFound"):
                 return None
-            raise self._translated(exc) from exc
+            raise translate(exc, self.resource) from exc
 
     def _delete(self, name: str) -> None:
         try:
             self.ssm.delete_parameter(Name=name)
-        except Exception as exc:
-            if error_code(exc) != "ParameterNotFound":
-                raise self._translated(exc) from exc
-
-    def _translated(self, exc: Exception) -> Exception:
-        return translate(exc, self.resource) if error_code(exc) else exc
+        except ClientError as exc:
+            if not has_code(exc, "ParameterNotFound"):
+                raise translate(exc, self.resource) from exc
 
     def read(self) -> Owner | None:
         parameter = self._get(self.name)

@@ -24,9 +24,9 @@ from datomic_aws.config.era import license_findings, obsolete_license_warning
 from datomic_aws.config.transactor import TransactorSpec, config_digest
 from datomic_aws.errors import InvalidInput, Problem
 
-# CloudFormation refuses a TemplateBody above this; the stack package uploads instead, but a template this
-# tool generates should never come near it.
-MAX_TEMPLATE_BYTES = 51_200
+# The stack package uploads a template above this instead, but one this tool generates should never
+# come near it.
+MAX_TEMPLATE_BYTES = names.TEMPLATE_BODY_LIMIT
 
 LAUNCH_HOOK_NAME = "transactor-listening"
 # Time Auto Scaling waits for the boot script to report; on expiry it abandons (terminates) the
@@ -275,7 +275,7 @@ def _parameters(cf: CfSpec) -> dict[str, Any]:
 
 def _launch_template(transactor: TransactorSpec, cf: CfSpec, digest: str) -> dict[str, Any]:
     system = transactor.system
-    instance_name = f"datomic-{system}-transactor"
+    instance_name = names.instance(system)
     return {
         "Type": "AWS::EC2::LaunchTemplate",
         "Properties": {
@@ -356,9 +356,13 @@ def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]
                     "DefaultResult": "ABANDON",
                 }
             ],
+            # Reference §11: CloudFormation applies the stack's tags (names.tags) to the group it
+            # creates; the same key in the group's own Tags has made group updates fail with
+            # "multiple tags with the same key". So the group's Tags carry none of them.
             "Tags": [
                 {"Key": t["Key"], "Value": t["Value"], "PropagateAtLaunch": True}
-                for t in _tags(system, f"datomic-{system}-transactor")
+                for t in _tags(system, names.instance(system))
+                if t["Key"] not in names.tags(system)
             ],
         },
     }

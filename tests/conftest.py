@@ -2,7 +2,12 @@
 
 Tests never reach AWS: credentials are fake, the config files point nowhere, and every AWS client is
 built by `AwsContext` against moto (in-process here; the CLI tests use a moto server in a separate
-process, see tests/cli/conftest.py, so `mock_aws` and a server never share a process).
+process, see tests/cli/fixtures.py, so `mock_aws` and a server never share a process).
+
+Layout: tests/unit (pure), tests/embedded (in-process moto), tests/cli (the CLI end to end),
+tests/faults (crash sweeps and fault injection, in-process and end to end), tests/boot, tests/sandbox,
+tests/bench. The CLI fixtures (tests/cli/fixtures.py) are a plugin loaded here, so that tests/cli and
+tests/faults share one moto server per worker.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import moto  # noqa: F401  (see below)
 import pytest
 
 from datomic_aws.aws import AwsContext, is_mutating
+
+pytest_plugins = ["tests.cli.fixtures"]
 
 # moto hooks botocore when it is imported: a boto3 session built before that import (boto3's default
 # session, say, in a CLI test that ran first) never reaches the mock and would call real AWS.

@@ -18,7 +18,8 @@ from datomic_aws import stack
 from datomic_aws.app.documents import Template, template_from_doc
 from datomic_aws.app.inputs import Inputs, load_both, stack_name
 from datomic_aws.app.template import template_result
-from datomic_aws.aws import AwsContext, translating
+from datomic_aws.aws import AwsContext
+from datomic_aws.aws_errors import translating
 from datomic_aws.changes import Result
 from datomic_aws.checks import APPLY_FILES, APPLY_TEMPLATE
 from datomic_aws.config.cf import CfSpec, load_cf_text

@@ -22,7 +22,7 @@ def as_catalogue_error(exc: Exception) -> DatomicAwsError | None:
         return None
     import botocore.exceptions
 
-    from datomic_aws.aws import translate, unreadable_answer
+    from datomic_aws.aws_errors import translate, unreadable_answer
     from datomic_aws.errors import CredentialsError
 
     if isinstance(exc, botocore.exceptions.ClientError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from datomic_aws import names
 from datomic_aws.config.cf import CfSpec, load_cf
 from datomic_aws.config.cf import spec_from as cf_spec
 from datomic_aws.config.common import read_properties
@@ -45,7 +46,7 @@ class Inputs:
 
 
 def stack_name(explicit: str | None, system: str) -> str:
-    return explicit or f"datomic-{system}"
+    return names.stack_or_default(explicit, system)
 
 
 def load_pair(

@@ -9,7 +9,8 @@ from typing import Any
 
 from datomic_aws import replace, stack
 from datomic_aws.app.documents import Template
-from datomic_aws.aws import AwsContext, translating
+from datomic_aws.aws import AwsContext
+from datomic_aws.aws_errors import translating
 from datomic_aws.changes import Result
 from datomic_aws.deploy import _group_of
 

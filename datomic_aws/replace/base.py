@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from datomic_aws.aws import translating
+from datomic_aws.aws_errors import translating
 from datomic_aws.changes import Action, Change
-from datomic_aws.errors import AwsCallError, ReplacementError, WaitTimeout
+from datomic_aws.errors import AwsCallError, InstanceFailed, ReplacementError, WaitTimeout
 from datomic_aws.names import ROLE_ACTIVE
 from datomic_aws.replace.availability import Availability
 from datomic_aws.replace.group import (
@@ -205,11 +205,10 @@ class Executor:
         present = {i.instance_id for i in g.instances}
         vanished = sorted(self.unserved - present - before)
         if vanished:
-            raise ReplacementError(
+            raise InstanceFailed(
                 f"replacement instance {vanished[0]} left the group before it was InService "
                 "(its launch was abandoned: the transactor exited or was not ready in time)",
                 self.resource,
-                "check its console output and the transactor log; rerun update-stack",
             )
         for i in g.instances:
             if i.instance_id in before:
@@ -217,11 +216,10 @@ class Executor:
             if not i.in_service:
                 self.unserved.add(i.instance_id)
             if i.leaving or (i.health_status and i.health_status != "Healthy"):
-                raise ReplacementError(
+                raise InstanceFailed(
                     f"replacement instance {i.instance_id} went {i.lifecycle_state}/"
                     f"{i.health_status} before it was InService",
                     self.resource,
-                    "check its console output and the transactor log; rerun update-stack",
                 )
             if i.in_service and not is_current(i, lt_id, version):
                 raise ReplacementError(

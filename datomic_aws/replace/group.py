@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from datomic_aws.aws import translating
+from datomic_aws import names
+from datomic_aws.aws_errors import translating
 from datomic_aws.errors import ReplacementError
 from datomic_aws.names import ROLE_ACTIVE, ROLE_STANDBY, TAG_ROLE
 
@@ -29,15 +30,15 @@ STRATEGIES: tuple[Strategy, ...] = ("surge", "terminate")
 
 # Group tag holding the MaxSize from before a temporary raise, so that a rerun after a kill can
 # lower it back (the group itself no longer says what it was). Not propagated to instances.
-MAX_TAG = "datomic-aws:max-size-before-replace"
+MAX_TAG = names.TAG_MAX_BEFORE_REPLACE
 # The same for the MinSize lowered so that the active can be terminated with a decrement: AWS
 # refuses a decrement that would take DesiredCapacity below MinSize (ValidationError "Currently,
 # desiredSize equals minSize (N). Terminating instance without replacement will violate group's
 # min size constraint...").
-MIN_TAG = "datomic-aws:min-size-before-replace"
+MIN_TAG = names.TAG_MIN_BEFORE_REPLACE
 # Written before this tool suspends AZRebalance, removed after it resumed it: a rerun after a kill
 # resumes it, and a process the operator suspended (no tag) is never resumed by us.
-AZ_TAG = "datomic-aws:suspended-for-replace"
+AZ_TAG = names.TAG_SUSPENDED_FOR_REPLACE
 AZ_REBALANCE = "AZRebalance"
 
 ROLES_UNKNOWN_WARNING = (

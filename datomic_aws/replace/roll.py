@@ -10,7 +10,7 @@ point plans the rest and finishes the job. Must not print nor build clients.
 from __future__ import annotations
 
 from datomic_aws.changes import Action, Change
-from datomic_aws.errors import ReplacementError
+from datomic_aws.errors import InstanceFailed, ReplacementError
 from datomic_aws.names import ROLE_ACTIVE, ROLE_STANDBY
 from datomic_aws.replace.base import Executor
 from datomic_aws.replace.group import (
@@ -247,10 +247,9 @@ class Roll(Executor):
             if successor is not None:
                 s = g.find(successor)
                 if s is None or s.leaving:
-                    raise ReplacementError(
+                    raise InstanceFailed(
                         f"the standby {successor} left the group before it took over",
                         self.resource,
-                        "check its console output and the transactor log; rerun update-stack",
                     )
             if old is not None:
                 found = g.find(old)

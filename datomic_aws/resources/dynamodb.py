@@ -9,11 +9,15 @@ Read once (`read_table`), plan typed operations (`plan_table`), run only those (
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from datomic_aws.aws import is_error, translating
-from datomic_aws.errors import ResourceMismatch
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws_errors import has_code, translating
+from datomic_aws.errors import ResourceMismatch, WaitTimeout
 from datomic_aws.resources.owner import tag_list
 from datomic_aws.resources.plan import Operation, Planned, action_for
 
@@ -54,8 +58,8 @@ def _resource(spec: TableSpec) -> str:
 def read_table(ddb: DynamoDBClient, spec: TableSpec) -> TableState | None:
     try:
         table = ddb.describe_table(TableName=spec.name)["Table"]
-    except Exception as exc:
-        if is_error(exc, "ResourceNotFoundException"):
+    except ClientError as exc:
+        if has_code(exc, "ResourceNotFoundException"):
             return None
         raise
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
@@ -226,29 +230,66 @@ def _create(ddb: DynamoDBClient, spec: TableSpec) -> bool:
         args["Tags"] = tag_list(spec.system)
     try:
         ddb.create_table(**args)
-    except Exception as exc:
-        if not is_error(exc, "ResourceInUseException"):
+    except ClientError as exc:
+        if not has_code(exc, "ResourceInUseException"):
             raise
         return False
     return True
 
 
-def _run_create(ddb: DynamoDBClient, spec: TableSpec) -> None:
+Sleep = Callable[[float], None]
+# Point-in-time recovery right after CreateTable: attempts and back-off (seconds, doubling, capped).
+# About two minutes in all before the run gives up with a clear error.
+PITR_ATTEMPTS = 8
+PITR_FIRST_DELAY = 2.0
+PITR_MAX_DELAY = 30.0
+
+
+def _enable_pitr(ddb: DynamoDBClient, spec: TableSpec, sleep: Sleep) -> None:
+    # Reference §11: right after CreateTable, UpdateContinuousBackups may answer
+    # ContinuousBackupsUnavailableException for a while, and botocore's standard retry mode does
+    # not retry that code: a bounded back-off of our own.
+    delay = PITR_FIRST_DELAY
+    for attempt in range(1, PITR_ATTEMPTS + 1):
+        try:
+            ddb.update_continuous_backups(
+                TableName=spec.name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+            return
+        except ClientError as exc:
+            if not has_code(exc, "ContinuousBackupsUnavailableException"):
+                raise
+            if attempt == PITR_ATTEMPTS:
+                raise WaitTimeout(
+                    "DynamoDB still refuses point-in-time recovery "
+                    f"(ContinuousBackupsUnavailableException) after {PITR_ATTEMPTS} attempts",
+                    _resource(spec),
+                    "the table exists; rerun the same command later to turn "
+                    "point-in-time recovery on (it is safe to repeat)",
+                ) from exc
+        sleep(delay)
+        delay = min(delay * 2, PITR_MAX_DELAY)
+
+
+def _run_create(ddb: DynamoDBClient, spec: TableSpec, sleep: Sleep) -> None:
     if not _create(ddb, spec):
         # Someone else's create won the race: converge the table that exists instead.
         _wait_active(ddb, spec.name)
         found = read_table(ddb, spec)
         if found is not None:
-            _run_updates(ddb, spec, plan_table(spec, found).operations)
+            _run_updates(ddb, spec, plan_table(spec, found).operations, sleep)
         return
     if spec.local:
         return
     _wait_active(ddb, spec.name)
     # Created with its capacity and deletion protection; only PITR waits for an active table.
-    _run_updates(ddb, spec, (EnablePitr(),))
+    _run_updates(ddb, spec, (EnablePitr(),), sleep)
 
 
-def _run_updates(ddb: DynamoDBClient, spec: TableSpec, ops: tuple[Operation, ...]) -> None:
+def _run_updates(
+    ddb: DynamoDBClient, spec: TableSpec, ops: tuple[Operation, ...], sleep: Sleep
+) -> None:
     update: UpdateTableInputTypeDef = {"TableName": spec.name}
     for op in ops:
         if isinstance(op, SetBillingMode | SetCapacity):
@@ -264,24 +305,21 @@ def _run_updates(ddb: DynamoDBClient, spec: TableSpec, ops: tuple[Operation, ...
     if len(update) > 1:
         ddb.update_table(**update)
     if any(isinstance(op, EnablePitr) for op in ops):
-        ddb.update_continuous_backups(
-            TableName=spec.name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-        )
+        _enable_pitr(ddb, spec, sleep)
 
 
-def execute_table(ddb: DynamoDBClient, plan: TablePlan) -> None:
+def execute_table(ddb: DynamoDBClient, plan: TablePlan, sleep: Sleep = time.sleep) -> None:
     """Only the planned operations; nothing is read again (a lost race excepted)."""
     assert plan.spec is not None
     with translating(plan.resource):
         if any(isinstance(op, CreateTable) for op in plan.operations):
-            _run_create(ddb, plan.spec)
+            _run_create(ddb, plan.spec, sleep)
             return
         if not plan.operations:
             return
         if plan.busy:
             _wait_active(ddb, plan.spec.name)
-        _run_updates(ddb, plan.spec, plan.operations)
+        _run_updates(ddb, plan.spec, plan.operations, sleep)
 
 
 def read_and_plan_table(ddb: DynamoDBClient, spec: TableSpec) -> TablePlan:

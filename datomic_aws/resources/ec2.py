@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from datomic_aws import aws
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws_errors import has_code, translate, translating
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -53,6 +55,8 @@ class InstanceType:
     current_generation: bool = True
     # Offered in the region (DescribeInstanceTypeOfferings): a type can be known but not offered.
     offered: bool = True
+    # The zones of the region that offer it; None when not read (then no zone is left out).
+    zones: frozenset[str] | None = None
 
 
 def read_vpc(client: EC2Client, vpc_id: str | None) -> Vpc | None:
@@ -64,10 +68,10 @@ def read_vpc(client: EC2Client, vpc_id: str | None) -> Vpc | None:
             vpcs = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])[
                 "Vpcs"
             ]
-    except Exception as exc:
-        if aws.is_error(exc, "InvalidVpcID.NotFound", "InvalidVpcID.Malformed"):
+    except ClientError as exc:
+        if has_code(exc, "InvalidVpcID.NotFound", "InvalidVpcID.Malformed"):
             return None
-        raise aws.translate(exc, f"ec2 vpc {vpc_id or '(default)'}") from exc
+        raise translate(exc, f"ec2 vpc {vpc_id or '(default)'}") from exc
     if not vpcs:
         return None
     vpc = vpcs[0]
@@ -90,19 +94,19 @@ def read_subnets(client: EC2Client, subnet_ids: Iterable[str]) -> dict[str, Subn
         return {
             s["SubnetId"]: _subnet(s) for s in client.describe_subnets(SubnetIds=ids)["Subnets"]
         }
-    except Exception as exc:
-        if not aws.is_error(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
-            raise aws.translate(exc, "ec2 subnets " + ",".join(ids)) from exc
+    except ClientError as exc:
+        if not has_code(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
+            raise translate(exc, "ec2 subnets " + ",".join(ids)) from exc
     found: dict[str, Subnet] = {}
     for subnet_id in ids:
         # A batch fails as a whole on the first unknown id, and the operator wants to hear about
         # every bad one: ask again one id at a time.
         try:
             raw = client.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
-        except Exception as exc:
-            if aws.is_error(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
+        except ClientError as exc:
+            if has_code(exc, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
                 continue
-            raise aws.translate(exc, f"ec2 subnet {subnet_id}") from exc
+            raise translate(exc, f"ec2 subnet {subnet_id}") from exc
         for item in raw:
             found[item["SubnetId"]] = _subnet(item)
     return found
@@ -110,7 +114,7 @@ def read_subnets(client: EC2Client, subnet_ids: Iterable[str]) -> dict[str, Subn
 
 def default_subnets(client: EC2Client, vpc_id: str) -> list[Subnet]:
     """The VPC's default subnets (one per availability zone), in zone order for a stable file."""
-    try:
+    with translating(f"ec2 subnets of {vpc_id}"):
         paginator = client.get_paginator("describe_subnets")
         pages = paginator.paginate(
             Filters=[
@@ -119,35 +123,39 @@ def default_subnets(client: EC2Client, vpc_id: str) -> list[Subnet]:
             ]
         )
         subnets = [_subnet(s) for page in pages for s in page["Subnets"]]
-    except Exception as exc:
-        raise aws.translate(exc, f"ec2 subnets of {vpc_id}") from exc
     return sorted(subnets, key=lambda s: (s.availability_zone, s.subnet_id))
 
 
 def read_instance_type(client: EC2Client, instance_type: str) -> InstanceType | None:
-    """RAM, architectures, generation and whether the type is offered in the client's region; None
-    when EC2 does not know the type at all."""
+    """RAM, architectures, generation and the zones of the client's region that offer the type
+    (offered in the region = in one zone at least); None when EC2 does not know the type at all."""
     try:
         # The file's value is any string: EC2 answers for the types it knows (the stub's Literal).
         asked = cast("InstanceTypeType", instance_type)
         described = client.describe_instance_types(InstanceTypes=[asked])["InstanceTypes"]
         if not described:
             return None
-        offered = client.describe_instance_type_offerings(
-            LocationType="region",
+        # Reference §11: LocationType=region says nothing about zones, and a type may be missing
+        # in some zones of a region; one call by zone answers both questions.
+        pages = client.get_paginator("describe_instance_type_offerings").paginate(
+            LocationType="availability-zone",
             Filters=[{"Name": "instance-type", "Values": [instance_type]}],
-        )["InstanceTypeOfferings"]
-    except Exception as exc:
-        if aws.is_error(exc, "InvalidInstanceType"):
+        )
+        zones = frozenset(
+            o.get("Location", "") for page in pages for o in page["InstanceTypeOfferings"]
+        ) - {""}
+    except ClientError as exc:
+        if has_code(exc, "InvalidInstanceType"):
             return None
-        raise aws.translate(exc, f"ec2 instance type {instance_type}") from exc
+        raise translate(exc, f"ec2 instance type {instance_type}") from exc
     info = described[0]
     return InstanceType(
         instance_type,
         int(info["MemoryInfo"]["SizeInMiB"]),
         tuple(info.get("ProcessorInfo", {}).get("SupportedArchitectures", [])),
         current_generation=bool(info.get("CurrentGeneration", True)),
-        offered=bool(offered),
+        offered=bool(zones),
+        zones=zones,
     )
 
 
@@ -155,12 +163,12 @@ def read_image_architecture(client: EC2Client, image_id: str) -> str | None:
     """The architecture of an AMI the caller can launch; None when there is no such image."""
     try:
         images = client.describe_images(ImageIds=[image_id])["Images"]
-    except Exception as exc:
-        if aws.is_error(
+    except ClientError as exc:
+        if has_code(
             exc, "InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"
         ):
             return None
-        raise aws.translate(exc, f"ec2 image {image_id}") from exc
+        raise translate(exc, f"ec2 image {image_id}") from exc
     return str(images[0].get("Architecture", "")) if images else None
 
 
@@ -243,12 +251,12 @@ def find_group(
                     {"Name": "vpc-id", "Values": [vpc_id]},
                 ]
             )["SecurityGroups"]
-    except Exception as exc:
-        if aws.is_error(
+    except ClientError as exc:
+        if has_code(
             exc, "InvalidGroup.NotFound", "InvalidGroupId.NotFound", "InvalidGroupId.Malformed"
         ):
             return None
-        raise aws.translate(exc, f"ec2 security group {group_id or name}") from exc
+        raise translate(exc, f"ec2 security group {group_id or name}") from exc
     return groups[0] if groups else None
 
 

@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from datomic_aws import names
-from datomic_aws.aws import is_error, translating
+from datomic_aws.aws_errors import has_code, ignoring, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch
 from datomic_aws.policies import TRUST_POLICY, Document
@@ -67,8 +69,8 @@ def _canonical(doc: Document) -> str:
 def read_role(iam: IAMClient, spec: RoleSpec) -> RoleState | None:
     try:
         role = iam.get_role(RoleName=spec.name)["Role"]
-    except Exception as exc:
-        if is_error(exc, "NoSuchEntity"):
+    except ClientError as exc:
+        if has_code(exc, "NoSuchEntity"):
             return None
         raise
     policy_names: list[str] = []
@@ -90,8 +92,8 @@ def read_role(iam: IAMClient, spec: RoleSpec) -> RoleState | None:
 def read_profile(iam: IAMClient, name: str) -> ProfileState | None:
     try:
         profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-    except Exception as exc:
-        if is_error(exc, "NoSuchEntity"):
+    except ClientError as exc:
+        if has_code(exc, "NoSuchEntity"):
             return None
         raise
     return ProfileState(
@@ -246,24 +248,21 @@ def plan_role(spec: RoleSpec, state: RoleAndProfile, *, adopt: bool) -> Planned:
 
 
 def _create_role(iam: IAMClient, spec: RoleSpec) -> None:
-    try:
+    with ignoring("EntityAlreadyExists"):
         iam.create_role(
             RoleName=spec.name,
             AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
             Description=spec.description,
             Tags=tag_list(spec.system),
         )
-    except Exception as exc:
-        if not is_error(exc, "EntityAlreadyExists"):
-            raise
 
 
 def _create_profile(iam: IAMClient, spec: RoleSpec) -> None:
     """Create the profile holding our role; a lost race is decided again from a fresh read."""
     try:
         iam.create_instance_profile(InstanceProfileName=spec.name, Tags=tag_list(spec.system))
-    except Exception as exc:
-        if not is_error(exc, "EntityAlreadyExists"):
+    except ClientError as exc:
+        if not has_code(exc, "EntityAlreadyExists"):
             raise
         # Our own create whose answer was lost, or someone else's meanwhile: decide again.
         profile = read_profile(iam, spec.name)
@@ -279,10 +278,10 @@ def _create_profile(iam: IAMClient, spec: RoleSpec) -> None:
 def _add_role(iam: IAMClient, spec: RoleSpec) -> None:
     try:
         iam.add_role_to_instance_profile(InstanceProfileName=spec.name, RoleName=spec.name)
-    except Exception as exc:
+    except ClientError as exc:
         # A profile holds one role: LimitExceeded when it holds one already. After a retry of
         # our own add that is our role, and all is well; any other role is not ours to replace.
-        if not is_error(exc, "LimitExceeded", "EntityAlreadyExists"):
+        if not has_code(exc, "LimitExceeded", "EntityAlreadyExists"):
             raise
         now = read_profile(iam, spec.name)
         if now is None or now.roles != (spec.name,):
@@ -308,11 +307,8 @@ def _run(iam: IAMClient, op: Operation) -> None:
     elif isinstance(op, AdoptProfile):
         iam.tag_instance_profile(InstanceProfileName=op.profile, Tags=tag_list(op.system))
     elif isinstance(op, RemoveRoleFromProfile):
-        try:
+        with ignoring("NoSuchEntity"):
             iam.remove_role_from_instance_profile(InstanceProfileName=op.profile, RoleName=op.role)
-        except Exception as exc:
-            if not is_error(exc, "NoSuchEntity"):
-                raise
     elif isinstance(op, AddRoleToProfile):
         _add_role(iam, op.spec)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from datomic_aws import names
-from datomic_aws.errors import OwnershipError, ResourceMismatch
+from datomic_aws.errors import ForeignSystemError, OwnershipError
 
 
 def check_owner(
@@ -17,11 +17,7 @@ def check_owner(
 ) -> None:
     other = tags.get(names.TAG_SYSTEM)
     if other is not None and other != system:
-        raise ResourceMismatch(
-            f"is tagged for another Datomic system ({names.TAG_SYSTEM}={other})",
-            resource,
-            "two systems cannot share it; set another name in the file",
-        )
+        raise ForeignSystemError(resource, names.TAG_SYSTEM, other)
     if not explicit and not adopt and not names.is_ours(tags, system):
         raise OwnershipError(resource)
 

@@ -16,10 +16,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
+
+from botocore.exceptions import ClientError
 
 from datomic_aws import names
-from datomic_aws.aws import is_error, translating
+from datomic_aws.aws_errors import has_code, translate, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import NameTakenError, OwnershipError
 from datomic_aws.resources.owner import check_owner
@@ -58,6 +60,19 @@ class BucketSpec:
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     # Replaces NameTakenError's hint when the name is not the operator's to change.
     taken_hint: str | None = None
+    # The account that must own it (ours): every call on the bucket passes it as
+    # ExpectedBucketOwner, so none ever reads or writes a bucket of another account.
+    owner: str | None = None
+
+
+class _Owner(TypedDict, total=False):
+    ExpectedBucketOwner: str
+
+
+def _owner(spec: BucketSpec) -> _Owner:
+    # Reference §11: ExpectedBucketOwner makes a call fail when the bucket belongs to another
+    # account (CreateBucket does not take it: a new bucket is the caller's).
+    return {"ExpectedBucketOwner": spec.owner} if spec.owner else {}
 
 
 @dataclass(frozen=True)
@@ -101,43 +116,70 @@ def tls_only_policy(bucket: str, region: str) -> dict[str, Any]:
     }
 
 
-def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
+def _tags_denied(spec: BucketSpec, exc: ClientError) -> Exception:
+    # AccessDenied is what S3 answers both for a bucket of another account and for a bucket of
+    # ours when the credentials lack s3:GetBucketTagging: the message says so, and which to check.
+    err = translate(exc, _resource(spec))
+    otherwise = spec.taken_hint or (
+        "if it belongs to another AWS account (S3 bucket names are global),"
+        f" choose another value for {spec.key}"
+    )
+    err.hint = (
+        "if the bucket is yours, grant s3:GetBucketTagging on it to the credentials you run"
+        f" with; {otherwise}"
+    )
+    return err
+
+
+def _read_tags(s3: S3Client, spec: BucketSpec) -> dict[str, str] | None:
     # GetBucketTagging doubles as the existence check: NoSuchBucket when absent.
     try:
-        tag_set = s3.get_bucket_tagging(Bucket=spec.name)["TagSet"]
-    except Exception as exc:
-        if is_error(exc, "NoSuchBucket"):
+        tag_set = s3.get_bucket_tagging(Bucket=spec.name, **_owner(spec))["TagSet"]
+    except ClientError as exc:
+        if has_code(exc, "NoSuchBucket"):
             return None
-        if is_error(exc, "AccessDenied", "AllAccessDisabled", "PermanentRedirect", "301"):
-            # Names are global: a bucket we may not read, or one in another region, is not ours.
+        if has_code(exc, "AccessDenied"):
+            raise _tags_denied(spec, exc) from exc
+        if has_code(exc, "AllAccessDisabled", "PermanentRedirect", "301"):
+            # Names are global: a disabled bucket, or one in another region, is not ours.
             raise _name_taken(spec) from exc
-        if not is_error(exc, "NoSuchTagSet", "NoSuchTagSetError"):
+        if not has_code(exc, "NoSuchTagSet", "NoSuchTagSetError"):
             raise
         tag_set = []
-    tags = {t["Key"]: t["Value"] for t in tag_set}
+    return {t["Key"]: t["Value"] for t in tag_set}
+
+
+def read_bucket(s3: S3Client, spec: BucketSpec) -> BucketState | None:
+    tags = _read_tags(s3, spec)
+    if tags is None:
+        return None
     try:
         pab: PublicAccessBlockConfigurationTypeDef | None = s3.get_public_access_block(
-            Bucket=spec.name
+            Bucket=spec.name, **_owner(spec)
         )["PublicAccessBlockConfiguration"]
-    except Exception as exc:
-        if not is_error(exc, "NoSuchPublicAccessBlockConfiguration"):
+    except ClientError as exc:
+        if not has_code(exc, "NoSuchPublicAccessBlockConfiguration"):
             raise
         pab = None
     try:
-        config = s3.get_bucket_encryption(Bucket=spec.name)["ServerSideEncryptionConfiguration"]
+        config = s3.get_bucket_encryption(Bucket=spec.name, **_owner(spec))[
+            "ServerSideEncryptionConfiguration"
+        ]
         algorithms = {
             rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
             for rule in config.get("Rules", [])
         }
         encrypted = bool(algorithms & _ACCEPTED_SSE)
-    except Exception as exc:
-        if not is_error(exc, "ServerSideEncryptionConfigurationNotFoundError"):
+    except ClientError as exc:
+        if not has_code(exc, "ServerSideEncryptionConfigurationNotFoundError"):
             raise
         encrypted = False
     try:
-        policy: dict[str, Any] | None = json.loads(s3.get_bucket_policy(Bucket=spec.name)["Policy"])
-    except Exception as exc:
-        if not is_error(exc, "NoSuchBucketPolicy"):
+        policy: dict[str, Any] | None = json.loads(
+            s3.get_bucket_policy(Bucket=spec.name, **_owner(spec))["Policy"]
+        )
+    except ClientError as exc:
+        if not has_code(exc, "NoSuchBucketPolicy"):
             raise
         policy = None
     return BucketState(tags, pab, encrypted, policy)
@@ -248,10 +290,10 @@ def _create(s3: S3Client, spec: BucketSpec) -> None:
         config["LocationConstraint"] = cast("BucketLocationConstraintType", spec.region)
     try:
         s3.create_bucket(Bucket=spec.name, CreateBucketConfiguration=config)
-    except Exception as exc:
-        if is_error(exc, "BucketAlreadyExists"):
+    except ClientError as exc:
+        if has_code(exc, "BucketAlreadyExists"):
             raise _name_taken(spec) from exc
-        if not is_error(exc, "BucketAlreadyOwnedByYou"):
+        if not has_code(exc, "BucketAlreadyOwnedByYou"):
             raise
     # AWS applies CreateBucket's Tags atomically; this also covers endpoints that ignore them.
     _run(s3, spec, TagBucket(tuple(sorted(tags.items())), ()))
@@ -264,10 +306,14 @@ def _run(s3: S3Client, spec: BucketSpec, op: Operation) -> None:
         _create(s3, spec)
     elif isinstance(op, TagBucket):
         s3.put_bucket_tagging(
-            Bucket=spec.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in op.tags]}
+            Bucket=spec.name,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in op.tags]},
+            **_owner(spec),
         )
     elif isinstance(op, BlockPublicAccess):
-        s3.put_public_access_block(Bucket=spec.name, PublicAccessBlockConfiguration=_BLOCK_ALL)
+        s3.put_public_access_block(
+            Bucket=spec.name, PublicAccessBlockConfiguration=_BLOCK_ALL, **_owner(spec)
+        )
     elif isinstance(op, EncryptBucket):
         s3.put_bucket_encryption(
             Bucket=spec.name,
@@ -279,9 +325,10 @@ def _run(s3: S3Client, spec: BucketSpec, op: Operation) -> None:
                     }
                 ]
             },
+            **_owner(spec),
         )
     elif isinstance(op, DenyNonTls):
-        s3.put_bucket_policy(Bucket=spec.name, Policy=op.policy)
+        s3.put_bucket_policy(Bucket=spec.name, Policy=op.policy, **_owner(spec))
 
 
 def _check_owner(spec: BucketSpec, tags: dict[str, str], *, adopt: bool) -> None:
@@ -354,6 +401,7 @@ def ensure_templates_bucket(s3: S3Client, account: str, region: str) -> Change:
         shared=True,
         extra_tags=_TEMPLATES_TAGS,
         taken_hint=_TEMPLATES_TAKEN_HINT,
+        owner=account,
     )
     # The name is the tool's own (it embeds the caller's account and region) and the stack
     # commands have no --adopt: a bucket of that name in this account is ours to converge,

@@ -16,7 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from datomic_aws import aws, names
+from botocore.exceptions import ClientError
+
+from datomic_aws import names
+from datomic_aws.aws_errors import has_code, translate, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch
 from datomic_aws.resources.ec2 import (
@@ -276,17 +279,17 @@ def _authorize(client: EC2Client, group_id: str, sources: list[Source], resource
     try:
         client.authorize_security_group_ingress(GroupId=group_id, IpPermissions=perms)
         return
-    except Exception as exc:
-        if not aws.is_error(exc, "InvalidPermission.Duplicate"):
-            raise aws.translate(exc, resource) from exc
+    except ClientError as exc:
+        if not has_code(exc, "InvalidPermission.Duplicate"):
+            raise translate(exc, resource) from exc
     # Someone (or a crashed earlier run) added one of them meanwhile; the call is all-or-nothing,
     # so add them one at a time and treat each duplicate as done.
     for perm in perms:
         try:
             client.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[perm])
-        except Exception as exc:
-            if not aws.is_error(exc, "InvalidPermission.Duplicate"):
-                raise aws.translate(exc, resource) from exc
+        except ClientError as exc:
+            if not has_code(exc, "InvalidPermission.Duplicate"):
+                raise translate(exc, resource) from exc
 
 
 def _revoke(client: EC2Client, group_id: str, sources: list[Source], resource: str) -> None:
@@ -295,9 +298,9 @@ def _revoke(client: EC2Client, group_id: str, sources: list[Source], resource: s
     perms = [_permission(s, group_id, described=False) for s in sources]
     try:
         client.revoke_security_group_ingress(GroupId=group_id, IpPermissions=perms)
-    except Exception as exc:
-        if not aws.is_error(exc, "InvalidPermission.NotFound"):
-            raise aws.translate(exc, resource) from exc
+    except ClientError as exc:
+        if not has_code(exc, "InvalidPermission.NotFound"):
+            raise translate(exc, resource) from exc
 
 
 def _create(client: EC2Client, desired: SecurityGroupSpec) -> str:
@@ -320,21 +323,21 @@ def _create(client: EC2Client, desired: SecurityGroupSpec) -> str:
                 }
             ],
         )["GroupId"]
-    except Exception as exc:
+    except ClientError as exc:
         # The create went through but its answer was lost, and botocore's retry met our own
         # group; or another system naming the same shared group created it meanwhile: converge
         # the group that exists, decided again from a fresh read.
-        if aws.is_error(exc, "InvalidGroup.Duplicate"):
+        if has_code(exc, "InvalidGroup.Duplicate"):
             found = read_security_group(client, desired)
             if found is not None:
                 return execute_security_group(
                     client, plan_security_group(desired, found, adopt=False)
                 )
-        raise aws.translate(exc, desired.resource) from exc
+        raise translate(exc, desired.resource) from exc
 
 
 def _tag(client: EC2Client, op: AdoptGroup | ReleaseGroup, resource: str) -> None:
-    try:
+    with translating(resource):
         if isinstance(op, AdoptGroup):
             client.create_tags(
                 Resources=[op.group_id],
@@ -342,8 +345,6 @@ def _tag(client: EC2Client, op: AdoptGroup | ReleaseGroup, resource: str) -> Non
             )
         else:
             client.delete_tags(Resources=[op.group_id], Tags=[{"Key": names.TAG_SYSTEM}])
-    except Exception as exc:
-        raise aws.translate(exc, resource) from exc
 
 
 def execute_security_group(client: EC2Client, plan: SecurityGroupPlan) -> str:

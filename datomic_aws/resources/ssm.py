@@ -12,8 +12,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import ClientError
+
 from datomic_aws import names
-from datomic_aws.aws import is_error, translating
+from datomic_aws.aws_errors import has_code, translating
 from datomic_aws.changes import Action
 from datomic_aws.resources.owner import check_owner, tag_list
 from datomic_aws.resources.plan import Operation, Planned
@@ -52,8 +54,8 @@ def _resource(spec: ParameterSpec) -> str:
 def read_parameter(ssm: SSMClient, spec: ParameterSpec) -> str | None:
     try:
         return str(ssm.get_parameter(Name=spec.name, WithDecryption=True)["Parameter"]["Value"])
-    except Exception as exc:
-        if is_error(exc, "ParameterNotFound"):
+    except ClientError as exc:
+        if has_code(exc, "ParameterNotFound"):
             return None
         raise
 
@@ -135,8 +137,8 @@ def _put(ssm: SSMClient, spec: ParameterSpec, *, exists: bool) -> None:
             Tier=tier,
             Tags=tag_list(spec.system),
         )
-    except Exception as exc:
-        if not is_error(exc, "ParameterAlreadyExists"):
+    except ClientError as exc:
+        if not has_code(exc, "ParameterAlreadyExists"):
             raise
         _put(ssm, spec, exists=True)
 

@@ -17,9 +17,11 @@ import hashlib
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from datomic_aws import aws
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws_errors import has_code
 from datomic_aws.changes import Action, Change, noop
-from datomic_aws.errors import Interrupted, StackError, WaitTimeout
+from datomic_aws.errors import Interrupted, TemplateRejected, WaitTimeout
 from datomic_aws.stack.document import StackTemplate
 from datomic_aws.stack.events import start_cursor
 from datomic_aws.stack.read import StackInfo
@@ -151,8 +153,8 @@ def _create_change_set(
             **source,
         )
         return response["Id"], response["StackId"]
-    except Exception as exc:
-        if not aws.is_error(exc, "AlreadyExistsException"):
+    except ClientError as exc:
+        if not has_code(exc, "AlreadyExistsException"):
             raise
     # Same name means same template on the same stack: a previous run's change set, reusable.
     described = run.cfn.describe_change_set(ChangeSetName=cs_name, StackName=run.name)
@@ -220,10 +222,8 @@ def _update_once(
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
         if _is_empty_change_set(reason):
             return [noop(run.resource, "no changes")]
-        raise StackError(
-            f"CloudFormation could not prepare the update: {reason or 'no reason reported'}",
-            f"{run.region} {run.name}",
-            "fix the template (create-cf-template) and rerun",
+        raise TemplateRejected(
+            f"{run.region} {run.name}", reason or "no reason reported", update=True
         )
     changes = _change_set_changes(run.name, described["Changes"])
     head = Change(

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws_errors import stack_missing
 from datomic_aws.errors import Interrupted, StackError, WaitTimeout
-from datomic_aws.stack.read import StackInfo, _does_not_exist, read_stack
+from datomic_aws.stack.read import StackInfo, read_stack
 from datomic_aws.stack.status import _CONTINUE_ROLLBACK, FAILURE_STATUSES, StackState
 
 if TYPE_CHECKING:
@@ -52,8 +55,8 @@ def start_cursor(cfn: CloudFormationClient, stack: str) -> EventCursor:
     """A cursor that skips every event the stack already has."""
     try:
         page = cfn.describe_stack_events(StackName=stack)
-    except Exception as exc:
-        if _does_not_exist(exc):
+    except ClientError as exc:
+        if stack_missing(exc):
             return EventCursor()
         raise
     events = page.get("StackEvents", [])
@@ -74,8 +77,8 @@ def new_events(
                 if token
                 else cfn.describe_stack_events(StackName=stack)
             )
-        except Exception as exc:
-            if _does_not_exist(exc):
+        except ClientError as exc:
+            if stack_missing(exc):
                 break
             raise
         done = False

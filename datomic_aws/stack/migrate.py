@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from datomic_aws.changes import Action, Change
-from datomic_aws.errors import Interrupted, StackError, WaitTimeout
+from datomic_aws.errors import Interrupted, MigrationRefused, WaitTimeout
 from datomic_aws.stack.changesets import _parameter_changes, _up_to_date, _update_once
 from datomic_aws.stack.document import StackTemplate, as_template
 from datomic_aws.stack.read import _ASG, Legacy, StackInfo, read_stack
@@ -77,10 +77,9 @@ def _renamed(node: Any, renames: Mapping[str, str]) -> Any:
 def _merge_section(into: dict[str, Any], extra: Mapping[str, Any], section: str) -> None:
     for key, value in extra.items():
         if key in into and into[key] != value:
-            raise StackError(
-                f"cannot migrate: the deployed template's {section} {key} differs from ours",
-                "",
-                "rename it in the deployed stack, or migrate by hand",
+            raise MigrationRefused(
+                f"the deployed template's {section} {key} differs from ours",
+                hint="rename it in the deployed stack, or migrate by hand",
             )
         into[key] = value
 
@@ -152,11 +151,7 @@ def _kept_parameters(
     for name in sorted(used & set(deployed_params)):
         definition = deployed_params[name]
         if definition.get("NoEcho"):
-            raise StackError(
-                f"cannot migrate: the deployed parameter {name} is NoEcho, its value is unknown",
-                "",
-                "migrate by hand",
-            )
+            raise MigrationRefused(f"the deployed parameter {name} is NoEcho, its value is unknown")
         value = deployed_parameters.get(name, str(definition.get("Default", "")))
         if name in ours.get("Parameters", {}):
             if desired.get(name) == value:
@@ -166,11 +161,7 @@ def _kept_parameters(
         values[renames.get(name, name)] = value
     clash = (set(kept_params) - set(renames.values())) & set(ours.get("Parameters", {}))
     if clash or set(renames.values()) & set(ours.get("Parameters", {})):
-        raise StackError(
-            f"cannot migrate: parameter names clash ({', '.join(sorted(clash))})",
-            "",
-            "migrate by hand",
-        )
+        raise MigrationRefused(f"parameter names clash ({', '.join(sorted(clash))})")
     return kept_params, renames, values
 
 
@@ -213,10 +204,9 @@ def _migrate(
     local = template.doc
     clash = {legacy.group, legacy.config} & set(local["Resources"])
     if clash:
-        raise StackError(
-            f"cannot migrate: the template reuses the logical ids {', '.join(sorted(clash))}",
+        raise MigrationRefused(
+            f"the template reuses the logical ids {', '.join(sorted(clash))}",
             f"{run.region} {run.name}",
-            "migrate by hand",
         )
     deployed = run.deployed
     bridge, bridge_parameters = _bridge(deployed, template, legacy, info.parameters, parameters)
@@ -274,8 +264,8 @@ def _await_group(run: _Run, info: StackInfo, template: Mapping[str, Any]) -> str
     """Wait until the template's group has its instances InService (lifecycle hook passed)."""
     logical = [k for k, v in sorted(template["Resources"].items()) if v.get("Type") == _ASG]
     if not logical:
-        raise StackError(
-            "cannot migrate: the template has no Auto Scaling group",
+        raise MigrationRefused(
+            "the template has no Auto Scaling group",
             f"{run.region} {run.name}",
             "deploy a template made by `datomic-aws create-cf-template`",
         )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from datomic_aws import names
 from datomic_aws.changes import Action, Change, noop
-from datomic_aws.errors import StackError
+from datomic_aws.errors import StackError, TemplateRejected
 from datomic_aws.stack.changesets import (
     _change_set_changes,
     _create_change_set,
@@ -126,11 +126,7 @@ def _create(
     if described["Status"] != "CREATE_COMPLETE":
         reason = str(described.get("StatusReason", "no reason reported"))
         run.cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_id)
-        raise StackError(
-            f"CloudFormation rejected the template: {reason}",
-            f"{run.region} {run.name}",
-            "fix the template (create-cf-template) and rerun",
-        )
+        raise TemplateRejected(f"{run.region} {run.name}", reason)
     changes = _change_set_changes(run.name, described["Changes"]) or _template_changes(
         run.name, template
     )

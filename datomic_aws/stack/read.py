@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from datomic_aws import aws
+from botocore.exceptions import ClientError
+
+from datomic_aws.aws_errors import stack_missing
 from datomic_aws.stack.status import StackState, classify
 
 if TYPE_CHECKING:
@@ -42,21 +44,12 @@ class StackInfo:
     groups: Mapping[str, AutoScalingGroupTypeDef] | None = field(default=None, compare=False)
 
 
-def _does_not_exist(exc: BaseException) -> bool:
-    # The one documented exception to matching by code: CloudFormation reports a missing stack as
-    # a generic ValidationError whose only distinguishing mark is this message text.
-    if not aws.is_error(exc, "ValidationError"):
-        return False
-    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
-    return "does not exist" in message
-
-
 def read_stack(cfn: CloudFormationClient, name: str) -> StackInfo | None:
     """The stack by name or id; None when there is none (a deleted stack read by id is DELETED)."""
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
-    except Exception as exc:
-        if _does_not_exist(exc):
+    except ClientError as exc:
+        if stack_missing(exc):
             return None
         raise
     if not stacks:

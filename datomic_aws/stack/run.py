@@ -17,9 +17,12 @@ import dataclasses
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from datomic_aws import aws, names
+from botocore.exceptions import ClientError
+
+from datomic_aws import names
+from datomic_aws.aws_errors import has_code
 from datomic_aws.changes import Action, Change
-from datomic_aws.errors import DatomicAwsError, NotOursError, StackError
+from datomic_aws.errors import DatomicAwsError, NotOursError, StackStateError
 from datomic_aws.resources.s3 import ensure_templates_bucket
 from datomic_aws.stack.changesets import _token
 from datomic_aws.stack.events import EventCursor, Waiting, start_cursor, wait_for_stack
@@ -111,16 +114,16 @@ class _Run:
         where = f"{self.region} {self.name}"
         if decision.ownership:
             return NotOursError(decision.what.format(**fmt), where, decision.hint.format(**fmt))
-        return StackError(
-            f"stack is {status}: {decision.what.format(**fmt)}", where, decision.hint.format(**fmt)
+        return StackStateError(
+            status, decision.what.format(**fmt), where, decision.hint.format(**fmt)
         )
 
     def read_deployed(self, info: StackInfo) -> Any:
         try:
             return deployed_template(self.cfn, info.stack_id)
-        except Exception as exc:
+        except ClientError as exc:
             # A stack that only holds change sets (REVIEW_IN_PROGRESS) has no template yet.
-            if aws.is_error(exc, "ValidationError"):
+            if has_code(exc, "ValidationError"):
                 return None
             raise
 

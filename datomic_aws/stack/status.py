@@ -33,7 +33,7 @@ class StackState(str, Enum):
 
 _S = StackState
 
-# Every value of botocore's cloudformation StackStatus enum; tests/test_stack.py walks the model.
+# Every value of botocore's cloudformation StackStatus enum; tests/embedded/test_stack.py walks the model.
 STATUS_STATES: Mapping[str, StackState] = MappingProxyType(
     {
         "CREATE_IN_PROGRESS": _S.IN_PROGRESS,

@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from datomic_aws import aws, names
+from botocore.exceptions import ClientError
+
+from datomic_aws import names
+from datomic_aws.aws_errors import S3_NOT_FOUND, has_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# CloudFormation rejects a TemplateBody larger than this; bigger templates must go by TemplateURL.
-MAX_TEMPLATE_BODY = 51_200
+MAX_TEMPLATE_BODY = names.TEMPLATE_BODY_LIMIT
 
 
 # Writes a --dry-run may make: a change set is how CloudFormation previews, and it is deleted again.
@@ -45,8 +47,8 @@ def dry_run_writes(template: str) -> frozenset[str]:
     return DRY_RUN_WRITES
 
 
-def _missing(exc: BaseException, *codes: str) -> bool:
-    return aws.is_error(exc, "404", "NotFound", *codes)
+def _missing(exc: ClientError, *codes: str) -> bool:
+    return has_code(exc, *S3_NOT_FOUND, *codes)
 
 
 def template_digest(template: str) -> str:
@@ -70,8 +72,10 @@ def upload_template(s3: S3Client, account: str, region: str, stack: str, templat
     key = template_key(stack, template)
     try:
         s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=account)
-    except Exception as exc:
-        if not _missing(exc, "NoSuchKey"):
+    except ClientError as exc:
+        # Reference §11: without s3:ListBucket, HeadObject on a missing key answers 403, not 404.
+        # Upload then: a 403 that meant "not yours" (ExpectedBucketOwner) refuses the put too.
+        if not _missing(exc, "NoSuchKey", "403", "Forbidden", "AccessDenied"):
             raise
         s3.put_object(
             Bucket=bucket,

@@ -20,7 +20,7 @@ from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.template import LAUNCH_HOOK_NAME, BootTimings, render_boot_script
 from tests.boot.fake_al import INSTANCE_ID, REGION, FakeAmazonLinux, datomic_zip
-from tests.test_template import TRANSACTOR
+from tests.unit.test_template import TRANSACTOR
 
 VERSION = "1.0.7556"
 GROUP = "datomic-orders-transactors"

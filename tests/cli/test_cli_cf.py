@@ -90,8 +90,21 @@ def test_ensure_cf_writes_back_generated_keys_then_rerun_is_a_noop(
             {"Name": "default-for-az", "Values": ["true"]},
         ]
     )["Subnets"]
-    subnet_ids = [
-        s["SubnetId"] for s in sorted(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"]))
+    # Issue 10: only the default subnets in zones that offer the type (moto, like AWS, has no
+    # m7i.large in us-east-1e), and the run says which it left out (reference §11).
+    zones = {
+        o["Location"]
+        for o in ec2.describe_instance_type_offerings(
+            LocationType="availability-zone",
+            Filters=[{"Name": "instance-type", "Values": ["m7i.large"]}],
+        )["InstanceTypeOfferings"]
+    }
+    in_order = sorted(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"]))
+    subnet_ids = [s["SubnetId"] for s in in_order if s["AvailabilityZone"] in zones]
+    left_out = [s for s in in_order if s["AvailabilityZone"] not in zones]
+    assert [s["AvailabilityZone"] for s in left_out] == ["us-east-1e"]
+    assert doc["warnings"] == [
+        f"default subnet {left_out[0]['SubnetId']} left out: m7i.large is not offered in us-east-1e"
     ]
     (group,) = ec2.describe_security_groups(
         Filters=[

@@ -25,7 +25,7 @@ import pytest
 
 from datomic_aws import names
 from datomic_aws.replace import AZ_REBALANCE, AZ_TAG, MAX_TAG, MIN_TAG
-from tests.cli.conftest import command_line
+from tests.cli.fixtures import command_line
 from tests.sandbox.helpers import roles, wait_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "datomic_aws" / "config_samples"

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from datomic_aws.cli import cli
-from tests.cli.conftest import command_line
+from tests.cli.fixtures import command_line
 
 COMMANDS = sorted(cli.commands)
 

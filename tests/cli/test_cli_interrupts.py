@@ -27,8 +27,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from datomic_aws.sandbox.probe import InServicePoller
-from tests.cli.conftest import Proxy, command_line
 from tests.cli.faulty_proxy import FaultyProxy
+from tests.cli.fixtures import Proxy, command_line
 from tests.cli.test_cli_stack import (
     FAST,
     GROUP,

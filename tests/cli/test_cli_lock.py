@@ -9,7 +9,7 @@ from typing import Any
 
 from datomic_aws.config.transactor import load_transactor
 
-from .conftest import command_line
+from .fixtures import command_line
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 

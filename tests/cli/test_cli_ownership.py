@@ -21,7 +21,7 @@ from typing import Any
 
 from datomic_aws import names
 from datomic_aws.sandbox.probe import InServicePoller, InServiceSample
-from tests.cli.conftest import Proxy
+from tests.cli.fixtures import Proxy
 from tests.datomic_era import create_datomic_stack
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"

@@ -184,7 +184,7 @@ def test_symlinked_lock_file_is_refused(cli: Any, tmp_path: Path) -> None:
 
 
 def test_temp_file_left_by_a_kill_is_removed_by_the_next_run(cli: Any, tmp_path: Path) -> None:
-    from tests.test_file_safety import killed_writer
+    from tests.unit.test_file_safety import killed_writer
 
     folder = ddb_folder(tmp_path)
     path = folder / "transactor.properties"

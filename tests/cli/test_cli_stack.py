@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from datomic_aws.aws import is_mutating
 from datomic_aws.sandbox.probe import InServicePoller
-from tests.cli.conftest import Proxy, command_line
+from tests.cli.fixtures import Proxy, command_line
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 REGION = "us-east-1"

@@ -18,8 +18,8 @@ import pytest
 
 from datomic_aws.aws import is_mutating
 from datomic_aws.locking import LOCK_NAME
-from tests.cli.conftest import Proxy, Run, command_line
 from tests.cli.faulty_proxy import XHTML_PAGE, FaultyProxy
+from tests.cli.fixtures import Proxy, Run, command_line
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 SECRET = "Sup3r-s3cret-pw-93x"

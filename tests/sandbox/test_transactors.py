@@ -199,7 +199,8 @@ def test_reset_stops_every_transactor_clears_the_probe_and_the_faults(
 
 
 def test_the_demo_reports_the_availability_of_the_roll_and_passes(tmp_path: Path) -> None:
-    started = time.monotonic()
+    # Its wall time ("under a minute", README) is a speed goal: the benchmark measures it
+    # (tests/bench/run.py), a test on a shared machine cannot.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.run(
         [sys.executable, "-m", "datomic_aws", "demo", "--dir", str(tmp_path / "demo")],
@@ -209,13 +210,11 @@ def test_the_demo_reports_the_availability_of_the_roll_and_passes(tmp_path: Path
         env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         stdin=subprocess.DEVNULL,
     )
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Availability of the roll, as a peer saw it" in proc.stderr
     assert "1 failover(s)" in proc.stderr
     assert "0 lost takeover race(s)" in proc.stderr
     assert "InService floor: during the update the group never had fewer than 1" in proc.stderr
-    assert elapsed < 60, elapsed
     # Beside the surge roll, the same measure of Datomic's old way (terminate first): its gap is
     # about a boot, beyond Datomic's bound, and nothing served while the replacement booted.
     table = _comparison(proc.stderr)

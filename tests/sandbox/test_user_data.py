@@ -9,7 +9,7 @@ from datomic_aws import names, template
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.sandbox.transactors import parse_user_data
-from tests.test_template import files
+from tests.unit.test_template import files
 
 
 def test_the_rendered_boot_script_names_what_a_transactor_needs(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ from datomic_aws.sandbox.moto_fixes.lifecycle import (
     set_instance_software,
 )
 
-# The moto versions every correction (and tests/sandbox, tests/test_replace.py) was run against.
+# The moto versions every correction (and tests/sandbox, tests/embedded/test_replace.py) was run against.
 # Add a version only after running those tests on it; the `sandbox` extra pins the same list.
 TESTED_MOTO_VERSIONS = ("5.2.5",)
 

@@ -24,7 +24,7 @@ from datomic_aws.template import build_template, cross_file_checks
 if TYPE_CHECKING:
     from conftest import CallRecorder
 
-SAMPLES = Path(__file__).resolve().parent.parent / "config_samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 
 DDB = "protocol=ddb\nhost=localhost\nport=4334\naws-dynamodb-table=orders\n"
 CF = "aws-region=us-east-1\naws-instance-type=m7i.large\n"

@@ -1,6 +1,6 @@
 """create-cf-template: pure, deterministic, lint-clean, secret-free, and deployable (in moto).
 
-The golden file tests/golden/cf.json is regenerated with `UPDATE_GOLDEN=1 pytest tests/test_template.py`;
+The golden file tests/golden/cf.json is regenerated with `UPDATE_GOLDEN=1 pytest tests/unit/test_template.py`;
 review its diff like any other change to what operators deploy.
 """
 
@@ -37,7 +37,7 @@ from datomic_aws.template import (
     user_data_sub,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "cf.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cf.json"
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 
 TRANSACTOR = """protocol=ddb
@@ -273,7 +273,11 @@ def test_shape(tmp_path: Path) -> None:
     assert hook["DefaultResult"] == "ABANDON"
     # The script's own deadline, counted from its start, ends before Auto Scaling's.
     assert READY_TIMEOUT_SECONDS < hook["HeartbeatTimeout"] == LAUNCH_HOOK_HEARTBEAT_SECONDS
-    assert {"Key": "datomic:system", "Value": "orders", "PropagateAtLaunch": True} in asg["Tags"]
+    # Issue 10: the group gets datomic:system and managed-by from the stack's tags (reference §11),
+    # never also from its own Tags; its own Tags keep its Name.
+    assert asg["Tags"] == [
+        {"Key": "Name", "Value": "datomic-orders-transactor", "PropagateAtLaunch": True}
+    ]
     assert set(template["Outputs"]) >= {
         "AutoScalingGroupName",
         "LaunchTemplateId",

@@ -18,6 +18,7 @@ from datomic_aws import names, stack
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.errors import (
+    AwsCallError,
     Interrupted,
     NameTakenError,
     StackError,
@@ -191,7 +192,7 @@ class Harness:
                     {"Key": "datomic:purpose", "Value": "cloudformation-templates"},
                 ]
             },
-            {"Bucket": bucket},
+            {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
         )
         self.s3.add_response(
             "get_public_access_block",
@@ -203,7 +204,7 @@ class Harness:
                     "RestrictPublicBuckets": True,
                 }
             },
-            {"Bucket": bucket},
+            {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
         )
         self.s3.add_response(
             "get_bucket_encryption",
@@ -212,10 +213,12 @@ class Harness:
                     "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
                 }
             },
-            {"Bucket": bucket},
+            {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
         )
         self.s3.add_response(
-            "get_bucket_policy", {"Policy": json.dumps(tls_policy(bucket))}, {"Bucket": bucket}
+            "get_bucket_policy",
+            {"Policy": json.dumps(tls_policy(bucket))},
+            {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
         )
         head = {"Bucket": bucket, "Key": key, "ExpectedBucketOwner": ACCOUNT}
         if uploaded:
@@ -1106,7 +1109,7 @@ def test_templates_bucket_location_constraint_and_name_taken() -> None:
             "NoSuchBucket",
             "The specified bucket does not exist",
             404,
-            expected_params={"Bucket": bucket},
+            expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
         )
         h.s3.add_client_error(
             "create_bucket",
@@ -1122,16 +1125,25 @@ def test_templates_bucket_location_constraint_and_name_taken() -> None:
         h.done()
 
 
-def test_templates_bucket_we_may_not_read_is_name_taken() -> None:
+def test_templates_bucket_we_may_not_read_says_so() -> None:
+    # Issue 10: AccessDenied is also what a bucket of ours answers without s3:GetBucketTagging, so
+    # it is no longer reported as "taken by another account": its own message names both causes.
     h = Harness(region="eu-west-1")
     bucket = names.templates_bucket(ACCOUNT, "eu-west-1")
     h.s3.add_client_error(
-        "get_bucket_tagging", "AccessDenied", "denied", 403, expected_params={"Bucket": bucket}
+        "get_bucket_tagging",
+        "AccessDenied",
+        "Access Denied",
+        403,
+        expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
     )
-    with pytest.raises(NameTakenError) as err:
+    with pytest.raises(AwsCallError) as err:
         stack.ensure_templates_bucket(h.ctx.client("s3", "eu-west-1"), ACCOUNT, "eu-west-1")
+    assert not isinstance(err.value, NameTakenError)
     assert bucket in str(err.value)
-    assert err.value.hint == TAKEN_HINT
+    assert "AccessDenied" in str(err.value)
+    assert "grant s3:GetBucketTagging" in err.value.hint
+    assert err.value.hint.endswith(TAKEN_HINT)
     h.done()
 
 
@@ -1140,7 +1152,11 @@ def test_templates_bucket_already_owned_is_fine() -> None:
     h = Harness(region="eu-west-1")
     bucket = names.templates_bucket(ACCOUNT, "eu-west-1")
     h.s3.add_client_error(
-        "get_bucket_tagging", "NoSuchBucket", "absent", 404, expected_params={"Bucket": bucket}
+        "get_bucket_tagging",
+        "NoSuchBucket",
+        "absent",
+        404,
+        expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
     )
     h.s3.add_client_error(
         "create_bucket",
@@ -1156,18 +1172,25 @@ def test_templates_bucket_already_owned_is_fine() -> None:
         },
     )
     h.s3.add_response(
-        "put_bucket_tagging", {}, {"Bucket": bucket, "Tagging": {"TagSet": TEMPLATES_TAGS}}
+        "put_bucket_tagging",
+        {},
+        {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT, "Tagging": {"TagSet": TEMPLATES_TAGS}},
     )
     h.s3.add_response(
         "put_public_access_block",
         {},
-        {"Bucket": bucket, "PublicAccessBlockConfiguration": BLOCK_ALL},
+        {
+            "Bucket": bucket,
+            "ExpectedBucketOwner": ACCOUNT,
+            "PublicAccessBlockConfiguration": BLOCK_ALL,
+        },
     )
     h.s3.add_response(
         "put_bucket_encryption",
         {},
         {
             "Bucket": bucket,
+            "ExpectedBucketOwner": ACCOUNT,
             "ServerSideEncryptionConfiguration": {
                 "Rules": [
                     {
@@ -1181,7 +1204,11 @@ def test_templates_bucket_already_owned_is_fine() -> None:
     h.s3.add_response(
         "put_bucket_policy",
         {},
-        {"Bucket": bucket, "Policy": json.dumps(tls_policy(bucket), sort_keys=True)},
+        {
+            "Bucket": bucket,
+            "ExpectedBucketOwner": ACCOUNT,
+            "Policy": json.dumps(tls_policy(bucket), sort_keys=True),
+        },
     )
     change = stack.ensure_templates_bucket(h.ctx.client("s3", "eu-west-1"), ACCOUNT, "eu-west-1")
     assert change.action is Action.CREATE
@@ -1192,9 +1219,13 @@ def test_templates_bucket_already_owned_is_fine() -> None:
 def hardened_reads(
     h: Harness, bucket: str, *, algorithm: str, policy: dict[str, Any], tags: list[Any]
 ) -> None:
-    h.s3.add_response("get_bucket_tagging", {"TagSet": tags}, {"Bucket": bucket})
     h.s3.add_response(
-        "get_public_access_block", {"PublicAccessBlockConfiguration": BLOCK_ALL}, {"Bucket": bucket}
+        "get_bucket_tagging", {"TagSet": tags}, {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT}
+    )
+    h.s3.add_response(
+        "get_public_access_block",
+        {"PublicAccessBlockConfiguration": BLOCK_ALL},
+        {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
     )
     h.s3.add_response(
         "get_bucket_encryption",
@@ -1203,9 +1234,13 @@ def hardened_reads(
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": algorithm}}]
             }
         },
-        {"Bucket": bucket},
+        {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
     )
-    h.s3.add_response("get_bucket_policy", {"Policy": json.dumps(policy)}, {"Bucket": bucket})
+    h.s3.add_response(
+        "get_bucket_policy",
+        {"Policy": json.dumps(policy)},
+        {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["AES256", "aws:kms", "aws:kms:dsse"])
@@ -1245,7 +1280,13 @@ def test_templates_bucket_policy_uses_the_regions_partition(region: str, partiti
     wanted["Statement"][0]["Resource"] = [arn, f"{arn}/*"]
     wanted["Statement"] = [foreign, *wanted["Statement"]]
     h.s3.add_response(
-        "put_bucket_policy", {}, {"Bucket": bucket, "Policy": json.dumps(wanted, sort_keys=True)}
+        "put_bucket_policy",
+        {},
+        {
+            "Bucket": bucket,
+            "ExpectedBucketOwner": ACCOUNT,
+            "Policy": json.dumps(wanted, sort_keys=True),
+        },
     )
     change = stack.ensure_templates_bucket(h.ctx.client("s3", region), ACCOUNT, region)
     assert change.action is Action.UPDATE

@@ -16,7 +16,7 @@ from datomic_aws.resources import security_group as sgr
 from datomic_aws.resources.ec2 import SELF, SecurityGroupSpec, Source
 
 if TYPE_CHECKING:
-    # Not imported from conftest at run time: with tests/cli/conftest.py in the same run, the name
+    # Not imported from conftest at run time: with several conftest.py files in one run, the name
     # `conftest` may resolve to either file.
     from conftest import CallRecorder
 

@@ -594,14 +594,21 @@ def test_bucket_already_exists_in_another_account_is_a_clear_error() -> None:
     )
 
 
-def test_a_bucket_we_may_not_read_is_a_name_taken_error() -> None:
+def test_a_bucket_we_may_not_read_says_so_not_name_taken() -> None:
+    # Issue 10: AccessDenied is also a bucket of ours without s3:GetBucketTagging (reference §11),
+    # so it gets its own message naming both causes instead of "taken by another account".
     s3 = boto3.client("s3", region_name="us-east-1")
     spec = BucketSpec("taken-name", "us-east-1", SYSTEM, True, "aws-s3-log-bucket-id")
     with Stubber(s3) as stub:
-        stub.add_client_error("get_bucket_tagging", "AccessDenied", http_status_code=403)
-        with pytest.raises(errors.NameTakenError):
+        stub.add_client_error(
+            "get_bucket_tagging", "AccessDenied", "Access Denied", http_status_code=403
+        )
+        with pytest.raises(errors.AwsCallError) as err:
             ensure_bucket(s3, spec, dry_run=False, adopt=False)
         stub.assert_no_pending_responses()
+    assert not isinstance(err.value, errors.NameTakenError)
+    assert "s3:GetBucketTagging" in err.value.hint
+    assert "aws-s3-log-bucket-id" in err.value.hint
 
 
 def test_a_table_with_the_wrong_key_schema_is_refused_and_left_alone(

@@ -20,7 +20,7 @@ from datomic_aws.checks import check_output
 from datomic_aws.errors import InvalidInput
 from datomic_aws.properties import atomic_write, remove_stale_temps, write_if_changed
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECRET = "PLANTED-TEMP-SECRET-61c2"
 TEXT = "protocol=ddb\naws-transactor-role=datomic-x-transactor\n"
 

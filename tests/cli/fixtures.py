@@ -1,7 +1,8 @@
 """End-to-end harness: the real `datomic-aws` process against a moto server on 127.0.0.1.
 
 The server runs in its own process (tests/moto_server.py) so it never shares one with the
-in-process `mock_aws` tests; it is reset between tests with POST /moto-api/reset.
+in-process `mock_aws` tests; it is reset between tests with POST /moto-api/reset. A pytest plugin
+(tests/conftest.py loads it), so tests/cli and tests/faults share its fixtures and its server.
 """
 
 from __future__ import annotations

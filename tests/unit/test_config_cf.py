@@ -20,9 +20,9 @@ from datomic_aws.ensure import sibling_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.properties import PropertiesText
 
-# SAMPLES is not imported from conftest: with tests/cli/conftest.py in the same run, the name
+# SAMPLES is not imported from conftest: with several conftest.py files in one run, the name
 # `conftest` may resolve to either file.
-SAMPLES = Path(__file__).resolve().parent.parent / "config_samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 BASE = "aws-region=us-east-1\naws-instance-type=m7i.large\n"
 
 

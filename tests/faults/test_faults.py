@@ -30,8 +30,8 @@ from datomic_aws.config.transactor import load_transactor
 from datomic_aws.deploy import apply_dir
 from datomic_aws.errors import DatomicAwsError
 from datomic_aws.stack import Waiting
-from tests.aws_snapshot import normalise_ids, snapshot
 from tests.conftest import SimulatedCrash, environment
+from tests.faults.aws_snapshot import normalise_ids, snapshot
 
 FILES = ("transactor.properties", "cf.properties", "cf.json")
 

@@ -124,3 +124,17 @@ def test_separators_alone_never_make_two_systems_one(stem: str, sep: str) -> Non
 def test_names_are_deterministic(system: str) -> None:
     for fn, *_ in DERIVED.values():
         assert fn(system) == fn(system)
+
+
+def test_the_names_other_modules_used_to_build_come_from_here() -> None:
+    # The values existing deployments carry: changing one would orphan what they named.
+    assert names.stack_or_default(None, "orders") == "datomic-orders"
+    assert names.stack_or_default("mine", "orders") == "mine"
+    assert names.instance("orders") == "datomic-orders-transactor"
+    assert names.runtime_policy("orders") == "datomic-orders-transactor-runtime"
+    assert names.log_policy("b") == "b-transactor-logs"
+    assert names.stack_lock("datomic-orders") == "/datomic-aws/locks/datomic-orders"
+    assert names.TEMPLATE_BODY_LIMIT == 51_200
+    assert names.TAG_MAX_BEFORE_REPLACE == "datomic-aws:max-size-before-replace"
+    assert names.TAG_MIN_BEFORE_REPLACE == "datomic-aws:min-size-before-replace"
+    assert names.TAG_SUSPENDED_FOR_REPLACE == "datomic-aws:suspended-for-replace"

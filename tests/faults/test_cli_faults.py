@@ -18,28 +18,38 @@ from typing import Any
 
 import pytest
 
-from tests.aws_snapshot import normalise_ids, snapshot
 from tests.cli.faulty_proxy import REQUEST_ID, FaultyProxy
 from tests.conftest import environment
+from tests.faults.aws_snapshot import normalise_ids, snapshot
 
 SYSTEM = "my-datomic-system"
 STACK = f"datomic-{SYSTEM}"
 FILES = ("transactor.properties", "cf.properties", "cf.json")
 
 
-def sequence(cli: Any, folder: Path, proxy: FaultyProxy | None = None) -> list[Any]:
+COMMANDS = ("ensure-transactor", "ensure-cf", "create-cf-template", "create-cf-stack", "apply")
+
+
+def sequence(
+    cli: Any, folder: Path, proxy: FaultyProxy | None = None, through: tuple[str, ...] = COMMANDS
+) -> list[Any]:
     """The four commands one by one, then `apply` on the result: a no-op rerun of everything.
-    Through `proxy` when given; its `marks` get the number of calls it saw before each command."""
+    The commands named in `through` go through `proxy` when given (the others straight to moto);
+    its `marks` get the number of calls it saw before each command."""
     t, cf, out = (str(folder / n) for n in FILES)
-    env = {"AWS_ENDPOINT_URL": proxy.url} if proxy else None
     runs = []
-    for args in (
-        ("ensure-transactor", t),
-        ("ensure-cf", cf),
-        ("create-cf-template", t, cf, out),
-        ("create-cf-stack", "us-east-1", STACK, out, "--poll-interval", "0.1"),
-        ("--output", "json", "apply", str(folder), "--poll-interval", "0.1"),
+    for command, args in zip(
+        COMMANDS,
+        (
+            ("ensure-transactor", t),
+            ("ensure-cf", cf),
+            ("create-cf-template", t, cf, out),
+            ("create-cf-stack", "us-east-1", STACK, out, "--poll-interval", "0.1"),
+            ("--output", "json", "apply", str(folder), "--poll-interval", "0.1"),
+        ),
+        strict=True,
     ):
+        env = {"AWS_ENDPOINT_URL": proxy.url} if proxy and command in through else None
         if proxy:
             proxy.marks.append(len(proxy.calls))
         run = cli(*args, env=env)
@@ -60,17 +70,30 @@ def end_state(boto: Any, folder: Path) -> tuple[str, dict[str, str]]:
 _REFERENCE: dict[str, Any] = {}
 
 
+def calls_by_command(proxy: FaultyProxy) -> dict[str, list[Any]]:
+    """The calls `proxy` saw, by command of the sequence (from its marks)."""
+    calls = list(proxy.calls.values())
+    ends = [*proxy.marks[1:], len(calls)]
+    return {c: calls[a:b] for c, a, b in zip(COMMANDS, proxy.marks, ends, strict=True)}
+
+
 @pytest.fixture
 def reference(cli: Any, boto: Any, endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The end state of the sequence without faults (computed once, on a reset moto server)."""
+    """The end state of the sequence without faults (computed once, on a reset moto server), and
+    the calls each of its commands made (through a proxy that injects nothing)."""
 
     def get() -> tuple[str, dict[str, str]]:
         if not _REFERENCE:
             reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
             urllib.request.urlopen(reset, timeout=10).close()
             folder = environment(tmp_path_factory.mktemp("reference") / "env")
-            sequence(cli, folder)
+            proxy = FaultyProxy(endpoint)
+            try:
+                sequence(cli, folder, proxy)
+            finally:
+                proxy.close()
             _REFERENCE["state"] = end_state(boto, folder)
+            _REFERENCE["calls"] = calls_by_command(proxy)
         return _REFERENCE["state"]  # type: ignore[no-any-return]
 
     return get
@@ -83,19 +106,43 @@ def throttling_proxy(endpoint: str) -> Iterator[FaultyProxy]:
     proxy.close()
 
 
+# The sequence split in shards that run in parallel (the faults cost botocore's back-off, about
+# half a second a call): each shard sends its commands through the faulty proxy, the others
+# straight to moto. Together they cover every command, and every call of each; the calls each
+# shard sees at least (35, 25 and 33 in a run) add up to the 80 the whole sequence sees at least.
+SHARDS = {
+    ("ensure-transactor", "ensure-cf", "create-cf-template"): 30,
+    ("create-cf-stack",): 20,
+    ("apply",): 30,
+}
+
+
+@pytest.mark.parametrize("through", SHARDS, ids="+".join)
 def test_throttling_and_500_on_the_first_two_attempts_of_every_call(
-    cli: Any, boto: Any, tmp_path: Path, throttling_proxy: FaultyProxy, reference: Any
+    cli: Any,
+    boto: Any,
+    tmp_path: Path,
+    throttling_proxy: FaultyProxy,
+    reference: Any,
+    through: tuple[str, ...],
 ) -> None:
+    assert sorted(c for shard in SHARDS for c in shard) == sorted(COMMANDS)
+    assert sum(SHARDS.values()) >= 80
     folder = environment(tmp_path / "env")
-    runs = sequence(cli, folder, throttling_proxy)
+    runs = sequence(cli, folder, throttling_proxy, through)
     got = end_state(boto, folder)
+    expected = reference()  # after the snapshot: the reference run resets the server
 
     # Every call that reached moto was throttled, then answered 500, then sent: the faults hit
     # every one of the ~90 calls of the sequence, and no call needed more than its third attempt.
     calls = throttling_proxy.forwarded()
-    assert len(calls) >= 80, len(calls)
+    assert len(calls) >= SHARDS[through], len(calls)
     assert {tuple(c.outcomes) for c in calls} == {("throttle", "500", "sent")}
-    assert {c.service for c in calls} >= {
+    # Every call of this shard's commands met the faults: the same operations as without faults,
+    # and the sequence without faults makes at least 80 calls to the eight services.
+    plain = _REFERENCE["calls"]
+    assert sum(len(v) for v in plain.values()) >= 80, plain
+    assert {c.service for v in plain.values() for c in v} >= {
         "sts",
         "iam",
         "s3",
@@ -105,12 +152,16 @@ def test_throttling_and_500_on_the_first_two_attempts_of_every_call(
         "cloudformation",
         "autoscaling",
     }
-    # The report counts API calls, not attempts: apply's count is the calls the proxy saw for it.
-    assert (
-        runs[-1].json["aws_calls"]["total"]
-        == len(throttling_proxy.calls) - throttling_proxy.marks[-1]
-    )
-    assert got == reference()
+    wanted = {(c.service, c.operation) for command in through for c in plain[command]}
+    assert {(c.service, c.operation) for c in calls} == wanted
+    if "apply" in through:
+        # The report counts API calls, not attempts: apply's count is the calls the proxy saw
+        # for it.
+        assert (
+            runs[-1].json["aws_calls"]["total"]
+            == len(throttling_proxy.calls) - throttling_proxy.marks[-1]
+        )
+    assert got == expected
 
 
 LOST = ("sts", "iam", "s3", "ssm", "dynamodb", "ec2", "autoscaling")
