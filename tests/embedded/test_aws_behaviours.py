@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     # Not imported from conftest at run time (see tests/test_ensure_cf.py).
     from conftest import CallRecorder
 
-SAMPLES = Path(__file__).resolve().parent.parent / "config_samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
@@ -406,7 +406,7 @@ def test_a_named_subnet_in_a_zone_without_the_type_exits_2_naming_it(
 
 # --- 4. The stack's tags and the group's own Tags never share a key ----------------------------
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "cf.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cf.json"
 
 
 def _group_tag_keys(template: dict[str, Any]) -> set[str]:
@@ -425,7 +425,7 @@ def _stack_tag_keys(system: str) -> set[str]:
 
 def test_golden_template_group_tags_share_no_key_with_the_stack_tags() -> None:
     template = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    system = "orders"  # the golden template's system (tests/test_template.py)
+    system = "orders"  # the golden template's system (tests/unit/test_template.py)
     # Reference §11: CloudFormation applies stack tags to the group; a key in both made group
     # updates fail with "multiple tags with the same key".
     assert _group_tag_keys(template) == {"Name"}
