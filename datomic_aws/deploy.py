@@ -10,7 +10,7 @@ and must not print: progress goes through the `on_event` callbacks of `Waiting`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datomic_aws import replace, stack
 from datomic_aws.app.documents import Template, read_template, template_from_text
@@ -20,6 +20,9 @@ from datomic_aws.changes import Action, Change, Result
 from datomic_aws.errors import StackError
 from datomic_aws.stack.document import StackTemplate, as_template
 from datomic_aws.stack_lock import holding_stack_lock
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation.client import CloudFormationClient
 
 __all__ = [
     "KEPT_ON_DELETE",
@@ -155,7 +158,7 @@ def _still(
     return read if dry_run or not any(c.changed for c in result.changes) else None
 
 
-def _group_of(cfn: Any, info: stack.StackInfo, region: str) -> tuple[str, str]:
+def _group_of(cfn: CloudFormationClient, info: stack.StackInfo, region: str) -> tuple[str, str]:
     """The stack's group and the launch template version it declares.
 
     From the outputs of our template; for a stack whose outputs are missing, from its resources,
