@@ -30,6 +30,7 @@ __all__ = [
     "Template",
     "create_cf_stack",
     "delete_cf_stack",
+    "read_stack",
     "read_template",
     "template_from_text",
     "update_cf_stack",
@@ -107,7 +108,7 @@ def update_cf_stack(
     """
     w = waiting or stack.Waiting()
     result = Result("update-stack", dry_run=dry_run)
-    read = known if known is not None else _read_stack(ctx, region, name)
+    read = known if known is not None else read_stack(ctx, region, name)
     result.changes.extend(
         stack.update_stack(
             ctx,
@@ -142,7 +143,7 @@ def update_cf_stack(
     return result
 
 
-def _read_stack(ctx: AwsContext, region: str, name: str) -> stack.StackInfo | None:
+def read_stack(ctx: AwsContext, region: str, name: str) -> stack.StackInfo | None:
     with translating(f"stack {name}"):
         return stack.read_stack(ctx.client("cloudformation", region), name)
 
@@ -280,9 +281,9 @@ def delete_cf_stack(
 
 
 def __getattr__(name: str) -> Any:
-    """apply_dir and validate_folder moved to app/apply.py; importers of this module keep
-    working (imported lazily: app/apply.py builds on this module)."""
-    if name in ("apply_dir", "validate_folder"):
+    """apply_dir moved to app/apply.py; importers of this module keep working (imported
+    lazily: app/apply.py builds on this module)."""
+    if name == "apply_dir":
         from datomic_aws.app import apply
 
         return getattr(apply, name)

@@ -10,6 +10,7 @@ must not build clients itself (the AwsContext does) nor print (render.py does).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,15 +414,7 @@ def plan_cf(ctx: AwsContext, props: PropertiesText, spec: CfSpec, system: str) -
         _check_group(client, spec, vpc, plan)
     if plan.group is not None:
         sources = _resolve_sources(ctx, client, spec, plan)
-        plan.group = ec2r.SecurityGroupSpec(
-            name=plan.group.name,
-            vpc_id=plan.group.vpc_id,
-            system=plan.group.system,
-            sources=sources,
-            derived=plan.group.derived,
-            group_id=plan.group.group_id,
-            description=plan.group.description,
-        )
+        plan.group = dataclasses.replace(plan.group, sources=sources)
     if plan.problems:
         plan.problems.sort(key=lambda p: (p.line is None, p.line or 0, p.key or ""))
         raise InvalidInput(plan.problems)

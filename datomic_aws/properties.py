@@ -323,13 +323,22 @@ def refuse_planted_link(path: str | Path) -> None:
         )
 
 
+def is_json(text: str) -> bool:
+    """The text is a JSON document (the tool's template), not a properties file."""
+    if not text.lstrip().startswith("{"):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def holds_secret(text: str) -> bool:
     """The text could hold a secret: a properties file with a secret key or a credential in a
     value (or one that does not parse). The tool's JSON template never holds one."""
-    if text.lstrip().startswith("{"):
-        with contextlib.suppress(ValueError):
-            json.loads(text)
-            return False
+    if is_json(text):
+        return False
     try:
         values = PropertiesText(text).values()
     except Exception:  # unparsable: assume the worst

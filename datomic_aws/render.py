@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from datomic_aws.changes import Action, FileChange, Result
-from datomic_aws.properties import unified_diff
+from datomic_aws.properties import is_json, unified_diff
 from datomic_aws.secrets import MASK, SECRET_WORDS, mask_credentials
 
 _SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NOOP: "="}
@@ -56,21 +56,11 @@ def shown_diff(change: FileChange) -> str:
     (`config.common.is_shown_key`): only the values of keys the tool knows and that name no secret
     are shown; the lines of any other value, a continued value's next lines included, are masked.
     The template (JSON, which never holds a secret) is shown as it is."""
-    if change.before is None or change.content is None or _is_json(change.content):
+    if change.before is None or change.content is None or is_json(change.content):
         return change.diff
     from datomic_aws.config.common import is_shown_key
 
     return unified_diff(change.before, change.content, change.path, shown=is_shown_key)
-
-
-def _is_json(text: str) -> bool:
-    if not text.lstrip().startswith("{"):
-        return False
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _secrets(result: Result) -> list[str]:

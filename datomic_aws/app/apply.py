@@ -14,9 +14,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from datomic_aws import stack
+from datomic_aws import names, stack
 from datomic_aws.app.documents import Template, template_from_doc
-from datomic_aws.app.inputs import Inputs, load_both, stack_name
+from datomic_aws.app.inputs import Inputs, load_both
 from datomic_aws.app.template import template_result
 from datomic_aws.aws import AwsContext
 from datomic_aws.aws_errors import translating
@@ -24,7 +24,7 @@ from datomic_aws.changes import Result
 from datomic_aws.checks import APPLY_FILES, APPLY_TEMPLATE
 from datomic_aws.config.cf import CfSpec, load_cf_text
 from datomic_aws.config.transactor import load_transactor_text
-from datomic_aws.deploy import Replacement, create_cf_stack, update_cf_stack
+from datomic_aws.deploy import Replacement, create_cf_stack, read_stack, update_cf_stack
 from datomic_aws.errors import InvalidInput
 from datomic_aws.template import Rendered, render_template
 
@@ -38,11 +38,6 @@ def check_folder(directory: str | Path, *, dry_run: bool = False) -> Inputs:
     read = check_apply_folder(directory, writable=not dry_run)
     folder = Path(directory)
     return load_both(folder / APPLY_FILES[0], folder / APPLY_FILES[1], read=read)
-
-
-def validate_folder(directory: str | Path, *, dry_run: bool = False) -> list[str]:
-    """`check_folder`, for callers that only want the transactor file's warnings."""
-    return list(check_folder(directory, dry_run=dry_run).warnings)
 
 
 def apply_dir(
@@ -78,10 +73,10 @@ def apply_dir(
     made, cf, system = rendered
     result.merge(template_result(made, folder / APPLY_TEMPLATE, dry_run=dry_run))
     document = template_from_doc(made.doc, made.text, str(folder / APPLY_TEMPLATE))
-    name = stack_name(cf.stack_name, system)
+    name = names.stack_or_default(cf.stack_name, system)
     result.extra.update(stack=name, region=cf.region)
     # The stack as the ownership check read it, unless ensure-cf named another one.
-    info = owner if checked == (name, cf.region) else _read(ctx, cf.region, name)
+    info = owner if checked == (name, cf.region) else read_stack(ctx, cf.region, name)
     step = _stack_step(
         ctx,
         document,
@@ -96,11 +91,6 @@ def apply_dir(
     )
     result.merge(step)
     return result
-
-
-def _read(ctx: AwsContext, region: str, name: str) -> stack.StackInfo | None:
-    with translating(f"stack {name}"):
-        return stack.read_stack(ctx.client("cloudformation", region), name)
 
 
 def _check_stack_owner(

@@ -34,7 +34,7 @@ class Inputs:
 
     @property
     def stack_name(self) -> str:
-        return stack_name(self.cf.stack_name, self.transactor.system)
+        return names.stack_or_default(self.cf.stack_name, self.transactor.system)
 
     def fresh(self) -> Inputs:
         """The files as they are now: self when neither text changed since it was loaded."""
@@ -43,10 +43,6 @@ class Inputs:
         if texts == [self.transactor_props.text, self.cf_props.text]:
             return self
         return load_both(*paths) if self.cross_checked else load_pair(*paths)
-
-
-def stack_name(explicit: str | None, system: str) -> str:
-    return names.stack_or_default(explicit, system)
 
 
 def load_pair(

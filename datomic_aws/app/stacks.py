@@ -120,6 +120,9 @@ def status(session: Session, region: str, name: str, template_json: str | Path |
     from datomic_aws.app.status import stack_status
     from datomic_aws.checks import check_stack_arguments
 
-    check_stack_arguments(region, name)
-    template = stack_template(region, name, template_json, deploys=False) if template_json else None
+    template = None
+    if template_json:
+        template = stack_template(region, name, template_json, deploys=False)  # checks the names
+    else:
+        check_stack_arguments(region, name)
     return stack_status(session(dry_run=True), region, name, template=template)

@@ -54,15 +54,11 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-# One validator per schema, built on first use and kept: a validator caches what it resolved.
-_validators: dict[str, Draft202012Validator] = {}
-
-
-def _validator(name: str, schema: dict[str, Any]) -> Draft202012Validator:
-    found = _validators.get(name)
-    if found is None or found.schema is not schema:
-        found = _validators[name] = Draft202012Validator(schema)
-    return found
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    """One validator per schema, built on first use and kept: a validator caches what it
+    resolved (`load_schema` is cached too, so its schema is the one `validate` reads)."""
+    return Draft202012Validator(load_schema(name))
 
 
 def _declared_type(schema: Mapping[str, Any], key: str) -> str | None:
@@ -207,7 +203,7 @@ def _continues(line: str) -> bool:
 def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], list[Problem]]:
     schema = load_schema(schema_name)
     typed = to_typed(props.values(), schema)
-    validator = _validator(schema_name, schema)
+    validator = _validator(schema_name)
     problems: list[Problem] = []
     for err in validator.iter_errors(typed):
         # An if/then failure is reported through its inner errors, which carry the key.

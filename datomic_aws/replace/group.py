@@ -130,10 +130,6 @@ def _resource(group: str) -> str:
     return f"autoscaling group {group}"
 
 
-def _instance_resource(instance_id: str, group: str) -> str:
-    return f"ec2 instance {instance_id} ({group})"
-
-
 # --- reading ------------------------------------------------------------------------------------
 
 

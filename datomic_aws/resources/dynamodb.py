@@ -295,7 +295,7 @@ def _run_updates(
         if isinstance(op, SetBillingMode | SetCapacity):
             provisioned = spec.billing_mode == "PROVISIONED"
             update["BillingMode"] = "PROVISIONED" if provisioned else "PAY_PER_REQUEST"
-            if spec.billing_mode == "PROVISIONED":
+            if provisioned:
                 update["ProvisionedThroughput"] = {
                     "ReadCapacityUnits": op.read,
                     "WriteCapacityUnits": op.write,

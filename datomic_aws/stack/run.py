@@ -187,7 +187,7 @@ class _Run:
         template names or one of `groups` carries a datomic:system tag for another system.
 
         Returns `info` with what this read (its resources, its groups by name), so that the later
-        steps of the run do not read them again; resources `info` carries already are not read."""
+        steps of the run do not read them again; resources and groups `info` carries already are not read."""
         wanted: set[str] = set(groups)
         resources: tuple[StackResourceTypeDef, ...] = ()
         if info is not None:
@@ -203,11 +203,14 @@ class _Run:
                 group = (body.get("Properties") or {}).get("AutoScalingGroupName")
                 if isinstance(group, str):
                     wanted.add(group)
-        found: list[AutoScalingGroupTypeDef] = []
-        if wanted:
+        # Groups this run described already (the owner check's read) are not described again.
+        have = dict(info.groups or {}) if info is not None else {}
+        found: list[AutoScalingGroupTypeDef] = [have[name] for name in sorted(wanted & have.keys())]
+        missing = wanted - have.keys()
+        if missing:
             asg = self.ctx.client("autoscaling", self.region)
-            described = asg.describe_auto_scaling_groups(AutoScalingGroupNames=sorted(wanted))
-            found = described.get("AutoScalingGroups", [])
+            described = asg.describe_auto_scaling_groups(AutoScalingGroupNames=sorted(missing))
+            found.extend(described.get("AutoScalingGroups", []))
         for group in found:
             self._refuse_foreign_group(group)
         if info is None:
