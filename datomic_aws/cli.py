@@ -133,8 +133,8 @@ def ensure_transactor_cmd(
     detailed_exitcode: bool,
     adopt: bool,
 ) -> int:
+    from datomic_aws.app.ensure_transactor import ensure_transactor
     from datomic_aws.app.inputs import check_ensure_paths
-    from datomic_aws.ensure import ensure_transactor
 
     _check_detailed(dry_run, detailed_exitcode)
     check_ensure_paths("transactor", input_path, output_path, dry_run=dry_run)
@@ -156,8 +156,8 @@ def ensure_cf_cmd(
     detailed_exitcode: bool,
     adopt: bool,
 ) -> int:
+    from datomic_aws.app.ensure_cf import ensure_cf
     from datomic_aws.app.inputs import check_ensure_paths
-    from datomic_aws.ensure import ensure_cf
 
     _check_detailed(dry_run, detailed_exitcode)
     check_ensure_paths("cf", input_path, output_path, dry_run=dry_run)

@@ -121,7 +121,8 @@ def _ensure_steps(
 ) -> tuple[stack.StackInfo | None, Result, Result]:
     """The stack's owner check and every check of ensure-transactor and ensure-cf, then the
     writes of both. The stack as the owner check read it, and both steps' results."""
-    from datomic_aws.ensure import converge_cf, converge_transactor, plan_transactor, prepare_cf
+    from datomic_aws.app.ensure_cf import converge_cf, prepare_cf
+    from datomic_aws.app.ensure_transactor import converge_transactor, plan_transactor
 
     transactor, cf = folder / APPLY_FILES[0], folder / APPLY_FILES[1]
     # The owner check and the two ensure steps read disjoint resources and write nothing: they run

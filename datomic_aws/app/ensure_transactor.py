@@ -1,7 +1,7 @@
 """ensure-transactor: plan from the properties file, converge AWS, write back.
 
 Owns the order of the steps of ensure-transactor and which keys it writes back (ensure-cf lives in
-ensure_cf.py; both commands' entry points are importable from here). Validation happens before any
+ensure_cf.py next to it; apply.py composes both). Validation happens before any
 AWS call; `plan_transactor` reads each resource once (concurrently: they are independent) and plans
 its typed operations, taking every refusal (a derived name owned by someone else, a table with the
 wrong key) before the first write; `converge_transactor` runs exactly the planned operations, one
@@ -31,33 +31,17 @@ from datomic_aws.config.transactor import (
     effective_config,
     load_transactor,
 )
-from datomic_aws.ensure_cf import (
-    CfPlan,
-    CfRun,
-    converge_cf,
-    ensure_cf,
-    prepare_cf,
-    resolve_system,
-    sibling_transactor,
-)
 from datomic_aws.errors import DatomicAwsError
 from datomic_aws.properties import PropertiesText, write_back
 from datomic_aws.resources import dynamodb, iam, s3, ssm
 from datomic_aws.resources.plan import Planned
 
 __all__ = [
-    "CfPlan",
-    "CfRun",
     "Step",
     "TransactorPlan",
-    "converge_cf",
     "converge_transactor",
-    "ensure_cf",
     "ensure_transactor",
     "plan_transactor",
-    "prepare_cf",
-    "resolve_system",
-    "sibling_transactor",
 ]
 
 

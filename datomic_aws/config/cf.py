@@ -4,7 +4,7 @@ Owns what each cf key means to the tool: schema validation (`cf.schema.json`) pl
 schema cannot express (CIDRs, ingress group references), the warnings about Datomic-era keys, the
 JVM heap arithmetic, the instance architecture rule and the newest Datomic Pro version the tool
 knows. Everything here is pure: no AWS call, no write. Checks that need AWS (instance type offered,
-RAM, VPC and subnets) live in ensure.py.
+RAM, VPC and subnets) live in app/ensure_cf.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Owns reading the network the transactor runs in (default VPC and default subnets when the file says
 nothing), the facts about an instance type (offered in the region, RAM, architectures), an image's
 architecture, and a security group's TCP 4334 rules and tags (with the types that state them).
-Reads only: it never writes, decides names or reads files (ensure_cf.py checks the file against
+Reads only: it never writes, decides names or reads files (app/ensure_cf.py checks the file against
 these facts; resources/security_group.py plans and converges the transactor's group).
 """
 

@@ -8,7 +8,7 @@ none. It is never tagged for a system (so a second system is never refused), and
 added to it, never revoked, on any port; a run of each system converges. Rules on other ports are
 never touched in either kind. Read once (`read_security_group`), plan typed operations
 (`plan_security_group`, ownership refusals included), run only those (`execute_security_group`).
-It must not decide names or read files: ensure_cf.py passes the desired state in.
+It must not decide names or read files: app/ensure_cf.py passes the desired state in.
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from datomic_aws import names
+from datomic_aws.app.ensure_cf import ensure_cf
 from datomic_aws.aws import AwsContext, is_mutating
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import load_transactor
-from datomic_aws.ensure import ensure_cf
 from datomic_aws.errors import AwsCallError, ExitCode, InvalidInput, NameTakenError, WaitTimeout
 from datomic_aws.properties import PropertiesText
 from datomic_aws.resources import dynamodb, s3
@@ -27,7 +27,7 @@ from datomic_aws.stack.operations import _merged_tags
 from datomic_aws.template import build_template
 
 if TYPE_CHECKING:
-    # Not imported from conftest at run time (see tests/test_ensure_cf.py).
+    # Not imported from conftest at run time (see tests/embedded/test_ensure_cf.py).
     from conftest import CallRecorder
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from datomic_aws import names
+from datomic_aws.app.ensure_cf import ensure_cf
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action, Result
 from datomic_aws.config.cf import DEFAULT_JAVA_OPTS, LATEST_DATOMIC_VERSION
-from datomic_aws.ensure import ensure_cf
 from datomic_aws.errors import InvalidInput, OwnershipError
 from datomic_aws.properties import PropertiesText
 from datomic_aws.resources import ec2 as ec2r

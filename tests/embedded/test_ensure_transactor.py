@@ -19,10 +19,10 @@ from botocore.stub import Stubber
 from conftest import SAMPLES, CallRecorder, SimulatedCrash, new_ctx
 
 from datomic_aws import errors, render
+from datomic_aws.app.ensure_transactor import ensure_transactor
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action, Result
 from datomic_aws.config.transactor import effective_config, load_transactor
-from datomic_aws.ensure import ensure_transactor
 from datomic_aws.properties import PropertiesText
 from datomic_aws.resources.s3 import BucketSpec, ensure_bucket
 

@@ -16,9 +16,9 @@ import pytest
 from conftest import SAMPLES, CallRecorder, new_ctx
 
 from datomic_aws import errors, names
+from datomic_aws.app.ensure_transactor import ensure_transactor
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
-from datomic_aws.ensure import ensure_transactor
 from datomic_aws.resources.iam import RoleSpec, ensure_role, read_profile
 
 SYSTEM = "my-datomic-system"  # aws-dynamodb-table of the ddb sample

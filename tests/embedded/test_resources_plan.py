@@ -16,18 +16,16 @@ import pytest
 from conftest import environment, new_ctx
 
 from datomic_aws import names
+from datomic_aws.app.ensure_cf import converge_cf, ensure_cf, prepare_cf
+from datomic_aws.app.ensure_transactor import (
+    converge_transactor,
+    ensure_transactor,
+    plan_transactor,
+)
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import load_transactor
-from datomic_aws.ensure import (
-    converge_cf,
-    converge_transactor,
-    ensure_cf,
-    ensure_transactor,
-    plan_transactor,
-    prepare_cf,
-)
 from datomic_aws.resources import dynamodb, ec2, iam, s3, security_group, ssm
 from datomic_aws.resources.plan import lines
 

@@ -27,9 +27,9 @@ import boto3
 import pytest
 
 from datomic_aws import stack
+from datomic_aws.app.ensure_transactor import ensure_transactor
 from datomic_aws.aws import AwsContext
 from datomic_aws.deploy import apply_dir
-from datomic_aws.ensure import ensure_transactor
 from tests.conftest import SAMPLES
 
 ACCOUNT = "123456789012"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from datomic_aws.app.ensure_cf import sibling_transactor
 from datomic_aws.config.cf import (
     CfSpec,
     architecture_of,
@@ -16,7 +17,6 @@ from datomic_aws.config.cf import (
     parse_ingress_group,
     spec_from,
 )
-from datomic_aws.ensure import sibling_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.properties import PropertiesText
 

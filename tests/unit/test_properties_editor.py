@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datomic_aws import names
+from datomic_aws.app.ensure_transactor import ensure_transactor
 from datomic_aws.aws import AwsContext
-from datomic_aws.ensure import ensure_transactor
 from datomic_aws.errors import UnsafeEdit
 from datomic_aws.properties import PropertiesText, write_back
 

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from datomic_aws import checks
+from datomic_aws.app.ensure_cf import ensure_cf
 from datomic_aws.aws import AwsContext
 from datomic_aws.config.cf import LATEST_DATOMIC_VERSION, load_cf
 from datomic_aws.config.era import license_findings, removed_flag
 from datomic_aws.config.transactor import load_transactor, size_bytes
 from datomic_aws.deploy import read_template, template_from_text
-from datomic_aws.ensure import ensure_cf
 from datomic_aws.errors import FileAccessError, InvalidInput, UsageError
 from datomic_aws.properties import PropertiesText
 from datomic_aws.template import build_template, cross_file_checks
@@ -310,7 +310,7 @@ def test_environment_errors_are_exit_1() -> None:
 def test_ensure_transactor_words_the_license_warning_for_the_sibling_cf_version(
     ctx: AwsContext, tmp_path: Path
 ) -> None:
-    from datomic_aws.ensure import ensure_transactor
+    from datomic_aws.app.ensure_transactor import ensure_transactor
 
     transactor = write(
         tmp_path, DDB + "aws-dynamodb-region=us-east-1\nlicense-key=K\n", "transactor.properties"
