@@ -159,7 +159,7 @@ def _still(
     return read if dry_run or not any(c.changed for c in result.changes) else None
 
 
-def _group_of(cfn: CloudFormationClient, info: stack.StackInfo, region: str) -> tuple[str, str]:
+def group_of(cfn: CloudFormationClient, info: stack.StackInfo, region: str) -> tuple[str, str]:
     """The stack's group and the launch template version it declares.
 
     From the outputs of our template; for a stack whose outputs are missing, from its resources,
@@ -251,7 +251,7 @@ def _roll_state(
         info = known or stack.read_stack(cfn, name)
         if info is None:
             return None
-        group_name, version = _group_of(cfn, info, region)
+        group_name, version = group_of(cfn, info, region)
         described = (info.groups or {}).get(group_name)
         state = (
             replace.pending_state(asg, ec2, group_name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TypedDict
 
 TAG_SYSTEM = "datomic:system"
 TAG_MANAGED = "managed-by"
@@ -30,7 +31,15 @@ def tags(system: str) -> dict[str, str]:
     return {TAG_SYSTEM: system, TAG_MANAGED: MANAGED_BY}
 
 
-def tag_list(system: str) -> list[dict[str, str]]:
+class Tag(TypedDict):
+    """A tag as every AWS service's API takes it (each boto3 stub's TagTypeDef has this shape)."""
+
+    Key: str
+    Value: str
+
+
+def tag_list(system: str) -> list[Tag]:
+    """Our ownership tags for `system`, in the shape the tagging APIs take."""
     return [{"Key": k, "Value": v} for k, v in tags(system).items()]
 
 

@@ -218,7 +218,7 @@ def cross_file_checks(transactor: TransactorSpec, cf: CfSpec) -> tuple[list[Prob
     return problems, warnings
 
 
-def _tags(system: str, name: str) -> list[dict[str, str]]:
+def _tags(system: str, name: str) -> list[names.Tag]:
     return [*names.tag_list(system), {"Key": "Name", "Value": name}]
 
 

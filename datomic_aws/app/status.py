@@ -12,7 +12,7 @@ from datomic_aws.app.documents import Template
 from datomic_aws.aws import AwsContext
 from datomic_aws.aws_errors import translating
 from datomic_aws.changes import Result
-from datomic_aws.deploy import _group_of
+from datomic_aws.deploy import group_of
 
 
 def stack_status(
@@ -50,7 +50,7 @@ def stack_status(
                 ),
             }
         if info.state is not stack.StackState.IN_PROGRESS:
-            group_name, version = _group_of(cfn, info, region)
+            group_name, version = group_of(cfn, info, region)
             group = replace.read_group(ctx.client("autoscaling", region), group_name)
             if group is not None:
                 ec2 = ctx.client("ec2", region)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from datomic_aws import names
 from datomic_aws.aws_errors import has_code, translating
 from datomic_aws.errors import ResourceMismatch, WaitTimeout
-from datomic_aws.resources.owner import tag_list
 from datomic_aws.resources.plan import Operation, Planned, action_for
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def _create(ddb: DynamoDBClient, spec: TableSpec) -> bool:
         }
     if not spec.local:
         args["DeletionProtectionEnabled"] = True
-        args["Tags"] = tag_list(spec.system)
+        args["Tags"] = names.tag_list(spec.system)
     try:
         ddb.create_table(**args)
     except ClientError as exc:

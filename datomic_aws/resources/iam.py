@@ -24,7 +24,7 @@ from datomic_aws.aws_errors import has_code, ignoring, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch
 from datomic_aws.policies import TRUST_POLICY, Document
-from datomic_aws.resources.owner import check_owner, tag_list
+from datomic_aws.resources.owner import check_owner
 from datomic_aws.resources.plan import Operation, Planned, action_for
 
 if TYPE_CHECKING:
@@ -253,14 +253,14 @@ def _create_role(iam: IAMClient, spec: RoleSpec) -> None:
             RoleName=spec.name,
             AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
             Description=spec.description,
-            Tags=tag_list(spec.system),
+            Tags=names.tag_list(spec.system),
         )
 
 
 def _create_profile(iam: IAMClient, spec: RoleSpec) -> None:
     """Create the profile holding our role; a lost race is decided again from a fresh read."""
     try:
-        iam.create_instance_profile(InstanceProfileName=spec.name, Tags=tag_list(spec.system))
+        iam.create_instance_profile(InstanceProfileName=spec.name, Tags=names.tag_list(spec.system))
     except ClientError as exc:
         if not has_code(exc, "EntityAlreadyExists"):
             raise
@@ -305,7 +305,7 @@ def _run(iam: IAMClient, op: Operation) -> None:
     elif isinstance(op, CreateProfile):
         _create_profile(iam, op.spec)
     elif isinstance(op, AdoptProfile):
-        iam.tag_instance_profile(InstanceProfileName=op.profile, Tags=tag_list(op.system))
+        iam.tag_instance_profile(InstanceProfileName=op.profile, Tags=names.tag_list(op.system))
     elif isinstance(op, RemoveRoleFromProfile):
         with ignoring("NoSuchEntity"):
             iam.remove_role_from_instance_profile(InstanceProfileName=op.profile, RoleName=op.role)

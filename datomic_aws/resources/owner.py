@@ -6,8 +6,6 @@ without our tags is refused unless `--adopt`; one tagged for another system is a
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 from datomic_aws import names
 from datomic_aws.errors import ForeignSystemError, OwnershipError
 
@@ -20,15 +18,3 @@ def check_owner(
         raise ForeignSystemError(resource, names.TAG_SYSTEM, other)
     if not explicit and not adopt and not names.is_ours(tags, system):
         raise OwnershipError(resource)
-
-
-class Tag(TypedDict):
-    """A tag as every AWS service's API takes it (each boto3 stub's TagTypeDef has this shape)."""
-
-    Key: str
-    Value: str
-
-
-def tag_list(system: str) -> list[Tag]:
-    """Our ownership tags for `system` (names.tags), in the shape the tagging APIs take."""
-    return [{"Key": k, "Value": v} for k, v in names.tags(system).items()]

@@ -31,7 +31,7 @@ from datomic_aws.resources.ec2 import (
     Source,
     read_security_group,
 )
-from datomic_aws.resources.owner import check_owner, tag_list
+from datomic_aws.resources.owner import check_owner
 from datomic_aws.resources.plan import Operation, Planned, action_for, lines
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ def _create(client: EC2Client, desired: SecurityGroupSpec) -> str:
     ownership = (
         [{"Key": names.TAG_MANAGED, "Value": names.MANAGED_BY}]
         if desired.shared
-        else tag_list(desired.system)
+        else names.tag_list(desired.system)
     )
     try:
         return client.create_security_group(
@@ -341,7 +341,7 @@ def _tag(client: EC2Client, op: AdoptGroup | ReleaseGroup, resource: str) -> Non
         if isinstance(op, AdoptGroup):
             client.create_tags(
                 Resources=[op.group_id],
-                Tags=[{"Key": t["Key"], "Value": t["Value"]} for t in tag_list(op.system)],
+                Tags=[{"Key": t["Key"], "Value": t["Value"]} for t in names.tag_list(op.system)],
             )
         else:
             client.delete_tags(Resources=[op.group_id], Tags=[{"Key": names.TAG_SYSTEM}])

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from datomic_aws import names
 from datomic_aws.aws_errors import has_code, translating
 from datomic_aws.changes import Action
-from datomic_aws.resources.owner import check_owner, tag_list
+from datomic_aws.resources.owner import check_owner
 from datomic_aws.resources.plan import Operation, Planned
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def _put(ssm: SSMClient, spec: ParameterSpec, *, exists: bool) -> None:
             Type="SecureString",
             Description=spec.description,
             Tier=tier,
-            Tags=tag_list(spec.system),
+            Tags=names.tag_list(spec.system),
         )
     except ClientError as exc:
         if not has_code(exc, "ParameterAlreadyExists"):
@@ -152,5 +152,5 @@ def execute_parameter(ssm: SSMClient, plan: Planned) -> None:
                 ssm.add_tags_to_resource(
                     ResourceType="Parameter",
                     ResourceId=op.name,
-                    Tags=tag_list(op.system),
+                    Tags=names.tag_list(op.system),
                 )

@@ -20,29 +20,17 @@ This file must hold no logic: importers keep
 from __future__ import annotations
 
 from datomic_aws.resources.s3 import ensure_templates_bucket
-from datomic_aws.stack.document import StackTemplate, as_template
 from datomic_aws.stack.events import (
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_POLL_INTERVAL,
-    DEFAULT_TIMEOUT,
-    EventCursor,
-    EventSink,
     Waiting,
-    failure_reasons,
     format_event,
-    new_events,
-    start_cursor,
     wait_for_stack,
 )
 from datomic_aws.stack.migrate import (
     LEGACY_PREFIX,
-    MIGRATION_NOTE,
     bridge_template,
-    migration_note,
     plans_migration,
 )
 from datomic_aws.stack.operations import (
-    StackOptions,
     check_ownership,
     create_stack,
     delete_stack,
@@ -51,7 +39,6 @@ from datomic_aws.stack.operations import (
 from datomic_aws.stack.read import (
     Legacy,
     StackInfo,
-    datomic_era,
     deployed_template,
     read_stack,
     template_matches,
@@ -59,7 +46,6 @@ from datomic_aws.stack.read import (
 from datomic_aws.stack.status import (
     FAILURE_STATUSES,
     STATUS_STATES,
-    Decision,
     Intent,
     Owner,
     StackState,
@@ -67,12 +53,10 @@ from datomic_aws.stack.status import (
     classify,
     decide,
     owner_of,
-    tags_text,
 )
 from datomic_aws.stack.transport import (
     DRY_RUN_WRITES,
     MAX_TEMPLATE_BODY,
-    TEMPLATE_UPLOAD_WRITES,
     dry_run_writes,
     template_digest,
     template_key,
@@ -81,48 +65,31 @@ from datomic_aws.stack.transport import (
 )
 
 __all__ = [
-    "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_POLL_INTERVAL",
-    "DEFAULT_TIMEOUT",
     "DRY_RUN_WRITES",
     "FAILURE_STATUSES",
     "LEGACY_PREFIX",
     "MAX_TEMPLATE_BODY",
-    "MIGRATION_NOTE",
     "STATUS_STATES",
-    "TEMPLATE_UPLOAD_WRITES",
-    "Decision",
-    "EventCursor",
-    "EventSink",
     "Intent",
     "Legacy",
     "Owner",
     "StackInfo",
-    "StackOptions",
     "StackState",
-    "StackTemplate",
     "Verdict",
     "Waiting",
-    "as_template",
     "bridge_template",
     "check_ownership",
     "classify",
     "create_stack",
-    "datomic_era",
     "decide",
     "delete_stack",
     "deployed_template",
     "dry_run_writes",
     "ensure_templates_bucket",
-    "failure_reasons",
     "format_event",
-    "migration_note",
-    "new_events",
     "owner_of",
     "plans_migration",
     "read_stack",
-    "start_cursor",
-    "tags_text",
     "template_digest",
     "template_key",
     "template_matches",
