@@ -291,56 +291,60 @@ def _check_network(
 
 def _check_group(client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, plan: CfPlan) -> None:
     """Which group the transactor gets, and its current state (by the file's id, else by name)."""
-    name = spec.security_group or names.security_group(plan.system)
-    found_id: str | None = None
-    raw = None
-    if spec.security_group_id:
-        raw = ec2r.find_group(client, group_id=spec.security_group_id)
-        if raw is not None:
-            if raw.get("VpcId") != vpc.vpc_id:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-security-group-id",
-                        f"aws-security-group-id {spec.security_group_id} is in {raw.get('VpcId')}, "
-                        f"not in {vpc.vpc_id}",
-                        "clear aws-security-group-id to use (or create) the group in this VPC",
-                    )
-                )
-                return
-            if spec.security_group and raw["GroupName"] != spec.security_group:
-                plan.problems.append(
-                    _problem(
-                        spec,
-                        "aws-security-group-id",
-                        f"aws-security-group-id {spec.security_group_id} is the group "
-                        f"{raw['GroupName']!r}, not aws-security-group {spec.security_group!r}",
-                        f"clear aws-security-group-id to use {spec.security_group!r}",
-                    )
-                )
-                return
-            found_id = str(raw["GroupId"])
-            name = str(raw["GroupName"])
-    if raw is None:
-        raw = ec2r.find_group(client, vpc_id=vpc.vpc_id, name=name)
-    state = ec2r.state_of(raw) if raw else None
     # A group named in the file is shared by every system naming it (resources/ec2.py); the
     # derived one, found by name or by the id written back, is this system's own.
     named = spec.security_group is not None
-    plan.group = ec2r.SecurityGroupSpec(
-        name=name,
+    wanted = ec2r.SecurityGroupSpec(
+        name=spec.security_group or names.security_group(plan.system),
         vpc_id=vpc.vpc_id,
         system=plan.system,
         sources=frozenset(),
         derived=not named,
-        group_id=found_id,
+        group_id=spec.security_group_id,
         description=(
             "Datomic transactors (datomic-aws; shared by the systems that name it)"
             if named
             else f"Datomic transactor {plan.system} (datomic-aws)"
         ),
     )
+    state = ec2r.read_security_group(client, wanted)
+    if state is None or state.group_id != spec.security_group_id:
+        # Not found by the file's id (none, or gone): the group by name, if any.
+        plan.group = dataclasses.replace(wanted, group_id=None)
+    elif _group_mismatch(spec, vpc, state, plan):
+        return
+    else:
+        plan.group = dataclasses.replace(wanted, name=state.name)
     plan.group_state = state
+
+
+def _group_mismatch(
+    spec: CfSpec, vpc: ec2r.Vpc, found: ec2r.SecurityGroupState, plan: CfPlan
+) -> bool:
+    """The group of the file's id is in another VPC, or is not the group the file names."""
+    if found.vpc_id != vpc.vpc_id:
+        plan.problems.append(
+            _problem(
+                spec,
+                "aws-security-group-id",
+                f"aws-security-group-id {spec.security_group_id} is in {found.vpc_id}, "
+                f"not in {vpc.vpc_id}",
+                "clear aws-security-group-id to use (or create) the group in this VPC",
+            )
+        )
+        return True
+    if spec.security_group and found.name != spec.security_group:
+        plan.problems.append(
+            _problem(
+                spec,
+                "aws-security-group-id",
+                f"aws-security-group-id {spec.security_group_id} is the group "
+                f"{found.name!r}, not aws-security-group {spec.security_group!r}",
+                f"clear aws-security-group-id to use {spec.security_group!r}",
+            )
+        )
+        return True
+    return False
 
 
 def _resolve_sources(
@@ -401,7 +405,7 @@ def _resolve_sources(
     return frozenset(sources)
 
 
-def plan_cf(ctx: AwsContext, props: PropertiesText, spec: CfSpec, system: str) -> CfPlan:
+def plan_cf(ctx: AwsContext, spec: CfSpec, system: str) -> CfPlan:
     """Reads and checks only; raises InvalidInput listing every problem, or OwnershipError."""
     plan = CfPlan(system=system)
     client = ctx.client("ec2", spec.region)
@@ -434,7 +438,6 @@ class CfRun:
     props: PropertiesText
     spec: CfSpec
     output: str | Path
-    adopt: bool
     system_updates: dict[str, str]
     plan: CfPlan
     # The security group's planned operations (ownership already checked).
@@ -454,10 +457,10 @@ def prepare_cf(
     loaded it (then it is not read again)."""
     props, spec = loaded if loaded is not None else load_cf(input_path)
     system, system_updates = resolve_system(props, spec)
-    plan = plan_cf(ctx, props, spec, system)
+    plan = plan_cf(ctx, spec, system)
     assert plan.group is not None
     group = sgr.plan_security_group(plan.group, plan.group_state, adopt=adopt)
-    return CfRun(props, spec, output_path or input_path, adopt, system_updates, plan, group)
+    return CfRun(props, spec, output_path or input_path, system_updates, plan, group)
 
 
 def converge_cf(ctx: AwsContext, run: CfRun, *, dry_run: bool) -> Result:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from datomic_aws import names, policies
 from datomic_aws.aws import AwsContext
@@ -55,6 +56,7 @@ class Step:
 
 # Reads one resource and plans it; run concurrently with the others.
 Reader = Callable[[], Step]
+P = TypeVar("P", bound=Planned)
 
 
 @dataclass
@@ -64,7 +66,6 @@ class TransactorPlan:
     props: PropertiesText
     spec: TransactorSpec
     output: str | Path
-    adopt: bool
     plan: Result
     steps: tuple[Step, ...] = ()
     updates: dict[str, str] = field(default_factory=dict)
@@ -94,7 +95,7 @@ def plan_transactor(
     plan.extra["secrets"] = list(spec.secrets)
     plan.changes.extend(step.plan.change() for step in steps)
     plan.files.append(write_back(props, updates, output, dry_run=True))
-    return TransactorPlan(props, spec, output, adopt, plan, steps, updates)
+    return TransactorPlan(props, spec, output, plan, steps, updates)
 
 
 def _read_all(readers: list[Reader]) -> tuple[Step, ...]:
@@ -174,6 +175,16 @@ def _warnings_for_release(
     return tuple(cross_file_checks(transactor, cf)[1])
 
 
+def _reader(read_and_plan: Callable[[], P], execute: Callable[[P], None]) -> Reader:
+    """Reads and plans one resource when called; its step runs exactly that plan."""
+
+    def read() -> Step:
+        plan = read_and_plan()
+        return Step(plan, functools.partial(execute, plan))
+
+    return read
+
+
 def _table_reader(ctx: AwsContext, spec: TransactorSpec) -> Reader:
     assert spec.table is not None
     table = dynamodb.TableSpec(
@@ -187,45 +198,38 @@ def _table_reader(ctx: AwsContext, spec: TransactorSpec) -> Reader:
         local=spec.protocol == "ddb-local",
     )
     client = ctx.client("dynamodb", spec.region, spec.table_endpoint)
-
-    def read() -> Step:
-        plan = dynamodb.read_and_plan_table(client, table)
-        return Step(plan, functools.partial(dynamodb.execute_table, client, plan))
-
-    return read
+    return _reader(
+        functools.partial(dynamodb.read_and_plan_table, client, table),
+        functools.partial(dynamodb.execute_table, client),
+    )
 
 
 def _bucket_reader(ctx: AwsContext, bucket: s3.BucketSpec, *, adopt: bool) -> Reader:
     client = ctx.client("s3", bucket.region)
-
-    def read() -> Step:
-        plan = s3.read_and_plan_bucket(client, bucket, adopt=adopt)
-        return Step(plan, functools.partial(s3.execute_bucket, client, plan))
-
-    return read
+    return _reader(
+        functools.partial(s3.read_and_plan_bucket, client, bucket, adopt=adopt),
+        functools.partial(s3.execute_bucket, client),
+    )
 
 
 def _role_reader(ctx: AwsContext, region: str, role: iam.RoleSpec, *, adopt: bool) -> Reader:
     client = ctx.client("iam", region)
-
-    def read() -> Step:
-        plan = iam.plan_role(role, iam.read_role_and_profile(client, role), adopt=adopt)
-        return Step(plan, functools.partial(iam.execute_role, client, plan))
-
-    return read
+    return _reader(
+        lambda: iam.plan_role(role, iam.read_role_and_profile(client, role), adopt=adopt),
+        functools.partial(iam.execute_role, client),
+    )
 
 
 def _parameter_reader(
     ctx: AwsContext, region: str, parameter: ssm.ParameterSpec, *, adopt: bool
 ) -> Reader:
     client = ctx.client("ssm", region)
-
-    def read() -> Step:
-        state = ssm.read_parameter_state(client, parameter)
-        plan = ssm.plan_parameter(parameter, state, adopt=adopt)
-        return Step(plan, functools.partial(ssm.execute_parameter, client, plan))
-
-    return read
+    return _reader(
+        lambda: ssm.plan_parameter(
+            parameter, ssm.read_parameter_state(client, parameter), adopt=adopt
+        ),
+        functools.partial(ssm.execute_parameter, client),
+    )
 
 
 def _readers(
