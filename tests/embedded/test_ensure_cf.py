@@ -168,6 +168,7 @@ def test_removing_a_cidr_revokes_exactly_that_rule(
 ) -> None:
     cf = folder / "cf.properties"
     set_value(cf, "aws-ingress-cidrs", "172.31.0.0/16,10.20.0.0/16,2001:db8::/32")
+    set_value(cf, "aws-ingress-allow-public", "true")  # 2001:db8::/32 is public (issue 11)
     run(ctx, cf)
     group_id = PropertiesText.load(cf).values()["aws-security-group-id"]
     assert group_rules(ctx, group_id) == {
