@@ -6,7 +6,7 @@ Read-only. It must not write to AWS, or print (cli.py renders the document).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -17,6 +17,9 @@ from datomic_aws.aws_errors import error_code, has_code, translate, translating
 from datomic_aws.changes import Result
 from datomic_aws.deploy import _group_of
 from datomic_aws.resources import iam
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
 
 
 def stack_status(
@@ -62,26 +65,21 @@ def stack_status(
                 if version == "$Latest" and group.launch_template_id:
                     version = replace.resolve_version(ec2, group.launch_template_id, version)
                 doc["group"] = _group_doc(group, version)
-    result.warnings.extend(_role_drift(ctx, region, info, template))
+    system = info.tags.get(names.TAG_SYSTEM)
+    if system:
+        result.warnings.extend(role_drift(ctx.client("iam", region), system, template))
     reasons = _out_of_sync(doc)
     doc.update(in_sync=not reasons, out_of_sync=reasons)
     result.extra["status"] = doc
     return result
 
 
-def _role_drift(
-    ctx: AwsContext, region: str, info: stack.StackInfo, template: Template | None
-) -> list[str]:
+def role_drift(client: IAMClient, system: str, template: Template | None) -> list[str]:
     """Issue 11: the policies on the system's roles that the tool did not write. The roles are
-    the stack's system's (its datomic:system tag): the transactor role the local template's
-    instance profile names (the profile has its role's name), else the derived one, and the
-    derived peer role. A stack that is not a system's has none; a role that is missing, none."""
-    system = info.tags.get(names.TAG_SYSTEM)
-    if not system:
-        return []
+    the transactor role the local template's instance profile names (the profile has its role's
+    name), else the derived one, and the derived peer role; a missing role has none."""
     roles = dict.fromkeys((_template_role(template) or names.transactor_role(system),))
     roles[names.peer_role(system)] = None
-    client = ctx.client("iam", region)
     out: list[str] = []
     for role in roles:
         try:

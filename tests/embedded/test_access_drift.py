@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from datomic_aws.app.documents import Template
-from datomic_aws.app.status import _role_drift
+from datomic_aws.app.status import role_drift
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Action
 from datomic_aws.config.cf import load_cf
@@ -30,7 +31,6 @@ from datomic_aws.ensure import ensure_cf, ensure_transactor
 from datomic_aws.properties import PropertiesText
 from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.resources import iam as iamr
-from datomic_aws.stack import StackInfo, StackState
 from datomic_aws.template import build_template
 
 if TYPE_CHECKING:
@@ -151,25 +151,11 @@ def test_read_foreign_policies_for_status(ctx: AwsContext, folder: Path) -> None
     assert iamr.read_foreign_policies(iam, PEER_ROLE, SYSTEM) == []
     assert iamr.read_foreign_policies(iam, "no-such-role", SYSTEM) == []
     _plant(boto3.client("iam", region_name="us-east-1"))
-    info = StackInfo(
-        f"datomic-{SYSTEM}",
-        "arn:stack",
-        "CREATE_COMPLETE",
-        StackState.READY,
-        tags={"datomic:system": SYSTEM, "managed-by": "datomic-aws"},
-    )
-    warnings = _role_drift(ctx, "us-east-1", info, None)
+    warnings = role_drift(iam, SYSTEM, None)
     assert [w.split(":")[0] for w in warnings] == [f"iam role {TRANSACTOR_ROLE}"] * 2 + [
         f"iam role {PEER_ROLE}"
     ]
     assert ADMIN in warnings[0] and "break-glass" in warnings[1] and "peer-extra" in warnings[2]
-    # A stack that is no system's: no role to check.
-    assert (
-        _role_drift(
-            ctx, "us-east-1", StackInfo("x", "arn:x", "CREATE_COMPLETE", StackState.READY), None
-        )
-        == []
-    )
     # The local template names the transactor's instance profile (its role's name).
     doc = {
         "Resources": {
@@ -179,8 +165,34 @@ def test_read_foreign_policies_for_status(ctx: AwsContext, folder: Path) -> None
         }
     }
     template = Template("cf.json", "{}", SYSTEM, 1, doc=doc)
-    only_peer = _role_drift(ctx, "us-east-1", info, template)
+    only_peer = role_drift(iam, SYSTEM, template)
     assert only_peer == [warnings[2]]
+
+
+def test_status_without_iam_read_rights_says_the_roles_were_not_checked() -> None:
+    """Where moto cannot refuse (it has no IAM evaluation in-process): AWS's AccessDenied."""
+    iam = boto3.client("iam", region_name="us-east-1")
+    denied = (
+        "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: "
+        "iam:ListRolePolicies on resource: role {role} because no identity-based policy allows "
+        "the iam:ListRolePolicies action"
+    )
+    with Stubber(iam) as stub:
+        for role in (TRANSACTOR_ROLE, PEER_ROLE):
+            stub.add_client_error(
+                "list_role_policies",
+                service_error_code="AccessDenied",
+                service_message=denied.format(role=role),
+                http_status_code=403,
+                expected_params={"RoleName": role},
+            )
+        warnings = role_drift(iam, SYSTEM, None)
+        stub.assert_no_pending_responses()
+    assert warnings == [
+        f"iam role {role}: its policies were not checked (AccessDenied: status needs "
+        "iam:ListRolePolicies and iam:ListAttachedRolePolicies)"
+        for role in (TRANSACTOR_ROLE, PEER_ROLE)
+    ]
 
 
 # ------------------------------------------------------------------------------ security group
