@@ -90,6 +90,7 @@ def plan_transactor(
     readers, updates = _readers(ctx, spec, props, adopt=adopt)
     steps = _read_all(readers)
     warnings = list(spec.warnings) if extra_warnings is None else list(extra_warnings)
+    warnings += iam.drift_warnings(step.plan for step in steps)
     plan = Result("ensure-transactor", dry_run=True, warnings=warnings)
     plan.extra["system"] = spec.system
     plan.extra["secrets"] = list(spec.secrets)

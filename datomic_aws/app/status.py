@@ -1,18 +1,25 @@
-"""status: the stack, its last event, template drift, the group and each instance with its role.
+"""status: the stack, its last event, template drift, the group and each instance with its role,
+and the policies on the system's roles that datomic-aws did not write (warnings).
 
 Read-only. It must not write to AWS, or print (cli.py renders the document).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datomic_aws import replace, stack
+from botocore.exceptions import ClientError
+
+from datomic_aws import names, replace, stack
 from datomic_aws.app.documents import Template
 from datomic_aws.aws import AwsContext
-from datomic_aws.aws_errors import translating
+from datomic_aws.aws_errors import error_code, has_code, translate, translating
 from datomic_aws.changes import Result
 from datomic_aws.deploy import group_of
+from datomic_aws.resources import iam
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
 
 
 def stack_status(
@@ -58,10 +65,44 @@ def stack_status(
                 if version == "$Latest" and group.launch_template_id:
                     version = replace.resolve_version(ec2, group.launch_template_id, version)
                 doc["group"] = _group_doc(group, version)
+    system = info.tags.get(names.TAG_SYSTEM)
+    if system:
+        result.warnings.extend(role_drift(ctx.client("iam", region), system, template))
     reasons = _out_of_sync(doc)
     doc.update(in_sync=not reasons, out_of_sync=reasons)
     result.extra["status"] = doc
     return result
+
+
+def role_drift(client: IAMClient, system: str, template: Template | None) -> list[str]:
+    """Issue 11: the policies on the system's roles that the tool did not write. The roles are
+    the transactor role the local template's instance profile names (the profile has its role's
+    name), else the derived one, and the derived peer role; a missing role has none."""
+    roles = dict.fromkeys((_template_role(template) or names.transactor_role(system),))
+    roles[names.peer_role(system)] = None
+    out: list[str] = []
+    for role in roles:
+        try:
+            out += iam.read_foreign_policies(client, role, system)
+        except ClientError as exc:
+            if not has_code(exc, "AccessDenied", "AccessDeniedException"):
+                raise translate(exc, f"iam role {role}") from exc
+            # A read-only status run by someone without IAM read rights still reports the rest.
+            out.append(
+                f"iam role {role}: its policies were not checked ({error_code(exc)}: status "
+                "needs iam:ListRolePolicies and iam:ListAttachedRolePolicies)"
+            )
+    return out
+
+
+def _template_role(template: Template | None) -> str | None:
+    """The instance profile the local template's launch template names, if any."""
+    if template is None:
+        return None
+    resources = template.doc.get("Resources", {}) if isinstance(template.doc, dict) else {}
+    data = resources.get("LaunchTemplate", {}).get("Properties", {}).get("LaunchTemplateData", {})
+    name = data.get("IamInstanceProfile", {}).get("Name")
+    return name if isinstance(name, str) and name else None
 
 
 def _out_of_sync(doc: dict[str, Any]) -> list[str]:

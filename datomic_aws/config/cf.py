@@ -1,7 +1,7 @@
 """The CloudFormation properties file (`cf.properties`) as a validated, typed, frozen spec.
 
 Owns what each cf key means to the tool: schema validation (`cf.schema.json`) plus the checks a
-schema cannot express (CIDRs, ingress group references), the warnings about Datomic-era keys, the
+schema cannot express (CIDRs, the opt-in a public CIDR needs, ingress group references), the warnings about Datomic-era keys, the
 JVM heap arithmetic, the instance architecture rule and the newest Datomic Pro version the tool
 knows. Everything here is pure: no AWS call, no write. Checks that need AWS (instance type offered,
 RAM, VPC and subnets) live in app/ensure_cf.py.
@@ -57,6 +57,17 @@ _GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _GROUP_NAME = re.compile(r"^(?!sg-)[A-Za-z0-9 ._:/()#,@\[\]+=&;{}!$*-]{1,255}$")
 
+# The key that lets aws-ingress-cidrs hold a public CIDR. Datomic's samples opened TCP 4334 to
+# 0.0.0.0/0 (reference §4), which on a default VPC's public subnets is the whole internet.
+ALLOW_PUBLIC_KEY = "aws-ingress-allow-public"
+# Not reachable from the internet: RFC 1918, the shared address space of carrier-grade NAT
+# (RFC 6598) and IPv6 unique local addresses (RFC 4193). Any other CIDR counts as public.
+PRIVATE_V4 = tuple(
+    ipaddress.IPv4Network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+PRIVATE_V6 = (ipaddress.IPv6Network("fc00::/7"),)
+
 
 @dataclass(frozen=True)
 class IngressGroup:
@@ -91,6 +102,8 @@ class CfSpec:
     ingress_cidrs: tuple[str, ...]
     stack_name: str | None
     warnings: tuple[str, ...]
+    # aws-ingress-allow-public=true: aws-ingress-cidrs may hold public CIDRs.
+    allow_public_ingress: bool = False
     # Line of each schema key in the file (set or commented out), for problems found later.
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
 
@@ -193,6 +206,36 @@ def _cidr_problems(
     return cidrs, problems
 
 
+def is_private_cidr(cidr: str) -> bool:
+    """Inside PRIVATE_V4 or PRIVATE_V6 (a CIDR already checked to be well formed)."""
+    network = ipaddress.ip_network(cidr)
+    if isinstance(network, ipaddress.IPv4Network):
+        return any(network.subnet_of(private) for private in PRIVATE_V4)
+    return any(network.subnet_of(private) for private in PRIVATE_V6)
+
+
+def _public_problems(props: PropertiesText, cidrs: list[str], allowed: bool) -> list[Problem]:
+    """Each public CIDR, unless the file opts in: TCP 4334 open to the internet is a decision
+    the file must state, not a default carried over from Datomic's samples."""
+    if allowed:
+        return []
+    key = "aws-ingress-cidrs"
+    return [
+        Problem(
+            props.path,
+            props.line_of(key),
+            key,
+            f"{key} item {cidr!r} is a public CIDR: the rule tcp/4334 from {cidr} would let "
+            "anyone in it reach the transactor",
+            f"allow your peers' private CIDRs or their security groups (aws-ingress-groups); "
+            f"if the transactor must be reachable from public addresses, add "
+            f"{ALLOW_PUBLIC_KEY}=true",
+        )
+        for cidr in cidrs
+        if not is_private_cidr(cidr)
+    ]
+
+
 def parse_ingress_group(item: str) -> IngressGroup | None:
     account: str | None = None
     ref = item
@@ -257,7 +300,9 @@ def spec_from(props: PropertiesText) -> CfSpec:
     values = props.values()
     cidrs, cidr_problems = _cidr_problems(props, split_list(values.get("aws-ingress-cidrs")))
     groups, group_problems = _group_problems(props, split_list(values.get("aws-ingress-groups")))
+    allow_public = typed.get(ALLOW_PUBLIC_KEY) is True
     problems = problems + cidr_problems + group_problems
+    problems += _public_problems(props, cidrs, allow_public)
     if "java-opts" not in {p.key for p in problems}:
         problems += java_opts_problems(
             props.path, props.line_of("java-opts"), _optional(values, "java-opts")
@@ -295,6 +340,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         stack_name=_optional(values, "aws-stack-name"),
         warnings=tuple(_warnings(props, load_schema("cf"))),
         lines=_lines(props, load_schema("cf")),
+        allow_public_ingress=allow_public,
     )
 
 

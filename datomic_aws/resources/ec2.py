@@ -2,7 +2,8 @@
 
 Owns reading the network the transactor runs in (default VPC and default subnets when the file says
 nothing), the facts about an instance type (offered in the region, RAM, architectures), an image's
-architecture, and a security group's TCP 4334 rules and tags (with the types that state them).
+architecture, and a security group's inbound rules and tags (with the types that state them): its
+TCP 4334 sources, and every other inbound rule (`Rule`), which the tool's own group must not have.
 Reads only: it never writes, decides names or reads files (app/ensure_cf.py checks the file against
 these facts; resources/security_group.py plans and converges the transactor's group).
 """
@@ -184,7 +185,7 @@ class Source:
     itself), so the desired state can be stated before the group, and its id, exist.
     """
 
-    kind: str  # "cidr" | "cidr6" | "group"
+    kind: str  # "cidr" | "cidr6" | "group" | "prefix-list" (read only, never declared)
     value: str
     account: str | None = None
 
@@ -223,6 +224,37 @@ class SecurityGroupSpec:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """An inbound rule that is not TCP 4334 from a CIDR or a group: any protocol and ports (None
+    when AWS states none, as for all traffic), one source each (a `prefix-list` one included)."""
+
+    protocol: str
+    ports: tuple[int, int] | None
+    source: Source
+
+    def sort_key(self) -> tuple[str, int, int, Source]:
+        low, high = self.ports or (-2, -2)
+        return (self.protocol, low, high, self.source)
+
+    def traffic(self) -> str:
+        """`tcp/22`, `udp/1000-2000`, `icmp type 8`, `all traffic`, `protocol 50`."""
+        name = {"-1": "all", "6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6"}.get(
+            self.protocol, self.protocol
+        )
+        if name == "all":
+            return "all traffic"
+        low, high = self.ports or (-1, -1)
+        if name in ("tcp", "udp"):
+            return f"{name}/{low}" if low == high else f"{name}/{low}-{high}"
+        if name in ("icmp", "icmpv6"):
+            return name if low == -1 else f"{name} type {low}"
+        return f"protocol {name}"
+
+    def describe(self, group_id: str | None = None) -> str:
+        return f"{self.traffic()} from {self.source.describe(group_id)}"
+
+
+@dataclass(frozen=True)
 class SecurityGroupState:
     group_id: str
     name: str
@@ -230,6 +262,8 @@ class SecurityGroupState:
     owner_id: str
     tags: dict[str, str] = field(hash=False, compare=False)
     sources: frozenset[Source] = frozenset()
+    # Every other inbound rule (other ports and protocols, prefix lists on 4334).
+    other_rules: frozenset[Rule] = frozenset()
 
 
 def find_group(
@@ -268,23 +302,49 @@ def _is_transactor_rule(perm: IpPermissionOutputTypeDef) -> bool:
     )
 
 
-def sources_of(raw: SecurityGroupTypeDef) -> frozenset[Source]:
-    """The TCP 4334 sources of a described group; its own id becomes SELF, own account dropped."""
+def _sources_in(perm: IpPermissionOutputTypeDef, raw: SecurityGroupTypeDef) -> set[Source]:
+    """The CIDR and group sources of one permission; the group's own id becomes SELF, its own
+    account is dropped."""
     own_id, owner = raw.get("GroupId"), raw.get("OwnerId")
     found: set[Source] = set()
+    for r in perm.get("IpRanges", []):
+        found.add(Source("cidr", r["CidrIp"]))
+    for r6 in perm.get("Ipv6Ranges", []):
+        found.add(Source("cidr6", r6["CidrIpv6"]))
+    for pair in perm.get("UserIdGroupPairs", []):
+        gid = pair.get("GroupId", "")
+        account = pair.get("UserId")
+        if account == owner:
+            account = None
+        found.add(Source("group", SELF if gid == own_id else gid, account))
+    return found
+
+
+def sources_of(raw: SecurityGroupTypeDef) -> frozenset[Source]:
+    """The TCP 4334 sources of a described group (CIDRs and groups)."""
+    found: set[Source] = set()
     for perm in raw.get("IpPermissions", []):
-        if not _is_transactor_rule(perm):
-            continue
-        for r in perm.get("IpRanges", []):
-            found.add(Source("cidr", r["CidrIp"]))
-        for r6 in perm.get("Ipv6Ranges", []):
-            found.add(Source("cidr6", r6["CidrIpv6"]))
-        for pair in perm.get("UserIdGroupPairs", []):
-            gid = pair.get("GroupId", "")
-            account = pair.get("UserId")
-            if account == owner:
-                account = None
-            found.add(Source("group", SELF if gid == own_id else gid, account))
+        if _is_transactor_rule(perm):
+            found |= _sources_in(perm, raw)
+    return frozenset(found)
+
+
+def other_rules_of(raw: SecurityGroupTypeDef) -> frozenset[Rule]:
+    """Every inbound rule of a described group that `sources_of` does not state."""
+    found: set[Rule] = set()
+    for perm in raw.get("IpPermissions", []):
+        protocol = str(perm.get("IpProtocol", "-1"))
+        low, high = perm.get("FromPort"), perm.get("ToPort")
+        ports = (low, high) if low is not None and high is not None else None
+        prefix_lists = {
+            Source("prefix-list", p["PrefixListId"])
+            for p in perm.get("PrefixListIds", [])
+            if "PrefixListId" in p
+        }
+        sources = (
+            prefix_lists if _is_transactor_rule(perm) else prefix_lists | _sources_in(perm, raw)
+        )
+        found.update(Rule(protocol, ports, source) for source in sources)
     return frozenset(found)
 
 
@@ -296,6 +356,7 @@ def state_of(raw: SecurityGroupTypeDef) -> SecurityGroupState:
         owner_id=raw.get("OwnerId", ""),
         tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
         sources=sources_of(raw),
+        other_rules=other_rules_of(raw),
     )
 
 

@@ -6,20 +6,23 @@ the ownership rule of design §3 on its own: at a derived name, one that exists 
 (holding another role, or none) is refused unless `--adopt`, which tags it and makes it hold our
 role; at a name from the file it is used as it is, but taking another role out of it still needs
 `--adopt`. Removes only inline policies the tool itself manages (see
-policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy.
+policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy. What widens
+a role's access behind the tool's back (a managed policy attached to it, an inline policy the tool
+did not write) is the operator's: never detached or deleted, reported as a warning on every run
+(`RolePlan.warnings`, `drift_warnings`).
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from datomic_aws import names
+from datomic_aws import names, policies
 from datomic_aws.aws_errors import has_code, ignoring, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch
@@ -52,7 +55,10 @@ class ProfileState:
 class RoleState:
     tags: dict[str, str]
     trust: Document
+    # Every inline policy by name; the content only of those the spec declares ({} for the rest).
     policies: dict[str, Document]
+    # The ARNs of the managed policies attached to the role (the tool attaches none).
+    attached: tuple[str, ...] = ()
 
 
 def _decode(doc: Any) -> Document:
@@ -86,6 +92,75 @@ def read_role(iam: IAMClient, spec: RoleSpec) -> RoleState | None:
         tags={t["Key"]: t["Value"] for t in role.get("Tags", [])},
         trust=_decode(role["AssumeRolePolicyDocument"]),
         policies=policies,
+        attached=read_attached(iam, spec.name),
+    )
+
+
+def read_attached(iam: IAMClient, role: str) -> tuple[str, ...]:
+    """The ARNs of the managed policies attached to the role, sorted (one call per 100)."""
+    arns: list[str] = []
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role):
+        arns.extend(p["PolicyArn"] for p in page.get("AttachedPolicies", []) if "PolicyArn" in p)
+    return tuple(sorted(arns))
+
+
+def foreign_policies(
+    role: str, inline: Iterable[str], attached: Iterable[str], ours: Callable[[str], bool]
+) -> list[str]:
+    """One warning per policy on the role that datomic-aws did not write: every attached managed
+    policy, and each inline policy `ours` does not claim. They may widen what the role can do;
+    the tool reports them and leaves them (they are the operator's to keep or remove)."""
+    out = [
+        f"iam role {role}: managed policy {arn} is attached, not by datomic-aws; it is left "
+        f"attached (if it is not meant to be: aws iam detach-role-policy --role-name {role} "
+        f"--policy-arn {arn})"
+        for arn in attached
+    ]
+    out += [
+        f"iam role {role}: inline policy {name} was not written by datomic-aws; it is left as "
+        f"it is (if it is not meant to be: aws iam delete-role-policy --role-name {role} "
+        f"--policy-name {name})"
+        for name in sorted(inline)
+        if not ours(name)
+    ]
+    return out
+
+
+def written_by_us(name: str, system: str) -> bool:
+    """An inline policy name the tool writes on a role of `system`, whatever the file says now:
+    the managed ones and the table's (a ddb table has the system's name, names.py)."""
+    return (
+        policies.is_managed_policy_name(name, system)
+        or name == policies.transactor_table_policy(system, "", "us-east-1")[0]
+        or name == policies.peer_table_policy(system, "", "us-east-1")[0]
+    )
+
+
+def read_foreign_policies(iam: IAMClient, role: str, system: str) -> list[str]:
+    """status: the warnings of `foreign_policies` for a role read by name (none when the role
+    does not exist). Two list calls; no policy document is read."""
+    inline: list[str] = []
+    try:
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=role):
+            inline.extend(page["PolicyNames"])
+    except ClientError as exc:
+        if has_code(exc, "NoSuchEntity"):
+            return []
+        raise
+    attached = read_attached(iam, role)
+    return foreign_policies(role, inline, attached, lambda name: written_by_us(name, system))
+
+
+def role_warnings(spec: RoleSpec, current: RoleState | None) -> tuple[str, ...]:
+    if current is None:
+        return ()
+    return tuple(
+        foreign_policies(
+            spec.name,
+            current.policies,
+            current.attached,
+            lambda name: name in spec.policies or spec.managed(name),
+        )
     )
 
 
@@ -237,14 +312,31 @@ def read_role_and_profile(iam: IAMClient, spec: RoleSpec) -> RoleAndProfile:
         return RoleAndProfile(role, read_profile(iam, spec.name))
 
 
-def plan_role(spec: RoleSpec, state: RoleAndProfile, *, adopt: bool) -> Planned:
+@dataclass(frozen=True)
+class RolePlan(Planned):
+    """A role's plan, with the policies on it the tool did not write (never an operation)."""
+
+    warnings: tuple[str, ...] = ()
+
+
+def plan_role(spec: RoleSpec, state: RoleAndProfile, *, adopt: bool) -> RolePlan:
     """Pure; both ownership refusals (role, then profile) come here, before any write."""
     resource = f"iam role {spec.name}"
     if state.role is not None:
         check_owner(state.role.tags, spec.system, resource, explicit=spec.explicit, adopt=adopt)
     _check_profile_owner(spec, state.profile, adopt=adopt)
     ops = _role_operations(spec, state.role) + _profile_operations(spec, state.profile)
-    return Planned(resource, action_for(state.role is not None, ops), ops)
+    return RolePlan(
+        resource,
+        action_for(state.role is not None, ops),
+        ops,
+        warnings=role_warnings(spec, state.role),
+    )
+
+
+def drift_warnings(plans: Iterable[Planned]) -> list[str]:
+    """The warnings of the role plans among `plans`, in order (for the command's result)."""
+    return [w for plan in plans if isinstance(plan, RolePlan) for w in plan.warnings]
 
 
 def _create_role(iam: IAMClient, spec: RoleSpec) -> None:

@@ -1,12 +1,13 @@
 """The transactor's security group: TCP 4334 ingress from the declared sources.
 
 Two kinds of group. The tool's own, at the derived name (`aws-security-group` blank): created with
-our tags, converged to exactly the declared rules (undeclared 4334 rules revoked); an untagged one at
-that name is taken over only with --adopt. A group the operator *named* (`aws-security-group`,
-Datomic's sample default `datomic`, reference §4): shared by every system that names it, owned by
-none. It is never tagged for a system (so a second system is never refused), and rules are only ever
-added to it, never revoked, on any port; a run of each system converges. Rules on other ports are
-never touched in either kind. Read once (`read_security_group`), plan typed operations
+our tags, converged to exactly the declared rules: every inbound rule the files do not declare is
+revoked, whatever its port or protocol (issue 11: tcp/22 opened by hand widens access unseen); an
+untagged one at that name is taken over only with --adopt. A group the operator *named*
+(`aws-security-group`, Datomic's sample default `datomic`, reference §4): shared by every system
+that names it, owned by none. It is never tagged for a system (so a second system is never
+refused), and rules are only ever added to it, never revoked, on any port; a run of each system
+converges. Outbound rules are never touched. Read once (`read_security_group`), plan typed operations
 (`plan_security_group`, ownership refusals included), run only those (`execute_security_group`).
 It must not decide names or read files: app/ensure_cf.py passes the desired state in.
 """
@@ -26,6 +27,7 @@ from datomic_aws.resources.ec2 import (
     RULE_DESCRIPTION,
     SELF,
     TRANSACTOR_PORT,
+    Rule,
     SecurityGroupSpec,
     SecurityGroupState,
     Source,
@@ -174,6 +176,18 @@ class Revoke:
         )
 
 
+@dataclass(frozen=True)
+class RevokeRule:
+    """An inbound rule on another port, protocol or source kind: the tool's own group admits
+    only the declared TCP 4334 sources."""
+
+    rule: Rule
+    group_id: str
+
+    def describe(self) -> str:
+        return f"revoke {self.rule.describe(self.group_id)} (not declared)"
+
+
 def _operations(
     desired: SecurityGroupSpec, current: SecurityGroupState | None
 ) -> tuple[Operation, ...]:
@@ -188,6 +202,7 @@ def _operations(
     ops += [Allow(s, gid) for s in sorted(desired.sources - current.sources)]
     if _may_revoke(desired, current):
         ops += [Revoke(s, gid) for s in sorted(current.sources - desired.sources)]
+        ops += [RevokeRule(r, gid) for r in sorted(current.other_rules, key=Rule.sort_key)]
     return tuple(ops)
 
 
@@ -241,16 +256,23 @@ def kept_rules(desired: SecurityGroupSpec, current: SecurityGroupState | None) -
     ]
 
 
-def _permission(source: Source, group_id: str, *, described: bool = True) -> IpPermissionTypeDef:
-    """One TCP 4334 rule; without descriptions (`described=False`) for a revocation, which
-    matches on the source alone."""
+def _permission(
+    source: Source,
+    group_id: str,
+    *,
+    described: bool = True,
+    protocol: str = "tcp",
+    ports: tuple[int, int] | None = (TRANSACTOR_PORT, TRANSACTOR_PORT),
+) -> IpPermissionTypeDef:
+    """One rule, TCP 4334 unless told; without descriptions (`described=False`) for a
+    revocation, which matches on the protocol, the ports and the source alone."""
     note = RULE_DESCRIPTION if described else None
-    perm: IpPermissionTypeDef = {
-        "IpProtocol": "tcp",
-        "FromPort": TRANSACTOR_PORT,
-        "ToPort": TRANSACTOR_PORT,
-    }
-    if source.kind == "cidr":
+    perm: IpPermissionTypeDef = {"IpProtocol": protocol}
+    if ports is not None:
+        perm["FromPort"], perm["ToPort"] = ports
+    if source.kind == "prefix-list":
+        perm["PrefixListIds"] = [{"PrefixListId": source.value}]
+    elif source.kind == "cidr":
         v4: IpRangeTypeDef = {"CidrIp": source.value}
         if note:
             v4["Description"] = note
@@ -292,10 +314,16 @@ def _authorize(client: EC2Client, group_id: str, sources: list[Source], resource
                 raise translate(exc, resource) from exc
 
 
-def _revoke(client: EC2Client, group_id: str, sources: list[Source], resource: str) -> None:
-    if not sources:
-        return
+def _revoke(
+    client: EC2Client, group_id: str, sources: list[Source], rules: list[Rule], resource: str
+) -> None:
     perms = [_permission(s, group_id, described=False) for s in sources]
+    perms += [
+        _permission(r.source, group_id, described=False, protocol=r.protocol, ports=r.ports)
+        for r in rules
+    ]
+    if not perms:
+        return
     try:
         client.revoke_security_group_ingress(GroupId=group_id, IpPermissions=perms)
     except ClientError as exc:
@@ -354,6 +382,7 @@ def execute_security_group(client: EC2Client, plan: SecurityGroupPlan) -> str:
     group_id = plan.group_id
     allow: list[Source] = []
     revoke: list[Source] = []
+    revoke_rules: list[Rule] = []
     for op in plan.operations:
         if isinstance(op, CreateGroup):
             group_id = _create(client, op.desired)
@@ -363,9 +392,11 @@ def execute_security_group(client: EC2Client, plan: SecurityGroupPlan) -> str:
             allow.append(op.source)
         elif isinstance(op, Revoke):
             revoke.append(op.source)
+        elif isinstance(op, RevokeRule):
+            revoke_rules.append(op.rule)
     assert group_id is not None
     _authorize(client, group_id, allow, resource)
-    _revoke(client, group_id, revoke, resource)
+    _revoke(client, group_id, revoke, revoke_rules, resource)
     return group_id
 
 

@@ -122,7 +122,7 @@ def test_owned_group_converges_to_exactly_the_declared_rules(
     sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A, CIDR_B), dry_run=False, adopt=False)
     group_id = ec2r.read_security_group(ec2, desired(vpc_id))
     assert group_id is not None
-    # A rule on another port is not ours to judge.
+    # Issue 11: a rule on another port is revoked too (it used to be left alone).
     ec2.authorize_security_group_ingress(
         GroupId=group_id.group_id,
         IpPermissions=[
@@ -138,11 +138,13 @@ def test_owned_group_converges_to_exactly_the_declared_rules(
     change = sgr.ensure_security_group(ec2, desired(vpc_id, CIDR_A), dry_run=False, adopt=False)
     assert change.action is Action.UPDATE
     assert "revoke tcp/4334 from 192.168.0.0/16 (not declared)" in change.details
+    assert "revoke tcp/22 from 10.9.0.0/16 (not declared)" in change.details
+    # Both in one call.
     assert recorder.mutating == ["ec2:RevokeSecurityGroupIngress"]
     assert rules(ec2, group_id.group_id) == {("cidr", "10.0.0.0/8")}
     raw = ec2r.find_group(ec2, group_id=group_id.group_id)
     assert raw is not None
-    assert any(p.get("FromPort") == 22 for p in raw["IpPermissions"])
+    assert not any(p.get("FromPort") == 22 for p in raw["IpPermissions"])
 
 
 def test_operators_group_gains_rules_but_loses_none(

@@ -47,7 +47,10 @@ aws-ingress-cidrs=0.0.0.0/0
 datomic-version=
 """
 
-DATOMIC_2014_CF_CURRENT = DATOMIC_2014_CF.replace("c3.large", "c7i.large")
+# Issue 11: its 0.0.0.0/0 now needs the opt-in, which an operator migrating the file adds.
+OPT_IN = "aws-ingress-allow-public=true\n"
+DATOMIC_2014_OPTED_IN = DATOMIC_2014_CF + OPT_IN
+DATOMIC_2014_CF_CURRENT = DATOMIC_2014_OPTED_IN.replace("c3.large", "c7i.large")
 
 
 @pytest.fixture
@@ -165,6 +168,7 @@ def test_removing_a_cidr_revokes_exactly_that_rule(
 ) -> None:
     cf = folder / "cf.properties"
     set_value(cf, "aws-ingress-cidrs", "172.31.0.0/16,10.20.0.0/16,2001:db8::/32")
+    set_value(cf, "aws-ingress-allow-public", "true")  # 2001:db8::/32 is public (issue 11)
     run(ctx, cf)
     group_id = PropertiesText.load(cf).values()["aws-security-group-id"]
     assert group_rules(ctx, group_id) == {
@@ -237,7 +241,7 @@ def test_datomic_2014_previous_generation_type_is_refused_before_any_write(
     ctx: AwsContext, tmp_path: Path, recorder: CallRecorder
 ) -> None:
     cf = tmp_path / "my-cf.properties"
-    cf.write_text(DATOMIC_2014_CF)
+    cf.write_text(DATOMIC_2014_OPTED_IN)
     (tmp_path / "my-transactor.properties").write_text(TRANSACTOR)
     with pytest.raises(InvalidInput) as info:
         run(ctx, cf)
@@ -248,7 +252,7 @@ def test_datomic_2014_previous_generation_type_is_refused_before_any_write(
     for modern in ("m7i.large", "c7i.large", "m7g.large"):
         assert modern in problem.hint
     assert recorder.mutating == []
-    assert cf.read_text() == DATOMIC_2014_CF
+    assert cf.read_text() == DATOMIC_2014_OPTED_IN
 
 
 def test_existing_operator_group_keeps_its_extra_rules(
@@ -290,7 +294,7 @@ def test_obsolete_type_not_offered_names_modern_alternatives(
 ) -> None:
     cf = tmp_path / "cf.properties"
     # moto, like AWS, does not offer c3 in eu-north-1 (opened in 2018).
-    text = DATOMIC_2014_CF.replace("aws-region=us-east-1", "aws-region=eu-north-1")
+    text = DATOMIC_2014_OPTED_IN.replace("aws-region=us-east-1", "aws-region=eu-north-1")
     cf.write_text(text + "datomic-system=orders\n")
     with pytest.raises(InvalidInput) as info:
         run(ctx, cf)

@@ -305,6 +305,8 @@ NOOP_TRANSACTOR_BEFORE = {
     "iam:GetRole": 2,
     "iam:GetRolePolicy": 5,
     "iam:ListRolePolicies": 2,
+    # Issue 11: one read per role, for the managed policies attached to it (access drift).
+    "iam:ListAttachedRolePolicies": 2,
     "s3:GetBucketEncryption": 1,
     "s3:GetBucketPolicy": 1,
     "s3:GetBucketTagging": 1,

@@ -12,6 +12,7 @@ from datomic_aws.config.cf import (
     architecture_of,
     default_xmx,
     heap_mib,
+    is_private_cidr,
     load_cf,
     max_xmx_mib,
     parse_ingress_group,
@@ -54,6 +55,7 @@ def test_typed_values() -> None:
         BASE + "aws-instance-monitoring=FALSE\naws-autoscaling-group-size=2\n"
         "aws-subnet-ids=subnet-0123456789abcdef0 , subnet-0123456789abcdef1\n"
         "aws-ingress-cidrs=10.0.0.0/8, 2001:db8::/32,10.0.0.0/8\n"
+        "aws-ingress-allow-public=true\n"
         "aws-ingress-groups=peers,sg-0123456789abcdef0,123456789012:sg-0123456789abcdef1\n"
         "datomic-zip-sha256=" + "AB" * 32 + "\n"
     )
@@ -207,3 +209,66 @@ def test_ingress_group_forms() -> None:
 def test_sibling_transactor(cf: str, transactor: str | None) -> None:
     found = sibling_transactor(cf)
     assert (str(found) if found else None) == transactor
+
+
+# Issue 11: a public CIDR needs aws-ingress-allow-public=true; private ones never do.
+PRIVATE_CIDRS = [
+    "10.0.0.0/8",
+    "10.20.0.0/16",
+    "172.16.0.0/12",
+    "172.31.0.0/16",
+    "192.168.0.0/16",
+    "192.168.1.7/32",
+    "100.64.0.0/10",  # carrier-grade NAT (RFC 6598)
+    "100.127.0.0/16",
+    "fc00::/7",  # unique local addresses
+    "fd12:3456:789a::/48",
+]
+PUBLIC_CIDRS = [
+    "0.0.0.0/0",
+    "::/0",
+    "8.8.8.8/32",
+    "203.0.113.0/24",
+    "172.32.0.0/16",  # just past 172.16/12
+    "100.128.0.0/16",  # just past 100.64/10
+    "10.0.0.0/7",  # wider than 10/8
+    "2001:db8::/32",
+    "fe80::/10",
+]
+
+
+@pytest.mark.parametrize("cidr", PRIVATE_CIDRS)
+def test_private_cidrs_need_no_opt_in(cidr: str) -> None:
+    assert is_private_cidr(cidr)
+    assert spec_of(BASE + f"aws-ingress-cidrs={cidr}\n").ingress_cidrs == (cidr,)
+
+
+@pytest.mark.parametrize("cidr", PUBLIC_CIDRS)
+def test_public_cidrs_are_refused_without_the_opt_in(cidr: str) -> None:
+    assert not is_private_cidr(cidr)
+    err = problems_of(BASE + f"aws-ingress-cidrs=10.0.0.0/8,{cidr}\n")
+    (problem,) = err.problems
+    assert (problem.key, problem.line) == ("aws-ingress-cidrs", 3)
+    assert f"tcp/4334 from {cidr}" in problem.message
+    assert "aws-ingress-allow-public=true" in problem.hint
+
+
+@pytest.mark.parametrize("cidr", PUBLIC_CIDRS)
+def test_public_cidrs_are_accepted_with_the_opt_in(cidr: str) -> None:
+    spec = spec_of(BASE + f"aws-ingress-cidrs={cidr}\naws-ingress-allow-public=true\n")
+    assert spec.ingress_cidrs == (cidr,)
+    assert spec.allow_public_ingress is True
+
+
+def test_every_public_cidr_is_named_and_false_is_no_opt_in() -> None:
+    err = problems_of(
+        BASE + "aws-ingress-cidrs=0.0.0.0/0,10.0.0.0/8,::/0\naws-ingress-allow-public=false\n"
+    )
+    assert [p.message.split("'")[1] for p in err.problems] == ["0.0.0.0/0", "::/0"]
+    assert spec_of(BASE + "aws-ingress-cidrs=10.0.0.0/8\n").allow_public_ingress is False
+
+
+def test_the_opt_in_must_be_a_boolean() -> None:
+    err = problems_of(BASE + "aws-ingress-allow-public=yes\n")
+    assert [p.key for p in err.problems] == ["aws-ingress-allow-public"]
+    assert "must be true or false" in err.problems[0].message
