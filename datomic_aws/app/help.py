@@ -104,7 +104,11 @@ Run the whole loop against an embedded AWS (moto): no account needed.
     "epilog": "Docs: README.md. Exit codes: 0 ok, 1 failure, 2 invalid input, 3 changes pending "
     "(--dry-run --detailed-exitcode; status: out of sync), 130 interrupted.",
     "sandbox": """\
-The embedded AWS (moto, corrected where the loop depends on AWS's behaviour) for your own files.
+The embedded AWS (moto, corrected) for trying your own files.
+
+    \b
+    Example:
+      datomic-aws sandbox serve --transactors > sandbox.env
 """,
     "sandbox serve": """\
 Serve the embedded AWS on 127.0.0.1 and print the environment that points a shell at it.

@@ -193,3 +193,78 @@ def test_without_moto_one_line_names_the_extra(tmp_path: Path) -> None:
         "pip install 'datomic-aws[sandbox]'"
     ]
     assert time.monotonic() - started < 30
+
+
+# moto 5.2.5 as anyone would run it, without the sandbox's corrections.
+PLAIN_MOTO = """\
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+server.start()
+print("PORT", server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_plain_moto_server_stops_create_cf_stack_with_one_line_naming_sandbox_serve(
+    tmp_path: Path,
+) -> None:
+    """The first of the two known gaps on the loop's way: the TLS-only templates bucket over
+    plain HTTP (the second, UpdateTerminationProtection, comes after the upload: see
+    tests/unit/test_endpoint_gaps.py)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PLAIN_MOTO],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while not line.startswith("PORT "):  # after moto's own "Starting a new Thread..." line
+            line = proc.stdout.readline()
+            assert line, "the plain moto server did not start"
+        endpoint = f"http://127.0.0.1:{int(line.split()[1])}"
+        work = tmp_path / "try"
+        work.mkdir()
+        for name in ("transactor.properties", "cf.properties"):
+            shutil.copyfile(SAMPLES / name, work / name)
+        run = _shell2({"AWS_ENDPOINT_URL": endpoint})
+        for args in (
+            ("ensure-transactor", "transactor.properties"),
+            ("ensure-cf", "cf.properties"),
+            ("create-cf-template", "transactor.properties", "cf.properties", "cf.json"),
+        ):
+            assert run(*args, cwd=work).code == 0, args
+        refused = run("create-cf-stack", REGION, STACK, "cf.json", *WAIT, cwd=work)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.kill()
+        proc.wait(10)
+    assert refused.code == 1, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: the endpoint refused the template upload: the templates bucket's TLS-only policy "
+        "(aws:SecureTransport) is applied to a plain HTTP endpoint, which a plain moto server or "
+        f"LocalStack cannot tell apart from HTTPS ({endpoint}): run `datomic-aws sandbox serve` "
+        "(the embedded AWS, with this gap corrected) and point AWS_ENDPOINT_URL at it, or use AWS "
+        "itself"
+    ]
+
+
+def test_sandbox_serve_help_has_a_summary_its_options_and_an_example() -> None:
+    from click.testing import CliRunner
+
+    from datomic_aws.cli import cli
+
+    result = CliRunner().invoke(cli, ["sandbox", "serve", "--help"], prog_name="datomic-aws")
+    assert result.exit_code == 0, result.output
+    paragraphs = [p.splitlines() for p in result.output.split("\n\n") if p.strip()]
+    assert paragraphs[0][0].startswith("Usage: datomic-aws sandbox serve [OPTIONS]")
+    summary = " ".join(line.strip() for line in paragraphs[1])
+    assert summary.endswith("shell at it."), summary
+    assert "--port" in result.output and "--transactors" in result.output
+    assert "datomic-aws sandbox serve --transactors" in result.output
+    assert "pip install 'datomic-aws[sandbox]'" in result.output
