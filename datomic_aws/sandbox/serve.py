@@ -79,8 +79,8 @@ def run_server(port: int, transactors: bool, out: Say, err: Say, *, json_output:
             running += ", an emulated transactor on every instance Auto Scaling launches"
         err(
             f"Embedded AWS ({running}) listening on {env['AWS_ENDPOINT_URL']}. In another "
-            f"shell, export the lines above (or `. FILE` after `sandbox serve > FILE`), then run "
-            f"the operator loop on a copy of your files. Ctrl-C or SIGTERM stops it; everything "
+            f"shell, export the environment above (or `. FILE` after `sandbox serve > FILE`), then "
+            f"run the operator loop on a copy of your files. Ctrl-C or SIGTERM stops it; everything "
             f"in it is gone then."
         )
 
