@@ -9,6 +9,10 @@ call went through an AwsContext (`ACTION_KEY`). It must not print, and decides n
 resources. botocore is imported on first use of `translating`/`unreadable_answer` only, so that
 importing this module costs nothing on `--help`; the modules that catch `ClientError` import it
 themselves.
+
+Also owns the known gaps of an AWS emulator (`EndpointGap`, `endpoint_gap`): what a plain moto
+server or LocalStack answers where AWS would not, recognised by error code and by a custom
+endpoint (never on AWS's own), and reported as one line naming `datomic-aws sandbox serve`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from datomic_aws.errors import AwsCallError, DatomicAwsError
 
@@ -114,3 +120,65 @@ def unreadable_answer(exc: BaseException) -> DatomicAwsError | None:
         "check the network, HTTPS_PROXY/NO_PROXY and --endpoint-url, then rerun; "
         "--debug shows the answer",
     )
+
+
+# --- the known gaps of a plain AWS emulator ------------------------------------------------------
+
+SANDBOX_HINT = (
+    "run `datomic-aws sandbox serve` (the embedded AWS, with this gap corrected) and point "
+    "AWS_ENDPOINT_URL at it, or use AWS itself"
+)
+_AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+@dataclass(frozen=True)
+class EndpointGap:
+    """A refusal a plain moto server or LocalStack gives where AWS does not: the error codes it
+    answers with, and whether only a plain-HTTP endpoint shows it."""
+
+    what: str
+    codes: tuple[str, ...]
+    plain_http_only: bool = False
+
+    def applies(self, exc: ClientError, endpoint_url: str | None) -> bool:
+        if not endpoint_url or not has_code(exc, *self.codes):
+            return False
+        url = urlsplit(endpoint_url)
+        if (url.hostname or "").endswith(_AWS_HOSTS):
+            return False  # AWS itself: its refusal is reported as it is
+        return url.scheme == "http" or not self.plain_http_only
+
+
+# The templates bucket denies every request without TLS (resources/s3.py, a Deny on
+# aws:SecureTransport=false). AWS applies it to plain-HTTP requests only; moto 5.2.5 cannot evaluate
+# the condition and denies every object request with a bare 403 (its code "403"), so over a plain
+# HTTP endpoint the template upload is refused. AccessDenied: what AWS answers a plain-HTTP request.
+TLS_ONLY_BUCKET = EndpointGap(
+    "the endpoint refused the template upload: the templates bucket's TLS-only policy "
+    "(aws:SecureTransport) is applied to a plain HTTP endpoint, which a plain moto server or "
+    "LocalStack cannot tell apart from HTTPS",
+    ("403", "AccessDenied"),
+    plain_http_only=True,
+)
+# moto 5.2.5 has no UpdateTerminationProtection: its server answers an HTML 500 page, which reaches
+# us as the bare code "500" after botocore's retries (aws.py empties a 5xx page so that it is
+# retried); LocalStack's answer to an operation it does not implement is InternalFailure (501).
+TERMINATION_PROTECTION = EndpointGap(
+    "the endpoint does not implement CloudFormation UpdateTerminationProtection (a plain moto "
+    "server or LocalStack); the stack was created without termination protection",
+    ("500", "501", "InternalFailure", "NotImplemented"),
+)
+
+
+@contextmanager
+def endpoint_gap(gap: EndpointGap, endpoint_url: str | None) -> Iterator[None]:
+    """Report `gap` as one line naming the sandbox when a call inside meets it on a custom
+    endpoint (`client.meta.endpoint_url`); every other error goes on as it is."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if gap.applies(exc, endpoint_url):
+            raise DatomicAwsError(gap.what, str(endpoint_url), SANDBOX_HINT) from exc
+        raise

@@ -40,13 +40,10 @@ def finish(opts: Options, result: Result, *, detailed_exitcode: bool = False) ->
 
     sys.stderr.write(render.warnings_text(result))
     calls = calls_of(opts.contexts).as_dict() if opts.contexts else None
-    sys.stdout.write(
-        render.to_json(result, calls) if opts.output == "json" else render.to_text(result)
-    )
+    text = render.to_json(result, calls) if opts.output == "json" else render.to_text(result)
+    sys.stdout.write(text)
     sys.stdout.flush()
-    if detailed_exitcode and result.pending:
-        return int(ExitCode.CHANGES_PENDING)
-    return int(ExitCode.OK)
+    return int(ExitCode.CHANGES_PENDING if detailed_exitcode and result.pending else ExitCode.OK)
 
 
 def change_options(*, adopt: bool = False) -> Callable[[F], F]:
@@ -88,8 +85,7 @@ def _seconds(name: str, default: float, *, minimum: float) -> Callable[[F], F]:
 @click.group(
     help=HELP["datomic-aws"],
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Docs: README.md. Exit codes: 0 ok, 1 failure, 2 invalid input, 3 changes pending "
-    "(--dry-run --detailed-exitcode; status: out of sync), 130 interrupted.",
+    epilog=HELP["epilog"],
 )
 @click.option("--profile", metavar="P", help=OPTIONS["--profile"])
 @click.option("--endpoint-url", metavar="URL", help=OPTIONS["--endpoint-url"])
@@ -256,13 +252,8 @@ def create_cf_stack_cmd(
 
 def _replacement_options(fn: F) -> F:
     fn = _flag("--no-replace")(fn)
-    fn = click.option(
-        "--strategy",
-        type=click.Choice(["surge", "terminate"]),
-        default="surge",
-        show_default=True,
-        help=OPTIONS["--strategy"],
-    )(fn)
+    fn = click.option("--strategy", type=click.Choice(["surge", "terminate"]), default="surge",
+                      show_default=True, help=OPTIONS["--strategy"])(fn)  # fmt: skip
     return _flag("--yes", "-y")(fn)
 
 
@@ -417,6 +408,19 @@ def demo_cmd(opts: Options, directory: str | None) -> int:
     from datomic_aws.sandbox.demo import run_demo
 
     return run_demo(directory, out=click.echo, err=_echo_err, json_output=opts.output == "json")
+
+
+@click.command("serve", help=HELP["sandbox serve"])
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help=OPTIONS["--port"])
+@_flag("--transactors")
+@click.pass_obj
+def sandbox_serve_cmd(opts: Options, port: int, transactors: bool) -> int:
+    from datomic_aws.sandbox.serve import run_server
+
+    return run_server(port, transactors, click.echo, _echo_err, json_output=opts.output == "json")
+
+
+cli.add_command(click.Group("sandbox", {"serve": sandbox_serve_cmd}, help=HELP["sandbox"]))
 
 
 def _report(exc: DatomicAwsError, opts: Options | None) -> int:

@@ -1,5 +1,5 @@
 """Runs the embedded AWS (moto with the sandbox corrections) on 127.0.0.1 in its own process and
-prints its port.
+prints its port: `datomic-aws sandbox serve`'s server (datomic_aws/sandbox/serve.py), for the tests.
 
 The CLI tests start this as a subprocess so that the server never shares a process with the
 in-process `mock_aws` tests. `--transactors` runs an emulated transactor on every instance its Auto
@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 
-from datomic_aws.sandbox.embedded import EmbeddedAws
+from datomic_aws.sandbox.serve import serve
 from datomic_aws.sandbox.transactors import Settings
 
 
@@ -33,11 +33,15 @@ def main() -> None:
         # frozen machine. Served first where the OS lets us (root, as in CI); as it is otherwise.
         with contextlib.suppress(OSError):
             os.nice(-10)
-    # The corrections that make moto behave like AWS where our flows depend on it (each is
-    # documented in datomic_aws/sandbox/moto_fixes/); the demo's embedded AWS is the same.
-    with EmbeddedAws(transactors=args.transactors, settings=settings) as aws:
-        print(aws.endpoint.rsplit(":", 1)[1], flush=True)
-        sys.stdin.read()
+    # The embedded AWS of `datomic-aws sandbox serve` (and of the demo): moto with the corrections
+    # that make it behave like AWS where our flows depend on it (each documented in
+    # datomic_aws/sandbox/moto_fixes/), served until the tests close our standard input.
+    serve(
+        ready=lambda env: print(env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1], flush=True),
+        transactors=args.transactors,
+        settings=settings,
+        block=sys.stdin.read,
+    )
 
 
 if __name__ == "__main__":

@@ -101,6 +101,27 @@ Run the whole loop against an embedded AWS (moto): no account needed.
       datomic-aws demo
       datomic-aws demo --dir /tmp/datomic-demo
 """,
+    "epilog": "Docs: README.md. Exit codes: 0 ok, 1 failure, 2 invalid input, 3 changes pending "
+    "(--dry-run --detailed-exitcode; status: out of sync), 130 interrupted.",
+    "sandbox": """\
+The embedded AWS (moto, corrected) for trying your own files.
+
+    \b
+    Example:
+      datomic-aws sandbox serve --transactors > sandbox.env
+""",
+    "sandbox serve": """\
+Serve the embedded AWS on 127.0.0.1 and print the environment that points a shell at it.
+
+    Prints export lines (--output json: one JSON object) with the endpoint and fake credentials,
+    then serves until Ctrl-C or SIGTERM; its state is gone then. Run the operator loop on a copy
+    of your files from another shell. Needs the sandbox extra: pip install 'datomic-aws[sandbox]'.
+
+    \b
+    Example:
+      datomic-aws sandbox serve --transactors > sandbox.env
+      . ./sandbox.env && datomic-aws apply aws/try     (in another shell)
+""",
     "datomic-aws": """\
 Provision and update the AWS side of a Datomic Pro transactor, idempotently.
 
@@ -147,6 +168,8 @@ OPTIONS: dict[str, str] = {
     "--yes": "Do not ask for confirmation.",
     "--template": "A local template to compare with the deployed one.",
     "--dir": "Folder for the demo's files (default: a new temporary folder, kept).",
+    "--port": "Port on 127.0.0.1 (default 0: a free one, shown in the exports).",
+    "--transactors": "Run an emulated Datomic transactor on every instance Auto Scaling launches.",
     "--poll-interval": "How often to poll AWS while waiting.",
     "--timeout": "Give up waiting after this long (AWS carries on; `status` shows where it is).",
     "--no-replace": "Update the stack only; leave the running instances as they are.",

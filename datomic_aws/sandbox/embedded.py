@@ -1,6 +1,6 @@
 """The embedded AWS: moto (with the corrections) on 127.0.0.1, optionally running transactors.
 
-Owns `EmbeddedAws` (the server the demo and tests/moto_server.py both start), its control API for
+Owns `EmbeddedAws` (the server the demo, `sandbox serve` and tests/moto_server.py all start), its control API for
 tests on the same port (`/_sandbox/...`, JSON; `SandboxControl` is its client), the record of the
 requests it served (`request_log`), the reset that
 also stops every emulated transactor and clears the probe, `masked_aws_environment` (throw-away
@@ -240,11 +240,14 @@ def masked_aws_environment() -> Iterator[None]:
 
 
 @contextmanager
-def embedded_aws(*, transactors: bool = False, settings: Any = None) -> Iterator[EmbeddedAws]:
-    """The embedded AWS for the duration of the block, with the operator's AWS settings masked."""
+def embedded_aws(
+    *, transactors: bool = False, settings: Any = None, port: int = 0
+) -> Iterator[EmbeddedAws]:
+    """The embedded AWS for the duration of the block, with the operator's AWS settings masked;
+    on 127.0.0.1:`port` (0: a free port)."""
     _require_moto()
     with masked_aws_environment():
         # werkzeug logs every request to stderr, which would drown the demo's narration.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        with EmbeddedAws(transactors=transactors, settings=settings) as aws:
+        with EmbeddedAws(transactors=transactors, settings=settings, port=port) as aws:
             yield aws

@@ -1,7 +1,7 @@
 """Change sets: how every create and update reaches CloudFormation.
 
-Owns change sets with deterministic names and tokens (a rerun after a crash finds and reuses its
-change set, and AWS recognises a retried call), waiting until one is prepared with all its pages of
+Owns change sets with deterministic names (a rerun after a crash finds and reuses its change set)
+and request tokens that change exactly when the request does (`request_token`), waiting until one is prepared with all its pages of
 changes merged, the recognition of an empty one, the parameters a template is deployed with, the
 translation of a change set (or, for a dry-run create, of the template) into `Change`s, and
 `_update_once`: one UPDATE change set from creation to execution (or deletion, for a preview).
@@ -14,6 +14,7 @@ and, through the run, its template upload.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,40 @@ def _token(kind: str, *parts: str) -> str:
     """Deterministic idempotency token: a retried call after a crash is recognised by AWS."""
     digest = hashlib.sha256("\0".join((kind, *parts)).encode()).hexdigest()[:40]
     return f"datomic-aws-{kind}-{digest}"
+
+
+def stack_state(info: StackInfo) -> str:
+    """What identifies the stack's current state: its id, status and LastUpdatedTime (else
+    CreationTime), which every operation CloudFormation executes on it moves on."""
+    return f"{info.stack_id} {info.status} {info.version}"
+
+
+def request_token(
+    kind: str,
+    stack: str,
+    state: str,
+    template: StackTemplate,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str],
+) -> str:
+    """The ClientToken of one CreateChangeSet request: the request's content on the stack's state.
+
+    Reference §11 and CloudFormation's ClientToken / ClientRequestToken: a repeated token is
+    treated as the same request (AWS answers with what the first one did), so the token must
+    change for a genuinely new request. An update is keyed by `stack_state` as well as by its
+    content: a retry on the same state is recognised, a revert (A, B, then A again) on a state
+    that has moved is not mistaken for the first A. A preview and a create are one request per
+    run (`state` is then a fresh nonce, see `_create_change_set`): a preview is consumed by its
+    own deletion, and an absent stack has no state to key on.
+    """
+    return _token(
+        kind,
+        stack,
+        state,
+        template_digest(template.text),
+        "\0".join(f"{k}={v}" for k, v in sorted(tags.items())),
+        "\0".join(f"{k}={v}" for k, v in sorted(parameters.items())),
+    )
 
 
 def _change_set_name(kind: str, template: StackTemplate) -> str:
@@ -136,20 +171,26 @@ def _create_change_set(
     parameters: Mapping[str, str] | None,
     base: str,
 ) -> tuple[str, str]:
-    """Create (or find, after a crash) our change set; returns (change set id, stack id)."""
+    """Create (or find, after a crash) our change set; returns (change set id, stack id).
+
+    `base` is the stack's state (`stack_state`) for an update; a preview or a create is a new
+    request on every run (see `request_token`). A retry within the run (botocore resends the same
+    parameters) keeps its token either way."""
     cs_name = _change_set_name(kind, template)
     run.say(f"creating change set {cs_name} for stack {run.name}")
+    desired = template.desired_parameters(parameters)
+    state = base if kind == "update" else uuid.uuid4().hex
     try:
         response = run.cfn.create_change_set(
             StackName=run.name,
             ChangeSetName=cs_name,
             ChangeSetType=change_set_type,  # type: ignore[arg-type]
-            ClientToken=_token(kind, run.name, base, template_digest(template.text)),
+            ClientToken=request_token(kind, run.name, state, template, tags, desired),
             Tags=_tag_list(tags),  # type: ignore[arg-type]
             # Every plain parameter is passed with its value, never left to "the template's default":
             # the deployed stack then states exactly what the files say, and an update whose only
             # change is a parameter's default (a new instance type) is seen as one.
-            Parameters=_parameter_list(template.desired_parameters(parameters)),  # type: ignore[arg-type]
+            Parameters=_parameter_list(desired),  # type: ignore[arg-type]
             **source,
         )
         return response["Id"], response["StackId"]
@@ -213,7 +254,7 @@ def _update_once(
         source=source,
         tags=tags,
         parameters=parameters,
-        base=info.stack_id,
+        base=stack_state(info),
     )
     described = _wait_change_set(run, stack_id, change_set_id)
     if described["Status"] != "CREATE_COMPLETE":

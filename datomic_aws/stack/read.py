@@ -42,6 +42,8 @@ class StackInfo:
     # and its Auto Scaling groups by name (DescribeAutoScalingGroups). None: not read.
     resources: tuple[StackResourceTypeDef, ...] | None = field(default=None, compare=False)
     groups: Mapping[str, AutoScalingGroupTypeDef] | None = field(default=None, compare=False)
+    # LastUpdatedTime, else CreationTime: moves with every operation executed on the stack.
+    version: str = field(default="", compare=False)
 
 
 def read_stack(cfn: CloudFormationClient, name: str) -> StackInfo | None:
@@ -74,6 +76,7 @@ def read_stack(cfn: CloudFormationClient, name: str) -> StackInfo | None:
             for p in s.get("Parameters", [])
             if "ParameterKey" in p
         },
+        version=str(s.get("LastUpdatedTime") or s.get("CreationTime") or ""),
     )
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from datomic_aws import names
-from datomic_aws.aws_errors import has_code
+from datomic_aws.aws_errors import TERMINATION_PROTECTION, endpoint_gap, has_code
 from datomic_aws.changes import Action, Change
 from datomic_aws.errors import DatomicAwsError, NotOursError, StackStateError
 from datomic_aws.resources.s3 import ensure_templates_bucket
@@ -258,7 +258,10 @@ class _Run:
             )
 
     def protect(self, stack_id: str) -> None:
-        self.cfn.update_termination_protection(StackName=stack_id, EnableTerminationProtection=True)
+        with endpoint_gap(TERMINATION_PROTECTION, self.cfn.meta.endpoint_url):
+            self.cfn.update_termination_protection(
+                StackName=stack_id, EnableTerminationProtection=True
+            )
 
     def delete(self, info: StackInfo) -> None:
         self.lift_protection(info)

@@ -3,7 +3,8 @@
 Owns the templates' content addressing (`<stack>/<sha256>.json` in the tool-owned templates bucket,
 whose ensure is `resources/s3.ensure_templates_bucket`), the upload that skips a template already
 there, its URL, the size limit of an inline TemplateBody, and the writes a dry run of create or
-update needs (`dry_run_writes`).
+update needs (`dry_run_writes`). An upload a plain emulator refuses for the bucket's TLS-only
+policy is reported as that gap (aws_errors.TLS_ONLY_BUCKET).
 
 It must not create or converge the bucket itself, touch any other object than the template's own
 key, or call CloudFormation.
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from datomic_aws import names
-from datomic_aws.aws_errors import S3_NOT_FOUND, has_code
+from datomic_aws.aws_errors import S3_NOT_FOUND, TLS_ONLY_BUCKET, endpoint_gap, has_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -77,11 +78,12 @@ def upload_template(s3: S3Client, account: str, region: str, stack: str, templat
         # Upload then: a 403 that meant "not yours" (ExpectedBucketOwner) refuses the put too.
         if not _missing(exc, "NoSuchKey", "403", "Forbidden", "AccessDenied"):
             raise
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=template.encode("utf-8"),
-            ContentType="application/json",
-            ExpectedBucketOwner=account,
-        )
+        with endpoint_gap(TLS_ONLY_BUCKET, s3.meta.endpoint_url):
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=template.encode("utf-8"),
+                ContentType="application/json",
+                ExpectedBucketOwner=account,
+            )
     return template_url(bucket, region, key)

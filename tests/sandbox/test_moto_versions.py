@@ -88,3 +88,36 @@ def test_the_split_package_keeps_the_names_its_users_import() -> None:
         assert hasattr(moto_fixes, name), name
     # The lifecycle clock a test steps is the one the launch hooks and the clock read.
     assert moto_fixes.lifecycle.now is moto_fixes.clock.lifecycle.now
+
+
+def test_every_correction_states_the_aws_behaviour_it_restores() -> None:
+    """Each correction patch_moto applies says first what AWS does ("AWS: ..."), then what moto
+    does instead and the correction (issue 10: the corrections live with the sandbox, each stating
+    the AWS behaviour it restores)."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(moto_fixes.patch_moto)
+    applied = {
+        node.func.attr
+        for node in ast.walk(ast.parse(source.lstrip()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr.startswith("patch_")
+    }
+    assert len(applied) >= 10
+    for name in sorted(applied):
+        owner = next(
+            module
+            for module in (
+                moto_fixes.cloudformation,
+                moto_fixes.ec2,
+                moto_fixes.lifecycle,
+                moto_fixes.s3,
+                moto_fixes.serialise,
+            )
+            if hasattr(module, name)
+        )
+        doc = inspect.getdoc(getattr(owner, name)) or ""
+        assert doc.startswith("AWS: "), name
+        assert "moto" in doc.split("\n\n", 1)[-1], name
