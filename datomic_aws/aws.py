@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm.client import SSMClient
     from mypy_boto3_sts.client import STSClient
 
+    from datomic_aws.aws_models import ModelCache
+
 # Read-only operations by name prefix; everything else counts as mutating. Every AWS read API we
 # use starts with one of these.
 _READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Validate")
@@ -102,6 +104,7 @@ class AwsContext:
         default_factory=dict, init=False, repr=False
     )
     _account: str | None = field(default=None, init=False, repr=False)
+    _models: ModelCache | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _cancelled_by: int | None = field(default=None, init=False, repr=False)
@@ -115,10 +118,16 @@ class AwsContext:
     def _session_locked(self) -> boto3.Session:
         if self._session is None:
             import boto3
+            import botocore
             import botocore.exceptions
+            import botocore.session
 
+            from datomic_aws.aws_models import ModelCache, models_folder
+
+            core = botocore.session.get_session()
+            self._models = ModelCache(core, models_folder(botocore.__version__))
             try:
-                session = boto3.Session(profile_name=self.profile)
+                session = boto3.Session(botocore_session=core, profile_name=self.profile)
             except botocore.exceptions.ProfileNotFound as exc:
                 raise CredentialsError(str(exc)) from exc
             session.events.register("before-call.*.*", self._before_call)
@@ -190,6 +199,8 @@ class AwsContext:
                     endpoint_url=endpoint_url or self.endpoint_url,
                     config=config,
                 )
+                if self._models is not None:
+                    self._models.remember(service)
             return self._clients[key]
 
     def account_id(self, region: str) -> str:

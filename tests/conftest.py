@@ -47,6 +47,11 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # The trimmed botocore models (datomic_aws/aws_models.py): one cache per test worker, never
+    # the user's own ~/.cache.
+    monkeypatch.setenv(
+        "DATOMIC_AWS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "datomic-aws-cache")
+    )
     # moto's ~2,600 default AMIs are loaded into every fresh EC2 backend (each `mock_aws`, each
     # server reset): most of a small test's time. No test needs them: the template takes its image
     # from an SSM parameter (moto's default parameters stay), and an AMI a test names is its own.

@@ -322,7 +322,8 @@ def read_state(
     declared: str | None = None,
     described: AutoScalingGroupTypeDef | None = None,
 ) -> RollState | None:
-    """One DescribeAutoScalingGroups, one DescribeInstances and one DescribeLaunchTemplates.
+    """One DescribeAutoScalingGroups, one DescribeInstances and, unless the group and every
+    instance are on the version number `declared` names, one DescribeLaunchTemplates.
 
     `declared` is the version the stack declares ('3', '$Latest'); without it, the version the
     group is set to is the one the roll brings. None when the group does not exist. `described`
@@ -341,7 +342,24 @@ def read_state(
             )
         return RollState(group, None)
     setting = declared if declared is not None else group.launch_template_version
+    if _settled_on(group, setting):
+        # A number the group is set to and every instance runs: it exists (the group was
+        # accepted with it, its instances launched from it), and it is what `setting` means.
+        return RollState(group, setting, declared)
     return RollState(group, resolve_version(ec2, group.launch_template_id, setting), declared)
+
+
+def _settled_on(group: GroupInfo, setting: str | None) -> bool:
+    lt = group.launch_template_id
+    return (
+        setting is not None
+        and setting.isdigit()
+        and group.launch_template_version == setting
+        and all(
+            i.launch_template_id == lt and i.launch_template_version == setting
+            for i in group.instances
+        )
+    )
 
 
 def pending_state(asg: AutoScalingClient, ec2: EC2Client, group_name: str) -> RollState | None:

@@ -13,6 +13,7 @@ replace instances (replace.py does that after an update).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypedDict
 
@@ -31,7 +32,14 @@ from datomic_aws.stack.changesets import (
 from datomic_aws.stack.document import StackTemplate, as_template
 from datomic_aws.stack.events import Waiting
 from datomic_aws.stack.migrate import _migrate
-from datomic_aws.stack.read import StackInfo, datomic_era, read_stack, template_matches
+from datomic_aws.stack.read import (
+    Deployed,
+    StackInfo,
+    datomic_era,
+    named_groups,
+    read_stack,
+    template_matches,
+)
 from datomic_aws.stack.run import _protected, _Run
 from datomic_aws.stack.status import Intent, Owner, StackState, Verdict, decide, owner_of, tags_text
 
@@ -164,13 +172,13 @@ def check_ownership(
     )
     run.owner = owner_of(info.tags, system) if info else Owner.UNTAGGED
     legacy = False
-    if (
-        info is not None
-        and not creating
-        and state is StackState.READY
-        and run.owner is not Owner.OURS
-    ):
-        legacy = datomic_era(run.read_deployed(info)) is not None
+    if info is not None and not creating and state is StackState.READY:
+        # Read here, beside the ensure steps, and carried to the stack step (which compares it
+        # with ours): it also names the stack's groups, so its resources need no listing.
+        read = Deployed(run.read_deployed(info))
+        info = dataclasses.replace(info, deployed=read)
+        if run.owner is not Owner.OURS:
+            legacy = datomic_era(read.doc) is not None
     decision = decide(
         state,
         Intent.CREATE if creating else Intent.UPDATE,
@@ -181,7 +189,12 @@ def check_ownership(
     )
     if decision.verdict is Verdict.REFUSE:
         raise run.refuse(decision, info)
-    checked = run.check_groups(None if creating else info, groups=(group,))
+    deployed = info.deployed if info is not None else None
+    checked = run.check_groups(
+        None if creating else info,
+        groups=(group,),
+        stack_groups=named_groups(deployed.doc) if deployed is not None else None,
+    )
     # With what the check read of the stack (resources, groups): the later steps reuse it.
     return info if creating else checked
 

@@ -44,6 +44,32 @@ class StackInfo:
     groups: Mapping[str, AutoScalingGroupTypeDef] | None = field(default=None, compare=False)
     # LastUpdatedTime, else CreationTime: moves with every operation executed on the stack.
     version: str = field(default="", compare=False)
+    # The template the stack was last deployed with (GetTemplate), when this run read it.
+    deployed: Deployed | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A deployed template as read (`doc` None: the stack has none, as in REVIEW_IN_PROGRESS)."""
+
+    doc: Any
+
+
+def named_groups(deployed: Any) -> frozenset[str] | None:
+    """The names of the Auto Scaling groups a deployed template declares, when it names every one
+    of them (ours does); None when one has no literal name (Datomic's LaunchGroup): its physical
+    name is then only in the stack's resources. A settled stack has exactly the template's
+    resources, so for a template that names its groups, the names are the stack's groups."""
+    if not isinstance(deployed, Mapping):
+        return None
+    found: set[str] = set()
+    for body in (deployed.get("Resources") or {}).values():
+        if isinstance(body, Mapping) and body.get("Type") == _ASG:
+            name = (body.get("Properties") or {}).get("AutoScalingGroupName")
+            if not isinstance(name, str):
+                return None
+            found.add(name)
+    return frozenset(found)
 
 
 def read_stack(cfn: CloudFormationClient, name: str) -> StackInfo | None:

@@ -163,7 +163,9 @@ class _Run:
                 self.system = self._system_for_delete(info)
             self.owner = owner_of(info.tags, self.system) if info else Owner.UNTAGGED
             if info is not None and intent is Intent.UPDATE and info.state is StackState.READY:
-                self.deployed = self.read_deployed(info)
+                self.deployed = (
+                    info.deployed.doc if info.deployed is not None else self.read_deployed(info)
+                )
                 legacy = datomic_era(self.deployed) is not None
             decision = decide(
                 info.state if info else StackState.ABSENT,
@@ -181,16 +183,25 @@ class _Run:
             self.wait(info.stack_id, raise_on_failure=False)
 
     def check_groups(
-        self, info: StackInfo | None, template: Any = None, groups: Collection[str] = ()
+        self,
+        info: StackInfo | None,
+        template: Any = None,
+        groups: Collection[str] = (),
+        *,
+        stack_groups: Collection[str] | None = None,
     ) -> StackInfo | None:
         """Refuse, before any write, when one of the stack's Auto Scaling groups, the group the
         template names or one of `groups` carries a datomic:system tag for another system.
 
-        Returns `info` with what this read (its resources, its groups by name), so that the later
-        steps of the run do not read them again; resources and groups `info` carries already are not read."""
+        The stack's groups are `stack_groups` when the caller knows them (read.named_groups),
+        else from its resources. Returns `info` with what this read (its resources, its groups
+        by name), so that the later steps of the run do not read them again; resources and
+        groups `info` carries already are not read."""
         wanted: set[str] = set(groups)
         resources: tuple[StackResourceTypeDef, ...] = ()
-        if info is not None:
+        if stack_groups is not None:
+            wanted.update(stack_groups)
+        elif info is not None:
             resources = info.resources if info.resources is not None else self._resources(info)
             wanted.update(
                 r["PhysicalResourceId"]
@@ -216,7 +227,8 @@ class _Run:
         if info is None:
             return None
         by_name = {g["AutoScalingGroupName"]: g for g in found}
-        return dataclasses.replace(info, resources=resources, groups=by_name)
+        listed = resources if stack_groups is None else info.resources
+        return dataclasses.replace(info, resources=listed, groups=by_name)
 
     def _resources(self, info: StackInfo) -> tuple[StackResourceTypeDef, ...]:
         found = self.cfn.describe_stack_resources(StackName=info.stack_id)

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import boto3
 import pytest
 
 from datomic_aws import names
@@ -347,7 +348,7 @@ def test_invalid_values_found_in_aws_are_refused_before_any_write(
 
 
 def test_subnet_outside_the_vpc(ctx: AwsContext, folder: Path, recorder: CallRecorder) -> None:
-    ec2 = ctx.client("ec2", "us-east-1")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
     other = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=other, CidrBlock="10.50.1.0/24")["Subnet"]["SubnetId"]
     recorder.operations.clear()
@@ -413,7 +414,7 @@ def test_a_stale_group_id_is_replaced(ctx: AwsContext, folder: Path) -> None:
     cf = folder / "cf.properties"
     run(ctx, cf)
     old = PropertiesText.load(cf).values()["aws-security-group-id"]
-    ctx.client("ec2", "us-east-1").delete_security_group(GroupId=old)
+    boto3.client("ec2", region_name="us-east-1").delete_security_group(GroupId=old)
     result = run(ctx, cf)
     new = PropertiesText.load(cf).values()["aws-security-group-id"]
     assert new != old

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 from conftest import SAMPLES, CallRecorder, SimulatedCrash, new_ctx
@@ -814,7 +815,8 @@ def test_read_only_context_refuses_a_mutating_call(mocked_aws: None) -> None:
     guarded = new_ctx(recorder, read_only=True)
     s3 = guarded.client("s3", "us-east-1")
 
-    assert s3.list_buckets()["Buckets"] == []
+    with pytest.raises(botocore.exceptions.ClientError, match="NoSuchBucket"):
+        s3.get_bucket_tagging(Bucket="must-not-exist")  # a read goes through
     with pytest.raises(errors.DryRunViolation) as violation:
         s3.create_bucket(Bucket="must-not-exist")
 

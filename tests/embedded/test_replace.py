@@ -1690,17 +1690,41 @@ def test_dry_run_and_real_run_take_no_step_and_read_once_when_nothing_is_outdate
     planned, ran = _dry_then_real(aws, fake_time, 2)
 
     assert planned == ran == []
-    # Each of the dry run and the real run: one read of each, no write.
-    assert _reads(recorder) == {op: 2 for op in READS}
+    # Each of the dry run and the real run: one read of the group and one of its roles, no
+    # write; the group and every instance are on version 2, so the template is not read.
+    assert _reads(recorder) == {
+        "DescribeAutoScalingGroups": 2,
+        "DescribeInstances": 2,
+        "DescribeLaunchTemplates": 0,
+    }
     assert recorder.mutating == []
 
 
 @pytest.mark.usefixtures("patched_moto")
-def test_a_no_op_reads_the_group_its_roles_and_the_template_once_and_writes_nothing(
+def test_a_no_op_reads_the_group_and_its_roles_once_and_writes_nothing(
     aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
 ) -> None:
     new_version(build_group(1, 2))
     run(aws, fake_time, 1)
+    recorder.operations.clear()
+
+    assert run(aws, fake_time, 1) == []
+    assert recorder.operations == [
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:DescribeInstances",
+    ]
+
+
+@pytest.mark.usefixtures("patched_moto")
+def test_a_group_set_to_latest_has_its_template_read_to_know_what_latest_means(
+    aws: AwsContext, recorder: CallRecorder, fake_time: FakeTime
+) -> None:
+    lt_id = build_group(1, 2)
+    new_version(lt_id)
+    run(aws, fake_time, 1)
+    aws.client("autoscaling", REGION).update_auto_scaling_group(
+        AutoScalingGroupName=GROUP, LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "$Latest"}
+    )
     recorder.operations.clear()
 
     assert run(aws, fake_time, 1) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 
 from datomic_aws import names, stack
@@ -107,7 +108,9 @@ def test_create_rerun_update_delete(ctx: AwsContext, recorder: CallRecorder) -> 
     )["AutoScalingGroups"]
     assert len(asg) == 1
 
-    change_sets_before = cfn.list_change_sets(StackName=NAME)["Summaries"]
+    change_sets_before = boto3.client("cloudformation", region_name=region).list_change_sets(
+        StackName=NAME
+    )["Summaries"]
 
     # Rerun: create and update are no-ops with no mutating call and no change set left behind.
     recorder.operations.clear()
@@ -118,7 +121,9 @@ def test_create_rerun_update_delete(ctx: AwsContext, recorder: CallRecorder) -> 
         Action.NOOP
     ]
     assert recorder.mutating == []
-    after = cfn.list_change_sets(StackName=NAME)["Summaries"]
+    after = boto3.client("cloudformation", region_name=region).list_change_sets(StackName=NAME)[
+        "Summaries"
+    ]
     assert after == change_sets_before
     assert all(cs["ExecutionStatus"] == "EXECUTE_COMPLETE" for cs in after)
 
@@ -127,7 +132,12 @@ def test_create_rerun_update_delete(ctx: AwsContext, recorder: CallRecorder) -> 
     dry = AwsContext(read_only=True, allowed_writes=stack.dry_run_writes(bigger))
     preview = stack.update_stack(dry, region, NAME, bigger, system=SYSTEM, dry_run=True)
     assert preview[0].action is Action.UPDATE
-    assert cfn.list_change_sets(StackName=NAME)["Summaries"] == change_sets_before
+    assert (
+        boto3.client("cloudformation", region_name=region).list_change_sets(StackName=NAME)[
+            "Summaries"
+        ]
+        == change_sets_before
+    )
     assert stack.template_matches(cfn, NAME, body)
 
     # Update for real.
@@ -207,7 +217,7 @@ def test_templates_bucket_converges_a_weakened_bucket(
     account = ctx.account_id(region)
     bucket = names.templates_bucket(account, region)
     stack.ensure_templates_bucket(s3, account, region)
-    s3.delete_public_access_block(Bucket=bucket)
+    boto3.client("s3", region_name=region).delete_public_access_block(Bucket=bucket)
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "team", "Value": "data"}]})
 
     recorder.operations.clear()
@@ -297,7 +307,12 @@ def test_a_datomic_era_stack_is_migrated_without_a_gap_then_a_rerun_is_a_noop(
     assert (f"stack/{NAME}/Group", Action.CREATE) in planned
     assert planned[(f"stack/{NAME}", Action.UPDATE)][0].startswith("Datomic bin/datomic stack")
     assert _groups(ctx, region) == before
-    assert cfn.list_change_sets(StackName=NAME)["Summaries"] == []
+    assert (
+        boto3.client("cloudformation", region_name=region).list_change_sets(StackName=NAME)[
+            "Summaries"
+        ]
+        == []
+    )
 
     # Each progress line records the groups at that moment.
     seen: list[tuple[str, dict[str, tuple[str, ...]]]] = []

@@ -298,3 +298,38 @@ def test_terminating_an_instance_gone_from_its_group_is_awss_validation_error() 
         f"Instance Id not found - No managed instance found for instance ID: {first}"
     )
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+_WITH_OUTPUT = {
+    "Resources": {
+        "P": {
+            "Type": "AWS::SSM::Parameter",
+            "Properties": {"Name": "out", "Type": "String", "Value": "v"},
+        }
+    },
+    "Outputs": {"Name": {"Value": {"Ref": "P"}}, "Fixed": {"Value": "x"}},
+}
+
+
+def _outputs_after_change_set() -> dict[str, str] | None:
+    cf = boto3.client("cloudformation", region_name="us-east-1")
+    cf.create_change_set(
+        StackName="s",
+        ChangeSetName="c",
+        ChangeSetType="CREATE",
+        TemplateBody=json.dumps(_WITH_OUTPUT),
+    )
+    cf.execute_change_set(ChangeSetName="c", StackName="s")
+    found = cf.describe_stacks(StackName="s")["Stacks"][0].get("Outputs")
+    return None if found is None else {o["OutputKey"]: o["OutputValue"] for o in found}
+
+
+@pytest.mark.usefixtures("unpatched_moto", "mocked_aws")
+def test_without_the_correction_a_stack_made_by_a_change_set_has_no_outputs() -> None:
+    assert _outputs_after_change_set() is None
+
+
+@pytest.mark.usefixtures("patched_moto", "mocked_aws")
+def test_a_stack_made_by_a_change_set_has_its_templates_outputs() -> None:
+    found = _outputs_after_change_set()
+    assert found == {"Name": "out", "Fixed": "x"}

@@ -1,5 +1,5 @@
-"""CloudFormation corrections: an UPDATE change set applies its tags; termination protection;
-UsePreviousValue and the empty change set.
+"""CloudFormation corrections: an executed change set applies its tags and outputs; termination
+protection; UsePreviousValue and the empty change set.
 
 Owns `patch_update_change_set_tags`, `patch_termination_protection` and
 `patch_previous_parameter_values`; each restores one AWS
@@ -32,6 +32,13 @@ def patch_update_change_set_tags() -> None:
         original(self)
         if self.change_set_type == "UPDATE" and self.tags:
             self.stack.tags = dict(self.tags)
+        # AWS: a stack created or updated through a change set has the outputs of the template
+        # it now runs (DescribeStacks `Outputs`). moto 5.2 builds a stack's outputs when the
+        # stack object is made (a change-set stack: from no template yet) and never again, so
+        # such a stack has none. Correction: the outputs of the change set's template.
+        self.stack.template = self.template
+        self.stack._parse_template()
+        self.stack.output_map = self.stack._create_output_map()
 
     replace(cls, "apply", original, apply)
 
