@@ -28,16 +28,11 @@ from typing import Any
 OPERATIONS: dict[str, frozenset[str]] = {
     "autoscaling": frozenset(
         {
-            "CompleteLifecycleAction",
             "CreateOrUpdateTags",
             "DeleteTags",
             "DescribeAutoScalingGroups",
-            "DescribeLifecycleHooks",
-            "DescribeScalingActivities",
-            "PutLifecycleHook",
             "ResumeProcesses",
             "SetDesiredCapacity",
-            "SetInstanceProtection",
             "SuspendProcesses",
             "TerminateInstanceInAutoScalingGroup",
             "UpdateAutoScalingGroup",
@@ -64,11 +59,6 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "CreateTable",
             "DescribeContinuousBackups",
             "DescribeTable",
-            "DescribeTimeToLive",
-            "GetItem",
-            "ListTagsOfResource",
-            "PutItem",
-            "TagResource",
             "UpdateContinuousBackups",
             "UpdateTable",
         }
@@ -83,15 +73,11 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "DescribeInstanceTypeOfferings",
             "DescribeInstanceTypes",
             "DescribeInstances",
-            "DescribeLaunchTemplateVersions",
             "DescribeLaunchTemplates",
-            "DescribeSecurityGroupRules",
             "DescribeSecurityGroups",
             "DescribeSubnets",
             "DescribeVpcs",
             "RevokeSecurityGroupIngress",
-            "StopInstances",
-            "TerminateInstances",
         }
     ),
     "iam": frozenset(
@@ -105,11 +91,9 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "GetRolePolicy",
             "ListAttachedRolePolicies",
             "ListRolePolicies",
-            "ListRoleTags",
             "PutRolePolicy",
             "RemoveRoleFromInstanceProfile",
             "TagInstanceProfile",
-            "TagRole",
             "UpdateAssumeRolePolicy",
         }
     ),
@@ -122,7 +106,6 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "GetBucketLocation",
             "GetBucketPolicy",
             "GetBucketTagging",
-            "GetObject",
             "GetPublicAccessBlock",
             "HeadBucket",
             "HeadObject",
@@ -137,10 +120,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
         {
             "AddTagsToResource",
             "DeleteParameter",
-            "DescribeParameters",
             "GetParameter",
-            "GetParameters",
-            "LabelParameterVersion",
             "ListTagsForResource",
             "PutParameter",
         }
