@@ -390,8 +390,11 @@ _TEMPLATES_TAKEN_HINT = (
 )
 
 
-def ensure_templates_bucket(s3: S3Client, account: str, region: str) -> Change:
-    """Create or converge the tool-owned templates bucket; reads first, writes only what differs."""
+def ensure_templates_bucket(
+    s3: S3Client, account: str, region: str, *, dry_run: bool = False
+) -> Change:
+    """Create or converge the tool-owned templates bucket; reads first, writes only what differs
+    (a dry run: nothing, the change it would make)."""
     spec = BucketSpec(
         names.templates_bucket(account, region),
         region,
@@ -406,4 +409,4 @@ def ensure_templates_bucket(s3: S3Client, account: str, region: str) -> Change:
     # The name is the tool's own (it embeds the caller's account and region) and the stack
     # commands have no --adopt: a bucket of that name in this account is ours to converge,
     # re-tagging it if its tags were stripped.
-    return ensure_bucket(s3, spec, dry_run=False, adopt=True)
+    return ensure_bucket(s3, spec, dry_run=dry_run, adopt=True)

@@ -61,6 +61,9 @@ class StackOptions(TypedDict, total=False):
     known: StackInfo | None
 
 
+PROTECTED = "termination protection on"
+
+
 def _merged_tags(system: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     return {**(extra or {}), **names.tags(system)}
 
@@ -107,7 +110,9 @@ def create_stack(
             run.delete(info)
     run.check_groups(None, doc.doc)
     if dry_run:
-        return [*out, Change(run.resource, Action.CREATE), *_template_changes(name, doc)]
+        run.templates_bucket(dry_run=True)
+        created = Change(run.resource, Action.CREATE, (PROTECTED,))
+        return [*out, *run.side, created, *_template_changes(name, doc)]
     tags = _merged_tags(system, options.get("tags"))
     return [*out, *_create(run, doc, tags, options.get("parameters"))]
 
@@ -142,7 +147,7 @@ def _create(
     _execute(run, stack_id, change_set_id, described, pending=("REVIEW_IN_PROGRESS",))
     # Enabled once the stack is complete: the one state where every API surely accepts it.
     run.protect(stack_id)
-    created = Change(run.resource, Action.CREATE, ("termination protection on",))
+    created = Change(run.resource, Action.CREATE, (PROTECTED,))
     return [*run.side, created, *changes]
 
 

@@ -246,21 +246,29 @@ class _Run:
             )
 
     def template_source(self, stack: str, template: str, *, dry_run: bool) -> dict[str, Any]:
-        """TemplateURL from the templates bucket; a body only for a small dry-run preview."""
+        """TemplateURL from the templates bucket; a body only for a small dry-run preview (which
+        still plans the bucket, as the real run would converge it)."""
+        account = self.templates_bucket(dry_run=dry_run)
         if dry_run and len(template.encode("utf-8")) <= MAX_TEMPLATE_BODY:
             return {"TemplateBody": template}
+        s3: S3Client = self.ctx.client("s3", self.region)
+        return {"TemplateURL": upload_template(s3, account, self.region, stack, template)}
+
+    def templates_bucket(self, *, dry_run: bool) -> str:
+        """Converge (a dry run: plan) the templates bucket, once per run, its change reported
+        before the stack's; the account it is in."""
         s3: S3Client = self.ctx.client("s3", self.region)
         account = self.ctx.account_id(self.region)
         # Once per run, not before every upload (a migration uploads twice; a run that takes the
         # stack lock starts over).
         converged = f"templates-bucket:{account}:{self.region}"
         if converged not in self.ctx.converged:
-            bucket_change = ensure_templates_bucket(s3, account, self.region)
+            bucket_change = ensure_templates_bucket(s3, account, self.region, dry_run=dry_run)
             self.ctx.converged.add(converged)
             if bucket_change.changed:
                 self.say(f"{bucket_change.action.value} {bucket_change.resource}")
                 self.side.append(bucket_change)
-        return {"TemplateURL": upload_template(s3, account, self.region, stack, template)}
+        return account
 
     def lift_protection(self, info: StackInfo) -> None:
         if info.termination_protection:

@@ -872,11 +872,6 @@ def test_a_dry_run_plans_what_the_ensure_commands_and_create_cf_template_do(
     _same_plan_as_dry_run(cli, *template)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stack/operations.create_stack's dry run omits the templates bucket the real run "
-    "creates and the stack's 'termination protection on' (issue 12, Done when; the lead's file)",
-)
 def test_a_dry_run_plans_what_create_cf_stack_does(cli: Any, tmp_path: Path) -> None:
     folder = _prepared(cli, tmp_path)
     done = _same_plan_as_dry_run(cli, "create-cf-stack", REGION, STACK, str(folder.template), *FAST)
