@@ -6,8 +6,9 @@ into user data, and the deterministic dump. `build_template` makes no AWS call a
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, at
 the parameter version the transactor file names, and only that version and the configuration's
-keyed digest (HMAC-SHA256, whose key only the file and the SSM value hold) are embedded, once, in a
-mapping (so that a configuration change rolls the instances and is a one-line diff of the template).
+keyed digest (HMAC-SHA256, whose key only the file and the SSM value hold) are embedded, once, as
+the user data's Fn::Sub variable (so that a configuration change rolls the instances and is a
+one-line diff of the template).
 It must not read or write the operator's files: app/ loads the specs and writes the template.
 """
 
@@ -53,10 +54,6 @@ ROOT_VOLUME_GIB = 20
 
 AL2023_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
-# `<SSM parameter version>:<keyed digest>` of the configuration: on the instances as this tag, in the
-# user data as CONFIG_PIN, in the outputs; written once, in the mapping below.
-CONFIG_TAG = "datomic:config"
-_PIN = {"Fn::FindInMap": ["Configuration", "Transactor", "Pin"]}
 
 _REQUIRED_GENERATED = (
     ("aws-security-group-id", "security_group_id"),
@@ -316,18 +313,23 @@ def _launch_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
                 # EC2's default is stop: a powered-off transactor would linger in the group
                 # (reference §11). The boot script and the transactor unit power off to leave it.
                 "InstanceInitiatedShutdownBehavior": "terminate",
+                # The pin (`<SSM parameter version>:<keyed digest>`), the script's CONFIG_PIN, is a
+                # variable of its own: one line of the template, in the launch template itself, so
+                # a configuration change makes a new launch template version (replaced instances)
+                # and a one-line diff. It is nowhere else: a copy (a tag, an output) would be a
+                # second line, and a mapping would leave the resource's text unchanged.
                 "UserData": {
-                    "Fn::Base64": {"Fn::Sub": [user_data_sub(transactor, cf), {"ConfigPin": _PIN}]}
+                    "Fn::Base64": {
+                        "Fn::Sub": [
+                            user_data_sub(transactor, cf),
+                            {"ConfigPin": config_pin(transactor)},
+                        ]
+                    }
                 },
-                # The pin in the user data (and this tag) is what makes a configuration change
-                # produce a new launch template version, hence replaced instances.
                 "TagSpecifications": [
                     {
                         "ResourceType": "instance",
-                        "Tags": [
-                            *_tags(system, instance_name),
-                            {"Key": CONFIG_TAG, "Value": _PIN},
-                        ],
+                        "Tags": _tags(system, instance_name),
                     },
                     {"ResourceType": "volume", "Tags": _tags(system, instance_name)},
                 ],
@@ -403,9 +405,7 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
         },
         "Parameters": _parameters(cf),
         "Mappings": {
-            "GroupSizes": {str(n): {"MaxSize": n + 1} for n in range(1, MAX_GROUP_SIZE + 1)},
-            # The one line a configuration change changes (issue 11).
-            "Configuration": {"Transactor": {"Pin": config_pin(transactor)}},
+            "GroupSizes": {str(n): {"MaxSize": n + 1} for n in range(1, MAX_GROUP_SIZE + 1)}
         },
         "Resources": {
             "LaunchTemplate": _launch_template(transactor, cf),
@@ -423,11 +423,6 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "LaunchTemplateVersion": {
                 "Description": "The launch template version current instances should run",
                 "Value": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]},
-            },
-            "ConfigPin": {
-                "Description": "SSM parameter version and keyed digest (HMAC-SHA256) of the "
-                "transactor configuration this template was built for",
-                "Value": _PIN,
             },
         },
     }

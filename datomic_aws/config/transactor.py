@@ -212,9 +212,12 @@ def config_digest(values: Mapping[str, str]) -> str | None:
     one. The message is the SSM value without its trailing newlines: the boot script reads the
     value through the CLI's text output, which adds one, and compares what bash keeps."""
     key = values.get(DIGEST_SECRET_KEY, "").strip()
-    if not key:
-        return None
-    message = effective_config(values).rstrip("\n").encode("utf-8")
+    return value_digest(effective_config(values), key) if key else None
+
+
+def value_digest(value: str, key: str) -> str:
+    """The keyed digest of a stored value under `key` (hex), as the boot script computes it."""
+    message = value.rstrip("\n").encode("utf-8")
     return hmac.new(bytes.fromhex(key), message, hashlib.sha256).hexdigest()
 
 

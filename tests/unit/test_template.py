@@ -168,7 +168,8 @@ def test_dump_is_deterministic(tmp_path: Path) -> None:
 
 
 def _pin(template: dict[str, Any]) -> str:
-    pin: str = template["Mappings"]["Configuration"]["Transactor"]["Pin"]
+    lt = template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    pin: str = lt["UserData"]["Fn::Base64"]["Fn::Sub"][1]["ConfigPin"]
     return pin
 
 
@@ -187,12 +188,16 @@ def test_configuration_pin_rolls_with_the_configuration(tmp_path: Path) -> None:
     assert old_pin[2:] != new_pin[2:]
     old_lt = base["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
     new_lt = changed["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
-    # A new launch template version: the user data and the instance tags both take the pin.
-    pin_ref = {"Fn::FindInMap": ["Configuration", "Transactor", "Pin"]}
-    assert new_lt["UserData"]["Fn::Base64"]["Fn::Sub"][1] == {"ConfigPin": pin_ref}
-    assert {"Key": "datomic:config", "Value": pin_ref} in new_lt["TagSpecifications"][0]["Tags"]
-    assert changed["Outputs"]["ConfigPin"]["Value"] == pin_ref
-    assert old_lt == new_lt  # the launch template itself is the same text: only the mapping moved
+    # A new launch template version: the user data's variable changes, the script does not.
+    assert old_lt["UserData"] != new_lt["UserData"]
+    old_sub, new_sub = (
+        old_lt["UserData"]["Fn::Base64"]["Fn::Sub"],
+        new_lt["UserData"]["Fn::Base64"]["Fn::Sub"],
+    )
+    assert old_sub[0] == new_sub[0] and "readonly CONFIG_PIN='${ConfigPin}'\n" in new_sub[0]
+    assert {k: v for k, v in old_lt.items() if k != "UserData"} == {
+        k: v for k, v in new_lt.items() if k != "UserData"
+    }
 
 
 def test_a_configuration_change_is_one_line_of_the_template(tmp_path: Path) -> None:
@@ -213,7 +218,10 @@ def test_a_configuration_change_is_one_line_of_the_template(tmp_path: Path) -> N
         if line[:1] in "+-" and line[:3] not in ("+++", "---")
     ]
     assert len(changed) == 2, changed  # one line removed, one added
-    assert [line[0] + line[1:].strip()[:10] for line in changed] == ['-"Pin": "3:', '+"Pin": "4:']
+    assert [line[0] + line[1:].strip()[:16] for line in changed] == [
+        '-"ConfigPin": "3:',
+        '+"ConfigPin": "4:',
+    ]
 
 
 def test_no_sha256_of_the_configuration_or_of_a_secret_is_published(tmp_path: Path) -> None:
