@@ -31,6 +31,7 @@ from datomic_aws.config.transactor import (
     DIGEST_SECRET_KEY,
     TransactorSpec,
     config_digest,
+    config_version,
     effective_config,
     load_transactor,
     new_digest_secret,
@@ -342,4 +343,5 @@ def _parameter(
         value=effective_config(final_values),
         description=f"Datomic transactor configuration of system {spec.system} (datomic-aws)",
         digest=config_digest(final_values) or "",
+        version=config_version(spec.values),
     )

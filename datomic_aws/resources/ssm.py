@@ -41,6 +41,9 @@ class ParameterSpec:
     description: str
     # The value's keyed digest (HMAC-SHA256 hex): reveals nothing without the key inside the value.
     digest: str = ""
+    # The version the file says holds its configuration (None before the first write): a later
+    # version, written by hand, is drift even when the Description was left as it was.
+    version: int | None = None
 
     @property
     def full_description(self) -> str:
@@ -98,8 +101,14 @@ def read_parameter_state(ssm: SSMClient, spec: ParameterSpec) -> ParameterState 
         version, description = found
         m = _DIGEST_IN_DESCRIPTION.search(description)
         stored = m.group(1) if m else None
-        tags = None if stored == spec.digest else read_parameter_tags(ssm, spec)
-        return ParameterState(version, stored, tags)
+        state = ParameterState(version, stored)
+        if _unchanged(spec, state):
+            return state
+        return ParameterState(version, stored, read_parameter_tags(ssm, spec))
+
+
+def _unchanged(spec: ParameterSpec, current: ParameterState) -> bool:
+    return current.digest == spec.digest and spec.version in (None, current.version)
 
 
 def planned_version(current: ParameterState | None, plan: Planned) -> int:
@@ -137,7 +146,7 @@ class TagParameter:
 def plan_parameter(spec: ParameterSpec, current: ParameterState | None, *, adopt: bool) -> Planned:
     """Pure; the ownership refusal comes here, before any write."""
     resource = _resource(spec)
-    if current is not None and current.digest == spec.digest:
+    if current is not None and _unchanged(spec, current):
         return Planned(resource, Action.NOOP, notes=(f"hmac-sha256 {spec.digest[:12]}",))
     if current is None:
         return Planned(resource, Action.CREATE, (PutParameter(spec),))

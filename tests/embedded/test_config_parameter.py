@@ -85,6 +85,25 @@ def test_a_missing_parameter_is_created_as_version_one() -> None:
     assert plan.action is Action.CREATE and ssm.planned_version(None, plan) == 1
 
 
+def test_a_later_version_written_by_hand_is_drift() -> None:
+    """Overwritten by hand, the Description left as it was: the latest version is not the one
+    the file recorded, so it is rewritten (still without decrypting anything)."""
+    client = _client()
+    spec = ssm.ParameterSpec(NAME, SYSTEM, "protocol=ddb\n", "config of orders", DIGEST, 7)
+    tags = [{"Key": k, "Value": v} for k, v in names.tags(SYSTEM).items()]
+    with Stubber(client) as stub:
+        stub.add_response("describe_parameters", _described(DIGEST, 8), DESCRIBE)
+        stub.add_response(
+            "list_tags_for_resource",
+            {"TagList": tags},
+            {"ResourceType": "Parameter", "ResourceId": NAME},
+        )
+        state = ssm.read_parameter_state(client, spec)
+        stub.assert_no_pending_responses()
+    plan = ssm.plan_parameter(spec, state, adopt=False)
+    assert plan.action is Action.UPDATE and ssm.planned_version(state, plan) == 9
+
+
 def test_a_changed_digest_reads_the_tags_then_writes_with_the_new_digest() -> None:
     client = _client()
     old = "cd" * 32
