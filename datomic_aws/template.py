@@ -168,7 +168,7 @@ def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
     """The Fn::Sub body of the user data: the same script, parameters left as `${Param}`."""
     values = {k: _escape_for_sub(_quote(v)) for k, v in _constants(transactor, cf).items()}
     values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
-    # From the Fn::Sub variable the template maps to the pin: the script's line stays as it is.
+    # The Fn::Sub variable holding the pin: the script's text does not change with the configuration.
     values["CONFIG_PIN"] = _quote("${ConfigPin}")
     return _BootTemplate(_escape_for_sub(boot_script_source())).substitute(values)
 
