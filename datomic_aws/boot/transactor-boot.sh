@@ -171,7 +171,8 @@ config=$(mktemp "$CONFIG_DIR/.transactor.XXXXXX")
 aws ssm get-parameter --region "$CONFIG_REGION" --name "$SSM_PARAMETER:$CONFIG_VERSION" \
   --with-decryption --query Parameter.Value --output text >"$config" \
   || fail "cannot read version $CONFIG_VERSION of $SSM_PARAMETER in $CONFIG_REGION"
-# The digest covers the value without its trailing newlines (the text output adds one).
+# The digest covers the value without its trailing newlines (the text output adds one). The key
+# is on openssl's command line for an instant, as root, before any process of another user runs.
 digest_key=$(property datomic-aws-digest-secret "$config")
 digest=$(printf '%s' "$(<"$config")" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$digest_key" \
   | awk '{print $NF}')

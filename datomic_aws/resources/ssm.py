@@ -185,6 +185,10 @@ def _put(ssm: SSMClient, spec: ParameterSpec, *, exists: bool) -> int:
     except ClientError as exc:
         if not has_code(exc, "ParameterAlreadyExists"):
             raise
+        # A create whose answer was lost and was retried: the version it made holds this value.
+        found = describe_parameter(ssm, spec.name)
+        if found is not None and f"hmac-sha256:{spec.digest}" in found[1]:
+            return found[0]
         return _put(ssm, spec, exists=True)
 
 

@@ -164,3 +164,21 @@ def test_the_version_is_written_back_and_older_versions_stay_readable(
     # What an instance of the first launch template reads: its own configuration (reference §11).
     pinned = client.get_parameter(Name=f"{name}:1", WithDecryption=True)["Parameter"]
     assert pinned["Value"] == effective_config(first)
+
+
+def test_a_create_whose_answer_was_lost_is_not_written_twice() -> None:
+    """The retried create answers ParameterAlreadyExists (AWS's code and message): the version
+    the first attempt made already holds this value, so it is taken, not overwritten."""
+    client = _client()
+    plan = ssm.plan_parameter(SPEC, None, adopt=False)
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "put_parameter",
+            "ParameterAlreadyExists",
+            "The parameter already exists. To overwrite this value, set the overwrite option in "
+            "the request to true.",
+            400,
+        )
+        stub.add_response("describe_parameters", _described(DIGEST, 1), DESCRIBE)
+        assert ssm.execute_parameter(client, plan) == 1
+        stub.assert_no_pending_responses()
