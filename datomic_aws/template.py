@@ -4,8 +4,11 @@ Owns the template's shape (parameters, launch template, Auto Scaling group with 
 lifecycle hook, outputs), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
 into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
-configuration value or a secret in the template: the instance reads its configuration from SSM, and
-only the configuration's SHA-256 is embedded (so that a configuration change rolls the instances).
+configuration value or a secret in the template: the instance reads its configuration from SSM, at
+the parameter version the transactor file names, and only that version and the configuration's
+keyed digest (HMAC-SHA256, whose key only the file and the SSM value hold) are embedded, once, as
+the user data's Fn::Sub variable (so that a configuration change rolls the instances and is a
+one-line diff of the template).
 It must not read or write the operator's files: app/ loads the specs and writes the template.
 """
 
@@ -21,7 +24,7 @@ from typing import Any
 from datomic_aws import names
 from datomic_aws.config.cf import CfSpec
 from datomic_aws.config.era import license_findings, obsolete_license_warning
-from datomic_aws.config.transactor import TransactorSpec, config_digest
+from datomic_aws.config.transactor import TransactorSpec, config_pin, pin_problems
 from datomic_aws.errors import InvalidInput, Problem
 
 # The stack package uploads a template above this instead, but one this tool generates should never
@@ -51,7 +54,6 @@ ROOT_VOLUME_GIB = 20
 
 AL2023_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
-CONFIG_DIGEST_TAG = "datomic:config-sha256"
 
 _REQUIRED_GENERATED = (
     ("aws-security-group-id", "security_group_id"),
@@ -123,7 +125,6 @@ def _constants(
     transactor: TransactorSpec, cf: CfSpec, timings: BootTimings = _DEFAULT_TIMINGS
 ) -> dict[str, str]:
     return {
-        "CONFIG_SHA256": config_digest(transactor.values),
         "SYSTEM": transactor.system,
         "CONFIG_REGION": transactor.region,
         "SSM_PARAMETER": names.ssm_parameter(transactor.system),
@@ -153,7 +154,11 @@ def render_boot_script(
     transactor: TransactorSpec, cf: CfSpec, timings: BootTimings = _DEFAULT_TIMINGS
 ) -> str:
     """The script an instance receives when the stack runs with the template's default parameters."""
-    values = {**_constants(transactor, cf, timings), **_parameter_defaults(cf)}
+    values = {
+        **_constants(transactor, cf, timings),
+        **_parameter_defaults(cf),
+        "CONFIG_PIN": config_pin(transactor),
+    }
     return _BootTemplate(boot_script_source()).substitute(
         {key: _quote(value) for key, value in values.items()}
     )
@@ -163,12 +168,15 @@ def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
     """The Fn::Sub body of the user data: the same script, parameters left as `${Param}`."""
     values = {k: _escape_for_sub(_quote(v)) for k, v in _constants(transactor, cf).items()}
     values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
+    # The Fn::Sub variable holding the pin: the script's text does not change with the configuration.
+    values["CONFIG_PIN"] = _quote("${ConfigPin}")
     return _BootTemplate(_escape_for_sub(boot_script_source())).substitute(values)
 
 
 def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
-    """What the cf file lacks for a template: the keys ensure-cf generates, a consistent system."""
-    problems = []
+    """What the files lack for a template: the keys ensure-cf and ensure-transactor generate, a
+    consistent system."""
+    problems = pin_problems(transactor)
     values = {
         "security_group_id": cf.security_group_id,
         "subnet_ids": cf.subnet_ids,
@@ -273,7 +281,7 @@ def _parameters(cf: CfSpec) -> dict[str, Any]:
     return params
 
 
-def _launch_template(transactor: TransactorSpec, cf: CfSpec, digest: str) -> dict[str, Any]:
+def _launch_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
     system = transactor.system
     instance_name = names.instance(system)
     return {
@@ -305,16 +313,23 @@ def _launch_template(transactor: TransactorSpec, cf: CfSpec, digest: str) -> dic
                 # EC2's default is stop: a powered-off transactor would linger in the group
                 # (reference §11). The boot script and the transactor unit power off to leave it.
                 "InstanceInitiatedShutdownBehavior": "terminate",
-                "UserData": {"Fn::Base64": {"Fn::Sub": user_data_sub(transactor, cf)}},
-                # The digest tag (and the digest in the user data) is what makes a configuration
-                # change produce a new launch template version, hence replaced instances.
+                # The pin (`<SSM parameter version>:<keyed digest>`), the script's CONFIG_PIN, is a
+                # variable of its own: one line of the template, in the launch template itself, so
+                # a configuration change makes a new launch template version (replaced instances)
+                # and a one-line diff. It is nowhere else: a copy (a tag, an output) would be a
+                # second line, and a mapping would leave the resource's text unchanged.
+                "UserData": {
+                    "Fn::Base64": {
+                        "Fn::Sub": [
+                            user_data_sub(transactor, cf),
+                            {"ConfigPin": config_pin(transactor)},
+                        ]
+                    }
+                },
                 "TagSpecifications": [
                     {
                         "ResourceType": "instance",
-                        "Tags": [
-                            *_tags(system, instance_name),
-                            {"Key": CONFIG_DIGEST_TAG, "Value": digest},
-                        ],
+                        "Tags": _tags(system, instance_name),
                     },
                     {"ResourceType": "volume", "Tags": _tags(system, instance_name)},
                 ],
@@ -374,7 +389,6 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
     if problems:
         raise InvalidInput(problems)
     system = transactor.system
-    digest = config_digest(transactor.values)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"Datomic Pro transactor for system {system}: launch template and Auto "
@@ -383,7 +397,6 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
         "Metadata": {
             "DatomicAws": {
                 "System": system,
-                "ConfigSha256": digest,
                 "ConfigParameter": names.ssm_parameter(system),
                 "ConfigRegion": transactor.region,
                 # The region the stack belongs in: the stack commands refuse another REGION.
@@ -395,7 +408,7 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "GroupSizes": {str(n): {"MaxSize": n + 1} for n in range(1, MAX_GROUP_SIZE + 1)}
         },
         "Resources": {
-            "LaunchTemplate": _launch_template(transactor, cf, digest),
+            "LaunchTemplate": _launch_template(transactor, cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
         },
         "Outputs": {
@@ -410,10 +423,6 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "LaunchTemplateVersion": {
                 "Description": "The launch template version current instances should run",
                 "Value": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]},
-            },
-            "ConfigSha256": {
-                "Description": "SHA-256 of the transactor configuration this template was built for",
-                "Value": digest,
             },
         },
     }
@@ -431,7 +440,7 @@ class Rendered:
     doc: dict[str, Any]
     text: str
     warnings: tuple[str, ...]
-    config_sha256: str
+    config_pin: str
 
     @property
     def size(self) -> int:
@@ -447,7 +456,7 @@ def render_template(transactor: TransactorSpec, cf: CfSpec, *, where: str) -> Re
         doc,
         text,
         (*cross_file_checks(transactor, cf)[1], *cf.warnings),
-        config_digest(transactor.values),
+        config_pin(transactor),
     )
     if rendered.size > MAX_TEMPLATE_BYTES:
         # Not reachable with today's template; kept so growth is caught here, not by CloudFormation.

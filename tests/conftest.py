@@ -58,13 +58,17 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
-def environment(folder: Path) -> Path:
-    """The operator's folder: both samples, with the log bucket and metrics turned on."""
+def environment(folder: Path, *, digest_secret: str | None = None) -> Path:
+    """The operator's folder: both samples, with the log bucket and metrics turned on; with
+    `digest_secret`, the key of the configuration's digest that a first ensure-transactor would
+    have generated at random (so that two independent runs store the same configuration)."""
     folder.mkdir()
     text = (SAMPLES / "transactor.properties").read_text(encoding="latin-1")
     for old in ("# aws-s3-log-bucket-id=\n", "# aws-cloudwatch-region=us-east-1\n"):
         assert text.count(old) == 1, old
         text = text.replace(old, old[2:])
+    if digest_secret is not None:
+        text += f"datomic-aws-digest-secret={digest_secret}\n"
     (folder / "transactor.properties").write_bytes(text.encode("latin-1"))
     shutil.copyfile(SAMPLES / "cf.properties", folder / "cf.properties")
     return folder

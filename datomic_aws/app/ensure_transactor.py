@@ -26,11 +26,16 @@ from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Result
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import (
+    CONFIG_VERSION_KEY,
     DEFAULT_READ_CAPACITY,
     DEFAULT_WRITE_CAPACITY,
+    DIGEST_SECRET_KEY,
     TransactorSpec,
+    config_digest,
+    config_version,
     effective_config,
     load_transactor,
+    new_digest_secret,
 )
 from datomic_aws.errors import DatomicAwsError
 from datomic_aws.properties import PropertiesText, write_back
@@ -222,15 +227,30 @@ def _role_reader(ctx: AwsContext, region: str, role: iam.RoleSpec, *, adopt: boo
 
 
 def _parameter_reader(
-    ctx: AwsContext, region: str, parameter: ssm.ParameterSpec, *, adopt: bool
+    ctx: AwsContext,
+    region: str,
+    parameter: ssm.ParameterSpec,
+    *,
+    adopt: bool,
+    updates: dict[str, str],
 ) -> Reader:
+    """Also writes back the parameter version (create-cf-template pins the launch template to
+    it): as planned, then as PutParameter answered."""
     client = ctx.client("ssm", region)
-    return _reader(
-        lambda: ssm.plan_parameter(
-            parameter, ssm.read_parameter_state(client, parameter), adopt=adopt
-        ),
-        functools.partial(ssm.execute_parameter, client),
-    )
+
+    def read() -> Step:
+        state = ssm.read_parameter_state(client, parameter)
+        plan = ssm.plan_parameter(parameter, state, adopt=adopt)
+        updates[CONFIG_VERSION_KEY] = str(ssm.planned_version(state, plan))
+
+        def execute() -> None:
+            version = ssm.execute_parameter(client, plan)
+            if version is not None:
+                updates[CONFIG_VERSION_KEY] = str(version)
+
+        return Step(plan, execute)
+
+    return read
 
 
 def _readers(
@@ -292,14 +312,26 @@ def _iam_and_config_readers(
         )
         readers.append(_role_reader(ctx, region, role, adopt=adopt))
 
+    parameter = _parameter(spec, props, updates)
+    readers.append(_parameter_reader(ctx, region, parameter, adopt=adopt, updates=updates))
+    return updates
+
+
+def _parameter(
+    spec: TransactorSpec, props: PropertiesText, updates: dict[str, str]
+) -> ssm.ParameterSpec:
+    """The parameter of the rewritten file; adds the digest's key to `updates` when the file has
+    none yet (generated once, kept in the file: config/transactor.py says why)."""
+    if not spec.values.get(DIGEST_SECRET_KEY, "").strip():
+        updates[DIGEST_SECRET_KEY] = new_digest_secret()
     # The configuration is what the rewritten file will hold, in its line order, so that the
     # digest a rerun computes from the file is the one stored now.
     final_values = props.with_values(updates).values()
-    parameter = ssm.ParameterSpec(
-        name=names.ssm_parameter(system),
-        system=system,
+    return ssm.ParameterSpec(
+        name=names.ssm_parameter(spec.system),
+        system=spec.system,
         value=effective_config(final_values),
-        description=f"Datomic transactor configuration of system {system} (datomic-aws)",
+        description=f"Datomic transactor configuration of system {spec.system} (datomic-aws)",
+        digest=config_digest(final_values) or "",
+        version=config_version(spec.values),
     )
-    readers.append(_parameter_reader(ctx, region, parameter, adopt=adopt))
-    return updates

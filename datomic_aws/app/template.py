@@ -31,7 +31,7 @@ def template_result(rendered: Rendered, output_path: str | Path, *, dry_run: boo
     result = Result("create-cf-template", dry_run=dry_run)
     result.warnings.extend(rendered.warnings)
     result.files.append(write_if_changed(output_path, rendered.text, dry_run=dry_run))
-    result.extra["config_sha256"] = rendered.config_sha256
+    result.extra["config_pin"] = rendered.config_pin
     result.extra["template_bytes"] = rendered.size
     return result
 

@@ -18,10 +18,18 @@
 # AMI did.
 set -Eeuo pipefail
 umask 077
+# This script's own process (fail() tells it from its subshells). Not `$` twice: moto's Fn::Sub
+# with a variable map reads that as an escaped `$` (AWS does not).
+readonly BOOT_PID=$BASHPID
 
-# SHA-256 of the transactor configuration stored in SSM when this script was rendered. It is part
-# of the launch template, so a configuration change makes a new launch template version.
-readonly CONFIG_SHA256=@@CONFIG_SHA256
+# The configuration this launch template was built for: `<SSM parameter version>:<keyed digest>`.
+# The digest is an HMAC-SHA256 under a key that only the configuration itself holds
+# (datomic-aws-digest-secret), so it tells a reader of the user data nothing about the
+# configuration. It is part of the launch template, so a configuration change makes a new launch
+# template version; self-healing launches of an older version keep booting their configuration.
+readonly CONFIG_PIN=@@CONFIG_PIN
+readonly CONFIG_VERSION=${CONFIG_PIN%%:*}
+readonly CONFIG_DIGEST=${CONFIG_PIN#*:}
 readonly SYSTEM=@@SYSTEM
 readonly CONFIG_REGION=@@CONFIG_REGION
 readonly SSM_PARAMETER=@@SSM_PARAMETER
@@ -103,7 +111,7 @@ heartbeat() {
 
 fail() {
   # set -E runs the ERR trap in command substitutions too: leave the report to the main shell.
-  [ "$BASHPID" = "$$" ] || exit 1
+  [ "$BASHPID" = "$BOOT_PID" ] || exit 1
   trap - ERR
   log "boot failed: $*; abandoning the launch and powering off"
   complete_launch ABANDON
@@ -115,12 +123,12 @@ trap 'fail "command failed at line $LINENO"' ERR
 INSTANCE_ID=$(imds instance-id)
 INSTANCE_REGION=$(imds placement/region)
 readonly INSTANCE_ID INSTANCE_REGION
-log "system $SYSTEM, instance $INSTANCE_ID, Datomic Pro $DATOMIC_VERSION, configuration sha256 $CONFIG_SHA256"
+log "system $SYSTEM, instance $INSTANCE_ID, Datomic Pro $DATOMIC_VERSION, configuration version $CONFIG_VERSION"
 heartbeat
 
 # 1. A Java LTS that Datomic Pro supports, and the tools this script uses.
 log "installing Amazon Corretto 21"
-dnf install -y -q java-21-amazon-corretto-headless unzip awscli-2 iproute
+dnf install -y -q java-21-amazon-corretto-headless unzip awscli-2 iproute openssl
 heartbeat
 
 # 2. Datomic Pro, the pinned release, verified when the operator gave its SHA-256.
@@ -155,12 +163,23 @@ mv "$release" "$INSTALL_ROOT/release"
 rm -rf "$staging"
 chown -R datomic:datomic "$INSTALL_ROOT/release"
 
-# 3. The configuration, from SSM, readable by the transactor only and never printed.
+# 3. The configuration, from SSM, readable by the transactor only and never printed: the version
+# this launch template was built for (GetParameter reads `name:version`, reference §11), refused
+# unless its keyed digest is the pinned one.
 install -d -m 700 -o datomic -g datomic "$CONFIG_DIR"
 config=$(mktemp "$CONFIG_DIR/.transactor.XXXXXX")
-aws ssm get-parameter --region "$CONFIG_REGION" --name "$SSM_PARAMETER" --with-decryption \
-  --query Parameter.Value --output text >"$config" \
-  || fail "cannot read $SSM_PARAMETER in $CONFIG_REGION (run ensure-transactor)"
+aws ssm get-parameter --region "$CONFIG_REGION" --name "$SSM_PARAMETER:$CONFIG_VERSION" \
+  --with-decryption --query Parameter.Value --output text >"$config" \
+  || fail "cannot read version $CONFIG_VERSION of $SSM_PARAMETER in $CONFIG_REGION"
+# The digest covers the value without its trailing newlines (the text output adds one). The key
+# is on openssl's command line for an instant, as root, before any process of another user runs.
+digest_key=$(property datomic-aws-digest-secret "$config")
+digest=$(printf '%s' "$(<"$config")" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$digest_key" \
+  | awk '{print $NF}')
+unset digest_key
+[ "$digest" = "$CONFIG_DIGEST" ] \
+  || fail "version $CONFIG_VERSION of $SSM_PARAMETER is not the configuration of this launch template"
+log "configuration: version $CONFIG_VERSION of $SSM_PARAMETER (keyed digest verified)"
 local_ip=$(imds local-ipv4)
 public_ip=$(imds public-ipv4 2>/dev/null || true)
 port=$(property port "$config")

@@ -2,13 +2,15 @@
 
 Owns which keys mean what to the tool (system name, region, explicit versus derived names), the
 warnings about obsolete keys, and the effective configuration that the transactor receives through
-SSM (and whose digest rolls the instances). No AWS.
+SSM (and whose keyed digest rolls the instances). No AWS.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,18 @@ from datomic_aws.properties import PropertiesText
 
 # Set on the instance at boot from instance metadata; never part of the stored configuration.
 _BOOT_KEYS = ("host", "alt-host")
+# The key of the configuration's keyed digest (HMAC-SHA256), written once by ensure-transactor.
+# It lives in the transactor file and, like every other line, in the SSM value (the instance checks
+# the digest with it), and nowhere else: the template, its outputs, the user data and the tags
+# carry only the HMAC, which tests no guess of a secret without this key. The file already holds
+# every secret the digest covers, so whoever can read the file (git included) learns nothing more
+# from the key; keeping the key only in SSM instead would make every run decrypt the parameter to
+# compute the digest, which a dry run must not need (issue 11).
+DIGEST_SECRET_KEY = "datomic-aws-digest-secret"
+# The SSM parameter version holding this file's configuration, written back by ensure-transactor;
+# create-cf-template pins the launch template to it. Not part of the stored configuration.
+CONFIG_VERSION_KEY = "datomic-aws-config-version"
+_NOT_STORED = (*_BOOT_KEYS, CONFIG_VERSION_KEY)
 DEFAULT_READ_CAPACITY = 100
 DEFAULT_WRITE_CAPACITY = 50
 
@@ -178,14 +192,62 @@ def load_transactor_text(text: str, path: str | Path) -> tuple[PropertiesText, T
 
 
 def effective_config(values: Mapping[str, str]) -> str:
-    """What the transactor reads from SSM: every key but host/alt-host, in file order, no comments."""
+    """What the transactor reads from SSM: every key but host/alt-host and the version, in file
+    order, no comments."""
     lines = [
         javaproperties.join_key_value(key, value) + "\n"
         for key, value in values.items()
-        if key not in _BOOT_KEYS
+        if key not in _NOT_STORED
     ]
     return "".join(lines)
 
 
-def config_digest(values: Mapping[str, str]) -> str:
-    return hashlib.sha256(effective_config(values).encode("utf-8")).hexdigest()
+def new_digest_secret() -> str:
+    """A fresh key for the keyed digest: 256 random bits, hex."""
+    return secrets.token_hex(32)
+
+
+def config_digest(values: Mapping[str, str]) -> str | None:
+    """HMAC-SHA256 (hex) of the stored configuration under the file's digest key; None without
+    one. The message is the SSM value without its trailing newlines: the boot script reads the
+    value through the CLI's text output, which adds one, and compares what bash keeps."""
+    key = values.get(DIGEST_SECRET_KEY, "").strip()
+    return value_digest(effective_config(values), key) if key else None
+
+
+def value_digest(value: str, key: str) -> str:
+    """The keyed digest of a stored value under `key` (hex), as the boot script computes it."""
+    message = value.rstrip("\n").encode("utf-8")
+    return hmac.new(bytes.fromhex(key), message, hashlib.sha256).hexdigest()
+
+
+def config_version(values: Mapping[str, str]) -> int | None:
+    """The SSM parameter version ensure-transactor stored this configuration as; None before."""
+    value = values.get(CONFIG_VERSION_KEY, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def config_pin(transactor: TransactorSpec) -> str:
+    """`<version>:<keyed digest>` of the transactor file's configuration (template_problems says
+    when the file lacks either)."""
+    values = transactor.values
+    return f"{config_version(values)}:{config_digest(values)}"
+
+
+def pin_problems(transactor: TransactorSpec) -> list[Problem]:
+    """The transactor file's keys ensure-transactor writes for the pin (the digest's key, the
+    parameter version)."""
+    return [
+        Problem(
+            transactor.path,
+            None,
+            key,
+            f"{key} is missing",
+            f"run datomic-aws ensure-transactor {transactor.path} first; it writes it",
+        )
+        for key, value in (
+            (DIGEST_SECRET_KEY, config_digest(transactor.values)),
+            (CONFIG_VERSION_KEY, config_version(transactor.values)),
+        )
+        if value is None
+    ]

@@ -1,14 +1,17 @@
 """The transactor's configuration as an SSM SecureString parameter.
 
 Owns creating and updating the parameter that instances read at boot. The value carries secrets: it
-must never appear in a Change, a log line or an error; changes are described by digest only. Tags
-are only read before a write (a no-op run needs no ownership proof because it changes nothing).
-Read once (`read_parameter_state`), plan (`plan_parameter`), run only that (`execute_parameter`).
+must never appear in a Change, a log line or an error; changes are described by keyed digest only.
+The keyed digest (HMAC-SHA256, config/transactor.py) is kept in the parameter's Description, so a
+run decides "unchanged" from `DescribeParameters` alone: no read decrypts the value, and a drift
+check needs no decrypt permission (issue 11). Tags are only read before a write (a no-op run needs
+no ownership proof because it changes nothing). Read once (`read_parameter_state`), plan
+(`plan_parameter`), run only that (`execute_parameter`, which answers the version it wrote).
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,9 +26,11 @@ from datomic_aws.resources.plan import Operation, Planned
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_ssm.literals import ParameterTierType
+    from mypy_boto3_ssm.type_defs import ParameterStringFilterTypeDef
 
 # Standard parameters hold 4 KB; larger values need the (billed) Advanced tier.
 _STANDARD_LIMIT = 4096
+_DIGEST_IN_DESCRIPTION = re.compile(r"\bhmac-sha256:([0-9a-f]{64})\b")
 
 
 @dataclass(frozen=True)
@@ -34,30 +39,53 @@ class ParameterSpec:
     system: str
     value: str = field(repr=False)
     description: str
+    # The value's keyed digest (HMAC-SHA256 hex): reveals nothing without the key inside the value.
+    digest: str = ""
+    # The version the file says holds its configuration (None before the first write): a later
+    # version, written by hand, is drift even when the Description was left as it was.
+    version: int | None = None
+
+    @property
+    def full_description(self) -> str:
+        return f"{self.description}; hmac-sha256:{self.digest}"
 
 
 @dataclass(frozen=True)
 class ParameterState:
-    value: str = field(repr=False)
-    # Read only when the value differs (a write follows); None otherwise.
+    """What DescribeParameters says, the value never read."""
+
+    version: int
+    # The keyed digest the Description holds; None when it holds none (written by hand, or by a
+    # version of the tool before the digest moved there): the value is then rewritten once.
+    digest: str | None
+    # Read only when the digest differs (a write follows); None otherwise.
     tags: dict[str, str] | None = field(default=None, hash=False, compare=False)
-
-
-def digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 def _resource(spec: ParameterSpec) -> str:
     return f"ssm parameter {spec.name}"
 
 
-def read_parameter(ssm: SSMClient, spec: ParameterSpec) -> str | None:
-    try:
-        return str(ssm.get_parameter(Name=spec.name, WithDecryption=True)["Parameter"]["Value"])
-    except ClientError as exc:
-        if has_code(exc, "ParameterNotFound"):
+def describe_parameter(ssm: SSMClient, name: str) -> tuple[int, str] | None:
+    """(version, description) of the parameter, or None when there is none. DescribeParameters
+    may answer a page without the match and a NextToken (it filters after paginating): follow it.
+    One call in practice."""
+    filters: list[ParameterStringFilterTypeDef] = [
+        {"Key": "Name", "Option": "Equals", "Values": [name]}
+    ]
+    token = ""
+    while True:
+        page = (
+            ssm.describe_parameters(ParameterFilters=filters, NextToken=token)
+            if token
+            else ssm.describe_parameters(ParameterFilters=filters)
+        )
+        for meta in page.get("Parameters", []):
+            if meta.get("Name") == name:
+                return int(meta.get("Version", 0)), meta.get("Description", "")
+        token = page.get("NextToken", "")
+        if not token:
             return None
-        raise
 
 
 def read_parameter_tags(ssm: SSMClient, spec: ParameterSpec) -> dict[str, str]:
@@ -67,24 +95,41 @@ def read_parameter_tags(ssm: SSMClient, spec: ParameterSpec) -> dict[str, str]:
 
 def read_parameter_state(ssm: SSMClient, spec: ParameterSpec) -> ParameterState | None:
     with translating(_resource(spec)):
-        value = read_parameter(ssm, spec)
-        if value is None:
+        found = describe_parameter(ssm, spec.name)
+        if found is None:
             return None
-        tags = None if value == spec.value else read_parameter_tags(ssm, spec)
-        return ParameterState(value, tags)
+        version, description = found
+        m = _DIGEST_IN_DESCRIPTION.search(description)
+        stored = m.group(1) if m else None
+        state = ParameterState(version, stored)
+        if _unchanged(spec, state):
+            return state
+        return ParameterState(version, stored, read_parameter_tags(ssm, spec))
+
+
+def _unchanged(spec: ParameterSpec, current: ParameterState) -> bool:
+    return current.digest == spec.digest and spec.version in (None, current.version)
+
+
+def planned_version(current: ParameterState | None, plan: Planned) -> int:
+    """The version the parameter will hold after `plan`: each write adds one (1 when created)."""
+    if current is None:
+        return 1
+    writes = sum(isinstance(op, PutParameter) for op in plan.operations)
+    return current.version + writes
 
 
 @dataclass(frozen=True)
 class PutParameter:
     spec: ParameterSpec = field(repr=False)
-    # The digest of the value it replaces; None when the parameter is created.
+    # The keyed digest of the value it replaces ("" when unknown); None when it is created.
     previous: str | None = None
 
     def describe(self) -> str:
-        new = digest(self.spec.value)[:12]
+        new = self.spec.digest[:12]
         if self.previous is None:
-            return f"SecureString, sha256 {new}"
-        return f"SecureString sha256 {self.previous[:12]} -> {new}"
+            return f"SecureString, hmac-sha256 {new}"
+        return f"SecureString hmac-sha256 {self.previous[:12] or '(none)'} -> {new}"
 
 
 @dataclass(frozen=True)
@@ -101,56 +146,63 @@ class TagParameter:
 def plan_parameter(spec: ParameterSpec, current: ParameterState | None, *, adopt: bool) -> Planned:
     """Pure; the ownership refusal comes here, before any write."""
     resource = _resource(spec)
-    if current is not None and current.value == spec.value:
-        return Planned(resource, Action.NOOP, notes=(f"sha256 {digest(spec.value)[:12]}",))
+    if current is not None and _unchanged(spec, current):
+        return Planned(resource, Action.NOOP, notes=(f"hmac-sha256 {spec.digest[:12]}",))
     if current is None:
         return Planned(resource, Action.CREATE, (PutParameter(spec),))
     tags = current.tags or {}
     check_owner(tags, spec.system, resource, explicit=False, adopt=adopt)
-    ops: tuple[Operation, ...] = (PutParameter(spec, digest(current.value)),)
+    ops: tuple[Operation, ...] = (PutParameter(spec, current.digest or ""),)
     if not names.is_ours(tags, spec.system):
         ops += (TagParameter(spec.name, spec.system),)
     return Planned(resource, Action.UPDATE, ops)
 
 
-def _put(ssm: SSMClient, spec: ParameterSpec, *, exists: bool) -> None:
+def _put(ssm: SSMClient, spec: ParameterSpec, *, exists: bool) -> int:
+    """The write; the version it made."""
     tier: ParameterTierType = (
         "Standard" if len(spec.value.encode()) <= _STANDARD_LIMIT else "Advanced"
     )
     if exists:
         # PutParameter refuses Tags together with Overwrite; tags were set at creation.
-        ssm.put_parameter(
+        return ssm.put_parameter(
             Name=spec.name,
             Value=spec.value,
             Type="SecureString",
-            Description=spec.description,
+            Description=spec.full_description,
             Tier=tier,
             Overwrite=True,
-        )
-        return
+        )["Version"]
     try:
-        ssm.put_parameter(
+        return ssm.put_parameter(
             Name=spec.name,
             Value=spec.value,
             Type="SecureString",
-            Description=spec.description,
+            Description=spec.full_description,
             Tier=tier,
             Tags=names.tag_list(spec.system),
-        )
+        )["Version"]
     except ClientError as exc:
         if not has_code(exc, "ParameterAlreadyExists"):
             raise
-        _put(ssm, spec, exists=True)
+        # A create whose answer was lost and was retried: the version it made holds this value.
+        found = describe_parameter(ssm, spec.name)
+        if found is not None and f"hmac-sha256:{spec.digest}" in found[1]:
+            return found[0]
+        return _put(ssm, spec, exists=True)
 
 
-def execute_parameter(ssm: SSMClient, plan: Planned) -> None:
+def execute_parameter(ssm: SSMClient, plan: Planned) -> int | None:
+    """The planned writes; the version the last one made (None when nothing was written)."""
+    version = None
     with translating(plan.resource):
         for op in plan.operations:
             if isinstance(op, PutParameter):
-                _put(ssm, op.spec, exists=op.previous is not None)
+                version = _put(ssm, op.spec, exists=op.previous is not None)
             elif isinstance(op, TagParameter):
                 ssm.add_tags_to_resource(
                     ResourceType="Parameter",
                     ResourceId=op.name,
                     Tags=names.tag_list(op.system),
                 )
+    return version

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from datomic_aws import names
+from datomic_aws.config.transactor import DIGEST_SECRET_KEY, value_digest
 from datomic_aws.sandbox import moto_fixes
 from datomic_aws.sandbox.storage import DynamoStorage, MemoryStorage, Record, Storage
 
@@ -46,6 +47,7 @@ LEASE_LOST = "heartbeat failed"
 TERMINATED = "instance terminated"
 DIED_AT_START = "died at start"
 NEVER_READY = "not ready before the deadline"
+CONFIG_REFUSED = "the configuration's keyed digest is not the launch template's"
 BROKEN = "could not start"
 
 
@@ -374,10 +376,16 @@ class Transactor:
         self.state.system = constants.get("SYSTEM", "")
         # The configuration, as the boot script fetches it (SecureString, decrypted).
         ssm = self.emulation.ssm(constants.get("CONFIG_REGION") or self.launched.region)
-        parameter = ssm.get_parameter(Name=constants["SSM_PARAMETER"], WithDecryption=True)
+        # At the version the launch template pins, refused unless its keyed digest is the pinned one.
+        version, _, digest = constants.get("CONFIG_PIN", "").partition(":")
+        name = constants["SSM_PARAMETER"] + (f":{version}" if version else "")
+        value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
         import javaproperties
 
-        config: dict[str, str] = javaproperties.loads(parameter["Parameter"]["Value"])
+        config: dict[str, str] = javaproperties.loads(value)
+        if digest and digest != value_digest(value, config.get(DIGEST_SECRET_KEY, "")):
+            self._exit(CONFIG_REFUSED)
+            return
         heartbeat = int(config.get("heartbeat-interval-msec") or DEFAULT_HEARTBEAT_MSEC) / 1000
         self.state.heartbeat = heartbeat
         storage = self.emulation.storage_for(config, self.state.system)

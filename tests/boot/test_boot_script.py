@@ -17,10 +17,10 @@ import pytest
 
 from datomic_aws import names
 from datomic_aws.config.cf import load_cf
-from datomic_aws.config.transactor import load_transactor
+from datomic_aws.config.transactor import effective_config, load_transactor
 from datomic_aws.template import LAUNCH_HOOK_NAME, BootTimings, render_boot_script
 from tests.boot.fake_al import INSTANCE_ID, REGION, FakeAmazonLinux, datomic_zip
-from tests.unit.test_template import TRANSACTOR
+from tests.unit.test_template import PIN_LINES
 
 VERSION = "1.0.7556"
 GROUP = "datomic-orders-transactors"
@@ -43,7 +43,8 @@ aws-security-group-id=sg-0123456789abcdef0
 aws-ingress-cidrs=172.31.0.0/16
 """
 
-# What `aws ssm get-parameter` returns: the stored configuration, secrets included.
+# The transactor file; `aws ssm get-parameter` returns its stored configuration, secrets included
+# (with the digest's key), and the launch template pins its version (3) and keyed digest.
 PARAMETER = f"""protocol=ddb
 host=localhost
 port=4334
@@ -58,21 +59,26 @@ FAST = BootTimings(
 )
 
 
-def render(tmp_path: Path, release: bytes, timings: BootTimings) -> str:
+def render(tmp_path: Path, release: bytes, timings: BootTimings, text: str) -> tuple[str, str]:
+    """The boot script of the transactor file `text`, and the SSM value ensure-transactor stored."""
     folder = tmp_path / "files"
     folder.mkdir()
-    (folder / "transactor.properties").write_text(TRANSACTOR)
+    (folder / "transactor.properties").write_text(text)
     sha = hashlib.sha256(release).hexdigest()
     (folder / "cf.properties").write_text(CF + f"datomic-zip-sha256={sha}\n")
     transactor = load_transactor(folder / "transactor.properties")[1]
     cf = load_cf(folder / "cf.properties")[1]
-    return render_boot_script(transactor, cf, timings)
+    return render_boot_script(transactor, cf, timings), effective_config(transactor.values)
 
 
-def instance(tmp_path: Path, extra: str = "", timings: BootTimings = FAST) -> FakeAmazonLinux:
+def instance(
+    tmp_path: Path, extra: str = "", timings: BootTimings = FAST, stored: str | None = None
+) -> FakeAmazonLinux:
+    """An instance of the launch template built for PARAMETER + extra; SSM holds `stored` at the
+    pinned version (by default, that configuration)."""
     release = datomic_zip(VERSION)
-    script = render(tmp_path, release, timings)
-    return FakeAmazonLinux(tmp_path / "world", script, PARAMETER + extra, release)
+    script, value = render(tmp_path, release, timings, PARAMETER + extra + PIN_LINES)
+    return FakeAmazonLinux(tmp_path / "world", script, value if stored is None else stored, release)
 
 
 def tag_call(role: str) -> list[str]:
@@ -244,7 +250,8 @@ def test_the_operators_health_endpoint_is_kept(tmp_path: Path) -> None:
     with instance(tmp_path, "ping-host = 127.0.0.1\nping-port: 9988\n") as box:
         assert box.boot() == 0, box.printed()
         text = box.file("/etc/datomic/transactor.properties").read_text()
-        assert "ping-port=9999" not in text and "ping-host=127.0.0.1" not in text
+        # The stored value is ensure-transactor's (`key=value`): the operator's line, not a second.
+        assert "ping-port=9999" not in text and text.count("ping-host=127.0.0.1") == 1
         urls = {c[-1] for c in box.calls("curl") if "/health" in c[-1]}
         assert urls == {"http://127.0.0.1:9988/health"}
         assert box.lifecycle_results() == ["CONTINUE"]
@@ -272,3 +279,42 @@ def test_nothing_secret_is_printed(tmp_path: Path, behaviour: str) -> None:
         assert_no_secret(box)
         console = box.file("console").read_text()
         assert re.search(r"^datomic-boot: system orders, instance " + INSTANCE_ID, console, re.M)
+
+
+def test_the_pinned_version_is_read_and_its_digest_checked(tmp_path: Path) -> None:
+    with instance(tmp_path) as box:
+        assert box.boot() == 0, box.printed()
+        (read,) = box.aws("ssm")
+        assert read[read.index("--name") + 1] == "/datomic/orders/transactor.properties:3"
+        assert (
+            "configuration: version 3 of /datomic/orders/transactor.properties (keyed digest "
+            "verified)" in box.file("console").read_text()
+        )
+        assert box.lifecycle_results() == ["CONTINUE"]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        # Another configuration under the same key (the parameter rewritten in place).
+        "memcached-password=another\n",
+        # The same configuration under another key: the digest is keyed.
+        f"datomic-aws-digest-secret={'7' * 64}\n",
+    ],
+)
+def test_a_configuration_whose_keyed_digest_does_not_match_is_abandoned(
+    tmp_path: Path, stored: str
+) -> None:
+    value = PARAMETER + PIN_LINES.splitlines()[0] + "\n" + stored
+    with instance(tmp_path, stored=value.replace("host=localhost\n", "")) as box:
+        assert box.boot() == 1
+        assert box.lifecycle_results() == ["ABANDON"]
+        assert box.powered_off()
+        console = box.file("console").read_text()
+        assert (
+            "version 3 of /datomic/orders/transactor.properties is not the configuration of this "
+            "launch template" in console
+        )
+        # Refused before the transactor was installed as a unit.
+        assert not any("enable" in c for c in box.calls("systemctl"))
+        assert SECRET not in box.printed() and "another" not in box.printed()

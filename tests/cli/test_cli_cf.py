@@ -312,8 +312,10 @@ def test_create_cf_template_needs_no_aws_and_is_byte_identical(cli: Any, tmp_pat
     assert text_run.code == 0
     assert f"file {out}: unchanged" in text_run.stdout
 
-    # A changed transactor property: --dry-run shows the diff and writes nothing.
+    # A changed transactor property, stored by ensure-transactor (a new parameter version):
+    # --dry-run shows the diff and writes nothing.
     _edit(transactor, **{"memory-index-max=512m": "memory-index-max=600m"})
+    assert cli("ensure-transactor", str(transactor)).code == 0
     plan = cli(
         "--output",
         "json",
@@ -329,18 +331,21 @@ def test_create_cf_template_needs_no_aws_and_is_byte_identical(cli: Any, tmp_pat
     (file_doc,) = plan.json["files"]
     assert file_doc["changed"] is True
     assert file_doc["written"] is False
-    old_digest = template["Metadata"]["DatomicAws"]["ConfigSha256"]
+    user_data = template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    old_pin = user_data["UserData"]["Fn::Base64"]["Fn::Sub"][1]["ConfigPin"]
     removed = [
         line for line in file_doc["diff"].splitlines() if line.startswith("-") and line[:3] != "---"
     ]
     added = [
         line for line in file_doc["diff"].splitlines() if line.startswith("+") and line[:3] != "+++"
     ]
-    # Only the configuration digest changes: metadata, output, tag and the boot script.
-    assert len(removed) == len(added) == 4, file_doc["diff"]
-    assert all(old_digest in line for line in removed)
-    new_digests = {d for line in added for d in re.findall(r"[0-9a-f]{64}", line)}
-    assert len(new_digests) == 1 and old_digest not in new_digests, new_digests
+    # Only the configuration's pin changes, on one line (issue 11): the parameter version and
+    # the keyed digest, the user data's Fn::Sub variable.
+    assert len(removed) == len(added) == 1, file_doc["diff"]
+    assert f'"ConfigPin": "{old_pin}"' in removed[0]
+    (new_pin,) = re.findall(r'"ConfigPin": "([0-9]+:[0-9a-f]{64})"', added[0])
+    assert old_pin.startswith("1:") and new_pin.startswith("2:"), (old_pin, new_pin)
+    assert new_pin[2:] != old_pin[2:]
     assert out.read_bytes() == before
     assert os.stat(out).st_mtime_ns == mtime
     text_plan = cli(

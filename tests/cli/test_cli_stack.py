@@ -698,10 +698,12 @@ def test_apply_twice_then_a_new_instance_type_then_a_noop(
     assert _replaced(doc) == [old]
     assert folder.value(folder.cf, "java-xmx") == "11468m"
     assert {f["path"]: f["written"] for f in doc["files"]} == {
-        str(folder.transactor): False,
+        # The new configuration's parameter version is written back (issue 10).
+        str(folder.transactor): True,
         str(folder.cf): True,
         str(folder.template): True,
     }
+    assert folder.value(folder.transactor, "datomic-aws-config-version") == "2"
     assert f"{GROUP}: launching a replacement for {old} (desired 1 -> 2)" in third.stderr
     _assert_all_current(boto, "m7i.xlarge", 1)
 

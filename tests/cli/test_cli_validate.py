@@ -20,6 +20,7 @@ from datomic_aws.aws import is_mutating
 from datomic_aws.locking import LOCK_NAME
 from tests.cli.faulty_proxy import XHTML_PAGE, FaultyProxy
 from tests.cli.fixtures import Proxy, Run, command_line
+from tests.unit.test_template import PIN_LINES
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 SECRET = "Sup3r-s3cret-pw-93x"
@@ -378,6 +379,8 @@ def test_template_output_that_is_an_input_is_refused_files_intact(
         },
     )
     t, cf = folder / "transactor.properties", folder / "cf.properties"
+    # And what ensure-transactor writes for the configuration's pin (issue 10, issue 11).
+    t.write_text(t.read_text(encoding="latin-1") + PIN_LINES, encoding="latin-1")
     written = _through(proxy, "create-cf-template", str(t), str(cf), str(folder / "cf.json"))
     assert written.code == 0, written.stderr  # valid files: only the order of the arguments
     (folder / "cf.json").unlink()

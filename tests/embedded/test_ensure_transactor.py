@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +134,23 @@ def sql_sample(tmp_path: Path) -> Path:
 
 
 def diff_lines(result: Result) -> list[str]:
-    """The -/+ lines of the file's unified diff, headers excluded."""
+    """The -/+ lines of the file's unified diff, headers excluded (the digest's random key as
+    KEY)."""
     return [
-        line
+        without_key(line)
         for line in result.files[0].diff.splitlines()
         if line[:1] in "-+" and not line.startswith(("---", "+++"))
     ]
+
+
+# What ensure-transactor appends on a first run (issue 11, issue 10): the digest's key, generated
+# once at random, and the SSM parameter version the configuration was stored as.
+PIN_ADDED = ["+datomic-aws-digest-secret=KEY", "+datomic-aws-config-version=1"]
+
+
+def without_key(text: str) -> str:
+    """`text` with the digest's random key as KEY: two runs on two copies generate two keys."""
+    return re.sub(r"(datomic-aws-digest-secret=)[0-9a-f]{64}", r"\1KEY", text)
 
 
 def role_policies(iam: Any, role: str) -> dict[str, dict[str, Any]]:
@@ -277,14 +289,18 @@ def test_fresh_account_creates_everything_and_fills_only_generated_lines(
         f"+aws-peer-role={PEER_ROLE}",
         "-aws-s3-log-bucket-id=",
         f"+aws-s3-log-bucket-id={log_bucket()}",
+        *PIN_ADDED,
     ]
     expected = (
         before.decode("latin-1")
         .replace("aws-transactor-role=\n", f"aws-transactor-role={TRANSACTOR_ROLE}\n")
         .replace("aws-peer-role=\n", f"aws-peer-role={PEER_ROLE}\n")
         .replace("aws-s3-log-bucket-id=\n", f"aws-s3-log-bucket-id={log_bucket()}\n")
-    )
-    assert path.read_bytes() == expected.encode("latin-1")
+    ) + "".join(line[1:] + "\n" for line in PIN_ADDED)
+    assert without_key(path.read_bytes().decode("latin-1")) == expected
+    # The key is in the file and in the stored value (the instance checks the digest with it).
+    key = PropertiesText.load(path).values()["datomic-aws-digest-secret"]
+    assert f"datomic-aws-digest-secret={key}\n" in param["Value"]
     assert result.files[0].written is True
     load_transactor(path)  # still valid
 
@@ -397,7 +413,8 @@ def test_a_crash_at_any_write_then_a_rerun_converges_to_the_same_state(
         _, clean_recorder = run(clean)
         writes = clean_recorder.mutating
         wanted = aws_state(clients=readers)
-    wanted_bytes = clean.read_bytes()
+    wanted["parameters"] = {n: without_key(v) for n, v in wanted["parameters"].items()}
+    wanted_text = without_key(clean.read_text("latin-1"))
     assert len(writes) == 19, writes
     assert wanted["roles"] == sorted([TRANSACTOR_ROLE, PEER_ROLE])
     assert wanted["profiles"] == {TRANSACTOR_ROLE: [TRANSACTOR_ROLE], PEER_ROLE: [PEER_ROLE]}
@@ -417,8 +434,12 @@ def test_a_crash_at_any_write_then_a_rerun_converges_to_the_same_state(
 
             run(path)
             load_transactor(path)
-            assert aws_state(clients=readers) == wanted, f"crash at write {k}: {writes[k - 1]}"
-            assert path.read_bytes() == wanted_bytes, f"crash at write {k}: {writes[k - 1]}"
+            # The same state but for the digest's key: each run that writes the file first
+            # generates its own (random, issue 11).
+            got = aws_state(clients=readers)
+            got["parameters"] = {n: without_key(v) for n, v in got["parameters"].items()}
+            assert got == wanted, f"crash at write {k}: {writes[k - 1]}"
+            assert without_key(path.read_text("latin-1")) == wanted_text, f"crash at write {k}"
 
             # And the state is stable: a third run is a no-op.
             third, third_recorder = run(path)
@@ -486,8 +507,9 @@ def test_a_file_written_by_datomics_tool_converges_without_new_roles(
     assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
     assert "dynamodb:UpdateTable" in recorder.mutating
     assert_hardened_bucket("datomic-logs-fixed-name", "us-east-1")
-    assert result.files[0].diff == "" and result.files[0].written is False
-    assert path.read_bytes() == before
+    # Only the digest's key and the parameter version are added (issue 11, issue 10).
+    assert diff_lines(result) == PIN_ADDED and result.files[0].written is True
+    assert path.read_bytes().startswith(before)
 
     again = CallRecorder()
     assert ensure_transactor(new_ctx(again), path).pending is False
@@ -679,7 +701,11 @@ def test_sql_protocol_has_no_table_and_keeps_the_password_in_ssm_only(
         "-aws-peer-role=",
         f"+aws-transactor-role={role_t}",
         f"+aws-peer-role={role_p}",
+        *PIN_ADDED,
     ]
+    # The digest's key is a secret: every rendering masks it too.
+    key = PropertiesText.load(path).values()["datomic-aws-digest-secret"]
+    assert key not in text and key not in as_json
 
 
 def test_sql_protocol_with_logs_and_metrics_gets_those_policies_only(
@@ -732,6 +758,7 @@ def test_dry_run_on_a_fresh_account_plans_creates_and_writes_nothing(
         f"+aws-peer-role={PEER_ROLE}",
         "-aws-s3-log-bucket-id=",
         f"+aws-s3-log-bucket-id={log_bucket()}",
+        *PIN_ADDED,
     ]
     assert aws_state() == {
         "roles": [],

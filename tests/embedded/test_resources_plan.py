@@ -241,7 +241,9 @@ def test_parameter_dry_run_and_real_run_describe_the_same_operations(
     ctx: AwsContext, recorder: CallRecorder
 ) -> None:
     client = ctx.client("ssm", REGION)
-    spec = ssm.ParameterSpec(names.ssm_parameter(SYSTEM), SYSTEM, "protocol=ddb\n", "config")
+    spec = ssm.ParameterSpec(
+        names.ssm_parameter(SYSTEM), SYSTEM, "protocol=ddb\n", "config", digest="d" * 64
+    )
     boto3.client("ssm", region_name=REGION).put_parameter(
         Name=spec.name, Value="protocol=dev\n", Type="SecureString"
     )
@@ -311,7 +313,8 @@ NOOP_TRANSACTOR_BEFORE = {
     "s3:GetBucketPolicy": 1,
     "s3:GetBucketTagging": 1,
     "s3:GetPublicAccessBlock": 1,
-    "ssm:GetParameter": 1,
+    # GetParameter (decrypting) until issue 11: now the keyed digest beside the parameter.
+    "ssm:DescribeParameters": 1,
     "sts:GetCallerIdentity": 1,
 }
 NOOP_CF_BEFORE = {
@@ -341,7 +344,7 @@ def test_ensure_transactor_reads_each_thing_once(mocked_aws: None, tmp_path: Pat
     assert calls["iam:GetRole"] == 2  # one per role
     assert calls["iam:GetInstanceProfile"] == 2
     assert calls["s3:GetBucketTagging"] == 1
-    assert calls["ssm:GetParameter"] == 1
+    assert calls["ssm:DescribeParameters"] == 1
     assert calls["sts:GetCallerIdentity"] == 1
     # One read, then the waiter for the new table to be active (no read after the create).
     assert calls["dynamodb:DescribeTable"] <= 2
@@ -358,6 +361,8 @@ def test_ensure_transactor_reads_each_thing_once(mocked_aws: None, tmp_path: Pat
     planned = ensure_transactor(dry, path, dry_run=True)
     assert [c.as_dict() for c in planned.changes] == [c.as_dict() for c in result.changes]
     assert dry.call_log.calls == noop.call_log.calls
+    # Issue 11: neither decrypts the configuration (no GetParameter at all).
+    assert "ssm:GetParameter" not in noop.call_log.calls | dry.call_log.calls
 
 
 def test_ensure_cf_reads_each_thing_once(mocked_aws: None, tmp_path: Path) -> None:

@@ -19,8 +19,15 @@ from typing import Any
 import pytest
 
 from tests.cli.faulty_proxy import REQUEST_ID, FaultyProxy
-from tests.conftest import environment
+from tests.conftest import environment as _environment
 from tests.faults.aws_snapshot import normalise_ids, snapshot
+
+
+def environment(folder: Path) -> Path:
+    """The samples folder with a fixed digest key: two independent runs (a reference and a
+    faulted one) store the same configuration, the key being random otherwise (issue 11)."""
+    return _environment(folder, digest_secret="5e" * 32)
+
 
 SYSTEM = "my-datomic-system"
 STACK = f"datomic-{SYSTEM}"

@@ -30,8 +30,16 @@ from datomic_aws.config.transactor import load_transactor
 from datomic_aws.deploy import apply_dir
 from datomic_aws.errors import DatomicAwsError
 from datomic_aws.stack import Waiting
-from tests.conftest import SimulatedCrash, environment
+from tests.conftest import SimulatedCrash
+from tests.conftest import environment as _environment
 from tests.faults.aws_snapshot import normalise_ids, snapshot
+
+
+def environment(folder: Path) -> Path:
+    """The samples folder with a fixed digest key: two independent runs (a reference and a
+    faulted one) store the same configuration, the key being random otherwise (issue 11)."""
+    return _environment(folder, digest_secret="5e" * 32)
+
 
 FILES = ("transactor.properties", "cf.properties", "cf.json")
 

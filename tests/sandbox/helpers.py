@@ -24,9 +24,10 @@ def client(endpoint: str, service: str) -> Any:
     return boto3.client(service, region_name=REGION, endpoint_url=endpoint)  # type: ignore[call-overload]
 
 
-def user_data() -> str:
+def user_data(pin: str = "") -> str:
     lines = [
         "#!/bin/bash",
+        *([f"readonly CONFIG_PIN='{pin}'"] if pin else []),
         f"readonly SYSTEM='{SYSTEM}'",
         f"readonly CONFIG_REGION='{REGION}'",
         f"readonly SSM_PARAMETER='{names.ssm_parameter(SYSTEM)}'",
@@ -37,7 +38,17 @@ def user_data() -> str:
     return base64.b64encode("\n".join(lines).encode()).decode()
 
 
-def build_group(endpoint: str, size: int, heartbeat_msec: int, protocol: str = "ddb") -> None:
+def sandbox_config(heartbeat_msec: int, protocol: str = "ddb") -> str:
+    """The configuration build_group stores (version 1 of the parameter)."""
+    return (
+        f"protocol={protocol}\nhost=0.0.0.0\nport=4334\naws-dynamodb-table={TABLE}\n"
+        f"aws-dynamodb-region={REGION}\nheartbeat-interval-msec={heartbeat_msec}\n"
+    )
+
+
+def build_group(
+    endpoint: str, size: int, heartbeat_msec: int, protocol: str = "ddb", pin: str = ""
+) -> None:
     ddb = client(endpoint, "dynamodb")
     ddb.create_table(
         TableName=TABLE,
@@ -45,10 +56,7 @@ def build_group(endpoint: str, size: int, heartbeat_msec: int, protocol: str = "
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    config = (
-        f"protocol={protocol}\nhost=0.0.0.0\nport=4334\naws-dynamodb-table={TABLE}\n"
-        f"aws-dynamodb-region={REGION}\nheartbeat-interval-msec={heartbeat_msec}\n"
-    )
+    config = sandbox_config(heartbeat_msec, protocol)
     client(endpoint, "ssm").put_parameter(
         Name=names.ssm_parameter(SYSTEM), Value=config, Type="SecureString"
     )
@@ -58,7 +66,7 @@ def build_group(endpoint: str, size: int, heartbeat_msec: int, protocol: str = "
         LaunchTemplateData={
             "ImageId": "ami-12c6146b",
             "InstanceType": "t3.micro",
-            "UserData": user_data(),
+            "UserData": user_data(pin),
             "InstanceInitiatedShutdownBehavior": "terminate",
         },
     )["LaunchTemplate"]

@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws import names
+from datomic_aws.config.transactor import value_digest
 from datomic_aws.sandbox.demo import DEMO_BOOT_SECONDS, DEMO_HEARTBEAT_MSEC
-from datomic_aws.sandbox.transactors import DIED_AT_START, LOST_RACE, NEVER_READY, TERMINATED
+from datomic_aws.sandbox.transactors import (
+    CONFIG_REFUSED,
+    DIED_AT_START,
+    LOST_RACE,
+    NEVER_READY,
+    TERMINATED,
+)
 from tests.sandbox.helpers import (
     build_group,
     client,
@@ -22,6 +29,7 @@ from tests.sandbox.helpers import (
     instances,
     role_tags,
     roles,
+    sandbox_config,
     wait_for,
 )
 
@@ -154,6 +162,34 @@ def test_a_transactor_that_dies_at_start_is_abandoned_and_replaced(
     assert dead[0]["exit"] == DIED_AT_START
     assert dead[0]["lifecycle"] == "ABANDON"
     assert sandbox_control.probe()["summary"]["exit_reasons"] == {DIED_AT_START: 1}
+
+
+def test_the_pinned_version_boots_and_a_mismatching_digest_is_refused(
+    transactors_endpoint: str, sandbox_control: Any
+) -> None:
+    """As the boot script (issue 10): the version the launch template pins, checked against its
+    keyed digest; another digest is refused (ABANDON)."""
+    endpoint = transactors_endpoint
+    build_group(endpoint, 1, HEARTBEAT_MSEC, pin="1:" + "0" * 64)
+    (first,) = instances(endpoint)
+
+    def exited() -> list[dict[str, Any]]:
+        return [
+            t
+            for t in sandbox_control.transactors()
+            if t["instance_id"] == first["InstanceId"] and t["exit"]
+        ]
+
+    (refused,) = wait_for(exited, "the refusal")
+    assert refused["exit"] == CONFIG_REFUSED
+    wait_for(lambda: exited()[0]["lifecycle"] == "ABANDON", "the ABANDON")
+
+
+def test_a_matching_pin_boots(transactors_endpoint: str, sandbox_control: Any) -> None:
+    endpoint = transactors_endpoint
+    config = sandbox_config(HEARTBEAT_MSEC)
+    build_group(endpoint, 1, HEARTBEAT_MSEC, pin=f"1:{value_digest(config, '')}")
+    steady(endpoint, sandbox_control, 1)
 
 
 def test_a_transactor_never_ready_is_abandoned_at_the_deadline(

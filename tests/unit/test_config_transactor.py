@@ -785,8 +785,13 @@ def test_effective_config_reads_back_as_the_same_values() -> None:
     }
 
 
-def _digest(text: str) -> str:
-    return config_digest(PropertiesText(text).values())
+KEY = "a1" * 32
+
+
+def _digest(text: str, key: str = KEY) -> str:
+    digest = config_digest(PropertiesText(text + f"datomic-aws-digest-secret={key}\n").values())
+    assert digest is not None
+    return digest
 
 
 def test_config_digest_is_stable_and_hex() -> None:
@@ -794,6 +799,32 @@ def test_config_digest_is_stable_and_hex() -> None:
     assert digest == _digest(DDB)
     assert len(digest) == 64
     assert int(digest, 16) >= 0
+
+
+def test_config_digest_is_an_hmac_of_the_stored_value_under_the_files_key() -> None:
+    import hashlib
+    import hmac
+
+    values = PropertiesText(DDB + f"datomic-aws-digest-secret={KEY}\n").values()
+    stored = effective_config(values)
+    assert f"datomic-aws-digest-secret={KEY}\n" in stored  # the instance checks with it
+    expected = hmac.new(bytes.fromhex(KEY), stored.rstrip("\n").encode(), hashlib.sha256)
+    assert config_digest(values) == expected.hexdigest()
+    # Not the plain SHA-256 of the value (nor of the value without the key): a published digest
+    # tests no guess of a secret without the key.
+    assert config_digest(values) != hashlib.sha256(stored.encode()).hexdigest()
+    assert _digest(DDB, "b2" * 32) != _digest(DDB)
+    assert config_digest(PropertiesText(DDB).values()) is None
+
+
+def test_the_config_version_is_not_stored_nor_digested() -> None:
+    from datomic_aws.config.transactor import config_version
+
+    with_version = DDB + "datomic-aws-config-version=12\n"
+    values = PropertiesText(with_version).values()
+    assert config_version(values) == 12
+    assert "datomic-aws-config-version" not in effective_config(values)
+    assert _digest(with_version) == _digest(DDB)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from datomic_aws import names
 from datomic_aws.app.template import create_cf_template
 from datomic_aws.aws import AwsContext
 from datomic_aws.config.cf import load_cf
-from datomic_aws.config.transactor import config_digest, load_transactor
+from datomic_aws.config.transactor import config_digest, effective_config, load_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.template import (
@@ -40,7 +40,11 @@ from datomic_aws.template import (
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cf.json"
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 
-TRANSACTOR = """protocol=ddb
+# What ensure-transactor writes for the pin: the digest's key (generated once) and the version.
+DIGEST_SECRET = "5e" * 32
+PIN_LINES = f"datomic-aws-digest-secret={DIGEST_SECRET}\ndatomic-aws-config-version=3\n"
+
+TRANSACTOR = f"""protocol=ddb
 host=localhost
 port=4334
 aws-dynamodb-table=orders
@@ -48,7 +52,7 @@ aws-dynamodb-region=us-east-1
 memory-index-threshold=32m
 memory-index-max=512m
 object-cache-max=1g
-"""
+{PIN_LINES}"""
 
 CF = """datomic-system=orders
 aws-region=us-east-1
@@ -65,7 +69,7 @@ aws-ingress-cidrs=172.31.0.0/16
 aws-stack-name=datomic-orders
 """
 
-SQL_TRANSACTOR = """protocol=sql
+SQL_TRANSACTOR = f"""protocol=sql
 host=localhost
 port=4334
 aws-region=us-east-1
@@ -74,7 +78,7 @@ sql-url=jdbc:postgresql://db7.internal.example:5432/datomic
 sql-user=txuser
 sql-password=Pw-9f8e7d6c5b4a-NeverShown
 memory-index-threshold=48m
-"""
+{PIN_LINES}"""
 
 
 def files(
@@ -163,22 +167,80 @@ def test_dump_is_deterministic(tmp_path: Path) -> None:
     assert text.isascii()
 
 
-def test_configuration_digest_rolls_with_the_configuration(tmp_path: Path) -> None:
+def _pin(template: dict[str, Any]) -> str:
+    lt = template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    pin: str = lt["UserData"]["Fn::Base64"]["Fn::Sub"][1]["ConfigPin"]
+    return pin
+
+
+def test_configuration_pin_rolls_with_the_configuration(tmp_path: Path) -> None:
     base = template_of(tmp_path)
     same = template_of(tmp_path)
     assert dump_template(base) == dump_template(same)
     changed = template_of(
-        tmp_path, transactor=TRANSACTOR.replace("memory-index-max=512m", "memory-index-max=768m")
+        tmp_path,
+        transactor=TRANSACTOR.replace("memory-index-max=512m", "memory-index-max=768m").replace(
+            "datomic-aws-config-version=3", "datomic-aws-config-version=4"
+        ),
     )
-    old_digest = base["Metadata"]["DatomicAws"]["ConfigSha256"]
-    new_digest = changed["Metadata"]["DatomicAws"]["ConfigSha256"]
-    assert old_digest != new_digest
+    old_pin, new_pin = _pin(base), _pin(changed)
+    assert old_pin.startswith("3:") and new_pin.startswith("4:")
+    assert old_pin[2:] != new_pin[2:]
     old_lt = base["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
     new_lt = changed["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
-    # A new launch template version: the user data and the instance tags both change.
+    # A new launch template version: the user data's variable changes, the script does not.
     assert old_lt["UserData"] != new_lt["UserData"]
-    assert old_lt["TagSpecifications"] != new_lt["TagSpecifications"]
-    assert new_digest in json.dumps(new_lt)
+    old_sub, new_sub = (
+        old_lt["UserData"]["Fn::Base64"]["Fn::Sub"],
+        new_lt["UserData"]["Fn::Base64"]["Fn::Sub"],
+    )
+    assert old_sub[0] == new_sub[0] and "readonly CONFIG_PIN='${ConfigPin}'\n" in new_sub[0]
+    assert {k: v for k, v in old_lt.items() if k != "UserData"} == {
+        k: v for k, v in new_lt.items() if k != "UserData"
+    }
+
+
+def test_a_configuration_change_is_one_line_of_the_template(tmp_path: Path) -> None:
+    import difflib
+
+    first = dump_template(template_of(tmp_path)).splitlines()
+    second = dump_template(
+        template_of(
+            tmp_path,
+            transactor=TRANSACTOR.replace("memory-index-max=512m", "memory-index-max=768m")
+            .replace("datomic-aws-config-version=3", "datomic-aws-config-version=4")
+            .replace("host=localhost\n", "host=localhost\nsql-password=Changed-Secret-7\n"),
+        )
+    ).splitlines()
+    changed = [
+        line
+        for line in difflib.unified_diff(first, second, lineterm="", n=0)
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    assert len(changed) == 2, changed  # one line removed, one added
+    assert [line[0] + line[1:].strip()[:16] for line in changed] == [
+        '-"ConfigPin": "3:',
+        '+"ConfigPin": "4:',
+    ]
+
+
+def test_no_sha256_of_the_configuration_or_of_a_secret_is_published(tmp_path: Path) -> None:
+    """Issue 11: nothing in the template (user data, outputs, tags included) lets anyone test a
+    guess of a secret offline: no plain SHA-256 of the stored value, of a line or of a secret."""
+    import hashlib
+
+    cf = CF.replace("datomic-system=orders\n", "")
+    t, c, _ = files(tmp_path, transactor=SQL_TRANSACTOR, cf=cf)
+    transactor, spec = load_transactor(t)[1], load_cf(c)[1]
+    text = dump_template(build_template(transactor, spec)) + render_boot_script(transactor, spec)
+    stored = effective_config(transactor.values)
+    candidates = [stored, stored.rstrip("\n"), *stored.splitlines(), *transactor.secrets]
+    for candidate in candidates:
+        for form in (candidate, candidate + "\n"):
+            digest = hashlib.sha256(form.encode()).hexdigest()
+            assert digest not in text and digest[:12] not in text, candidate
+    hexes = set(re.findall(r"[0-9a-f]{64}", text))
+    assert hexes == {_pin(build_template(transactor, spec))[2:]}  # the keyed digest alone
 
 
 def test_lint_clean_in_three_regions(tmp_path: Path) -> None:
@@ -225,7 +287,9 @@ def test_no_transactor_value_or_secret_anywhere(tmp_path: Path) -> None:
     ):
         assert value not in text
         assert value not in script
-    assert transactor.secrets == ("Pw-9f8e7d6c5b4a-NeverShown",)
+    # The digest's key is a secret too: neither in the template nor in the user data.
+    assert DIGEST_SECRET not in text and DIGEST_SECRET not in script
+    assert set(transactor.secrets) == {"Pw-9f8e7d6c5b4a-NeverShown", DIGEST_SECRET}
 
 
 def test_shape(tmp_path: Path) -> None:
@@ -342,7 +406,8 @@ def test_user_data_escapes_everything_but_the_parameters(tmp_path: Path) -> None
     t, c, _ = files(tmp_path)
     body = user_data_sub(load_transactor(t)[1], load_cf(c)[1])
     references = set(re.findall(r"\$\{([^!][^}]*)\}", body))
-    assert references == {"Xmx", "JavaOpts", "DatomicVersion"}
+    assert references == {"Xmx", "JavaOpts", "DatomicVersion", "ConfigPin"}
+    assert "readonly CONFIG_PIN='${ConfigPin}'\n" in body
     assert "@@" not in body
 
 
@@ -397,7 +462,9 @@ def test_boot_script_does_what_the_design_says(tmp_path: Path) -> None:
     assert "readonly READY_TIMEOUT_SECONDS='780'" in script
     assert "set -x" not in script
     assert "readonly XMX='5734m'" in script
-    assert f"readonly CONFIG_SHA256='{config_digest(load_transactor(t)[1].values)}'" in script
+    digest = config_digest(load_transactor(t)[1].values)
+    assert f"readonly CONFIG_PIN='3:{digest}'\n" in script
+    assert '--name "$SSM_PARAMETER:$CONFIG_VERSION"' in script
 
 
 def test_stack_from_the_template_launches_the_transactor(ctx: AwsContext, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from datomic_aws.deploy import read_template, template_from_text
 from datomic_aws.errors import FileAccessError, InvalidInput, UsageError
 from datomic_aws.properties import PropertiesText
 from datomic_aws.template import build_template, cross_file_checks
+from tests.unit.test_template import PIN_LINES
 
 if TYPE_CHECKING:
     from conftest import CallRecorder
@@ -120,7 +121,9 @@ def test_stack_arguments_refuse_a_swapped_pair_and_bad_names() -> None:
 
 
 def test_template_carries_its_region_and_a_mismatch_is_refused(tmp_path: Path) -> None:
-    transactor = write(tmp_path, DDB + "aws-dynamodb-region=us-east-1\n", "transactor.properties")
+    transactor = write(
+        tmp_path, DDB + "aws-dynamodb-region=us-east-1\n" + PIN_LINES, "transactor.properties"
+    )
     cf_text = (
         CF.replace("us-east-1", "eu-west-1") + "java-xmx=5734m\ndatomic-version=1.0.7556\n"
         "aws-subnet-ids=subnet-0123456789abcdef0\naws-security-group-id=sg-0123456789abcdef0\n"
