@@ -120,6 +120,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
         {
             "AddTagsToResource",
             "DeleteParameter",
+            "DescribeParameters",
             "GetParameter",
             "ListTagsForResource",
             "PutParameter",
