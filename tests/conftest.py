@@ -34,21 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config_samples"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto` (pyproject's addopts): one worker more than the cores this process may use.
-
-    Most tests wait on other processes (the CLI, the moto servers) or on the emulated transactors'
-    boots and heartbeats, so one worker per core leaves a core idle whenever both wait; a third
-    worker fills those moments. PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set (xdist's own
-    rule), and `-n N` is never touched.
-    """
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None  # xdist's own implementation reads it
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) + 1
-
-
 @pytest.fixture(autouse=True, scope="session")
 def shared_botocore_loader() -> Iterator[None]:
     """One botocore data loader per test process instead of one per session.
