@@ -34,6 +34,32 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config_samples"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def shared_botocore_loader() -> Iterator[None]:
+    """One botocore data loader per test process instead of one per session.
+
+    Every `AwsContext` (and every boto3 session a test builds) makes a new botocore session, whose
+    loader would read and parse the service models (EC2's is megabytes of JSON) again: about half
+    of a client's creation. The models are read-only data, the same in every session (a session
+    already shares them between its own clients), so the test process keeps one loader per search
+    path. The CLI processes the end-to-end tests start are untouched.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict[str | None, botocore.loaders.Loader] = {}
+    create = botocore.loaders.create_loader
+
+    def shared(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("aws-home")

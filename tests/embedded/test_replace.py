@@ -13,8 +13,6 @@ import json
 from typing import Any
 
 import boto3
-import botocore.loaders
-import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
@@ -82,28 +80,6 @@ class InServicePoller:
                     if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
                 )
             )
-
-
-_LOADERS: dict[Any, Any] = {}
-
-
-def _shared_loader(search_path_string: Any = None) -> Any:
-    if search_path_string not in _LOADERS:
-        _LOADERS[search_path_string] = botocore.loaders.create_loader(search_path_string)
-    return _LOADERS[search_path_string]
-
-
-@pytest.fixture(autouse=True)
-def lean_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Speed only; nothing these tests assert depends on it.
-
-    moto otherwise registers ~22,000 public AMIs (with snapshots) whenever a test's fresh EC2
-    backend starts; it does not check the AMI an instance uses, and the SSM parameter still
-    names the Amazon Linux 2023 image. And every AwsContext builds a new botocore session that
-    would parse the EC2 service model (megabytes of JSON) again: share one loader instead.
-    """
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    monkeypatch.setattr(botocore.session, "create_loader", _shared_loader)
 
 
 @pytest.fixture
