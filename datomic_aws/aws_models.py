@@ -194,7 +194,7 @@ class ModelCache:
         self._loader = botocore_session.get_component("data_loader")
         self._folder = folder
         self._usable = folder.is_dir() or _can_create(folder)
-        if self._usable:
+        if self._usable and str(folder) not in self._loader.search_paths:
             # Before any model is loaded: botocore's loader caches what it loaded per instance.
             self._loader.search_paths.insert(0, str(folder))
 

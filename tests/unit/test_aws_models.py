@@ -104,6 +104,15 @@ def _undocumented(value: Any) -> Any:
     return value
 
 
+@pytest.fixture
+def own_loaders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loader per session, as in a CLI run (the suite shares one per test process)."""
+    import botocore.session
+
+    monkeypatch.setattr(botocore.session, "create_loader", botocore.loaders.create_loader)
+
+
+@pytest.mark.usefixtures("own_loaders")
 def test_a_second_run_builds_its_clients_from_the_trimmed_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +134,7 @@ def test_a_second_run_builds_its_clients_from_the_trimmed_models(
         assert ec2.describe_vpcs(VpcIds=["vpc-1"])["Vpcs"][0]["VpcId"] == "vpc-1"
 
 
+@pytest.mark.usefixtures("own_loaders")
 def test_a_cache_folder_that_cannot_be_made_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
