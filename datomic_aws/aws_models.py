@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -187,16 +188,33 @@ def trim(model: dict[str, Any], operations: frozenset[str]) -> dict[str, Any]:
     return {**model, "operations": _strip(ops), "shapes": _strip(kept)}
 
 
+# One loader per cache folder and data path, for the whole process: botocore's loader keeps what
+# it parsed, so the sessions of a process (apply's, a test process's) parse each model once. Never
+# botocore's default loader: other sessions of the process (the sandbox's, a test's own boto3
+# clients) keep their whole models.
+_LOADERS: dict[tuple[str, str | None], Any] = {}
+_LOADERS_LOCK = threading.Lock()
+
+
 class ModelCache:
-    """Puts the cache folder first on a botocore session's search path, and fills it."""
+    """Gives a botocore session a loader that reads the cache folder first, and fills it."""
 
     def __init__(self, botocore_session: Any, folder: Path) -> None:
-        self._loader = botocore_session.get_component("data_loader")
+        import botocore.loaders
+
         self._folder = folder
         self._usable = folder.is_dir() or _can_create(folder)
-        if self._usable and str(folder) not in self._loader.search_paths:
-            # Before any model is loaded: botocore's loader caches what it loaded per instance.
-            self._loader.search_paths.insert(0, str(folder))
+        data_path = botocore_session.get_config_variable("data_path")
+        key = (str(folder) if self._usable else "", data_path)
+        with _LOADERS_LOCK:
+            loader = _LOADERS.get(key)
+            if loader is None:
+                loader = botocore.loaders.create_loader(data_path)
+                if self._usable:
+                    loader.search_paths.insert(0, str(folder))
+                _LOADERS[key] = loader
+        botocore_session.register_component("data_loader", loader)
+        self._loader = loader
 
     def remember(self, service: str) -> None:
         """After a client of `service` was built: write its trimmed model if it is not there.

@@ -246,11 +246,10 @@ class _Run:
             )
 
     def template_source(self, stack: str, template: str, *, dry_run: bool) -> dict[str, Any]:
-        """TemplateURL from the templates bucket; a body only for a small dry-run preview (which
-        still plans the bucket, as the real run would converge it)."""
-        account = self.templates_bucket(dry_run=dry_run)
+        """TemplateURL from the templates bucket; a body only for a small dry-run preview."""
         if dry_run and len(template.encode("utf-8")) <= MAX_TEMPLATE_BODY:
             return {"TemplateBody": template}
+        account = self.templates_bucket(dry_run=dry_run)
         s3: S3Client = self.ctx.client("s3", self.region)
         return {"TemplateURL": upload_template(s3, account, self.region, stack, template)}
 

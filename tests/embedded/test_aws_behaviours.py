@@ -437,6 +437,8 @@ def test_generated_template_group_tags_share_no_key_with_the_stack_tags(tmp_path
     transactor.write_text(
         "protocol=ddb\nhost=localhost\nport=4334\naws-dynamodb-table=billing\n"
         "aws-dynamodb-region=eu-west-1\n"
+        # What ensure-transactor appends (the digest key, the parameter version it wrote).
+        f"datomic-aws-digest-secret={'7' * 64}\ndatomic-aws-config-version=1\n"
     )
     cf = tmp_path / "cf.properties"
     cf.write_text(

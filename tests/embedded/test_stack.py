@@ -1035,13 +1035,30 @@ def test_create_failing_asynchronously_hints_recreate(h: Harness) -> None:
 
 def test_create_dry_run_makes_no_call_beyond_reads(h: Harness) -> None:
     h.absent()
+    # The templates bucket is read and planned as the real run would converge it (here: absent,
+    # so it would be created), never written.
+    h.sts.add_response(
+        "get_caller_identity",
+        {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "UserId": "AIDAEXAMPLE"},
+        {},
+    )
+    bucket = names.templates_bucket(ACCOUNT, REGION)
+    h.s3.add_client_error(
+        "get_bucket_tagging",
+        "NoSuchBucket",
+        "The specified bucket does not exist",
+        404,
+        expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
+    )
     changes = stack.create_stack(
         h.ctx, REGION, NAME, template(), system=SYSTEM, dry_run=True, waiting=h.waiting()
     )
     assert [(c.resource, c.action) for c in changes] == [
+        (f"s3 bucket {bucket}", Action.CREATE),
         (f"stack/{NAME}", Action.CREATE),
         (f"stack/{NAME}/LaunchTemplate", Action.CREATE),
     ]
+    assert changes[1].details == ("termination protection on",)
     assert h.mutating == {}
     h.done()
 

@@ -101,7 +101,10 @@ def test_create_rerun_update_delete(ctx: AwsContext, recorder: CallRecorder) -> 
     account = ctx.account_id(region)
     bucket = names.templates_bucket(account, region)
     key = stack.template_key(NAME, body)
-    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body.encode()
+    assert (
+        boto3.client("s3", region_name=region).get_object(Bucket=bucket, Key=key)["Body"].read()
+        == body.encode()
+    )
     assert stack.template_matches(cfn, NAME, body)
     asg = ctx.client("autoscaling", region).describe_auto_scaling_groups(
         AutoScalingGroupNames=[names.autoscaling_group(SYSTEM)]

@@ -10,9 +10,11 @@ from typing import Any
 
 import botocore
 import botocore.loaders
+import botocore.session
 import pytest
 from botocore.stub import Stubber
 
+from datomic_aws import aws_models
 from datomic_aws.aws import AwsContext
 from datomic_aws.aws_models import OPERATIONS, models_folder, trim
 
@@ -106,10 +108,12 @@ def _undocumented(value: Any) -> Any:
 
 @pytest.fixture
 def own_loaders(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A loader per session, as in a CLI run (the suite shares one per test process)."""
-    import botocore.session
+    """No loader kept from an earlier context of this process, as in a new CLI run."""
+    monkeypatch.setattr(aws_models, "_LOADERS", {})
 
-    monkeypatch.setattr(botocore.session, "create_loader", botocore.loaders.create_loader)
+
+def _new_process() -> None:
+    aws_models._LOADERS.clear()
 
 
 @pytest.mark.usefixtures("own_loaders")
@@ -122,11 +126,13 @@ def test_a_second_run_builds_its_clients_from_the_trimmed_models(
     written = list(folder.glob("ec2/*/service-2.json"))
     assert len(written) == 1
 
+    _new_process()
     ctx = AwsContext()
     ec2 = ctx.client("ec2", "us-east-1")
     loader = ctx.session()._session.get_component("data_loader")
     version = written[0].parent.name
     _, path = loader.load_data_with_path(f"ec2/{version}/service-2")
+    assert loader is not botocore.session.get_session().get_component("data_loader")
     assert Path(f"{path}.json").resolve() == written[0].resolve()
     assert len(ec2.meta.service_model.operation_names) == len(OPERATIONS["ec2"])
     with Stubber(ec2) as stub:
