@@ -150,11 +150,12 @@ def models_folder(botocore_version: str, root: Path | None = None) -> Path:
     return (root or cache_root()) / "botocore-models" / f"{botocore_version}-{digest}"
 
 
-def _strip(value: Any) -> Any:
+def undocumented(value: Any) -> Any:
+    """`value` without its documentation keys, at every depth."""
     if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in _DROPPED}
+        return {k: undocumented(v) for k, v in value.items() if k not in _DROPPED}
     if isinstance(value, list):
-        return [_strip(v) for v in value]
+        return [undocumented(v) for v in value]
     return value
 
 
@@ -185,7 +186,7 @@ def trim(model: dict[str, Any], operations: frozenset[str]) -> dict[str, Any]:
     kept = {name: shapes[name] for name in sorted(_reached(shapes, roots))}
     # Only operations and shapes lose their documentation: botocore reads the documentation of
     # the model's clientContextParams when it resolves an endpoint.
-    return {**model, "operations": _strip(ops), "shapes": _strip(kept)}
+    return {**model, "operations": undocumented(ops), "shapes": undocumented(kept)}
 
 
 # One loader per cache folder and data path, for the whole process: botocore's loader keeps what

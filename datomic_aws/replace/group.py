@@ -352,13 +352,11 @@ def read_state(
 def _settled_on(group: GroupInfo, setting: str | None) -> bool:
     lt = group.launch_template_id
     return (
-        setting is not None
+        lt is not None
+        and setting is not None
         and setting.isdigit()
         and group.launch_template_version == setting
-        and all(
-            i.launch_template_id == lt and i.launch_template_version == setting
-            for i in group.instances
-        )
+        and all(is_current(i, lt, setting) for i in group.instances)
     )
 
 

@@ -175,13 +175,29 @@ class Harness:
             {"StackName": SID, "TemplateStage": "Original"},
         )
 
-    def bucket_ready(self, key: str, *, uploaded: bool = True) -> None:
-        """The templates bucket exists and is hardened; the object is (or is not) there."""
+    def account(self) -> None:
         self.sts.add_response(
             "get_caller_identity",
             {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "UserId": "AIDAEXAMPLE"},
             {},
         )
+
+    def bucket_absent(self) -> str:
+        """The templates bucket does not exist (GetBucketTagging doubles as the existence
+        check); its name."""
+        bucket = names.templates_bucket(ACCOUNT, self.region)
+        self.s3.add_client_error(
+            "get_bucket_tagging",
+            "NoSuchBucket",
+            "The specified bucket does not exist",
+            404,
+            expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
+        )
+        return bucket
+
+    def bucket_ready(self, key: str, *, uploaded: bool = True) -> None:
+        """The templates bucket exists and is hardened; the object is (or is not) there."""
+        self.account()
         bucket = names.templates_bucket(ACCOUNT, self.region)
         # GetBucketTagging doubles as the existence check.
         self.s3.add_response(
@@ -1037,19 +1053,8 @@ def test_create_dry_run_makes_no_call_beyond_reads(h: Harness) -> None:
     h.absent()
     # The templates bucket is read and planned as the real run would converge it (here: absent,
     # so it would be created), never written.
-    h.sts.add_response(
-        "get_caller_identity",
-        {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "UserId": "AIDAEXAMPLE"},
-        {},
-    )
-    bucket = names.templates_bucket(ACCOUNT, REGION)
-    h.s3.add_client_error(
-        "get_bucket_tagging",
-        "NoSuchBucket",
-        "The specified bucket does not exist",
-        404,
-        expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
-    )
+    h.account()
+    bucket = h.bucket_absent()
     changes = stack.create_stack(
         h.ctx, REGION, NAME, template(), system=SYSTEM, dry_run=True, waiting=h.waiting()
     )
@@ -1119,15 +1124,7 @@ def test_templates_bucket_location_constraint_and_name_taken() -> None:
         ("eu-west-1", {"Tags": TEMPLATES_TAGS, "LocationConstraint": "eu-west-1"}),
     ):
         h = Harness(region=region)
-        bucket = names.templates_bucket(ACCOUNT, region)
-        # GetBucketTagging doubles as the existence check.
-        h.s3.add_client_error(
-            "get_bucket_tagging",
-            "NoSuchBucket",
-            "The specified bucket does not exist",
-            404,
-            expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
-        )
+        bucket = h.bucket_absent()
         h.s3.add_client_error(
             "create_bucket",
             "BucketAlreadyExists",
@@ -1167,14 +1164,7 @@ def test_templates_bucket_we_may_not_read_says_so() -> None:
 def test_templates_bucket_already_owned_is_fine() -> None:
     # Created by a concurrent run between our read and our CreateBucket: converge it all the same.
     h = Harness(region="eu-west-1")
-    bucket = names.templates_bucket(ACCOUNT, "eu-west-1")
-    h.s3.add_client_error(
-        "get_bucket_tagging",
-        "NoSuchBucket",
-        "absent",
-        404,
-        expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
-    )
+    bucket = h.bucket_absent()
     h.s3.add_client_error(
         "create_bucket",
         "BucketAlreadyOwnedByYou",

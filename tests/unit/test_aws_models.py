@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 
 from datomic_aws import aws_models
 from datomic_aws.aws import AwsContext
-from datomic_aws.aws_models import OPERATIONS, models_folder, trim
+from datomic_aws.aws_models import OPERATIONS, models_folder, trim, undocumented
 
 PACKAGE = Path(__file__).resolve().parents[2] / "datomic_aws"
 # The sandbox builds its own boto3 clients (emulated transactors, probe), never through AwsContext.
@@ -87,23 +87,11 @@ def test_a_trimmed_model_says_what_botocores_says_about_its_operations(service: 
     assert set(trimmed["operations"]) == OPERATIONS[service]
     assert trimmed["metadata"] == full["metadata"]
     for name, shape in trimmed["shapes"].items():
-        assert shape == _undocumented(full["shapes"][name]), name
+        assert shape == undocumented(full["shapes"][name]), name
     for name, op in trimmed["operations"].items():
-        assert op == _undocumented(full["operations"][name]), name
+        assert op == undocumented(full["operations"][name]), name
     # Trimming is worth it: the largest model loses most of its size.
     assert len(repr(trimmed)) < len(repr(full)) / 2
-
-
-def _undocumented(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: _undocumented(v)
-            for k, v in value.items()
-            if k not in ("documentation", "documentationUrl")
-        }
-    if isinstance(value, list):
-        return [_undocumented(v) for v in value]
-    return value
 
 
 @pytest.fixture
