@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws.config.common import load_schema, read_properties, validate
+from datomic_aws.config.download import url_problems
 from datomic_aws.config.era import java_opts_problems, version_problems
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
@@ -307,6 +308,9 @@ def spec_from(props: PropertiesText) -> CfSpec:
         problems += java_opts_problems(
             props.path, props.line_of("java-opts"), _optional(values, "java-opts")
         )
+    problems += url_problems(
+        props.path, props.line_of("datomic-download-url"), _optional(values, "datomic-download-url")
+    )
     if "datomic-version" not in {p.key for p in problems}:
         problems += version_problems(
             props.path,
