@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from datomic_aws import names
+from datomic_aws import names, policies
 from datomic_aws.config.cf import CfSpec
+from datomic_aws.config.download import pinned_sha256, s3_location
 from datomic_aws.config.era import license_findings, obsolete_license_warning
 from datomic_aws.config.transactor import TransactorSpec, config_pin, pin_problems
 from datomic_aws.errors import InvalidInput, Problem
@@ -134,7 +135,7 @@ def _constants(
         "ROLE_ACTIVE": names.ROLE_ACTIVE,
         "ROLE_STANDBY": names.ROLE_STANDBY,
         "DOWNLOAD_URL": cf.download_url or "",
-        "ZIP_SHA256": cf.zip_sha256 or "",
+        "ZIP_SHA256": pinned_sha256(cf.download_url, cf.zip_sha256, cf.datomic_version) or "",
         "READY_TIMEOUT_SECONDS": str(timings.ready_timeout_seconds),
         "POLL_SECONDS": f"{timings.poll_seconds:g}",
         "HEARTBEAT_EVERY_SECONDS": str(timings.heartbeat_every_seconds),
@@ -383,6 +384,20 @@ def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]
     }
 
 
+def _download_grant(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
+    """With an s3:// datomic-download-url, the stack grants the transactor role that object; a
+    new launch template version (a new instance) comes only once the grant is in place."""
+    location = s3_location(cf.download_url)
+    if location is None:
+        return {}
+    role = instance_profile(transactor)
+    grant = policies.download_grant(
+        transactor.system, role, location.bucket, location.key, cf.region
+    )
+    launch_template = _launch_template(transactor, cf) | {"DependsOn": [policies.DOWNLOAD_GRANT]}
+    return {policies.DOWNLOAD_GRANT: grant, "LaunchTemplate": launch_template}
+
+
 def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
     """The template as a dict; raises InvalidInput when the cf file was not through ensure-cf."""
     problems = template_problems(transactor, cf)
@@ -410,7 +425,8 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
         "Resources": {
             "LaunchTemplate": _launch_template(transactor, cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
-        },
+        }
+        | _download_grant(transactor, cf),
         "Outputs": {
             "AutoScalingGroupName": {
                 "Description": "The transactors' Auto Scaling group",

@@ -1,7 +1,9 @@
 """Where the instance downloads Datomic Pro from: the rules for `datomic-download-url`.
 
 Owns what a download location may be (an `https://` URL, or `s3://bucket/key` read with the
-instance role) and the problems of one that may not. The value is published in the template and
+instance role) and the problems of one that may not, and which SHA-256 the instance verifies the
+zip against (`datomic-zip-sha256`, required with a location of the operator's; else the digest
+config/era.py knows for the public release). The value is published in the template and
 the user data (and so in the boot log and `cf.json`), so a location that carries a credential, a
 URL's user-info or a query string (a presigned URL's signature, a token parameter), is refused, and
 no message ever quotes the value: its secret part would be printed with it. Pure: no AWS, no I/O.
@@ -12,9 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from datomic_aws.config.era import release_sha256
 from datomic_aws.errors import Problem
 
 KEY = "datomic-download-url"
+SHA_KEY = "datomic-zip-sha256"
 
 HTTPS = "https://"
 S3 = "s3://"
@@ -29,6 +33,10 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # An object key the grant can name exactly: no `*` or `?` (IAM wildcards in a resource ARN would
 # widen s3:GetObject beyond the one object) and no `${` (an IAM policy variable).
 _S3_KEY = re.compile(r"^[A-Za-z0-9!()+,.:;=_~/-]+$")
+
+# The location is rendered into the user data, which EC2 refuses above 16 KB: the script itself
+# takes most of that.
+MAX_LENGTH = 512
 
 _PRIVATE_COPY = (
     "keep the release in an S3 bucket of the account and write s3://bucket/key: the instance "
@@ -86,6 +94,8 @@ def _refusal(url: str) -> tuple[str, str] | None:
             "would be published in the template, the user data and the boot log)",
             f"use a URL without ?...; {_PRIVATE_COPY}",
         )
+    if len(url) > MAX_LENGTH:
+        return (f"is longer than {MAX_LENGTH} characters", "use a shorter path")
     if _UNSAFE.search(url):
         return ("must not hold blanks, quotes, backslashes, backticks or $", "")
     if scheme == HTTPS:
@@ -112,3 +122,42 @@ def _s3_refusal(rest: str) -> tuple[str, str] | None:
             "write s3://bucket/path/to/datomic-pro-<version>.zip",
         )
     return None
+
+
+def pinned_sha256(url: str | None, zip_sha256: str | None, version: str | None) -> str | None:
+    """The SHA-256 the instance checks the zip against: the file's, or for the public release the
+    digest the tool knows for `version` (None: the download is not verified)."""
+    if zip_sha256:
+        return zip_sha256
+    return release_sha256(version) if url is None else None
+
+
+def digest_problems(
+    path: str, line: int | None, url: str | None, zip_sha256: str | None
+) -> list[Problem]:
+    """A location of the operator's comes with the SHA-256 of what must be found there."""
+    if url is None or zip_sha256:
+        return []
+    return [
+        Problem(
+            path,
+            line,
+            KEY,
+            f"{KEY} needs {SHA_KEY}: a zip from a location of your own is installed only if its "
+            "SHA-256 is the one the file states",
+            f"add {SHA_KEY}=<the output of sha256sum datomic-pro-<version>.zip>",
+        )
+    ]
+
+
+def unverified_warning(
+    path: str, line: int | None, url: str | None, zip_sha256: str | None, version: str | None
+) -> str | None:
+    """The public release of a version whose digest the tool does not know is not verified."""
+    if version is None or pinned_sha256(url, zip_sha256, version) is not None:
+        return None
+    where = path if line is None else f"{path}:{line}"
+    return (
+        f"{where} datomic-version {version}: datomic-aws knows no SHA-256 of its zip, so the "
+        f"instance installs it unverified; set {SHA_KEY} (sha256sum datomic-pro-{version}.zip)"
+    )

@@ -9,7 +9,8 @@ role; at a name from the file it is used as it is, but taking another role out o
 policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy. What widens
 a role's access behind the tool's back (a managed policy attached to it, an inline policy the tool
 did not write) is the operator's: never detached or deleted, reported as a warning on every run
-(`RolePlan.warnings`, `drift_warnings`).
+(`RolePlan.warnings`, `drift_warnings`); the S3 grant the stack writes (policies.download_grant)
+is recognised as the tool's and left to the stack.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def written_by_us(name: str, system: str) -> bool:
     the managed ones and the table's (a ddb table has the system's name, names.py)."""
     return (
         policies.is_managed_policy_name(name, system)
+        or name == policies.download_policy_name(system)
         or name == policies.transactor_table_policy(system, "", "us-east-1")[0]
         or name == policies.peer_table_policy(system, "", "us-east-1")[0]
     )
@@ -159,7 +161,13 @@ def role_warnings(spec: RoleSpec, current: RoleState | None) -> tuple[str, ...]:
             spec.name,
             current.policies,
             current.attached,
-            lambda name: name in spec.policies or spec.managed(name),
+            # The stack's own S3 grant (template.py) is the tool's too, but never ensure-transactor's
+            # to remove: it is not in `managed`.
+            lambda name: (
+                name in spec.policies
+                or spec.managed(name)
+                or name == policies.download_policy_name(spec.system)
+            ),
         )
     )
 

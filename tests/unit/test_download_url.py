@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from datomic_aws.config.cf import CfSpec, spec_from
-from datomic_aws.config.download import S3Location, s3_location, url_problems
+from datomic_aws.config.cf import LATEST_DATOMIC_VERSION, CfSpec, spec_from
+from datomic_aws.config.download import (
+    MAX_LENGTH,
+    S3Location,
+    pinned_sha256,
+    s3_location,
+    url_problems,
+)
+from datomic_aws.config.era import RELEASE_SHA256, release_sha256
 from datomic_aws.errors import ExitCode, InvalidInput
 from datomic_aws.properties import PropertiesText
 
 BASE = "aws-region=us-east-1\naws-instance-type=m7i.large\n"
 CANARY = "CANARY7f3a"
 KEY = "datomic-download-url"
+SHA = "0123456789abcdef" * 4
+WITH_SHA = f"datomic-zip-sha256={SHA}\n"
 
 
 def spec_of(text: str) -> CfSpec:
@@ -62,6 +71,7 @@ SHAPE = [
     "s3://sitebucket",
     "s3://sitebucket/",
     "s3://sitebucket/folder/",
+    f"https://dl.sitehost.test/{CANARY}/" + "a" * MAX_LENGTH + ".zip",
     f"s3://sitebucket/{CANARY}*.zip",
     f"s3://sitebucket/{CANARY}/${{aws:username}}.zip",
     f"s3://b/{CANARY}.zip",
@@ -102,7 +112,7 @@ def test_query_string_is_named_and_s3_offered(url: str) -> None:
     ],
 )
 def test_https_urls_are_accepted(url: str) -> None:
-    assert spec_of(BASE + f"{KEY}={url}\n").download_url == url
+    assert spec_of(BASE + f"{KEY}={url}\n" + WITH_SHA).download_url == url
     assert s3_location(url) is None
 
 
@@ -118,7 +128,7 @@ def test_https_urls_are_accepted(url: str) -> None:
     ],
 )
 def test_s3_locations_are_accepted(url: str, bucket: str, key: str) -> None:
-    spec = spec_of(BASE + f"{KEY}={url}\n")
+    spec = spec_of(BASE + f"{KEY}={url}\n" + WITH_SHA)
     assert spec.download_url == url
     assert s3_location(spec.download_url) == S3Location(bucket, key)
     assert S3Location(bucket, key).url == url
@@ -127,3 +137,39 @@ def test_s3_locations_are_accepted(url: str, bucket: str, key: str) -> None:
 def test_blank_is_the_public_release() -> None:
     assert spec_of(BASE + f"{KEY}=\n").download_url is None
     assert url_problems("cf.properties", None, None) == []
+
+
+@pytest.mark.parametrize(
+    "url", ["https://dl.sitehost.test/datomic-pro.zip", "s3://sitebucket/datomic-pro.zip"]
+)
+def test_a_custom_location_needs_the_sha256_of_its_zip(url: str) -> None:
+    err, text = refusal(url)
+    assert [(p.key, p.line) for p in err.problems] == [(KEY, 3)]
+    assert "datomic-download-url needs datomic-zip-sha256" in text
+    assert "sitehost" not in text and "sitebucket" not in text
+    assert spec_of(BASE + f"{KEY}={url}\n" + WITH_SHA).zip_sha256 == SHA
+
+
+def test_the_default_release_carries_its_sha256() -> None:
+    """The version ensure-cf pins by default has a digest: raising LATEST_DATOMIC_VERSION needs
+    the new release's SHA-256 in config/era.py too."""
+    assert LATEST_DATOMIC_VERSION in RELEASE_SHA256
+    assert all(len(v) == 64 and v == v.lower() for v in RELEASE_SHA256.values())
+    assert (
+        pinned_sha256(None, None, LATEST_DATOMIC_VERSION) == RELEASE_SHA256[LATEST_DATOMIC_VERSION]
+    )
+    # The file's own value wins; a location of the operator's has only the file's.
+    assert pinned_sha256(None, SHA, LATEST_DATOMIC_VERSION) == SHA
+    assert pinned_sha256("s3://b/k.zip", SHA, LATEST_DATOMIC_VERSION) == SHA
+    assert pinned_sha256("s3://b/k.zip", None, LATEST_DATOMIC_VERSION) is None
+    assert release_sha256(None) is None and release_sha256("1.0.6726") is None
+
+
+def test_an_unknown_release_without_sha256_is_warned_about() -> None:
+    spec = spec_of(BASE + "datomic-version=1.0.6726\n")
+    (warning,) = [w for w in spec.warnings if "SHA-256" in w]
+    assert warning.startswith("cf.properties:3 datomic-version 1.0.6726")
+    assert "unverified" in warning and "datomic-zip-sha256" in warning
+    assert not spec_of(BASE + "datomic-version=1.0.6726\n" + WITH_SHA).warnings
+    assert not spec_of(BASE + f"datomic-version={LATEST_DATOMIC_VERSION}\n").warnings
+    assert not spec_of(BASE).warnings  # blank: ensure-cf pins the latest, whose digest is known

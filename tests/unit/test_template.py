@@ -21,6 +21,7 @@ from datomic_aws import names
 from datomic_aws.app.template import create_cf_template
 from datomic_aws.aws import AwsContext
 from datomic_aws.config.cf import load_cf
+from datomic_aws.config.era import RELEASE_SHA256
 from datomic_aws.config.transactor import config_digest, effective_config, load_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.resources import ec2 as ec2r
@@ -240,7 +241,8 @@ def test_no_sha256_of_the_configuration_or_of_a_secret_is_published(tmp_path: Pa
             digest = hashlib.sha256(form.encode()).hexdigest()
             assert digest not in text and digest[:12] not in text, candidate
     hexes = set(re.findall(r"[0-9a-f]{64}", text))
-    assert hexes == {_pin(build_template(transactor, spec))[2:]}  # the keyed digest alone
+    # The keyed digest, and the public SHA-256 of the release zip the instance verifies.
+    assert hexes == {_pin(build_template(transactor, spec))[2:], RELEASE_SHA256["1.0.7556"]}
 
 
 def test_lint_clean_in_three_regions(tmp_path: Path) -> None:
