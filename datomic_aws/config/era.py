@@ -138,7 +138,8 @@ def version_problems(
             f"datomic-version {version} is older than {FREE_SINCE_TEXT}, the first free Datomic "
             "Pro release: it is not in the public download bucket, so the instance cannot fetch it",
             f"upgrade (clear datomic-version to pin {latest}), or set datomic-download-url to "
-            "where you keep that release (it then needs license-key in the transactor file)",
+            "where you keep that release, with datomic-zip-sha256 (it then needs license-key in "
+            "the transactor file)",
         )
     ]
 
