@@ -35,7 +35,8 @@ class StackTemplate:
 
     def capabilities(self) -> list[str]:
         """CAPABILITY_IAM when the template holds an IAM resource (the S3 download grant):
-        CloudFormation refuses such a change set without it (InsufficientCapabilitiesException)."""
+        CloudFormation refuses such a change set without it (InsufficientCapabilitiesException);
+        moto does not check capabilities (reference §7), tests assert the request instead."""
         resources: Mapping[str, Any] = self.doc.get("Resources", {})
         iam = any(str(r.get("Type", "")).startswith("AWS::IAM::") for r in resources.values())
         return ["CAPABILITY_IAM"] if iam else []

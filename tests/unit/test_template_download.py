@@ -53,6 +53,8 @@ def test_the_files_sha256_wins_and_https_needs_no_grant(tmp_path: Path) -> None:
     assert f"readonly DOWNLOAD_URL='{url}'\n" in script
     text = dump_template(build_template(transactor, cf))
     assert "AWS::IAM::" not in text and policies.DOWNLOAD_GRANT not in text
+    # No capability asked for: the change set request stays what it was.
+    assert as_template(text).capabilities() == []
 
 
 @pytest.mark.parametrize(
@@ -160,3 +162,29 @@ def test_the_stack_is_created_with_capability_iam_and_writes_the_grant(
     assert document["Statement"][0]["Resource"] == [
         "arn:aws:s3:::acme-releases/datomic/datomic-pro-1.0.7556.zip"
     ]
+
+
+def test_ensure_transactor_keeps_the_stacks_grant_and_reports_nothing(
+    ctx: AwsContext, tmp_path: Path, recorder: Any
+) -> None:
+    """The grant the stack wrote on the transactor role survives ensure-transactor (which does not
+    read cf.properties) and is not reported as access drift; the rerun stays a no-op."""
+    import shutil
+
+    from datomic_aws.app.ensure_transactor import ensure_transactor
+
+    samples = Path(__file__).resolve().parents[2] / "config_samples"
+    for name in ("transactor.properties", "cf.properties"):
+        shutil.copyfile(samples / name, tmp_path / name)
+    transactor = tmp_path / "transactor.properties"
+    ensure_transactor(ctx, transactor, dry_run=False, adopt=False)
+    system = "my-datomic-system"  # aws-dynamodb-table of the ddb sample
+    role, name = names.transactor_role(system), policies.download_policy_name(system)
+    _, document = policies.download_policy(system, "acme-releases", "d/datomic.zip", "us-east-1")
+    iam = ctx.client("iam", "us-east-1")
+    iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+    recorder.operations.clear()
+    result = ensure_transactor(ctx, transactor, dry_run=False, adopt=False)
+    assert [w for w in result.warnings if w.startswith("iam role ")] == []
+    assert recorder.mutating == []
+    assert name in iam.list_role_policies(RoleName=role)["PolicyNames"]
