@@ -1,7 +1,8 @@
 """The transactor's CloudFormation template: a pure function of the two properties files' specs.
 
 Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
-lifecycle hook, outputs), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
+lifecycle hook, outputs, and for an s3:// datomic-download-url the transactor role's grant on that
+object), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
 into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, at
