@@ -131,8 +131,7 @@ log "installing Amazon Corretto 21"
 dnf install -y -q java-21-amazon-corretto-headless unzip awscli-2 iproute python3
 heartbeat
 
-# 2. Datomic Pro, the pinned release: from S3 with the instance role, or over HTTPS only
-# (redirects too); verified against datomic-zip-sha256 or the digest the tool knows for it.
+# 2. Datomic Pro, the pinned release: from S3 with the instance role, or HTTPS only; verified.
 url=$DOWNLOAD_URL
 if [ -z "$url" ]; then
   url="https://datomic-pro-downloads.s3.amazonaws.com/$DATOMIC_VERSION/datomic-pro-$DATOMIC_VERSION.zip"
@@ -141,7 +140,7 @@ log "downloading $url"
 zip=$(mktemp --suffix=.zip)
 s3cp() { aws s3 cp --only-show-errors --region "$INSTANCE_REGION" "$url" "$zip"; }
 case $url in
-  # Twice: IAM takes a moment to apply the stack's new grant (reference §11).
+  # Twice: IAM takes a moment to apply a new grant (reference §11).
   s3://*) s3cp || { sleep 10 && s3cp; } || fail "cannot read $url with the instance role" ;;
   *) curl -fsSL --proto =https --proto-redir =https --retry 5 --retry-connrefused -o "$zip" "$url" ;;
 esac
@@ -178,10 +177,10 @@ aws ssm get-parameter --region "$CONFIG_REGION" --name "$SSM_PARAMETER:$CONFIG_V
   --with-decryption --query Parameter.Value --output text >"$config" \
   || fail "cannot read version $CONFIG_VERSION of $SSM_PARAMETER in $CONFIG_REGION"
 # The digest covers the value without its trailing newlines (the text output adds one). Its key
-# is on no command line (/proc/*/cmdline): python3 reads it from a pipe fed by printf, a builtin.
+# goes over a pipe (printf is a builtin), never on a command line (/proc/*/cmdline).
 digest_key=$(property datomic-aws-digest-secret "$config")
-hmac='import hashlib, hmac, os, sys; print(hmac.new(bytes.fromhex(os.fdopen(3).read()),'
-hmac+=' sys.stdin.buffer.read(), hashlib.sha256).hexdigest())'
+hmac='import hashlib as h,hmac,os,sys;print(hmac.new(bytes.fromhex(os.fdopen(3).read()),'
+hmac+='sys.stdin.buffer.read(),h.sha256).hexdigest())'
 digest=$(printf '%s' "$(<"$config")" | python3 -IS -c "$hmac" 3< <(printf '%s' "$digest_key"))
 unset digest_key
 [ "$digest" = "$CONFIG_DIGEST" ] \
