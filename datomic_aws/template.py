@@ -88,6 +88,15 @@ def boot_script_source() -> str:
     return resources.files("datomic_aws.boot").joinpath("transactor-boot.sh").read_text("utf-8")
 
 
+def _shipped_source() -> str:
+    """The script as instances receive it: its comment lines left out (shebangs kept). EC2 refuses
+    user data over 16 KB (raw, before base64); the why-comments stay in the packaged file."""
+    lines = boot_script_source().splitlines(keepends=True)
+    return "".join(
+        line for line in lines if not line.lstrip().startswith("#") or line.startswith("#!")
+    )
+
+
 def _quote(value: str) -> str:
     """Single-quoted for bash; the schema keeps quotes out of the values, this keeps it safe."""
     return "'" + value.replace("'", "'\"'\"'") + "'"
@@ -161,7 +170,7 @@ def render_boot_script(
         **_parameter_defaults(cf),
         "CONFIG_PIN": config_pin(transactor),
     }
-    return _BootTemplate(boot_script_source()).substitute(
+    return _BootTemplate(_shipped_source()).substitute(
         {key: _quote(value) for key, value in values.items()}
     )
 
@@ -172,7 +181,7 @@ def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
     values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
     # The Fn::Sub variable holding the pin: the script's text does not change with the configuration.
     values["CONFIG_PIN"] = _quote("${ConfigPin}")
-    return _BootTemplate(_escape_for_sub(boot_script_source())).substitute(values)
+    return _BootTemplate(_escape_for_sub(_shipped_source())).substitute(values)
 
 
 def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:

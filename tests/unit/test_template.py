@@ -440,6 +440,20 @@ def test_boot_script_source_is_valid_bash(tmp_path: Path) -> None:
     _shellcheck(helper)
 
 
+def test_the_shipped_script_leaves_only_its_comments_out(tmp_path: Path) -> None:
+    t, c, _ = files(tmp_path)
+    script = render_boot_script(load_transactor(t)[1], load_cf(c)[1])
+    source = boot_script_source()
+    # The why-comments stay in the packaged file; instances get every other line, shebangs too.
+    assert [ln for ln in script.splitlines() if ln.lstrip().startswith("#")] == [
+        "#!/bin/bash",
+        "#!/bin/bash",
+    ]
+    kept = [ln for ln in source.splitlines() if not ln.lstrip().startswith("#") or ln[:2] == "#!"]
+    assert len(script.splitlines()) == len(kept)
+    assert len(source.splitlines()) - len(kept) > 40
+
+
 def test_boot_script_does_what_the_design_says(tmp_path: Path) -> None:
     t, c, _ = files(tmp_path, datomic_zip_sha256="ab" * 32)
     script = render_boot_script(load_transactor(t)[1], load_cf(c)[1])
