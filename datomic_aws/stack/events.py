@@ -4,7 +4,8 @@ Owns the event cursor (an operation reports only the events it caused, each once
 the one-line form of an event, the root causes of a failure picked from its events, `Waiting` (how
 long and how often to wait, and where progress lines go) and `wait_for_stack`, which polls until
 the stack leaves every *_IN_PROGRESS status and turns a failure, a timeout or an interrupt into
-the error that says what happened and what to run next.
+the error that says what happened and what to run next (`ProfileNotPropagated` when the launch
+template or the group was refused an instance profile not usable yet: `PROFILE_NOT_PROPAGATED`).
 
 It must not write to AWS, print (lines go to `on_event`) or decide what to do with a stack.
 """

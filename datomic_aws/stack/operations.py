@@ -4,7 +4,9 @@ and the ownership check a command makes before it writes anything else.
 Each reads the stack, decides (status.decide, ownership included: a stack that is not this
 system's is refused before any write; `--adopt` takes over an untagged one) and acts through
 change sets, waiting and streaming events through `Waiting.on_event`. A dry run creates at most a
-preview change set and deletes it again (transport.DRY_RUN_WRITES).
+preview change set and deletes it again (transport.DRY_RUN_WRITES). A create or update that
+rolled back because the instance profile was not usable yet (reference §11) is run once more
+(`_create_retrying`, `_update_retrying`), said through `Waiting.on_event`.
 
 It must not print, prompt, build boto3 sessions (clients come from the `AwsContext` passed in),
 write to any resource other than the named stack, its change sets and the templates bucket, or
@@ -142,7 +144,8 @@ def _create_retrying(
         return _create(run, template, tags, parameters)
     except ProfileNotPropagated as exc:
         info = read_stack(run.cfn, run.name) if exc.status == "ROLLBACK_COMPLETE" else None
-        declared = {str(r.get("Type")) for r in template.doc.get("Resources", {}).values()}
+        resources = template.doc.get("Resources", {}).values()
+        declared = {str(r.get("Type")) if isinstance(r, dict) else "" for r in resources}
         if (
             info is None
             or info.status != "ROLLBACK_COMPLETE"

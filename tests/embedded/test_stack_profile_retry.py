@@ -245,6 +245,18 @@ def test_a_stateful_template_is_never_deleted_for_a_retry(h: Harness) -> None:
     assert "cloudformation:DeleteStack" not in h.mutating
 
 
+def test_a_rolled_back_stack_that_is_not_ours_is_never_deleted_for_a_retry(h: Harness) -> None:
+    body = template()
+    h.absent()
+    h.bucket_ready(stack.template_key(NAME, body))
+    _executed_create(h, body, 0)
+    _rolled_back(h, BY_NAME)
+    h.describe("ROLLBACK_COMPLETE", tags={})  # its tags gone meanwhile: not provably ours
+    with pytest.raises(ProfileNotPropagated):
+        stack.create_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
+    assert "cloudformation:DeleteStack" not in h.mutating
+
+
 def _update_rolled_back(h: Harness, reason: str, start: int) -> None:
     h.describe("UPDATE_ROLLBACK_COMPLETE", by=SID)
     h.events(
