@@ -35,7 +35,11 @@ DIGEST_SECRET_KEY = "datomic-aws-digest-secret"
 # The SSM parameter version holding this file's configuration, written back by ensure-transactor;
 # create-cf-template pins the launch template to it. Not part of the stored configuration.
 CONFIG_VERSION_KEY = "datomic-aws-config-version"
-_NOT_STORED = (*_BOOT_KEYS, CONFIG_VERSION_KEY)
+# The KMS key of the SSM parameter (resources/kms.py): blank = the AWS-managed alias/aws/ssm,
+# `managed` = a key the tool creates for the system, else the operator's key (id, ARN or alias).
+# Where the configuration is kept, not part of it: changing it re-encrypts the same value.
+KMS_KEY_KEY = "aws-ssm-kms-key"
+_NOT_STORED = (*_BOOT_KEYS, CONFIG_VERSION_KEY, KMS_KEY_KEY)
 DEFAULT_READ_CAPACITY = 100
 DEFAULT_WRITE_CAPACITY = 50
 
@@ -60,6 +64,8 @@ class TransactorSpec:
     secrets: tuple[str, ...]
     warnings: tuple[str, ...]
     license_key_line: int | None = None
+    # aws-ssm-kms-key: None for SSM's default key, "managed", or the operator's key.
+    kms_key: str | None = None
 
     @property
     def has_table(self) -> bool:
@@ -177,7 +183,13 @@ def spec_from(props: PropertiesText) -> TransactorSpec:
         secrets=secret_values(values),
         warnings=tuple(warnings),
         license_key_line=props.line_of("license-key"),
+        kms_key=_kms_key(values),
     )
+
+
+def _kms_key(values: Mapping[str, str]) -> str | None:
+    key = _optional(values, KMS_KEY_KEY)
+    return None if key in (None, "alias/aws/ssm") else key
 
 
 def load_transactor(path: str | Path) -> tuple[PropertiesText, TransactorSpec]:
