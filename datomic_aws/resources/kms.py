@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 # The value of aws-ssm-kms-key that asks for a key of the tool's own.
 MANAGED = "managed"
-# SSM's default for SecureString: the AWS-managed key of the account and region.
-DEFAULT_KEY = "alias/aws/ssm"
 # A key policy has one name (KMS's only policy name).
 _POLICY_NAME = "default"
 # What the account principal may do with the key: everything but using it, so whoever IAM lets
