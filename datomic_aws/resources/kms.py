@@ -1,6 +1,7 @@
 """The KMS key of the configuration parameter, when the transactor file names one (issue 11).
 
-`aws-ssm-kms-key` blank: the AWS-managed `alias/aws/ssm`, and nothing here runs. `managed`: a
+`aws-ssm-kms-key` blank: the AWS-managed `alias/aws/ssm`, which every principal of the account
+allowed to call SSM can decrypt through (reference §11), and nothing here runs. `managed`: a
 symmetric key this tool creates for the system and owns (our tags, alias
 `alias/datomic-aws/<system>`); its key policy lets the account administer the key (so it can never
 become unmanageable) and encrypt through SSM for this parameter only, and lets ONLY the transactor

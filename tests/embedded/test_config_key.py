@@ -21,7 +21,12 @@ from conftest import environment
 from datomic_aws import names, policies
 from datomic_aws.app.ensure_transactor import ensure_transactor
 from datomic_aws.aws import AwsContext
-from datomic_aws.errors import ForeignSystemError, OwnershipError, ResourceMismatch
+from datomic_aws.errors import (
+    AwsCallError,
+    ForeignSystemError,
+    OwnershipError,
+    ResourceMismatch,
+)
 from datomic_aws.resources import kms
 
 REGION = "us-east-1"
@@ -372,7 +377,7 @@ def test_the_wait_for_the_role_is_bounded() -> None:
                 service_message="Policy contains a statement with one or more invalid principals.",
                 expected_params={"KeyId": "k", "PolicyName": "default", "Policy": spec.policy},
             )
-        with pytest.raises(Exception, match="MalformedPolicyDocumentException"):
+        with pytest.raises(AwsCallError, match="MalformedPolicyDocumentException"):
             kms.execute_key(client, plan, sleep=slept.append)
         stub.assert_no_pending_responses()
     assert len(slept) == 5 and sum(slept) < 120
