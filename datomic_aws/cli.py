@@ -366,10 +366,11 @@ def apply_cmd(opts: Options, directory: str | None, recreate_failed: bool, yes: 
 def demo_cmd(opts: Options, directory: str | None) -> int:
     from datomic_aws.sandbox.demo import run_demo
 
+    def out(text: str) -> None:
+        _TERMINAL.line(text, write=lambda line: click.echo(line, nl=False))
+
     json_output = opts.output == "json"
-    return run_demo(
-        directory, out=click.echo, err=_echo_err, wait=_on_wait, json_output=json_output
-    )
+    return run_demo(directory, out=out, err=_echo_err, wait=_on_wait, json_output=json_output)
 
 
 @click.command("serve", help=HELP["sandbox serve"])

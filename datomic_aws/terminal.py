@@ -94,12 +94,13 @@ class Terminal:
                 self._draw()
                 self._start_ticker()
 
-    def line(self, text: str) -> None:
-        """Any other line for stderr; the live line, if any, stays under it."""
+    def line(self, text: str, write: Callable[[str], None] | None = None) -> None:
+        """Any other line, for stderr (or through `write`, for stdout); the live line, if any,
+        stays under it."""
         with self._lock:
             shown = self._shown
             self._clear()
-            self._write(f"{text}\n")
+            (write or self._write)(f"{text}\n")
             if shown:
                 self._draw()
 
