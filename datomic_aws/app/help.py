@@ -84,12 +84,25 @@ Run the whole sequence for one environment folder.
 
     ensure-transactor DIR/transactor.properties, ensure-cf DIR/cf.properties, create-cf-template
     into DIR/cf.json, then create-cf-stack or update-stack (with replacement) for the stack named
-    by aws-stack-name in cf.properties.
+    by aws-stack-name in cf.properties. DIR defaults to the current folder.
 
     \b
     Example:
       datomic-aws apply aws/prod
       datomic-aws apply --dry-run --detailed-exitcode aws/prod
+      cd aws/prod && datomic-aws apply
+""",
+    "completion": """\
+Print the shell completion script for bash, zsh or fish.
+
+    SHELL is bash, zsh or fish. Load the script from the shell's startup file (README: Shell
+    completion); commands, options and their choices then complete with Tab.
+
+    \b
+    Example:
+      eval "$(datomic-aws completion bash)"     (in ~/.bashrc)
+      eval "$(datomic-aws completion zsh)"      (in ~/.zshrc, after compinit)
+      datomic-aws completion fish > ~/.config/fish/completions/datomic-aws.fish
 """,
     "demo": """\
 Run the whole loop against an embedded AWS (moto): no account needed.
@@ -149,12 +162,28 @@ Show the stack, its last event, the group and each of its instances.
 """,
 }
 
+# `datomic-aws --help` lists the commands in the order of the operator's loop.
+LOOP_ORDER = (
+    "ensure-transactor",
+    "ensure-cf",
+    "create-cf-template",
+    "create-cf-stack",
+    "update-stack",
+    "apply",
+    "status",
+    "delete-cf-stack",
+    "demo",
+    "sandbox",
+    "completion",
+)
+
 # Each option's help, by its long name.
 OPTIONS: dict[str, str] = {
     "--profile": "AWS profile (default: AWS_PROFILE or the default chain).",
     "--endpoint-url": "AWS endpoint for every service (moto, LocalStack); AWS_ENDPOINT_URL also works.",
-    "--output": "json: exactly one JSON document on stdout.",
+    "--output": "json: exactly one JSON document on stdout. Global options go before or after the command.",
     "--debug": "On errors, add the traceback and the AWS request id.",
+    "--no-color": "No colour, even on a terminal (so does a non-empty NO_COLOR).",
     "--lock-timeout": "How long to wait for another run working on the same folder or stack (0: refuse at once).",
     "--recreate-failed stack": (
         "Delete and create again a stack left in ROLLBACK_COMPLETE (only one carrying our tags)."

@@ -29,6 +29,7 @@ from datomic_aws.aws_errors import has_code, ignoring, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch, WaitTimeout
 from datomic_aws.policies import TRUST_POLICY, Document
+from datomic_aws.properties import unified_diff
 from datomic_aws.resources.owner import check_owner
 from datomic_aws.resources.plan import Operation, Planned, action_for
 
@@ -219,9 +220,19 @@ class PutPolicy:
     name: str
     document: str = field(repr=False)
     verb: str = ""  # "add" or "update"; blank on a role being created
+    before: str = field(default="", repr=False)  # the document an update replaces
 
     def describe(self) -> str:
-        return f"inline policy {self.name}" + (f": {self.verb}" if self.verb else "")
+        head = f"inline policy {self.name}" + (f": {self.verb}" if self.verb else "")
+        if not self.before:
+            return head
+        diff = unified_diff(_pretty(self.before), _pretty(self.document), f"{self.name}.json")
+        return f"{head}\n{diff.rstrip()}"
+
+
+def _pretty(document: str) -> str:
+    """A policy document as its diff shows it: one statement part per line, keys sorted."""
+    return json.dumps(json.loads(document), indent=2, sort_keys=True) + "\n"
 
 
 @dataclass(frozen=True)
@@ -301,7 +312,8 @@ def _role_operations(spec: RoleSpec, current: RoleState | None) -> tuple[Operati
         if name not in current.policies:
             ops.append(PutPolicy(spec.name, name, _policy_json(doc), "add"))
         elif _canonical(current.policies[name]) != _canonical(doc):
-            ops.append(PutPolicy(spec.name, name, _policy_json(doc), "update"))
+            before = _policy_json(current.policies[name])
+            ops.append(PutPolicy(spec.name, name, _policy_json(doc), "update", before))
     for name in sorted(current.policies):
         if name not in spec.policies and spec.managed(name):
             ops.append(DeletePolicy(spec.name, name))
