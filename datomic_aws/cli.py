@@ -327,7 +327,7 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
 
 
 @cli.command("apply", help=HELP["apply"])
-@click.argument("directories", metavar="[DIR]...", nargs=-1,
+@click.argument("directories", metavar="[DIR...]", nargs=-1,
                 type=click.Path(file_okay=False, readable=False))  # fmt: skip
 @click.option("--jobs", type=click.IntRange(min=1), metavar="N", help=OPTIONS["--jobs"])
 @_flag("--recreate-failed")

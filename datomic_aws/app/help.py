@@ -84,10 +84,10 @@ Run the whole sequence for one environment folder, or several side by side.
 
     ensure-transactor DIR/transactor.properties, ensure-cf DIR/cf.properties, create-cf-template
     into DIR/cf.json, then create-cf-stack or update-stack (with replacement) for the stack named
-    by aws-stack-name in cf.properties. DIR defaults to the current folder. With several
-    folders (one system each), every folder is checked first, then they run --jobs at a time; one
-    failing does not stop the others; a summary table ends the output, and the exit code is the
-    worst of the folders' (130, 1, 2, 3, 0 in that order).
+    by aws-stack-name in cf.properties. DIR defaults to the current folder. DIR... may name
+    several folders (one system each): every folder is checked first, then they run --jobs at a
+    time; one failing does not stop the others; a summary table ends the output, and the exit code
+    is the worst of the folders' (130, 1, 2, 3, 0 in that order).
 
     \b
     Example:
