@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from datomic_aws.errors import DatomicAwsError, ExitCode, UsageError
+from datomic_aws.errors import DatomicAwsError, ExitCode, InvalidInput, UsageError
 
 if TYPE_CHECKING:
     from datomic_aws.app.inputs import Inputs
@@ -190,8 +190,11 @@ class FolderRun:
         return f"{'would change' if self.result.dry_run else 'changed'} {changed}"
 
 
-def _reason(error: DatomicAwsError, width: int = 80) -> str:
-    line = error.lines()[0].removeprefix("Error: ")
+def _reason(error: DatomicAwsError, width: int = 72) -> str:
+    """The first problem, without its place and hint (stderr has every line whole)."""
+    problems = error.problems if isinstance(error, InvalidInput) else []
+    line = problems[0].message if problems else error.lines()[0].removeprefix("Error: ")
+    line += f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return line if len(line) <= width else line[: width - 3] + "..."
 
 

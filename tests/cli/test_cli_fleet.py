@@ -81,7 +81,7 @@ def test_three_folders_one_invalid_then_a_noop_rerun_then_fixed(
     assert re.search(rf"\] {re.escape(str(a))}: .*AWS::", first.stderr), first.stderr
 
     before = {n: _snapshot(f) for n, f in (("a", a), ("b", b), ("c", c))}
-    second = cli("apply", str(a), str(b), str(c), *FAST, timeout=300)
+    second = cli("apply", "--jobs", "2", str(a), str(b), str(c), *FAST, timeout=300)
     assert second.code == 2, second.stderr
     rows = {line.split()[0]: line for line in second.stdout.splitlines() if line.strip()}
     for folder, system in ((a, "fleet-a"), (b, "fleet-b")):
