@@ -30,13 +30,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _write_err(text: str) -> None:
-    click.echo(text, err=True, nl=False)
-
-
 # The run's stderr lines (wait lines stamped with the elapsed time, the live line on a terminal)
 # and whether stdout is coloured: started by the group from the global options.
-_TERMINAL = Terminal(_write_err)
+_TERMINAL = Terminal(lambda text: click.echo(text, err=True, nl=False))
 _echo_err, _on_wait, _close_progress = _TERMINAL.line, _TERMINAL.wait_line, _TERMINAL.close
 
 
@@ -436,9 +432,12 @@ def _report(exc: DatomicAwsError, opts: Options | None) -> int:
     return int(exc.exit_code)
 
 
+_STOPPING = b"datomic-aws: stopping; restoring what this run changed (SIGKILL stops at once)\n"
+
+
 def _stopping() -> None:
     # os.write, not click.echo: the signal handler may run inside a write to the same stream.
-    os.write(2, b"datomic-aws: stopping; restoring what this run changed (SIGKILL stops at once)\n")
+    os.write(2, (b"\r\x1b[K" if _TERMINAL.live else b"") + _STOPPING)  # not into the live line
 
 
 def main(argv: list[str] | None = None) -> None:

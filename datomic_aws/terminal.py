@@ -62,10 +62,12 @@ class Terminal:
         self._columns = columns
         self._tick = tick
         self._lock = threading.RLock()
+        self._stop = threading.Event()
         self.start(live=live, color=color)
 
     def start(self, *, live: bool, color: bool) -> None:
-        """A command begins: the elapsed time counts from now."""
+        """A command begins: the elapsed time counts from now (a previous ticker stops)."""
+        self._stop.set()
         self.live = live
         self.color = color
         self._start = self._clock()

@@ -230,3 +230,47 @@ def test_wait_lines_show_the_elapsed_time(endpoint: str, tmp_path: Path) -> None
 
 if sys.platform == "win32":  # pragma: no cover - pty is POSIX
     pytestmark = pytest.mark.skip(reason="needs a POSIX pseudo-terminal")
+
+
+def _stderr_on_a_terminal(*args: str, env: dict[str, str], hold: Path) -> tuple[int, str]:
+    """stderr as a terminal shows it, while the test holds the folder lock of `hold`."""
+    import fcntl
+
+    main, secondary = pty.openpty()
+    with open(hold / ".datomic-aws.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        proc = subprocess.run([*command_line(), *args], stdout=subprocess.PIPE, stderr=secondary,
+                              stdin=subprocess.DEVNULL, env=env, timeout=120, check=False)  # fmt: skip
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return proc.returncode, b"".join(chunks).decode()
+
+
+def test_a_live_line_ticks_under_the_wait_lines_on_a_terminal_only(
+    endpoint: str, tmp_path: Path
+) -> None:
+    path = _folder(tmp_path) / "transactor.properties"
+    args = ("--lock-timeout", "2.5", "ensure-transactor", str(path))
+    code, seen = _stderr_on_a_terminal(*args, env=_env(endpoint), hold=path.parent)
+    assert code == 1, seen  # the lock was never free
+    clear = "\r\x1b[K"
+    assert re.search(r"\[\d:\d\d\] waiting for another datomic-aws run \(pid 4242\)", seen), seen
+    live = re.findall(r"\r\x1b\[K\.\.\. (\d:\d\d) elapsed \| waiting for another datomic-aws", seen)
+    assert len(set(live)) >= 2, seen  # redrawn each second while nothing happens
+    # Erased before the error is written.
+    assert seen.split("Error:")[0].endswith(clear), seen
+    _, as_json = _stderr_on_a_terminal("--output", "json", *args, env=_env(endpoint),
+                                       hold=path.parent)  # fmt: skip
+    assert re.search(r"\[\d:\d\d\] waiting for another datomic-aws run", as_json), as_json
+    assert "\r" not in as_json.replace("\r\n", "\n")  # the terminal's own line ends aside
