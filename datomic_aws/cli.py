@@ -323,36 +323,40 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
 
 
 @cli.command("apply", help=HELP["apply"])
-@_path("directory", "[DIR]", required=False, folder=True)
+@click.argument("directories", metavar="[DIR...]", nargs=-1,
+                type=click.Path(file_okay=False, readable=False))  # fmt: skip
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N", help=OPTIONS["--jobs"])
 @_flag("--recreate-failed")
 @_replacement_options
 @change_options(adopt=True)
 @wait_options
 @click.pass_obj
-def apply_cmd(opts: Options, directory: str | None, recreate_failed: bool, yes: bool, strategy: str,
-              no_replace: bool, dry_run: bool, detailed_exitcode: bool, adopt: bool, timeout: float,
-              poll_interval: float) -> int:  # fmt: skip
+def apply_cmd(opts: Options, directories: tuple[str, ...], jobs: int | None, recreate_failed: bool,
+              yes: bool, strategy: str, no_replace: bool, dry_run: bool, detailed_exitcode: bool,
+              adopt: bool, timeout: float, poll_interval: float) -> int:  # fmt: skip
+    from functools import partial
+
     from datomic_aws.app.apply import apply_dir, check_folder
+    from datomic_aws.app.fleet import Settings, run_folders
     from datomic_aws.stack.transport import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
-    directory = directory or "."  # the current folder, as terraform apply takes it
+    waiting = _waiting(timeout, poll_interval)
+    settings = Settings(dry_run, adopt, recreate_failed, detailed_exitcode, jobs, waiting)
+    when = " if the launch template changes"
+    confirm = partial(_replacement, strategy, no_replace, dry_run, yes, when)
+    if len(directories) > 1:  # several environments side by side
+        fleet = run_folders(opts, directories, settings, confirm)
+        _close_progress()
+        sys.stderr.write(fleet.stderr_text())
+        sys.stdout.write(fleet.output(opts.output, color=_TERMINAL.color))
+        return fleet.exit_code
+    directory = directories[0] if directories else "."  # the current folder, as terraform's
     inputs = check_folder(directory, dry_run=dry_run)
-    replacement = _replacement(
-        strategy, no_replace, dry_run, yes, " if the launch template changes"
-    )
+    replacement = confirm()
     aws = opts.aws(dry_run=dry_run, allowed_writes=DRY_RUN_WRITES)
     with opts.locked(os.path.join(directory, "cf.json"), dry_run=dry_run):
-        result = apply_dir(
-            aws,
-            directory,
-            dry_run=dry_run,
-            adopt=adopt,
-            recreate_failed=recreate_failed,
-            replacement=replacement,
-            waiting=_waiting(timeout, poll_interval),
-            inputs=inputs,
-        )
+        result = apply_dir(aws, directory, inputs=inputs, **settings.options(replacement))
     return finish(opts, result, detailed_exitcode=detailed_exitcode)
 
 

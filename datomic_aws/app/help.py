@@ -80,17 +80,21 @@ Delete the stack (lifting termination protection) and wait until it is gone.
       datomic-aws delete-cf-stack us-east-1 datomic-prod --yes
 """,
     "apply": """\
-Run the whole sequence for one environment folder.
+Run the whole sequence for one environment folder, or several side by side.
 
     ensure-transactor DIR/transactor.properties, ensure-cf DIR/cf.properties, create-cf-template
     into DIR/cf.json, then create-cf-stack or update-stack (with replacement) for the stack named
-    by aws-stack-name in cf.properties. DIR defaults to the current folder.
+    by aws-stack-name in cf.properties. DIR defaults to the current folder. DIR... may name
+    several folders (one system each): every folder is checked first, then they run --jobs at a
+    time; one failing does not stop the others; a summary table ends the output, and the exit code
+    is the worst of the folders' (130, 1, 2, 3, 0 in that order).
 
     \b
     Example:
       datomic-aws apply aws/prod
       datomic-aws apply --dry-run --detailed-exitcode aws/prod
       cd aws/prod && datomic-aws apply
+      datomic-aws apply aws/prod aws/staging aws/dev --jobs 2
 """,
     "completion": """\
 Print the shell completion script for bash, zsh or fish.
@@ -204,5 +208,6 @@ OPTIONS: dict[str, str] = {
     "--no-replace": "Update the stack only; leave the running instances as they are.",
     "--strategy": "surge: start each replacement before stopping an old instance (no gap). terminate: Datomic's old way, with downtime.",
     "--detailed-exitcode": "With --dry-run: exit 3 when changes are pending, 0 when there are none.",
+    "--jobs": "With several folders: how many run at once (default: up to 4).",
     "--dry-run": "Plan only: read AWS, print the changes and the diff of files; write nothing.",
 }
