@@ -60,6 +60,8 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "CreateTable",
             "DescribeContinuousBackups",
             "DescribeTable",
+            # status: the heartbeat item, one consistent read.
+            "GetItem",
             "UpdateContinuousBackups",
             "UpdateTable",
         }
@@ -74,6 +76,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "DescribeInstanceTypeOfferings",
             "DescribeInstanceTypes",
             "DescribeInstances",
+            "DescribeLaunchTemplateVersions",
             "DescribeLaunchTemplates",
             "DescribeSecurityGroups",
             "DescribeSubnets",

@@ -91,6 +91,16 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "'\"'\"'") + "'"
 
 
+# The constants the rendered boot script keeps one per line (the shared user data layout), read
+# back by status and by the embedded AWS's emulated transactors.
+_CONSTANT = re.compile(r"^readonly ([A-Z][A-Z0-9_]*)='((?:[^']|'\"'\"')*)'[ \t]*$", re.MULTILINE)
+
+
+def parse_user_data(text: str) -> dict[str, str]:
+    """`readonly NAME='value'` lines of the boot script -> {NAME: value} (_quote undone)."""
+    return {m.group(1): m.group(2).replace("'\"'\"'", "'") for m in _CONSTANT.finditer(text)}
+
+
 def _escape_for_sub(text: str) -> str:
     """Fn::Sub reads `${x}` as a reference; `${!x}` is CloudFormation's escape for a literal."""
     return text.replace("${", "${!")
