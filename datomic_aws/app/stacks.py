@@ -119,8 +119,8 @@ def status(
     session: Session,
     region: str,
     name: str,
-    template_json: str | Path | None,
-    transactor_file: str | Path | None = None,
+    template_json: str | Path | None = None,
+    transactor: str | Path | None = None,
 ) -> Result:
     """status REGION STACK_NAME [--template TEMPLATE_JSON] [--transactor TRANSACTOR_PROPS]:
     read-only; the files are read and checked before any call."""
@@ -133,7 +133,5 @@ def status(
         template = stack_template(region, name, template_json, deploys=False)  # checks the names
     else:
         check_stack_arguments(region, name)
-    transactor = load_transactor(transactor_file)[1] if transactor_file else None
-    return stack_status(
-        session(dry_run=True), region, name, template=template, transactor=transactor
-    )
+    spec = load_transactor(transactor)[1] if transactor else None
+    return stack_status(session(dry_run=True), region, name, template=template, transactor=spec)
