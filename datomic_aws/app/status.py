@@ -77,11 +77,12 @@ def stack_status(
                 ),
             }
         boots: dict[str, drift.BootConstants] = {}
+        running: dict[str, drift.Pin] = {}
         if info.state is not stack.StackState.IN_PROGRESS:
-            boots = _read_group(ctx, cfn, info, region, doc)
+            boots, running = _read_group(ctx, cfn, info, region, doc)
     system = info.tags.get(names.TAG_SYSTEM)
-    config_drift = _configuration(ctx, doc, boots, transactor, system)
-    doc["heartbeat"] = _heartbeat(ctx, boots, transactor, now)
+    config_drift = _configuration(ctx, doc, boots, running, transactor)
+    doc["heartbeat"] = read_heartbeat(ctx, boots, transactor, now)
     if system:
         result.warnings.extend(role_drift(ctx.client("iam", region), system, template))
     reasons = _out_of_sync(doc) + config_drift
@@ -96,21 +97,24 @@ def _read_group(
     info: stack.StackInfo,
     region: str,
     doc: dict[str, Any],
-) -> dict[str, drift.BootConstants]:
-    """The group (into `doc`) and the boot constants of each launch template version its
-    instances run; {} without a group."""
+) -> tuple[dict[str, drift.BootConstants], dict[str, drift.Pin]]:
+    """The group (into `doc`); the boot constants of the declared launch template version and of
+    each version its instances run, and the pin each version its instances run carries (by
+    version number); nothing without a group."""
     group_name, version = group_of(cfn, info, region)
     group = replace.read_group(ctx.client("autoscaling", region), group_name)
     if group is None:
-        return {}
+        return {}, {}
     ec2 = ctx.client("ec2", region)
     group = replace.with_roles(ec2, group)
     if version == "$Latest" and group.launch_template_id:
         version = replace.resolve_version(ec2, group.launch_template_id, version)
-    wanted = drift.distinct_versions([version, *(i.launch_template_version for i in group.members)])
-    boots = _boot_constants(ec2, group.launch_template_id, wanted)
+    # Instances of another launch template (attached by hand, a Datomic-era group) pin nothing.
+    ours = [i for i in group.members if i.launch_template_id == group.launch_template_id]
+    run = drift.distinct_versions(i.launch_template_version for i in ours)
+    boots = _boot_constants(ec2, group.launch_template_id, drift.distinct_versions([version, *run]))
     doc["group"] = _group_doc(group, version, boots)
-    return boots
+    return boots, {v: boots[v].pin for v in run if v in boots}
 
 
 def _boot_constants(
@@ -135,8 +139,8 @@ def _configuration(
     ctx: AwsContext,
     doc: dict[str, Any],
     boots: dict[str, drift.BootConstants],
+    running: dict[str, drift.Pin],
     transactor: TransactorSpec | None,
-    system: str | None,
 ) -> list[str]:
     """The configuration the instances run, SSM's and the local file's (into `doc`); the drift."""
     first = next(iter(boots.values()), None)
@@ -154,15 +158,6 @@ def _configuration(
     if transactor is not None:
         values = transactor.values
         local = drift.Pin(config_version(values), config_digest(values))
-    running = {
-        v: boots[v].pin
-        for v in drift.distinct_versions(
-            i["launch_template_version"]
-            for i in doc.get("group", {}).get("instances", [])
-            if not i["lifecycle_state"].startswith(replace.LEAVING_PREFIXES)
-        )
-        if v in boots
-    }
     reasons = drift.configuration_drift(
         running,
         stored,
@@ -181,7 +176,7 @@ def _configuration(
     return reasons
 
 
-def _heartbeat(
+def read_heartbeat(
     ctx: AwsContext,
     boots: dict[str, drift.BootConstants],
     transactor: TransactorSpec | None,
@@ -277,7 +272,8 @@ def _group_doc(
 ) -> dict[str, Any]:
     instances = []
     for i in group.instances:
-        boot = boots.get(i.launch_template_version or "")
+        same = i.launch_template_id == group.launch_template_id
+        boot = boots.get(i.launch_template_version or "") if same else None
         current = (
             replace.is_current(i, group.launch_template_id or "", version) if version else None
         )
