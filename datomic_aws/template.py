@@ -49,8 +49,9 @@ ROLE_POLL_SECONDS = 5
 # which is why GroupSize is limited to the values the mapping lists (the cf schema's maximum).
 MAX_GROUP_SIZE = 10
 
-# Amazon Linux 2023's root device name (DescribeImages: RootDeviceName of its AMIs, x86_64 and
-# arm64 alike); a mapping on that name sets the root volume, on another would add a second disk.
+# Amazon Linux 2023's root device name (DescribeImages: RootDeviceName of Amazon's AL2023 images,
+# x86_64 and arm64 alike; tests/embedded/test_root_device.py reads it from the image data moto
+# carries). A mapping on that name sets the root volume; on another it would add a second disk.
 ROOT_DEVICE = "/dev/xvda"
 
 AL2023_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
