@@ -4,9 +4,9 @@ transactor file (configuration drift), the age of the storage heartbeat for `ddb
 policies on the system's roles that datomic-aws did not write (warnings).
 
 Read-only, and each thing read once: DescribeStacks, DescribeStackEvents, GetTemplate (with
---template), DescribeAutoScalingGroups, DescribeInstances, one DescribeLaunchTemplateVersions for
-every version the instances run, one DescribeParameters (never a decrypting read), one consistent
-GetItem of the heartbeat item (never a scan), the IAM policy lists. It must not write to AWS, or
+--template), DescribeAutoScalingGroups, DescribeInstances, one DescribeLaunchTemplateVersions (the
+declared version and every version the instances run), one DescribeParameters (never a decrypting
+read), one consistent GetItem of the heartbeat item (never a scan), the IAM policy lists. It must not write to AWS, or
 print (cli.py renders the document); the judgements are app/drift.py's.
 """
 
@@ -195,6 +195,9 @@ def read_heartbeat(
             return None
         table, table_region = first.system, first.region
     out: dict[str, Any] = {"table": table, "region": table_region, "item": names.HEARTBEAT_ITEM_ID}
+    # Reference §10: the active transactor writes into storage with every heartbeat. The item is
+    # the one the embedded AWS's emulated transactors keep (Datomic's own layout is private to
+    # Datomic): on a real system it is absent, and that is said, not guessed at.
     try:
         item = (
             ctx.client("dynamodb", table_region)
