@@ -51,8 +51,10 @@ ROLE_POLL_SECONDS = 5
 # which is why GroupSize is limited to the values the mapping lists (the cf schema's maximum).
 MAX_GROUP_SIZE = 10
 
-ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023's root device name
-ROOT_VOLUME_GIB = 20
+# Amazon Linux 2023's root device name (DescribeImages: RootDeviceName of Amazon's AL2023 images,
+# x86_64 and arm64 alike; tests/embedded/test_root_device.py reads it from the image data moto
+# carries). A mapping on that name sets the root volume; on another it would add a second disk.
+ROOT_DEVICE = "/dev/xvda"
 
 AL2023_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
@@ -98,6 +100,16 @@ def _shipped_source() -> str:
 def _quote(value: str) -> str:
     """Single-quoted for bash; the schema keeps quotes out of the values, this keeps it safe."""
     return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+# The constants the rendered boot script keeps one per line (the shared user data layout), read
+# back by status and by the embedded AWS's emulated transactors.
+_CONSTANT = re.compile(r"^readonly ([A-Z][A-Z0-9_]*)='((?:[^']|'\"'\"')*)'[ \t]*$", re.MULTILINE)
+
+
+def parse_user_data(text: str) -> dict[str, str]:
+    """`readonly NAME='value'` lines of the boot script -> {NAME: value} (_quote undone)."""
+    return {m.group(1): m.group(2).replace("'\"'\"'", "'") for m in _CONSTANT.finditer(text)}
 
 
 def _escape_for_sub(text: str) -> str:
@@ -290,6 +302,20 @@ def _parameters(cf: CfSpec) -> dict[str, Any]:
     return params
 
 
+def _root_ebs(cf: CfSpec) -> dict[str, Any]:
+    """The root volume (aws-root-volume-*), always encrypted (the account's default EBS key)."""
+    volume = cf.root_volume
+    ebs: dict[str, Any] = {
+        "VolumeType": volume.volume_type,
+        "VolumeSize": volume.size_gib,
+        "Encrypted": True,
+        "DeleteOnTermination": True,
+    }
+    if volume.iops is not None:
+        ebs["Iops"] = volume.iops
+    return ebs
+
+
 def _launch_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
     system = transactor.system
     instance_name = names.instance(system)
@@ -307,17 +333,7 @@ def _launch_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
                     # Only the host itself reads instance metadata; no container hop allowed.
                     "HttpPutResponseHopLimit": 1,
                 },
-                "BlockDeviceMappings": [
-                    {
-                        "DeviceName": ROOT_DEVICE,
-                        "Ebs": {
-                            "VolumeType": "gp3",
-                            "VolumeSize": ROOT_VOLUME_GIB,
-                            "Encrypted": True,
-                            "DeleteOnTermination": True,
-                        },
-                    }
-                ],
+                "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": _root_ebs(cf)}],
                 "Monitoring": {"Enabled": cf.monitoring},
                 # EC2's default is stop: a powered-off transactor would linger in the group
                 # (reference §11). The boot script and the transactor unit power off to leave it.
