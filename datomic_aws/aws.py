@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_autoscaling.client import AutoScalingClient
     from mypy_boto3_cloudformation.client import CloudFormationClient
+    from mypy_boto3_cloudwatch.client import CloudWatchClient
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_ec2.client import EC2Client
     from mypy_boto3_iam.client import IAMClient
@@ -150,6 +151,11 @@ class AwsContext:
     def client(
         self, service: Literal["cloudformation"], region: str, endpoint_url: str | None = None
     ) -> CloudFormationClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["cloudwatch"], region: str, endpoint_url: str | None = None
+    ) -> CloudWatchClient: ...
 
     @overload
     def client(

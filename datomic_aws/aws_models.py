@@ -55,13 +55,20 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "UpdateTerminationProtection",
         }
     ),
+    "cloudwatch": frozenset(
+        {
+            # status: the age of the last HeartbeatMsec datapoint the transactor published.
+            "GetMetricData",
+            # Never called: SSM's and KMS's have the same method names.
+            "ListTagsForResource",
+            "TagResource",
+        }
+    ),
     "dynamodb": frozenset(
         {
             "CreateTable",
             "DescribeContinuousBackups",
             "DescribeTable",
-            # status: the heartbeat item, one consistent read.
-            "GetItem",
             # Never called: KMS's TagResource has the same method name (tag_resource).
             "TagResource",
             "UpdateContinuousBackups",

@@ -25,9 +25,15 @@ MANAGED_BY = "datomic-aws"
 TAG_ROLE = "datomic:role"
 ROLE_ACTIVE = "active"
 ROLE_STANDBY = "standby"
-# The heartbeat item the embedded AWS's emulated transactors keep in the storage table (`owner`,
-# `stamp` in epoch seconds), which status reads. Datomic's own storage layout is private to Datomic.
-HEARTBEAT_ITEM_ID = "datomic-aws-sandbox:transactor-heartbeat"
+# The metrics Datomic's transactor publishes to CloudWatch when its properties set
+# aws-cloudwatch-region: namespace "Datomic", one dimension "Transactor" =
+# aws-cloudwatch-dimension-value, reported once a minute; HeartbeatMsec counts the heartbeats the
+# active transactor wrote ("Transactor Metrics", docs.datomic.com/on-prem/monitoring.html; the
+# reference does not list Datomic's metrics yet). The same values as template_observe's alarms.
+METRICS_NAMESPACE = "Datomic"
+METRICS_DIMENSION = "Transactor"
+METRICS_PERIOD_SECONDS = 60
+HEARTBEAT_METRIC = "HeartbeatMsec"
 
 
 def tags(system: str) -> dict[str, str]:

@@ -165,12 +165,14 @@ def _status_health_lines(doc: dict[str, Any]) -> list[str]:
             lines.append(f"    {config['local']['path']}: {_pin_text(config['local'])}")
     beat = doc.get("heartbeat")
     if beat:
-        where = f"table {beat['table']} ({beat['region']})"
         if beat["age_seconds"] is None:
-            lines.append(f"  heartbeat: none found in {where}: {beat['note']}")
+            lines.append(f"  last heartbeat metric: unknown ({beat['note']})")
         else:
+            dimension = beat["dimension"]
             lines.append(
-                f"  heartbeat: {beat['age_seconds']:.1f} s ago by {beat['owner']} in {where}"
+                f"  last heartbeat metric: {beat['age_seconds']:.0f} s ago "
+                f"({beat['resolution_seconds']} s resolution; {beat['metric']} "
+                f"{dimension['name']}={dimension['value']} in {beat['region']})"
             )
     return lines
 

@@ -3,8 +3,8 @@
 Owns the comparison of the three places a transactor configuration is named (issue 13): the pin
 the instances run (`<SSM version>:<keyed digest>`, the user data's CONFIG_PIN of their launch
 template version), what SSM holds (the parameter's version and the keyed digest its Description
-keeps), and the local transactor file (its recorded version and its keyed digest); and the age of
-the last heartbeat read from the storage table.
+keeps), and the local transactor file (its recorded version and its keyed digest); and where the
+transactor publishes its heartbeat metric and the age of its latest datapoint.
 
 Pure: no AWS, no clock (the caller passes `now`), no printing. app/status.py reads, this decides.
 """
@@ -15,6 +15,7 @@ import base64
 import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from datomic_aws.template import parse_user_data
@@ -117,23 +118,37 @@ def distinct_versions(versions: Iterable[str | None]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Heartbeat:
-    """The last heartbeat the active transactor wrote: who, and when (epoch seconds)."""
+class HeartbeatMetric:
+    """Where the transactor publishes its HeartbeatMsec metric: the CloudWatch region and the
+    value of its one dimension (names.METRICS_DIMENSION)."""
 
-    owner: str
-    stamp: float
-
-    def age(self, now: float) -> float:
-        """Seconds since it was written (never negative: clocks of two machines may disagree)."""
-        return round(max(0.0, now - self.stamp), 1)
+    region: str
+    dimension_value: str
 
 
-def heartbeat_from_item(item: Mapping[str, Any] | None) -> Heartbeat | None:
-    """The heartbeat item's attributes (DynamoDB JSON) -> Heartbeat; None when absent or not
-    shaped as one."""
-    if not item:
+def heartbeat_metric(values: Mapping[str, str], system: str) -> HeartbeatMetric | None:
+    """The transactor properties' metrics target; None when aws-cloudwatch-region is unset (then
+    Datomic publishes no metrics). Without aws-cloudwatch-dimension-value, the system name (the
+    value config/transactor.py and the observability alarms take for the system)."""
+    region = values.get("aws-cloudwatch-region", "").strip()
+    if not region:
         return None
-    try:
-        return Heartbeat(str(item["owner"]["S"]), float(item["stamp"]["N"]))
-    except (KeyError, TypeError, ValueError):
+    return HeartbeatMetric(
+        region, values.get("aws-cloudwatch-dimension-value", "").strip() or system
+    )
+
+
+def metric_window(now: float, period: int, periods: int) -> tuple[float, float]:
+    """The `periods` whole periods before `now` and the one it is in (epoch seconds), aligned on
+    the period as CloudWatch aligns its datapoints."""
+    end = (now // period + 1) * period
+    return end - (periods + 1) * period, end
+
+
+def metric_age(timestamps: Iterable[datetime], now: float) -> float | None:
+    """Seconds since the start of the latest datapoint's period (never negative: two machines'
+    clocks may disagree); None without a datapoint."""
+    latest = max(timestamps, default=None)
+    if latest is None:
         return None
+    return round(max(0.0, now - latest.timestamp()), 1)

@@ -1,12 +1,12 @@
 """status: the stack, its last event, template drift, the group (sizes, suspended processes) and
 each instance with its role, the configuration the instances run against SSM and the local
-transactor file (configuration drift), the age of the storage heartbeat for `ddb`, and the
-policies on the system's roles that datomic-aws did not write (warnings).
+transactor file (configuration drift), the age of the transactor's last HeartbeatMsec metric in
+CloudWatch, and the policies on the system's roles that datomic-aws did not write (warnings).
 
 Read-only, and each thing read once: DescribeStacks, DescribeStackEvents, GetTemplate (with
 --template), DescribeAutoScalingGroups, DescribeInstances, one DescribeLaunchTemplateVersions (the
 declared version and every version the instances run), one DescribeParameters (never a decrypting
-read), one consistent GetItem of the heartbeat item (never a scan), the IAM policy lists. It must not write to AWS, or
+read), one GetMetricData of the heartbeat metric, the IAM policy lists. It must not write to AWS, or
 print (cli.py renders the document); the judgements are app/drift.py's.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -30,6 +31,7 @@ from datomic_aws.resources import iam_drift, ssm
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDataQueryTypeDef
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_iam import IAMClient
 
@@ -82,7 +84,7 @@ def stack_status(
             boots, running = _read_group(ctx, cfn, info, region, doc)
     system = info.tags.get(names.TAG_SYSTEM)
     config_drift = _configuration(ctx, doc, boots, running, transactor)
-    doc["heartbeat"] = read_heartbeat(ctx, boots, transactor, now)
+    doc["heartbeat"] = read_heartbeat(ctx, transactor, now)
     if system:
         result.warnings.extend(role_drift(ctx.client("iam", region), system, template))
     reasons = _out_of_sync(doc) + config_drift
@@ -176,44 +178,86 @@ def _configuration(
     return reasons
 
 
+# How far back status looks for the latest HeartbeatMsec datapoint: Datomic reports once a minute,
+# so 15 periods hold many datapoints of a live transactor and say "none" of a dead one.
+HEARTBEAT_PERIODS = 15
+
+
 def read_heartbeat(
-    ctx: AwsContext,
-    boots: dict[str, drift.BootConstants],
-    transactor: TransactorSpec | None,
-    now: Callable[[], float],
-) -> dict[str, Any] | None:
-    """For `ddb`: the heartbeat item of the storage table (one consistent GetItem) and its age.
-    The table is the transactor file's; without one, the system's (for ddb the system name is the
-    table's, config/transactor.py) in the configuration's region."""
-    if transactor is not None:
-        if transactor.protocol != "ddb" or not transactor.table:
-            return None
-        table, table_region = transactor.table, transactor.region
-    else:
-        first = next(iter(boots.values()), None)
-        if first is None or not first.system or not first.region:
-            return None
-        table, table_region = first.system, first.region
-    out: dict[str, Any] = {"table": table, "region": table_region, "item": names.HEARTBEAT_ITEM_ID}
-    # Reference §10: the active transactor writes into storage with every heartbeat. The item is
-    # the one the embedded AWS's emulated transactors keep (Datomic's own layout is private to
-    # Datomic): on a real system it is absent, and that is said, not guessed at.
+    ctx: AwsContext, transactor: TransactorSpec | None, now: Callable[[], float]
+) -> dict[str, Any]:
+    """The age of the latest HeartbeatMsec datapoint the transactor published to CloudWatch (one
+    GetMetricData), in the region and dimension its properties name; a note, and no call, when
+    they do not enable metrics or no transactor file says. Never a guessed age."""
+    period = names.METRICS_PERIOD_SECONDS
+    out: dict[str, Any] = {
+        "source": "cloudwatch",
+        "metric": names.HEARTBEAT_METRIC,
+        "namespace": names.METRICS_NAMESPACE,
+        "dimension": None,
+        "region": None,
+        "age_seconds": None,
+        "resolution_seconds": period,
+        "note": None,
+    }
+    if transactor is None:
+        # The SSM value says whether metrics are on, but status never decrypts it.
+        return {
+            **out,
+            "note": "no --transactor file: whether and where the transactor "
+            "publishes its metrics (aws-cloudwatch-region) is unknown",
+        }
+    metric = drift.heartbeat_metric(transactor.values, transactor.system)
+    if metric is None:
+        return {
+            **out,
+            "note": f"{transactor.path} does not set aws-cloudwatch-region: the "
+            "transactor publishes no metrics",
+        }
+    query = _heartbeat_query(metric, period)
+    dimension = query["MetricStat"]["Metric"]["Dimensions"][0]
+    out.update(
+        dimension={"name": dimension["Name"], "value": dimension["Value"]},
+        region=metric.region,
+    )
+    start, end = drift.metric_window(now(), period, HEARTBEAT_PERIODS)
     try:
-        item = (
-            ctx.client("dynamodb", table_region)
-            .get_item(
-                TableName=table, Key={"id": {"S": names.HEARTBEAT_ITEM_ID}}, ConsistentRead=True
-            )
-            .get("Item")
+        answer = ctx.client("cloudwatch", metric.region).get_metric_data(
+            MetricDataQueries=[query],
+            StartTime=datetime.fromtimestamp(start, timezone.utc),
+            EndTime=datetime.fromtimestamp(end, timezone.utc),
+            ScanBy="TimestampDescending",
         )
     except ClientError as exc:
-        if not has_code(exc, "ResourceNotFoundException", "AccessDeniedException"):
-            raise translate(exc, f"dynamodb table {table}") from exc
-        return {**out, "owner": None, "age_seconds": None, "note": error_code(exc)}
-    beat = drift.heartbeat_from_item(item)
-    if beat is None:
-        return {**out, "owner": None, "age_seconds": None, "note": "no heartbeat item"}
-    return {**out, "owner": beat.owner, "age_seconds": beat.age(now()), "note": None}
+        if not has_code(exc, "AccessDenied", "AccessDeniedException"):
+            raise translate(exc, f"cloudwatch metric {names.HEARTBEAT_METRIC}") from exc
+        # A read-only status run by someone without CloudWatch read rights still reports the rest.
+        return {**out, "note": f"{error_code(exc)}: status needs cloudwatch:GetMetricData"}
+    stamps = [t for r in answer.get("MetricDataResults", []) for t in r.get("Timestamps", [])]
+    age = drift.metric_age(stamps, now())
+    if age is None:
+        minutes = HEARTBEAT_PERIODS * period // 60
+        return {**out, "note": f"no datapoint in the last {minutes} minutes"}
+    return {**out, "age_seconds": age}
+
+
+def _heartbeat_query(metric: drift.HeartbeatMetric, period: int) -> MetricDataQueryTypeDef:
+    """The HeartbeatMsec series as Datomic publishes it (names.py): namespace Datomic, dimension
+    Transactor=<aws-cloudwatch-dimension-value>; SampleCount per period, any datapoint is a
+    heartbeat reported in that period."""
+    dimension: DimensionTypeDef = {"Name": names.METRICS_DIMENSION, "Value": metric.dimension_value}
+    return {
+        "Id": "heartbeat",
+        "MetricStat": {
+            "Metric": {
+                "Namespace": names.METRICS_NAMESPACE,
+                "MetricName": names.HEARTBEAT_METRIC,
+                "Dimensions": [dimension],
+            },
+            "Period": period,
+            "Stat": "SampleCount",
+        },
+    }
 
 
 def role_drift(client: IAMClient, system: str, template: Template | None) -> list[str]:

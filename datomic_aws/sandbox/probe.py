@@ -7,7 +7,7 @@ intervals with no live active transactor, failovers (the live active changed) an
 (with their reason), and sums them up. `InServicePoller` counts a group's InService instances
 through the Auto Scaling API, the floor the tool's own replacement guarantees.
 
-Times are the embedded world's (`transactors.CLOCK`: moments the whole process was frozen are
+Times are the embedded world's (`clock.CLOCK`: moments the whole process was frozen are
 left out). Neither changes anything; neither prints.
 """
 
@@ -17,7 +17,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from datomic_aws.sandbox.transactors import CLOCK, LOST_RACE, Emulation, Exit
+from datomic_aws.sandbox.clock import CLOCK
+from datomic_aws.sandbox.transactors import LOST_RACE, Emulation, Exit
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling.client import AutoScalingClient

@@ -7,19 +7,18 @@ table of `aws-dynamodb-table` for `protocol=ddb`, an in-memory lease for any oth
 
 An emulated transactor behaves as reference §10 says Datomic does and completes its launch
 lifecycle action by the boot script's rule (CONTINUE once the process is alive and /health answers,
-ABANDON then power-off when it exits first or the deadline passes). It talks to the embedded AWS
-through boto3 like an instance would (SSM, DynamoDB, EC2 CreateTags, Auto Scaling); only what an
-instance knows about itself without an API (its user data, whether it is still running, powering
-itself off) is read from or done to the moto model directly. /health is a state flag, not a socket.
-It must never be given a real AWS endpoint: clients are built only with the embedded endpoint and
-throw-away credentials.
+ABANDON then power-off when it exits first or the deadline passes); the active reports HeartbeatMsec
+as Datomic does (metrics.py). It talks to the embedded AWS through boto3 like an instance would;
+only what an instance knows about itself without an API (its user data, whether it is still
+running, powering itself off) is read from or done to the moto model directly. /health is a state
+flag, not a socket. It never gets a real AWS endpoint: its clients are built only with the
+embedded endpoint and throw-away credentials.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -27,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 from datomic_aws import names
 from datomic_aws.config.transactor import DIGEST_SECRET_KEY, value_digest
 from datomic_aws.sandbox import moto_fixes
+from datomic_aws.sandbox.clock import CLOCK
+from datomic_aws.sandbox.metrics import HeartbeatMetrics
 from datomic_aws.sandbox.storage import DynamoStorage, MemoryStorage, Record, Storage
 from datomic_aws.template import parse_user_data
 
 if TYPE_CHECKING:
     import boto3.session
     from mypy_boto3_autoscaling.client import AutoScalingClient
+    from mypy_boto3_cloudwatch.client import CloudWatchClient
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_ec2.client import EC2Client
     from mypy_boto3_ssm.client import SSMClient
@@ -47,60 +49,6 @@ DIED_AT_START = "died at start"
 NEVER_READY = "not ready before the deadline"
 CONFIG_REFUSED = "the configuration's keyed digest is not the launch template's"
 BROKEN = "could not start"
-
-
-class WorldClock:
-    """The embedded world's clock: wall time, minus every moment the whole process was frozen.
-
-    The sandbox runs moto, the transactors and the probe in one Python process on a shared
-    machine; moto sometimes holds the interpreter for a second or more (loading its data files),
-    and the machine may not schedule the process at all. Real transactors on their own machines
-    would not stall with it, so a frozen moment must count neither as missed heartbeats nor as an
-    outage: a thread notices each stall (a 10 ms sleep that took much longer) and this clock
-    leaves it out. Every emulated transactor and the probe read this one clock (as NTP would
-    give machines one time).
-    """
-
-    _STEP = 0.01
-    _NOTICED = 0.2  # a late wake-up beyond this is a stall (shorter ones are thread scheduling)
-
-    def __init__(self) -> None:
-        self._stalled = 0.0
-        self._last = 0.0
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-
-    def now(self) -> float:
-        """Never goes back: a stall is noticed only once it is over."""
-        with self._lock:
-            self._last = max(self._last, time.time() - self._stalled)
-            return self._last
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._run, name="world-clock", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-            self._thread = None
-
-    def _run(self) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(self._STEP):
-            current = time.monotonic()
-            late = current - last - self._STEP
-            if late > self._NOTICED:
-                with self._lock:
-                    self._stalled += late
-            last = current
-
-
-CLOCK = WorldClock()
 
 
 @dataclass
@@ -243,6 +191,12 @@ class Emulation:
                 "autoscaling", region_name=region, endpoint_url=self.endpoint_url
             )
 
+    def cloudwatch(self, region: str) -> CloudWatchClient:
+        with self._session_lock:
+            return self._session_().client(
+                "cloudwatch", region_name=region, endpoint_url=self.endpoint_url
+            )
+
     def ec2(self, region: str) -> EC2Client:
         with self._session_lock:
             return self._session_().client(
@@ -382,6 +336,7 @@ class Transactor:
         heartbeat = int(config.get("heartbeat-interval-msec") or DEFAULT_HEARTBEAT_MSEC) / 1000
         self.state.heartbeat = heartbeat
         storage = self.emulation.storage_for(config, self.state.system)
+        metrics = HeartbeatMetrics.of(self.emulation.cloudwatch, config, self.state.system)
         self.emulation.register_system(self.state.system, SystemView(storage, heartbeat))
 
         self.state.alive = True
@@ -390,9 +345,11 @@ class Transactor:
             return
         # Datomic starts the health endpoint before its active/standby lifecycle (reference §10).
         self.state.healthy = self.fault != NEVER_READY
-        self._run(storage, heartbeat, started)
+        self._run(storage, heartbeat, started, metrics)
 
-    def _run(self, storage: Storage, heartbeat: float, started: float) -> None:
+    def _run(
+        self, storage: Storage, heartbeat: float, started: float, metrics: HeartbeatMetrics
+    ) -> None:
         period = heartbeat / 4
         # The takeover's own delay: two standbys that saw the active die at the same tick both
         # write before either sees the other's write, so exactly one wins (reference §10).
@@ -410,6 +367,7 @@ class Transactor:
                         self._exit(LEASE_LOST)
                         return
                     current, last_beat = beat, beat.stamp
+                    metrics.beat()
             else:
                 seen = storage.read()
                 if seen is None or CLOCK.now() - seen.stamp > 2 * heartbeat:
@@ -419,6 +377,7 @@ class Transactor:
                     if storage.write(claim, seen):
                         current, last_beat = claim, claim.stamp
                         self._set_role(names.ROLE_ACTIVE)
+                        metrics.beat()
                     elif seen is not None:
                         # "Heartbeat failed": the loser of a takeover race fails fast.
                         self._exit(LOST_RACE)

@@ -1,6 +1,7 @@
 """Issue 13's status, end to end: the real `datomic-aws` process against the embedded AWS that runs
 emulated transactors (Datomic's HA protocol on the system's DynamoDB table, reference §10), so the
-roles the instances publish and the storage heartbeat are real ones.
+roles the instances publish are real ones; the transactor file enables Datomic's CloudWatch metrics
+(aws-cloudwatch-region), so the active publishes HeartbeatMsec and status shows its age.
 
 A configuration changed in SSM (ensure-transactor after an edit) but not rolled out (no new
 template, no update-stack) is configuration drift: exit 3, saying which configuration the instances
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws import names
-from tests.cli.test_cli_ha import REGION, STACK, Env, deployed, steady
+from tests.cli.test_cli_ha import REGION, STACK, SYSTEM, Env, make_env, steady
 from tests.sandbox.helpers import wait_for
 
 SIZE = 2
 # The status reads, each once: the stack, its events, the group, its instances, the launch
-# template versions' user data, the SSM parameter's description, the heartbeat item.
+# template versions' user data, the SSM parameter's description, the heartbeat metric (CloudWatch's
+# endpoint prefix is "monitoring").
 ONCE = (
     "cloudformation:DescribeStacks",
     "cloudformation:DescribeStackEvents",
@@ -26,8 +28,24 @@ ONCE = (
     "ec2:DescribeInstances",
     "ec2:DescribeLaunchTemplateVersions",
     "ssm:DescribeParameters",
-    "dynamodb:GetItem",
+    "monitoring:GetMetricData",
 )
+
+
+def _deployed(tmp_path: Path, cli: Any, control: Any, endpoint: str) -> Env:
+    """The samples with Datomic's CloudWatch metrics on (their commented lines), applied, `SIZE`
+    transactors steady."""
+    env = make_env(tmp_path, cli, control, endpoint, SIZE)
+    env.edit(env.transactor, "# aws-cloudwatch-region=us-east-1", "aws-cloudwatch-region=us-east-1")
+    env.edit(
+        env.transactor,
+        f"# aws-cloudwatch-dimension-value={SYSTEM}",
+        f"aws-cloudwatch-dimension-value={SYSTEM}",
+    )
+    applied = env.apply()
+    assert applied.code == 0, (applied.stdout[-3000:], applied.stderr[-3000:])
+    steady(env, SIZE)
+    return env
 
 
 def _status(env: Env, *args: str) -> Any:
@@ -71,16 +89,23 @@ def _assert_in_sync(env: Env, doc: dict[str, Any]) -> None:
     assert [i["config_version"] for i in doc["group"]["instances"]] == [version] * SIZE
     assert doc["group"]["launch_template_version"] == lt_version
     beat = doc["heartbeat"]
-    assert beat["table"] == "my-datomic-system" and beat["item"] == names.HEARTBEAT_ITEM_ID
-    active = next(i["id"] for i in doc["group"]["instances"] if i["role"] == names.ROLE_ACTIVE)
-    # The active writes a heartbeat every 400 ms; generous for a loaded machine.
-    assert beat["owner"] == active and 0 <= beat["age_seconds"] < 10, beat
+    assert {k: beat[k] for k in ("source", "metric", "namespace", "dimension", "region")} == {
+        "source": "cloudwatch",
+        "metric": "HeartbeatMsec",
+        "namespace": "Datomic",
+        "dimension": {"name": "Transactor", "value": SYSTEM},
+        "region": REGION,
+    }, beat
+    # The active reports every 12 heartbeats of 400 ms (sandbox/metrics.py); the age counts from
+    # the start of the datapoint's 60 s period. Generous for a loaded machine.
+    assert beat["resolution_seconds"] == 60 and beat["note"] is None, beat
+    assert 0 <= beat["age_seconds"] < 60 + 20, beat
 
 
 def test_status_reports_configuration_drift_until_apply_rolls_it_out(
     transactors_cli: Any, sandbox_control: Any, transactors_endpoint: str, tmp_path: Path
 ) -> None:
-    env = deployed(tmp_path, transactors_cli, sandbox_control, transactors_endpoint, SIZE)
+    env = _deployed(tmp_path, transactors_cli, sandbox_control, transactors_endpoint)
 
     # Converged: exit 0, both roles, the heartbeat's age, one configuration everywhere.
     doc = _roles_published(env)
@@ -92,7 +117,11 @@ def test_status_reports_configuration_drift_until_apply_rolls_it_out(
         "  configuration /datomic/my-datomic-system/transactor.properties (us-east-1): in sync\n"
         in (text.stdout)
     )
-    assert "  heartbeat: " in text.stdout and " s ago by i-" in text.stdout
+    assert "  last heartbeat metric: " in text.stdout, text.stdout
+    assert (
+        " s ago (60 s resolution; HeartbeatMsec Transactor=my-datomic-system in us-east-1)\n"
+        in (text.stdout)
+    )
     assert " active " in text.stdout and " standby " in text.stdout
     old = doc["configuration"]["ssm"]
 
@@ -122,6 +151,10 @@ def test_status_reports_configuration_drift_until_apply_rolls_it_out(
     assert alone.code == 3
     assert alone.json["status"]["out_of_sync"] == [reason]
     assert alone.json["status"]["configuration"]["local"] is None
+    # Without the file, whether the transactor publishes metrics is unknown: said, and not read.
+    assert alone.json["status"]["heartbeat"]["age_seconds"] is None
+    assert alone.json["status"]["heartbeat"]["note"].startswith("no --transactor file")
+    assert "monitoring:GetMetricData" not in alone.json["aws_calls"]["by_operation"]
     text = env.run("status", REGION, STACK, "--transactor", str(env.transactor))
     assert text.code == 3
     assert "(us-east-1): DRIFTED\n" in text.stdout

@@ -1,100 +1,168 @@
-"""status's heartbeat (issue 13), in-process in moto: one consistent GetItem of the heartbeat item
-of the `ddb` table (never a scan), its age on an injected clock, and a missing item or table said
-as such, never an error."""
+"""status's heartbeat (issue 13), in-process in moto: the age of the latest HeartbeatMsec datapoint
+Datomic's transactor publishes to CloudWatch (namespace Datomic, dimension Transactor, names.py),
+read with one GetMetricData in the transactor file's aws-cloudwatch-region, on an injected clock.
+No datapoint, metrics not enabled, no transactor file and AccessDenied are notes, never an
+invented age; only a read with a place to read from makes a call.
+"""
 
 from __future__ import annotations
 
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.stub import ANY, Stubber
 
 from datomic_aws import names
-from datomic_aws.app.drift import BootConstants, Pin
 from datomic_aws.app.status import read_heartbeat
 from datomic_aws.aws import AwsContext
-from datomic_aws.config.transactor import load_transactor
+from datomic_aws.config.transactor import TransactorSpec, load_transactor
 
 if TYPE_CHECKING:
     from conftest import CallRecorder
 
-SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
-TABLE = "my-datomic-system"  # aws-dynamodb-table of the ddb sample
-REGION = "us-east-1"
+SAMPLES = Path(__file__).resolve().parents[2] / "datomic_aws" / "config_samples"
+SYSTEM = "my-datomic-system"  # aws-dynamodb-table of the ddb sample
+METRICS_REGION = "eu-west-1"  # not the table's: the metrics go where aws-cloudwatch-region says
+NOW = 1_700_000_130.0  # its minute (CloudWatch's 60 s period) starts at 1_700_000_100
 
 
-def _table(stamp: float | None) -> None:
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
+def _transactor(tmp_path: Path, *edits: tuple[str, str]) -> TransactorSpec:
+    path = tmp_path / "transactor.properties"
+    text = (SAMPLES / "transactor.properties").read_text(encoding="latin-1")
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path.write_text(text, encoding="latin-1")
+    return load_transactor(path)[1]
+
+
+METRICS_ON = ("# aws-cloudwatch-region=us-east-1\n", f"aws-cloudwatch-region={METRICS_REGION}\n")
+DIMENSION = (
+    "# aws-cloudwatch-dimension-value=my-datomic-system\n",
+    "aws-cloudwatch-dimension-value=orders-prod\n",
+)
+
+
+def _publish(stamp: float, value: str, metric: str = names.HEARTBEAT_METRIC) -> None:
+    """A datapoint as Datomic's transactor publishes it."""
+    boto3.client("cloudwatch", region_name=METRICS_REGION).put_metric_data(
+        Namespace=names.METRICS_NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Dimensions": [{"Name": names.METRICS_DIMENSION, "Value": value}],
+                "Timestamp": datetime.fromtimestamp(stamp, timezone.utc),
+                "StatisticValues": {"SampleCount": 12, "Sum": 12, "Minimum": 1, "Maximum": 1},
+            }
+        ],
     )
-    # Another item of the table: never read (no scan).
-    ddb.put_item(TableName=TABLE, Item={"id": {"S": "pod-catalog"}, "rev": {"N": "1"}})
-    if stamp is not None:
-        item = {
-            "id": {"S": names.HEARTBEAT_ITEM_ID},
-            "owner": {"S": "i-0123456789abcdef0"},
-            "seq": {"N": "41"},
-            "stamp": {"N": repr(stamp)},
-        }
-        ddb.put_item(TableName=TABLE, Item=item)
 
 
-def test_the_age_of_the_last_heartbeat_on_the_injected_clock(
+def test_the_age_of_the_latest_datapoint_on_the_injected_clock(
     ctx: AwsContext, recorder: CallRecorder, tmp_path: Path
 ) -> None:
-    shutil.copyfile(SAMPLES / "transactor.properties", tmp_path / "transactor.properties")
-    transactor = load_transactor(tmp_path / "transactor.properties")[1]
-    _table(1_700_000_000.25)
+    transactor = _transactor(tmp_path, METRICS_ON)
+    _publish(NOW - 600, SYSTEM)  # an older minute
+    _publish(NOW - 45, SYSTEM)  # the latest: in the minute starting at NOW - 90
+    _publish(NOW - 10, "another-system")  # another transactor's: not this one's
+    _publish(NOW - 5, SYSTEM, "HeartMonitorMsec")  # a standby's metric, not a heartbeat
     recorder.operations.clear()
-    beat = read_heartbeat(ctx, {}, transactor, lambda: 1_700_000_003.0)
+    beat = read_heartbeat(ctx, transactor, lambda: NOW)
     assert beat == {
-        "table": TABLE,
-        "region": REGION,
-        "item": names.HEARTBEAT_ITEM_ID,
-        "owner": "i-0123456789abcdef0",
-        "age_seconds": 2.8,
+        "source": "cloudwatch",
+        "metric": "HeartbeatMsec",
+        "namespace": "Datomic",
+        # Without aws-cloudwatch-dimension-value: the system name.
+        "dimension": {"name": "Transactor", "value": SYSTEM},
+        "region": METRICS_REGION,
+        "age_seconds": 90.0,  # from the start of its 60 s period
+        "resolution_seconds": 60,
         "note": None,
     }
-    assert recorder.operations == ["dynamodb:GetItem"]
+    # The call log names a service by its endpoint prefix: CloudWatch's is "monitoring".
+    assert recorder.operations == ["monitoring:GetMetricData"]
 
 
-def test_without_the_file_the_table_is_the_systems_in_the_configurations_region(
-    ctx: AwsContext, recorder: CallRecorder
-) -> None:
-    _table(100.0)
-    boots = {"3": BootConstants(Pin(2, "a" * 64), "/datomic/x", REGION, TABLE)}
-    beat = read_heartbeat(ctx, boots, None, lambda: 160.0)
-    assert beat is not None
-    assert (beat["table"], beat["age_seconds"]) == (TABLE, 60.0)
-    assert recorder.operations == ["dynamodb:GetItem"]
-
-
-def test_no_item_no_table_and_no_ddb_are_said_not_raised(
+def test_the_dimension_value_is_the_files_and_an_old_datapoint_is_none(
     ctx: AwsContext, recorder: CallRecorder, tmp_path: Path
 ) -> None:
-    boots = {"1": BootConstants(Pin(1, "a" * 64), "/datomic/x", REGION, TABLE)}
-    missing = read_heartbeat(ctx, boots, None, lambda: 0.0)
-    assert missing is not None
-    assert (missing["age_seconds"], missing["note"]) == (None, "ResourceNotFoundException")
-    _table(None)
-    empty = read_heartbeat(ctx, boots, None, lambda: 0.0)
-    assert empty is not None
-    assert (empty["owner"], empty["age_seconds"], empty["note"]) == (
-        None,
-        None,
-        "no heartbeat item",
+    transactor = _transactor(tmp_path, METRICS_ON, DIMENSION)
+    _publish(NOW - 20, "orders-prod")
+    beat = read_heartbeat(ctx, transactor, lambda: NOW)
+    assert (beat["dimension"], beat["age_seconds"]) == (
+        {"name": "Transactor", "value": "orders-prod"},
+        30.0,
     )
-    # A sql transactor has no table: nothing is read.
-    shutil.copyfile(SAMPLES / "sql-transactor.properties", tmp_path / "t.properties")
-    recorder.operations.clear()
-    assert read_heartbeat(ctx, boots, load_transactor(tmp_path / "t.properties")[1], time) is None
+    # 20 minutes later the datapoint is out of the window: said, not guessed.
+    late = read_heartbeat(ctx, transactor, lambda: NOW + 1200)
+    assert (late["age_seconds"], late["note"]) == (None, "no datapoint in the last 15 minutes")
+    assert recorder.operations == ["monitoring:GetMetricData"] * 2
+
+
+def test_no_datapoint_is_a_note(ctx: AwsContext, tmp_path: Path) -> None:
+    beat = read_heartbeat(ctx, _transactor(tmp_path, METRICS_ON), lambda: NOW)
+    assert beat["region"] == METRICS_REGION
+    assert (beat["age_seconds"], beat["note"]) == (None, "no datapoint in the last 15 minutes")
+
+
+def test_metrics_off_or_no_transactor_file_is_a_note_without_any_call(
+    ctx: AwsContext, recorder: CallRecorder, tmp_path: Path
+) -> None:
+    off = read_heartbeat(ctx, _transactor(tmp_path), lambda: NOW)
+    assert (off["age_seconds"], off["region"], off["dimension"]) == (None, None, None)
+    assert off["note"].endswith(
+        "does not set aws-cloudwatch-region: the transactor publishes no metrics"
+    )
+    unknown = read_heartbeat(ctx, None, lambda: NOW)
+    assert unknown["age_seconds"] is None
+    assert unknown["note"].startswith("no --transactor file")
+    # A sql transactor publishes the same metrics: the same rule, whatever the storage.
+    shutil.copyfile(SAMPLES / "sql-transactor.properties", tmp_path / "sql.properties")
+    sql = read_heartbeat(ctx, load_transactor(tmp_path / "sql.properties")[1], lambda: NOW)
+    assert "does not set aws-cloudwatch-region" in sql["note"]
     assert recorder.operations == []
 
 
-def time() -> float:
-    return 0.0
+def test_access_denied_is_a_note_naming_the_permission(ctx: AwsContext, tmp_path: Path) -> None:
+    transactor = _transactor(tmp_path, METRICS_ON)
+    client = ctx.client("cloudwatch", METRICS_REGION)
+    expected = {
+        "MetricDataQueries": [
+            {
+                "Id": "heartbeat",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "Datomic",
+                        "MetricName": "HeartbeatMsec",
+                        "Dimensions": [{"Name": "Transactor", "Value": SYSTEM}],
+                    },
+                    "Period": 60,
+                    "Stat": "SampleCount",
+                },
+            }
+        ],
+        # The window: 15 whole minutes before NOW's minute, and that minute.
+        "StartTime": datetime.fromtimestamp(1_700_000_100 - 900, timezone.utc),
+        "EndTime": datetime.fromtimestamp(1_700_000_160, timezone.utc),
+        "ScanBy": ANY,
+    }
+    with Stubber(client) as stub:
+        # AWS's answer to a caller without cloudwatch:GetMetricData.
+        stub.add_client_error(
+            "get_metric_data",
+            service_error_code="AccessDenied",
+            service_message=(
+                "User: arn:aws:iam::123456789012:user/auditor is not authorized to perform: "
+                "cloudwatch:GetMetricData because no identity-based policy allows the "
+                "cloudwatch:GetMetricData action"
+            ),
+            http_status_code=403,
+            expected_params=expected,
+        )
+        beat = read_heartbeat(ctx, transactor, lambda: NOW)
+        stub.assert_no_pending_responses()
+    assert beat["age_seconds"] is None
+    assert beat["note"] == "AccessDenied: status needs cloudwatch:GetMetricData"

@@ -26,11 +26,14 @@ IAM_ACTION = {
     "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
     "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "s3:PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    # CloudWatch's endpoint prefix is not its IAM service prefix.
+    "monitoring:GetMetricData": "cloudwatch:GetMetricData",
 }
 # An operation name more than one of our services has: which of them the code calls it on.
 AMBIGUOUS = {
     "delete_tags": ("autoscaling", "ec2"),  # the security group's, the group's tags
     "tag_resource": ("kms",),  # an adopted configuration key (DynamoDB tables are made tagged)
+    "list_tags_for_resource": ("ssm",),  # the configuration parameter's tags (not CloudWatch's)
 }
 # Our own functions named like a CloudFormation operation (deploy.py calls stack.create_stack and
 # stack.update_stack, which go through change sets); CreateStack and UpdateStack are never called.

@@ -1,20 +1,23 @@
 """status's judgements (app/drift.py): the configuration the instances run against SSM's and the
-local file's, the boot constants read back from a launch template's user data, and the heartbeat's
-age against an injected clock."""
+local file's, the boot constants read back from a launch template's user data, and the heartbeat
+metric's place and age against an injected clock."""
 
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timezone
 from pathlib import Path
 
 from datomic_aws import names, template
 from datomic_aws.app.drift import (
-    Heartbeat,
+    HeartbeatMetric,
     Pin,
     boot_constants,
     configuration_drift,
     distinct_versions,
-    heartbeat_from_item,
+    heartbeat_metric,
+    metric_age,
+    metric_window,
 )
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import config_pin, load_transactor
@@ -105,17 +108,24 @@ def test_user_data_that_is_not_our_boot_script_has_no_constants() -> None:
     assert boot_constants("") is None
 
 
-def test_the_heartbeat_age_counts_from_its_stamp_on_the_injected_clock() -> None:
-    item = {"id": {"S": "x"}, "owner": {"S": "i-1"}, "seq": {"N": "7"}, "stamp": {"N": "1000.25"}}
-    beat = heartbeat_from_item(item)
-    assert beat == Heartbeat("i-1", 1000.25)
-    assert beat.age(1003.0) == 2.8  # rounded to a tenth
-    # Another machine's clock a little ahead: never a negative age.
-    assert beat.age(999.0) == 0.0
+def test_the_heartbeat_age_counts_from_the_latest_datapoint_on_the_injected_clock() -> None:
+    stamps = [datetime.fromtimestamp(t, timezone.utc) for t in (940.0, 1000.0, 880.0)]
+    assert metric_age(stamps, 1003.25) == 3.2  # the latest, rounded to a tenth
+    # Another machine's clock a little behind: never a negative age.
+    assert metric_age(stamps, 999.0) == 0.0
+    assert metric_age([], 1003.0) is None
 
 
-def test_no_heartbeat_item_or_another_shape_is_none() -> None:
-    assert heartbeat_from_item(None) is None
-    assert heartbeat_from_item({}) is None
-    assert heartbeat_from_item({"id": {"S": "x"}, "val": {"B": b"..."}}) is None
-    assert heartbeat_from_item({"owner": {"S": "i-1"}, "stamp": {"N": "soon"}}) is None
+def test_the_window_is_whole_periods_up_to_the_end_of_the_current_one() -> None:
+    # 15 whole minutes before the one `now` is in, and that minute (it holds `now`).
+    assert metric_window(1_000_030.0, 60, 15) == (999_120.0, 1_000_080.0)
+    assert metric_window(120.0, 60, 15) == (120.0 - 900, 180.0)
+
+
+def test_metrics_go_where_aws_cloudwatch_region_says_under_the_dimension_value() -> None:
+    assert heartbeat_metric({}, "orders") is None
+    assert heartbeat_metric({"aws-cloudwatch-region": " "}, "orders") is None
+    on = {"aws-cloudwatch-region": "eu-west-1"}
+    assert heartbeat_metric(on, "orders") == HeartbeatMetric("eu-west-1", "orders")
+    named = {**on, "aws-cloudwatch-dimension-value": "orders-prod"}
+    assert heartbeat_metric(named, "orders") == HeartbeatMetric("eu-west-1", "orders-prod")
