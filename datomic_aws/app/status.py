@@ -220,7 +220,8 @@ def read_heartbeat(
         dimension={"name": dimension["Name"], "value": dimension["Value"]},
         region=metric.region,
     )
-    start, end = drift.metric_window(now(), period, HEARTBEAT_PERIODS)
+    at = now()
+    start, end = drift.metric_window(at, period, HEARTBEAT_PERIODS)
     try:
         answer = ctx.client("cloudwatch", metric.region).get_metric_data(
             MetricDataQueries=[query],
@@ -234,7 +235,7 @@ def read_heartbeat(
         # A read-only status run by someone without CloudWatch read rights still reports the rest.
         return {**out, "note": f"{error_code(exc)}: status needs cloudwatch:GetMetricData"}
     stamps = [t for r in answer.get("MetricDataResults", []) for t in r.get("Timestamps", [])]
-    age = drift.metric_age(stamps, now())
+    age = drift.metric_age(stamps, at)
     if age is None:
         minutes = HEARTBEAT_PERIODS * period // 60
         return {**out, "note": f"no datapoint in the last {minutes} minutes"}
