@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datomic_aws.config.common import load_schema, read_properties, validate
+from datomic_aws.config.common import (
+    load_schema,
+    published_credential_problems,
+    read_properties,
+    validate,
+)
 from datomic_aws.config.download import url_problems
 from datomic_aws.config.era import java_opts_problems, version_problems
 from datomic_aws.errors import InvalidInput, Problem
@@ -311,6 +316,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
     problems += url_problems(
         props.path, props.line_of("datomic-download-url"), _optional(values, "datomic-download-url")
     )
+    problems += published_credential_problems(props, "cf", problems)
     if "datomic-version" not in {p.key for p in problems}:
         problems += version_problems(
             props.path,
