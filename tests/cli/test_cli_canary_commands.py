@@ -61,6 +61,11 @@ def _paths(folder: Path) -> tuple[str, str, str]:
     )
 
 
+def _line_of(path: str, text: str) -> int:
+    lines = Path(path).read_text(encoding="latin-1").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
 def _edit(path: str, old: str, new: str) -> None:
     text = Path(path).read_text(encoding="latin-1")
     assert text.count(old) == 1, old
@@ -91,6 +96,8 @@ def test_no_canary_from_a_fresh_folder_to_a_created_stack(
         diff = json_diffs(plan) if mode == JSON else plan.stdout
         assert_masked(diff)
         assert_masked(diff, CF_MASKED)
+        # The bare word is named by its line only, never quoted.
+        assert f"{c}:{_line_of(c, F['cf_orphan'])} is not a key=value setting" in plan.stderr
     run(*DEBUG, "ensure-transactor", t)
     assert tool_secrets(folder)  # the digest key: scanned for from now on
     cf_plans = (
