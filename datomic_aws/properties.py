@@ -48,10 +48,11 @@ class Entry:
     key: str
     value: str
     line: int
-    # Written as a setting (`key=value`, `key: value`); False for a bare word, which Java reads as
-    # a key with an empty value but which may be a secret of its own (the rest of a password whose
-    # line lost its trailing backslash): never quoted.
-    assigned: bool = True
+    # The key may be named in output: a plain name (letters, digits, `-`, `.`, `_`) written as a
+    # setting (`key=value`, `key: value`). Not a bare word, which Java reads as a key with an empty
+    # value but which may be a secret of its own (the rest of a password whose line lost its
+    # trailing backslash), nor a key with escapes (`secret\:value=`), which may hold one.
+    nameable: bool = True
 
 
 # Java's line terminators, and only those (str.splitlines also splits on \x85, \x0c, \x1c...).
@@ -119,7 +120,7 @@ class PropertiesText:
         for i, el in enumerate(self._elements):
             if isinstance(el, javaproperties.KeyValue):
                 self._entries[el.key] = Entry(
-                    el.key, el.value, self._lines[i], _assigned(el.source)
+                    el.key, el.value, self._lines[i], _nameable(el.source)
                 )
                 self._index[el.key] = i
 
@@ -233,16 +234,21 @@ class PropertiesText:
         return "\r\n" if crlf > lf else "\n"
 
 
-def _assigned(source: str) -> bool:
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _nameable(source: str) -> bool:
     m = _KEY_PART.match(source)
-    return bool(m and any(c in m.group("sep") for c in "=:"))
+    return bool(
+        m and _PLAIN_KEY.fullmatch(m.group("key")) and any(c in m.group("sep") for c in "=:")
+    )
 
 
 def masked_lines(text: str, shown: Callable[[str], bool]) -> list[str]:
     """The physical lines of `text` (line endings kept) as output may show them: the value of a key
     `shown` refuses is MASK on its first line and every line it continues onto, a commented
-    `# key=value` likewise, the key too when it is not written as a setting (a bare word), and
-    credentials inside any line are masked (secrets.mask_credentials).
+    `# key=value` likewise, the key too when it is not nameable (a bare word, a key with escapes),
+    and credentials inside any line are masked (secrets.mask_credentials).
     A text that does not parse back line for line is masked whole."""
     bom = next((b for b in _BOMS if text.startswith(b)), "")
     out: list[str] = []
@@ -256,8 +262,8 @@ def masked_lines(text: str, shown: Callable[[str], bool]) -> list[str]:
             out.extend(mask_credentials(line) for line in lines)
             continue
         m = commented or (_KEY_PART.match(lines[0]) if lines else None)
-        # The key is shown only when written as one (`key=`): a bare word may be the secret.
-        head = lines[0][: m.end()] if m and (commented or _assigned(lines[0])) else ""
+        # The key is shown only when it is nameable (`Entry.nameable`): otherwise it may be the secret.
+        head = lines[0][: m.end()] if m and (commented or _nameable(lines[0])) else ""
         out.extend(_masked(line, head if i == 0 else "") for i, line in enumerate(lines))
     if bom and out:
         out[0] = bom + out[0]

@@ -284,8 +284,9 @@ def _warnings(props: PropertiesText, schema: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     for key, entry in props.entries().items():
         where = f"{props.path}:{entry.line}"
-        if key not in known and not entry.assigned:
-            out.append(f"{where} is not a key=value setting; it is ignored")
+        if key not in known and not entry.nameable:
+            # Not quoted: a bare word or a key with escapes may hold a secret.
+            out.append(f"{where} is not a key=value setting datomic-aws knows; it is ignored")
         elif key in OBSOLETE_KEYS:
             out.append(f"{where} {key} is obsolete and ignored: {OBSOLETE_KEYS[key]}")
         elif key not in known:

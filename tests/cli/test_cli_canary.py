@@ -7,7 +7,8 @@ The places: password keys (`sql-password` continued onto a second physical line,
 `sql-url` (a key whose value is otherwise shown), driver parameters (`sql-driver-params` with
 `password=`), Oracle's `user/pass@` in a comment, a continued line that reads like a shown key
 (`aws-dynamodb-region=...` as the second line of an unknown key's value), and a bare word on a line
-of its own (the rest of a password whose line lost its backslash: a key to Java). They are planted between
+of its own (the rest of a password whose line lost its backslash: a key to Java), and a key with
+escapes (`db\\:secret=x`: the key's name holds the secret). They are planted between
 the lines the tool rewrites, so that every one sits in the context of the file's diff; the test
 checks the masked forms are there, so it never passes by absence. Every run (text,
 `--output json`, `--debug`, `--dry-run`, the error paths) is scanned, and so is every file left
@@ -45,6 +46,7 @@ CANARIES = {
     "keystore": "CANARY-KEYSTORE-80",
     "continued_key": "CANARY-CONTKEY-89",
     "orphan": "CANARY-ORPHAN-92",
+    "escaped_key": "CANARY-KEYNAME-94",
 }
 C = CANARIES
 ESC = C["escape"]
@@ -58,6 +60,7 @@ CF_CANARIES = {
     "cf_token_2": "CANARYcfTAIL85",
     "cf_continued": "CANARY-CF-CONT-86",
     "cf_orphan": "CANARY-CF-ORPHAN-93",
+    "cf_escaped_key": "CANARY-CF-KEYNAME-95",
 }
 F = CF_CANARIES
 # Planted only by the tests of refusals: a download URL with user-info or a signed query string
@@ -119,6 +122,7 @@ def planted_text() -> str:
         f"sql-url=jdbc:postgresql://datomic:{C['url']}@db.internal:5432/datomic\n"
         f"sql-driver-params=ssl=true;password={C['driver']};loginTimeout=5\n"
         f"    {C['orphan']}\n"
+        f"db\\:{C['escaped_key']}=x\n"
         f"# previously jdbc:oracle:thin:scott/{C['oracle']}@db:1521:orcl\n"
         "aws-s3-log-bucket-id=\n"
     )
@@ -133,7 +137,11 @@ def planted_cf_text() -> str:
             f"aws-secret-key={F['cf_legacy']}\n"
             f"datomic-mirror-blob=\\\naws-region={F['cf_continued']}\n",
         ),
-        ("aws-vpc-id=\n", f"datomic-mirror-auth={F['cf_odd']}\n  {F['cf_orphan']}\n"),
+        (
+            "aws-vpc-id=\n",
+            f"datomic-mirror-auth={F['cf_odd']}\n  {F['cf_orphan']}\n"
+            f"mirror\\:{F['cf_escaped_key']}=1\n",
+        ),
         (
             "aws-stack-name=\n",
             f"datomic-download-token={F['cf_token_1']}\\\n    {F['cf_token_2']}\n",
@@ -160,19 +168,20 @@ def planted_folder(tmp_path: Path) -> Path:
 def assert_masked(diff: str, forms: tuple[str, ...] = MASKED) -> None:
     """The planted lines are in `diff`, masked: the scan does not pass by their absence. A
     continued line is masked whole, whatever it reads like (`aws-dynamodb-region=...`), and so is
-    a bare word on a line of its own (a key to Java, but maybe the rest of a password)."""
+    a bare word on a line of its own (a key to Java, but maybe the rest of a password), and a key
+    with escapes (`db\\:secret=`, whose name may hold a secret)."""
     for masked in forms:
         assert masked in diff, (masked, diff)
     lines = [line.strip() for line in diff.splitlines()]
-    for head in (
-        "datomic-auth-blob=********",
-        "datomic-mirror-blob=********",
-        "sql-driver-params=********",
-        "datomic-mirror-auth=********",
+    for head, masked in (
+        ("datomic-auth-blob=********", 1),
+        ("datomic-mirror-blob=********", 1),
+        ("sql-driver-params=********", 2),
+        ("datomic-mirror-auth=********", 2),
     ):
         if any(head in line for line in lines):
             at = next(i for i, line in enumerate(lines) if line.endswith(head))
-            assert lines[at + 1] == "********", (head, diff)
+            assert lines[at + 1 : at + 1 + masked] == ["********"] * masked, (head, diff)
 
 
 def leaked(text: str, extra: tuple[str, ...] = ()) -> list[str]:
