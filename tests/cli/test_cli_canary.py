@@ -271,11 +271,15 @@ def state_leaking(endpoint: str, boto: Any, parameter: str, extra: tuple[str, ..
         body = cfn.get_template(StackName=stack["StackName"])["TemplateBody"]
         texts.append((f"template of {stack['StackName']}", json.dumps(body)))
     ec2 = boto("ec2")
-    for lt in ec2.describe_launch_templates()["LaunchTemplates"]:
+    launch_templates = ec2.describe_launch_templates()["LaunchTemplates"]
+    for lt in launch_templates:
         versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"])
         texts.extend(_strings(versions["LaunchTemplateVersions"], lt["LaunchTemplateName"]))
     for reservation in ec2.describe_instances()["Reservations"]:
         texts.extend(_strings(reservation["Instances"], "instances"))
+    if launch_templates:  # the scan reads what it means to: the boot script, the uploaded template
+        assert any("readonly SSM_PARAMETER=" in text for _, text in texts)
+        assert any(where.startswith("s3://datomic-aws-templates-") for where, _ in texts)
     held: list[str] = []
     leaks = {}
     for where, text in texts:
