@@ -248,7 +248,8 @@ def masked_lines(text: str, shown: Callable[[str], bool]) -> list[str]:
     """The physical lines of `text` (line endings kept) as output may show them: the value of a key
     `shown` refuses is MASK on its first line and every line it continues onto, a commented
     `# key=value` likewise, the key too when it is not nameable (a bare word, a key with escapes),
-    and credentials inside any line are masked (secrets.mask_credentials).
+    and credentials inside any line are masked (secrets.mask_credentials), a shown value whose
+    credential runs over lines whole.
     A text that does not parse back line for line is masked whole."""
     bom = next((b for b in _BOMS if text.startswith(b)), "")
     out: list[str] = []
@@ -258,7 +259,12 @@ def masked_lines(text: str, shown: Callable[[str], bool]) -> list[str]:
         commented = _COMMENTED.match(el.source) if isinstance(el, javaproperties.Comment) else None
         if commented:
             key = javaproperties.unescape(commented.group("key"))
-        if key is None or shown(key):
+        # A credential continued over lines (`://user:\` then `pass@host`) is in no one line:
+        # the value of a shown key that holds one across lines is masked whole.
+        split = (
+            len(lines) > 1 and isinstance(el, javaproperties.KeyValue) and has_credential(el.value)
+        )
+        if key is None or (shown(key) and not split):
             out.extend(mask_credentials(line) for line in lines)
             continue
         m = commented or (_KEY_PART.match(lines[0]) if lines else None)

@@ -6,9 +6,11 @@ The places: password keys (`sql-password` continued onto a second physical line,
 `ssl-keystore-pass`, which names no secret word: only the allowlist masks it), a URL's user-info in
 `sql-url` (a key whose value is otherwise shown), driver parameters (`sql-driver-params` with
 `password=`), Oracle's `user/pass@` in a comment, a continued line that reads like a shown key
-(`aws-dynamodb-region=...` as the second line of an unknown key's value), and a bare word on a line
-of its own (the rest of a password whose line lost its backslash: a key to Java), and a key with
-escapes (`db\\:secret=x`: the key's name holds the secret). They are planted between
+(`aws-dynamodb-region=...` as the second line of an unknown key's value), a bare word on a line
+of its own (the rest of a password whose line lost its backslash: a key to Java), a key with
+escapes (`db\\:secret=x`: the key's name holds the secret), and a URL's user-info continued
+over two lines under a shown key (`aws-dynamodb-override-endpoint=http://ddb:\\` then
+`secret@localhost:8000`: neither line holds a credential of its own). They are planted between
 the lines the tool rewrites, so that every one sits in the context of the file's diff; the test
 checks the masked forms are there, so it never passes by absence. Every run (text,
 `--output json`, `--debug`, `--dry-run`, the error paths) is scanned, and so is every file left
@@ -47,6 +49,7 @@ CANARIES = {
     "continued_key": "CANARY-CONTKEY-89",
     "orphan": "CANARY-ORPHAN-92",
     "escaped_key": "CANARY-KEYNAME-94",
+    "split_url": "CANARY-SPLIT-96",
 }
 C = CANARIES
 ESC = C["escape"]
@@ -125,6 +128,8 @@ def planted_text() -> str:
         f"db\\:{C['escaped_key']}=x\n"
         f"# previously jdbc:oracle:thin:scott/{C['oracle']}@db:1521:orcl\n"
         "aws-s3-log-bucket-id=\n"
+        "aws-dynamodb-override-endpoint=http://ddb:\\\n"
+        f"    {C['split_url']}@localhost:8000\n"
     )
     return text + block
 
@@ -178,6 +183,7 @@ def assert_masked(diff: str, forms: tuple[str, ...] = MASKED) -> None:
         ("datomic-mirror-blob=********", 1),
         ("sql-driver-params=********", 2),
         ("datomic-mirror-auth=********", 2),
+        ("aws-dynamodb-override-endpoint=********", 1),
     ):
         if any(head in line for line in lines):
             at = next(i for i, line in enumerate(lines) if line.endswith(head))
