@@ -1,7 +1,8 @@
 """Canaries through every command: the planted files of test_cli_canary.py (secrets in
 transactor.properties and cf.properties) go through apply, ensure-cf, create-cf-template,
 create-cf-stack, status, update-stack and delete-cf-stack, in text, `--output json`, `--debug` and
-`--dry-run`, and through the refusals (AWS denying a call, an invalid file, an interrupted run).
+`--dry-run`, and through the refusals (AWS denying a call, an invalid file, an interrupted run, the
+temporary copies a killed run leaves).
 
 Each test runs one sequence on one converged state (the commands reuse what the previous ones
 built). Every run's stdout and stderr, every file written in the folder (cf.json, the lock, any
@@ -137,7 +138,12 @@ def test_no_canary_through_updates_refusals_an_interrupt_and_the_delete(
     assert not run(*JSON, "update-stack", "--yes", REGION, STACK, j, *FAST).json["changed"]
     _edit(c, "aws-instance-monitoring=false", "aws-instance-monitoring=true")
     assert run(*JSON, "apply", "--yes", str(folder), *FAST).json["changed"]
+    # A run killed in its write-back leaves a temporary copy, every secret in it: the next removes it.
+    killed = [folder / f".{Path(p).name}.k1ll3d.tmp" for p in (t, c)]
+    for temp, source in zip(killed, (t, c), strict=True):
+        temp.write_bytes(Path(source).read_bytes())
     run(*DEBUG, "apply", str(folder), *FAST)
+    assert not [temp for temp in killed if temp.exists()]
     _nothing_leaked(endpoint, boto, folder)
 
     # A configuration change that AWS refuses to store, and reads AWS refuses.
