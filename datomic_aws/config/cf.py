@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datomic_aws.config.common import load_schema, read_properties, validate
+from datomic_aws.config.common import (
+    load_schema,
+    published_credential_problems,
+    read_properties,
+    validate,
+)
 from datomic_aws.config.download import digest_problems, unverified_warning, url_problems
 from datomic_aws.config.era import java_opts_problems, version_problems
 from datomic_aws.config.volume import RootVolume, root_volume
@@ -292,7 +297,10 @@ def _warnings(
     out += [unverified] if unverified else []
     for key, entry in props.entries().items():
         where = f"{props.path}:{entry.line}"
-        if key in OBSOLETE_KEYS:
+        if key not in known and not entry.nameable:
+            # Not quoted: a bare word or a key with escapes may hold a secret.
+            out.append(f"{where} is not a key=value setting datomic-aws knows; it is ignored")
+        elif key in OBSOLETE_KEYS:
             out.append(f"{where} {key} is obsolete and ignored: {OBSOLETE_KEYS[key]}")
         elif key not in known:
             out.append(f"{where} {key} is not a cf key datomic-aws knows; it is ignored")
@@ -333,6 +341,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
             props.path, props.line_of("java-opts"), _optional(values, "java-opts")
         )
     problems += _download_problems(props, values)
+    problems += published_credential_problems(props, "cf", problems)
     if "datomic-version" not in {p.key for p in problems}:
         problems += version_problems(
             props.path,
