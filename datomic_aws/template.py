@@ -1,7 +1,7 @@
 """The transactor's CloudFormation template: a pure function of the two properties files' specs.
 
 Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
-lifecycle hook, outputs), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
+lifecycle hook, outputs; the opt-in observability resources are template_observe.py's), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
 into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, at
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from datomic_aws import names
+from datomic_aws import names, template_observe
 from datomic_aws.config.cf import CfSpec
 from datomic_aws.config.era import license_findings, obsolete_license_warning
 from datomic_aws.config.transactor import TransactorSpec, config_pin, pin_problems
@@ -139,6 +139,7 @@ def _constants(
         "POLL_SECONDS": f"{timings.poll_seconds:g}",
         "HEARTBEAT_EVERY_SECONDS": str(timings.heartbeat_every_seconds),
         "ROLE_POLL_SECONDS": f"{timings.role_poll_seconds:g}",
+        **template_observe.boot_constants(transactor, cf),
     }
 
 
@@ -159,9 +160,8 @@ def render_boot_script(
         **_parameter_defaults(cf),
         "CONFIG_PIN": config_pin(transactor),
     }
-    return _BootTemplate(boot_script_source()).substitute(
-        {key: _quote(value) for key, value in values.items()}
-    )
+    source = template_observe.with_log_shipping(boot_script_source(), cf)
+    return _BootTemplate(source).substitute({key: _quote(value) for key, value in values.items()})
 
 
 def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
@@ -170,7 +170,8 @@ def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
     values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
     # The Fn::Sub variable holding the pin: the script's text does not change with the configuration.
     values["CONFIG_PIN"] = _quote("${ConfigPin}")
-    return _BootTemplate(_escape_for_sub(boot_script_source())).substitute(values)
+    source = template_observe.with_log_shipping(boot_script_source(), cf)
+    return _BootTemplate(_escape_for_sub(source)).substitute(values)
 
 
 def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
@@ -195,6 +196,7 @@ def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
                 )
             )
     problems.extend(cross_file_checks(transactor, cf)[0])
+    problems.extend(template_observe.observe_problems(transactor, cf))
     return problems
 
 
@@ -379,8 +381,19 @@ def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]
                 for t in _tags(system, names.instance(system))
                 if t["Key"] not in names.tags(system)
             ],
+            **template_observe.notification_configurations(cf),
         },
     }
+
+
+def _observe(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
+    """The opt-in observability resources (template_observe.py); the launch template waits for
+    the role's grants they bring, so a new instance has them from its first boot."""
+    found = template_observe.observe_resources(transactor, cf, instance_profile(transactor))
+    grants = template_observe.grants(cf)
+    if grants:
+        found["LaunchTemplate"] = _launch_template(transactor, cf) | {"DependsOn": grants}
+    return found
 
 
 def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
@@ -410,7 +423,8 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
         "Resources": {
             "LaunchTemplate": _launch_template(transactor, cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
-        },
+        }
+        | _observe(transactor, cf),
         "Outputs": {
             "AutoScalingGroupName": {
                 "Description": "The transactors' Auto Scaling group",

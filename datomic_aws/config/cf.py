@@ -18,6 +18,7 @@ from typing import Any
 
 from datomic_aws.config.common import load_schema, read_properties, validate
 from datomic_aws.config.era import java_opts_problems, version_problems
+from datomic_aws.config.observe import ObserveSpec, observe_problems, observe_spec
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 
@@ -104,6 +105,8 @@ class CfSpec:
     warnings: tuple[str, ...]
     # aws-ingress-allow-public=true: aws-ingress-cidrs may hold public CIDRs.
     allow_public_ingress: bool = False
+    # The opt-in observability keys (config/observe.py); all off by default.
+    observe: ObserveSpec = field(default_factory=ObserveSpec)
     # Line of each schema key in the file (set or commented out), for problems found later.
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
 
@@ -303,6 +306,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
     allow_public = typed.get(ALLOW_PUBLIC_KEY) is True
     problems = problems + cidr_problems + group_problems
     problems += _public_problems(props, cidrs, allow_public)
+    problems += observe_problems(props, typed, {p.key for p in problems})
     if "java-opts" not in {p.key for p in problems}:
         problems += java_opts_problems(
             props.path, props.line_of("java-opts"), _optional(values, "java-opts")
@@ -341,6 +345,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         warnings=tuple(_warnings(props, load_schema("cf"))),
         lines=_lines(props, load_schema("cf")),
         allow_public_ingress=allow_public,
+        observe=observe_spec(props, typed),
     )
 
 
