@@ -52,35 +52,30 @@ def _tags(system: str) -> list[names.Tag]:
 
 def observe_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
     """Alarms watch the metrics the transactor publishes: it must publish them (to the stack's
-    region) under the system's name, the one dimension the template may name."""
+    region) under the system's name, the one dimension the template may name. Reported at the cf
+    key that asks for alarms; the fix is in the transactor file."""
     if not cf.observe.alarms:
         return []
-    problems = []
-    key = "aws-cloudwatch-region"
-    if transactor.cloudwatch_region != cf.region:
-        problems.append(
-            Problem(
-                transactor.path,
-                None,
-                key,
-                f"the alarms of {cf.path} watch Datomic's metrics in {cf.region}, but {key} is "
-                f"{transactor.cloudwatch_region or 'not set'}",
-                f"set {key}={cf.region} in {transactor.path}",
-            )
+    asking = "aws-alarm-email" if cf.observe.alarm_email else "aws-alarm-topic-arn"
+    wanted = {
+        "aws-cloudwatch-region": (transactor.cloudwatch_region or "", cf.region),
+        "aws-cloudwatch-dimension-value": (
+            transactor.values.get("aws-cloudwatch-dimension-value", "").strip(),
+            transactor.system,
+        ),
+    }
+    return [
+        Problem(
+            cf.path,
+            cf.line_of(asking),
+            asking,
+            f"the alarms watch Datomic's metrics ({METRICS_DIMENSION}={transactor.system} in "
+            f"{cf.region}), but {transactor.path} has {key}={found or '(not set)'}",
+            f"set {key}={value} in {transactor.path}",
         )
-    key = "aws-cloudwatch-dimension-value"
-    if transactor.values.get(key, "").strip() != transactor.system:
-        problems.append(
-            Problem(
-                transactor.path,
-                None,
-                key,
-                f"the alarms of {cf.path} watch the metrics of {METRICS_DIMENSION}="
-                f"{transactor.system} (the system), but {key} is not that",
-                f"set {key}={transactor.system} in {transactor.path}",
-            )
-        )
-    return problems
+        for key, (found, value) in wanted.items()
+        if found != value
+    ]
 
 
 def _grant(role: str, name: str, statements: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,7 +116,7 @@ def _session_manager(system: str, role: str) -> dict[str, Any]:
     Manager's channels. ssmmessages has no resource types, hence `*`; the registration is scoped
     to this account's instances in the stack's region. This is AmazonSSMManagedInstanceCore's
     Session Manager part only, without its Run Command, inventory and S3 rights."""
-    statements = [
+    statements: list[dict[str, Any]] = [
         {
             "Effect": "Allow",
             "Action": ["ssm:UpdateInstanceInformation"],

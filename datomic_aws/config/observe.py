@@ -89,7 +89,7 @@ def observe_problems(
                 f"use a topic in {region}, or {EMAIL_KEY} to have the stack create one",
             )
         )
-    if _text(values, HEARTBEAT_KEY) and not (email or topic):
+    if _text(values, HEARTBEAT_KEY) and HEARTBEAT_KEY not in failed and not (email or topic):
         problems.append(
             Problem(
                 props.path,

@@ -9,7 +9,8 @@ role; at a name from the file it is used as it is, but taking another role out o
 policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy. What widens
 a role's access behind the tool's back (a managed policy attached to it, an inline policy the tool
 did not write) is the operator's: never detached or deleted, reported as a warning on every run
-(`RolePlan.warnings`, `drift_warnings`).
+(`RolePlan.warnings`, `drift_warnings`); the grants the stack writes (template_observe.py:
+log shipping, Session Manager) are recognised as the tool's and left to the stack.
 """
 
 from __future__ import annotations
@@ -126,11 +127,18 @@ def foreign_policies(
     return out
 
 
+def stack_grant(name: str, system: str) -> bool:
+    """An inline policy the stack writes on the transactor role (the log shipping and Session
+    Manager grants of template_observe.py): the tool's, left to the stack."""
+    return name in (names.logs_shipping_policy(system), names.session_manager_policy(system))
+
+
 def written_by_us(name: str, system: str) -> bool:
     """An inline policy name the tool writes on a role of `system`, whatever the file says now:
     the managed ones and the table's (a ddb table has the system's name, names.py)."""
     return (
         policies.is_managed_policy_name(name, system)
+        or stack_grant(name, system)
         or name == policies.transactor_table_policy(system, "", "us-east-1")[0]
         or name == policies.peer_table_policy(system, "", "us-east-1")[0]
     )
@@ -159,7 +167,11 @@ def role_warnings(spec: RoleSpec, current: RoleState | None) -> tuple[str, ...]:
             spec.name,
             current.policies,
             current.attached,
-            lambda name: name in spec.policies or spec.managed(name),
+            # The stack's own grants (template_observe.py) are the tool's too, but never
+            # ensure-transactor's to remove: they are not in `managed`.
+            lambda name: (
+                name in spec.policies or spec.managed(name) or stack_grant(name, spec.system)
+            ),
         )
     )
 

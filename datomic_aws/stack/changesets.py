@@ -160,6 +160,12 @@ def _wait_change_set(run: _Run, stack_id: str, change_set_id: str) -> dict[str, 
     return described
 
 
+def _capabilities(template: StackTemplate) -> dict[str, Any]:
+    # Passed only when needed: a template without IAM resources keeps its exact request.
+    capabilities = template.capabilities()
+    return {"Capabilities": capabilities} if capabilities else {}
+
+
 def _create_change_set(
     run: _Run,
     *,
@@ -192,6 +198,7 @@ def _create_change_set(
             # change is a parameter's default (a new instance type) is seen as one.
             Parameters=_parameter_list(desired),  # type: ignore[arg-type]
             **source,
+            **_capabilities(template),
         )
         return response["Id"], response["StackId"]
     except ClientError as exc:

@@ -33,6 +33,14 @@ class StackTemplate:
         out.update(parameters or {})
         return out
 
+    def capabilities(self) -> list[str]:
+        """CAPABILITY_IAM when the template holds an IAM resource (the S3 download grant):
+        CloudFormation refuses such a change set without it (InsufficientCapabilitiesException);
+        moto does not check capabilities (reference §7), tests assert the request instead."""
+        resources: Mapping[str, Any] = self.doc.get("Resources", {})
+        iam = any(str(r.get("Type", "")).startswith("AWS::IAM::") for r in resources.values())
+        return ["CAPABILITY_IAM"] if iam else []
+
 
 def as_template(template: str | StackTemplate) -> StackTemplate:
     """The template parsed (once); one that is not a JSON object with Resources is refused before
