@@ -231,3 +231,41 @@ def test_keys_that_disagree_are_refused(extra: str, key: str, says: str) -> None
     [problem] = problems_of(BASE + extra).problems
     assert problem.key == key and problem.line is not None
     assert says in problem.message
+
+
+# ------------------------------------------------------------------- what deploying them needs
+
+
+def test_a_template_with_the_grants_is_deployed_with_capability_iam(tmp_path: Path) -> None:
+    """CloudFormation refuses a change set with IAM resources without CAPABILITY_IAM
+    (InsufficientCapabilitiesException); moto does not check (reference §7), so the request is
+    what is asserted. Without the grants the request stays as it was."""
+    from datomic_aws.stack.document import as_template
+
+    assert as_template(dump_template(template(tmp_path, ALL_ON))).capabilities() == [
+        "CAPABILITY_IAM"
+    ]
+    assert as_template(GOLDEN.read_text()).capabilities() == []
+
+
+def test_the_readme_policy_lets_cloudformation_create_them() -> None:
+    from tests.unit.test_readme_permissions import readme_policy
+
+    policy = readme_policy()
+    needed = {
+        "logs:CreateLogGroup",
+        "logs:PutRetentionPolicy",
+        "logs:TagResource",
+        "logs:DeleteLogGroup",
+        "sns:CreateTopic",
+        "sns:Subscribe",
+        "sns:TagResource",
+        "sns:DeleteTopic",
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:TagResource",
+        "cloudwatch:DeleteAlarms",
+        "autoscaling:PutNotificationConfiguration",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+    }
+    assert needed <= set(policy)
