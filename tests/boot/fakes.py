@@ -331,7 +331,10 @@ if [[ " $* " == *" amazon-cloudwatch-agent "* ]]; then
   chmod 755 "$ctl"
 fi
 """,
-    "amazon-cloudwatch-agent-ctl": "",
+    # WORLD/agent-fails makes it fail, as an agent that cannot start would.
+    "amazon-cloudwatch-agent-ctl": """
+[ ! -e "$WORLD/agent-fails" ] || exit 1
+""",
     "shutdown": "",
     "useradd": """
 name=${!#} home=/home/${!#} shell=/bin/bash

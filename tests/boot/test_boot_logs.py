@@ -67,3 +67,15 @@ def test_without_the_key_no_agent(tmp_path: Path) -> None:
     assert "amazon-cloudwatch-agent" not in without and "LOG_GROUP" not in without
     with_logs, _ = script(tmp_path / "other", release, LOG_KEY)
     assert "readonly LOG_GROUP='/datomic-aws/orders'" in with_logs
+
+
+def test_an_agent_that_cannot_start_leaves_the_boot_going(tmp_path: Path) -> None:
+    box = box_of(tmp_path, LOG_KEY)
+    (box.world / "agent-fails").touch()
+    with box:
+        assert box.boot() == 0, box.printed()
+        assert box.lifecycle_results() == ["CONTINUE"]
+        assert not box.powered_off()
+        assert len(box.calls("amazon-cloudwatch-agent-ctl")) == 1
+        console = box.file("console").read_text()
+        assert "could not start the CloudWatch agent: the logs stay on the instance only" in console
