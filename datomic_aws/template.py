@@ -288,6 +288,8 @@ def _launch_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
     instance_name = names.instance(system)
     return {
         "Type": "AWS::EC2::LaunchTemplate",
+        # A new instance comes only once the role's grants from the stack are in place.
+        **template_observe.depends_on(cf),
         "Properties": {
             "LaunchTemplateData": {
                 "ImageId": {"Ref": "ImageId"},
@@ -386,16 +388,6 @@ def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]
     }
 
 
-def _observe(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
-    """The opt-in observability resources (template_observe.py); the launch template waits for
-    the role's grants they bring, so a new instance has them from its first boot."""
-    found = template_observe.observe_resources(transactor, cf, instance_profile(transactor))
-    grants = template_observe.grants(cf)
-    if grants:
-        found["LaunchTemplate"] = _launch_template(transactor, cf) | {"DependsOn": grants}
-    return found
-
-
 def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
     """The template as a dict; raises InvalidInput when the cf file was not through ensure-cf."""
     problems = template_problems(transactor, cf)
@@ -424,7 +416,7 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "LaunchTemplate": _launch_template(transactor, cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
         }
-        | _observe(transactor, cf),
+        | template_observe.observe_resources(transactor, cf, instance_profile(transactor)),
         "Outputs": {
             "AutoScalingGroupName": {
                 "Description": "The transactors' Auto Scaling group",

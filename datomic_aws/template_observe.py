@@ -230,13 +230,14 @@ def observe_resources(transactor: TransactorSpec, cf: CfSpec, role: str) -> dict
     return out
 
 
-def grants(cf: CfSpec) -> list[str]:
-    """The logical ids of the role's grants: a launch template version (a new instance) comes
-    only once they are in place."""
-    return [
+def depends_on(cf: CfSpec) -> dict[str, Any]:
+    """The launch template's DependsOn on the role's grants ({} without any): a launch template
+    version (a new instance) comes only once they are in place."""
+    grants = [
         *([LOGS_GRANT] if cf.observe.logs else []),
         *([SESSION_GRANT] if cf.observe.session_manager else []),
     ]
+    return {"DependsOn": grants} if grants else {}
 
 
 def notification_configurations(cf: CfSpec) -> dict[str, Any]:
