@@ -225,6 +225,16 @@ class TemplateRejected(StackError):
         self._fill(where, refusal=refusal, reason=reason)
 
 
+class ProfileNotPropagated(StackError):
+    """A stack operation rolled back because EC2 or Auto Scaling did not accept the instance
+    profile yet (IAM is eventually consistent, reference §11); its message is the StackError's.
+    `status` is where the stack ended: the stack step retries once from there (stack/operations.py)."""
+
+    def __init__(self, what: str, where: str = "", hint: str = "", *, status: str = "") -> None:
+        super().__init__(what, where, hint)
+        self.status = status
+
+
 class MigrationRefused(StackError):
     """A Datomic-era stack this tool cannot migrate safely: nothing was changed."""
 

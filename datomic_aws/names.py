@@ -162,6 +162,11 @@ def session_manager_policy(system: str) -> str:
     return _fit(f"datomic-{system}-transactor-session-manager", 128)
 
 
+def stack_policies(system: str) -> tuple[str, str]:
+    """The observability grants' policy names (the S3 download's is policies.py's)."""
+    return logs_shipping_policy(system), session_manager_policy(system)
+
+
 def alarm(system: str, what: str) -> str:
     """A CloudWatch alarm of the system (any text, 255 characters, unique per account and
     region)."""

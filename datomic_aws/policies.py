@@ -151,6 +151,45 @@ def runtime_policy(system: str, account: str, region: str) -> tuple[str, Documen
     )
 
 
+def download_policy_name(system: str) -> str:
+    """The transactor role's inline policy that the stack writes (template.py, an
+    AWS::IAM::Policy) when Datomic Pro comes from S3. CloudFormation owns it: ensure-transactor
+    never writes nor deletes it, and only recognises it as the tool's (no drift warning)."""
+    return f"datomic-{system}-transactor-download"
+
+
+def object_arn(bucket: str, key: str, region: str) -> str:
+    # S3 ARNs leave region and account empty; the partition is the stack region's.
+    return names.arn("s3", region, "", f"{bucket}/{key}", scope=":")
+
+
+def download_policy(system: str, bucket: str, key: str, region: str) -> tuple[str, Document]:
+    """s3:GetObject on exactly the release zip the instance downloads: no bucket listing, no
+    other object (config/download.py keeps IAM wildcards out of the key)."""
+    return download_policy_name(system), _doc(
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [object_arn(bucket, key, region)],
+        }
+    )
+
+
+# The template's logical id of the grant.
+DOWNLOAD_GRANT = "DownloadGrant"
+
+
+def download_grant(system: str, role: str, bucket: str, key: str, region: str) -> Document:
+    """The stack resource (AWS::IAM::Policy) that puts `download_policy` on the transactor role:
+    the grant is written, changed and removed with the template that names the location, so the
+    two never disagree, and deleting the stack takes it away."""
+    name, document = download_policy(system, bucket, key, region)
+    return {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {"PolicyName": name, "PolicyDocument": document, "Roles": [role]},
+    }
+
+
 def is_managed_policy_name(name: str, system: str) -> bool:
     """Inline policies this tool may remove when the file no longer asks for them."""
     return (

@@ -1,7 +1,9 @@
 """The transactor's CloudFormation template: a pure function of the two properties files' specs.
 
 Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
-lifecycle hook, outputs; the opt-in observability resources are template_observe.py's), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
+lifecycle hook, outputs; the optional resources, the transactor role's grant on an s3://
+datomic-download-url and the observability keys', are template_observe.py's), the rendering of the
+boot script (datomic_aws/boot/transactor-boot.sh)
 into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, at
@@ -23,6 +25,7 @@ from typing import Any
 
 from datomic_aws import names, template_observe
 from datomic_aws.config.cf import CfSpec
+from datomic_aws.config.download import pinned_sha256
 from datomic_aws.config.era import license_findings, obsolete_license_warning
 from datomic_aws.config.transactor import TransactorSpec, config_pin, pin_problems
 from datomic_aws.errors import InvalidInput, Problem
@@ -86,6 +89,16 @@ def boot_script_source() -> str:
     return resources.files("datomic_aws.boot").joinpath("transactor-boot.sh").read_text("utf-8")
 
 
+def _shipped_source(cf: CfSpec) -> str:
+    """The script as instances receive it (with the log-shipping step when logs are on): its
+    comment lines left out (shebangs kept). EC2 refuses user data over 16 KB (raw, before
+    base64); the why-comments stay in the packaged file."""
+    lines = template_observe.with_log_shipping(boot_script_source(), cf).splitlines(keepends=True)
+    return "".join(
+        line for line in lines if not line.lstrip().startswith("#") or line.startswith("#!")
+    )
+
+
 def _quote(value: str) -> str:
     """Single-quoted for bash; the schema keeps quotes out of the values, this keeps it safe."""
     return "'" + value.replace("'", "'\"'\"'") + "'"
@@ -134,7 +147,7 @@ def _constants(
         "ROLE_ACTIVE": names.ROLE_ACTIVE,
         "ROLE_STANDBY": names.ROLE_STANDBY,
         "DOWNLOAD_URL": cf.download_url or "",
-        "ZIP_SHA256": cf.zip_sha256 or "",
+        "ZIP_SHA256": pinned_sha256(cf.download_url, cf.zip_sha256, cf.datomic_version) or "",
         "READY_TIMEOUT_SECONDS": str(timings.ready_timeout_seconds),
         "POLL_SECONDS": f"{timings.poll_seconds:g}",
         "HEARTBEAT_EVERY_SECONDS": str(timings.heartbeat_every_seconds),
@@ -160,8 +173,9 @@ def render_boot_script(
         **_parameter_defaults(cf),
         "CONFIG_PIN": config_pin(transactor),
     }
-    source = template_observe.with_log_shipping(boot_script_source(), cf)
-    return _BootTemplate(source).substitute({key: _quote(value) for key, value in values.items()})
+    return _BootTemplate(_shipped_source(cf)).substitute(
+        {key: _quote(value) for key, value in values.items()}
+    )
 
 
 def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
@@ -170,8 +184,7 @@ def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
     values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
     # The Fn::Sub variable holding the pin: the script's text does not change with the configuration.
     values["CONFIG_PIN"] = _quote("${ConfigPin}")
-    source = template_observe.with_log_shipping(boot_script_source(), cf)
-    return _BootTemplate(_escape_for_sub(source)).substitute(values)
+    return _BootTemplate(_escape_for_sub(_shipped_source(cf))).substitute(values)
 
 
 def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
@@ -416,7 +429,7 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "LaunchTemplate": _launch_template(transactor, cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
         }
-        | template_observe.observe_resources(transactor, cf, instance_profile(transactor)),
+        | template_observe.role_grants(transactor, cf, instance_profile(transactor)),
         "Outputs": {
             "AutoScalingGroupName": {
                 "Description": "The transactors' Auto Scaling group",

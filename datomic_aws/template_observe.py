@@ -1,6 +1,8 @@
-"""The template's optional observability resources, from the cf file's opt-in keys (config/observe.py).
+"""The template's optional resources: the transactor role's grant on an s3:// datomic-download-url
+(policies.download_grant), and the observability resources of the cf file's opt-in keys
+(config/observe.py).
 
-Owns: the CloudWatch Logs group and the transactor role's grant to write to it; the SNS topic (or
+Owns, for the latter: the CloudWatch Logs group and the transactor role's grant to write to it; the SNS topic (or
 the operator's) with its e-mail subscription; the alarms on Datomic's own metrics; the Auto Scaling
 group's notifications; the Session Manager grant; and the boot script's log-shipping step
 (datomic_aws/boot/ship-logs.sh, inserted into the boot script only when logs are on). With every
@@ -14,8 +16,9 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from datomic_aws import names
+from datomic_aws import names, policies
 from datomic_aws.config.cf import CfSpec
+from datomic_aws.config.download import s3_location
 from datomic_aws.config.transactor import TransactorSpec
 from datomic_aws.errors import Problem
 
@@ -217,10 +220,22 @@ def _alarms(system: str, cf: CfSpec) -> dict[str, Any]:
     return {HEARTBEAT_ALARM: heartbeat, DATOMIC_ALARM: alarm}
 
 
-def observe_resources(transactor: TransactorSpec, cf: CfSpec, role: str) -> dict[str, Any]:
-    """The resources the keys ask for ({} when none does)."""
+def _download_grant(transactor: TransactorSpec, cf: CfSpec, role: str) -> dict[str, Any]:
+    """With an s3:// datomic-download-url, the stack grants the transactor role that object."""
+    location = s3_location(cf.download_url)
+    if location is None:
+        return {}
+    grant = policies.download_grant(
+        transactor.system, role, location.bucket, location.key, cf.region
+    )
+    return {policies.DOWNLOAD_GRANT: grant}
+
+
+def role_grants(transactor: TransactorSpec, cf: CfSpec, role: str) -> dict[str, Any]:
+    """The optional resources: the S3 download's grant and those the observability keys ask
+    for ({} when nothing does)."""
     system, spec = transactor.system, cf.observe
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = _download_grant(transactor, cf, role)
     if spec.log_retention_days is not None:
         out |= _logs(system, role, spec.log_retention_days)
     if spec.session_manager:
@@ -234,6 +249,7 @@ def depends_on(cf: CfSpec) -> dict[str, Any]:
     """The launch template's DependsOn on the role's grants ({} without any): a launch template
     version (a new instance) comes only once they are in place."""
     grants = [
+        *([policies.DOWNLOAD_GRANT] if s3_location(cf.download_url) else []),
         *([LOGS_GRANT] if cf.observe.logs else []),
         *([SESSION_GRANT] if cf.observe.session_manager else []),
     ]

@@ -26,6 +26,7 @@ from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Result
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import (
+    CONFIG_DIGEST_KEY,
     CONFIG_VERSION_KEY,
     DEFAULT_READ_CAPACITY,
     DEFAULT_WRITE_CAPACITY,
@@ -235,13 +236,16 @@ def _parameter_reader(
     updates: dict[str, str],
 ) -> Reader:
     """Also writes back the parameter version (create-cf-template pins the launch template to
-    it): as planned, then as PutParameter answered."""
+    it), as planned, then as PutParameter answered, and the keyed digest of what it holds."""
     client = ctx.client("ssm", region)
 
     def read() -> Step:
         state = ssm.read_parameter_state(client, parameter)
         plan = ssm.plan_parameter(parameter, state, adopt=adopt)
         updates[CONFIG_VERSION_KEY] = str(ssm.planned_version(state, plan))
+        # Beside the version, the keyed digest of what it holds: create-cf-template refuses a
+        # configuration edited since (config/transactor.py `stale_pin`).
+        updates[CONFIG_DIGEST_KEY] = parameter.digest
 
         def execute() -> None:
             version = ssm.execute_parameter(client, plan)

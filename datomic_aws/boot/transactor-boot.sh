@@ -6,8 +6,8 @@
 # and no secret: the configuration is read from SSM Parameter Store at boot, into a file only the
 # transactor can read, and is never printed.
 #
-# Steps: install Amazon Corretto 21; download the pinned Datomic Pro release (verified when a
-# SHA-256 is given); read the configuration from SSM; add host/alt-host from instance metadata
+# Steps: install Amazon Corretto 21; download the pinned Datomic Pro release (HTTPS only, or S3;
+# SHA-256 verified); read the configuration from SSM; add host/alt-host from instance metadata
 # (IMDSv2) and Datomic's health endpoint (ping-host/ping-port, unless the operator set them); run
 # bin/transactor under systemd (enabled), with a second unit that publishes the transactor's HA role
 # as an instance tag; tell Auto Scaling the instance is ready once the transactor process is alive
@@ -128,23 +128,28 @@ heartbeat
 
 # 1. A Java LTS that Datomic Pro supports, and the tools this script uses.
 log "installing Amazon Corretto 21"
-dnf install -y -q java-21-amazon-corretto-headless unzip awscli-2 iproute openssl
+dnf install -y -q java-21-amazon-corretto-headless unzip awscli-2 iproute python3
 heartbeat
 
-# 2. Datomic Pro, the pinned release, verified when the operator gave its SHA-256.
+# 2. Datomic Pro, the pinned release: from S3 with the instance role, or HTTPS only; verified.
 url=$DOWNLOAD_URL
 if [ -z "$url" ]; then
   url="https://datomic-pro-downloads.s3.amazonaws.com/$DATOMIC_VERSION/datomic-pro-$DATOMIC_VERSION.zip"
 fi
 log "downloading $url"
 zip=$(mktemp --suffix=.zip)
-curl -fsSL --retry 5 --retry-connrefused -o "$zip" "$url"
+s3cp() { aws s3 cp --only-show-errors --region "$INSTANCE_REGION" "$url" "$zip"; }
+case $url in
+  # Twice: IAM takes a moment to apply a new grant (reference §11).
+  s3://*) s3cp || { sleep 10 && s3cp; } || fail "cannot read $url with the instance role" ;;
+  *) curl -fsSL --proto =https --proto-redir =https --retry 5 --retry-connrefused -o "$zip" "$url" ;;
+esac
 if [ -n "$ZIP_SHA256" ]; then
   printf '%s  %s\n' "$ZIP_SHA256" "$zip" | sha256sum --check --strict --quiet - \
-    || fail "the SHA-256 of $url is not datomic-zip-sha256"
+    || fail "the SHA-256 of $url is not the pinned one"
   log "verified the SHA-256 of $url"
 else
-  log "downloaded $url (datomic-zip-sha256 is not set: not verified)"
+  log "downloaded $url (no SHA-256 known: not verified)"
 fi
 heartbeat
 id -u datomic >/dev/null 2>&1 \
@@ -171,11 +176,12 @@ config=$(mktemp "$CONFIG_DIR/.transactor.XXXXXX")
 aws ssm get-parameter --region "$CONFIG_REGION" --name "$SSM_PARAMETER:$CONFIG_VERSION" \
   --with-decryption --query Parameter.Value --output text >"$config" \
   || fail "cannot read version $CONFIG_VERSION of $SSM_PARAMETER in $CONFIG_REGION"
-# The digest covers the value without its trailing newlines (the text output adds one). The key
-# is on openssl's command line for an instant, as root, before any process of another user runs.
+# The digest covers the value without its trailing newlines (the text output adds one). Its key
+# goes over a pipe (printf is a builtin), never on a command line (/proc/*/cmdline).
 digest_key=$(property datomic-aws-digest-secret "$config")
-digest=$(printf '%s' "$(<"$config")" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$digest_key" \
-  | awk '{print $NF}')
+hmac='import hashlib as h,hmac,os,sys;print(hmac.new(bytes.fromhex(os.fdopen(3).read()),'
+hmac+='sys.stdin.buffer.read(),h.sha256).hexdigest())'
+digest=$(printf '%s' "$(<"$config")" | python3 -IS -c "$hmac" 3< <(printf '%s' "$digest_key"))
 unset digest_key
 [ "$digest" = "$CONFIG_DIGEST" ] \
   || fail "version $CONFIG_VERSION of $SSM_PARAMETER is not the configuration of this launch template"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from datomic_aws.config.common import load_schema, read_properties, validate
+from datomic_aws.config.download import digest_problems, unverified_warning, url_problems
 from datomic_aws.config.era import java_opts_problems, version_problems
 from datomic_aws.config.observe import ObserveSpec, observe_problems, observe_spec
 from datomic_aws.errors import InvalidInput, Problem
@@ -276,9 +277,19 @@ def _group_problems(
     return groups, problems
 
 
-def _warnings(props: PropertiesText, schema: Mapping[str, Any]) -> list[str]:
+def _warnings(
+    props: PropertiesText, schema: Mapping[str, Any], values: Mapping[str, str]
+) -> list[str]:
     known = set(schema.get("properties", {}))
     out: list[str] = []
+    unverified = unverified_warning(
+        props.path,
+        props.line_of("datomic-version"),
+        _optional(values, "datomic-download-url"),
+        _optional(values, "datomic-zip-sha256"),
+        _optional(values, "datomic-version"),
+    )
+    out += [unverified] if unverified else []
     for key, entry in props.entries().items():
         where = f"{props.path}:{entry.line}"
         if key in OBSOLETE_KEYS:
@@ -297,6 +308,15 @@ def _lines(props: PropertiesText, schema: Mapping[str, Any]) -> dict[str, int]:
     return lines
 
 
+def _download_problems(props: PropertiesText, values: Mapping[str, str]) -> list[Problem]:
+    url = _optional(values, "datomic-download-url")
+    line = props.line_of("datomic-download-url")
+    refused = url_problems(props.path, line, url)
+    return refused or digest_problems(
+        props.path, line, url, _optional(values, "datomic-zip-sha256")
+    )
+
+
 def spec_from(props: PropertiesText) -> CfSpec:
     """Validate every key (all problems at once) and build the spec; no AWS."""
     typed, problems = validate(props, "cf")
@@ -311,6 +331,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         problems += java_opts_problems(
             props.path, props.line_of("java-opts"), _optional(values, "java-opts")
         )
+    problems += _download_problems(props, values)
     if "datomic-version" not in {p.key for p in problems}:
         problems += version_problems(
             props.path,
@@ -342,7 +363,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         ingress_groups=tuple(groups),
         ingress_cidrs=tuple(cidrs),
         stack_name=_optional(values, "aws-stack-name"),
-        warnings=tuple(_warnings(props, load_schema("cf"))),
+        warnings=tuple(_warnings(props, load_schema("cf"), values)),
         lines=_lines(props, load_schema("cf")),
         allow_public_ingress=allow_public,
         observe=observe_spec(props, typed),

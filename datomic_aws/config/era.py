@@ -2,7 +2,9 @@
 releases the boot path cannot download, and the license key those releases needed.
 
 Owns the rules and their sentences (each names the value and its modern replacement); the checks
-that need both files (license-key against datomic-version) are here too. Pure: no AWS, no I/O.
+that need both files (license-key against datomic-version) are here too; and the SHA-256 of the
+public release zips the tool pins by default, with where each value comes from. Pure: no AWS, no
+I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ from datomic_aws.errors import Problem
 # releases are not in that bucket.
 FREE_SINCE = (1, 0, 6726)
 FREE_SINCE_TEXT = "1.0.6726"
+
+# The SHA-256 of each public release zip the tool may pin by default
+# (https://datomic-pro-downloads.s3.amazonaws.com/<VERSION>/datomic-pro-<VERSION>.zip): the boot
+# script verifies the download against it. Datomic publishes no checksum beside its zips, so each
+# value comes from a package definition that pins the .zip file itself, and its source is named.
+# Raising the tool's newest version (config/cf.py LATEST_DATOMIC_VERSION) needs its digest here
+# (tests/unit/test_download_url.py holds them together).
+RELEASE_SHA256 = {
+    # The AUR package datomic-bin, PKGBUILD at pkgver=1.0.7556 pkgrel=2 (GitHub mirror
+    # archlinux/aur, path PKGBUILD): sha256sums[0], the source
+    # datomic-pro-downloads.s3.amazonaws.com/1.0.7556/datomic-pro-1.0.7556.zip.
+    "1.0.7556": "c4849387ef016d43f951c581950ecd522898b581bcdc0e9ccc12cc4028c06c50",
+}
 
 # The JDK the boot script installs (Amazon Corretto 21). Flags are judged against it.
 BOOT_JDK = "JDK 21"
@@ -95,6 +110,11 @@ def java_opts_problems(path: str, line: int | None, java_opts: str | None) -> li
     return problems
 
 
+def release_sha256(version: str | None) -> str | None:
+    """The digest of the public release zip of `version`, when the tool knows it."""
+    return RELEASE_SHA256.get(version) if version else None
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
@@ -118,7 +138,8 @@ def version_problems(
             f"datomic-version {version} is older than {FREE_SINCE_TEXT}, the first free Datomic "
             "Pro release: it is not in the public download bucket, so the instance cannot fetch it",
             f"upgrade (clear datomic-version to pin {latest}), or set datomic-download-url to "
-            "where you keep that release (it then needs license-key in the transactor file)",
+            "where you keep that release, with datomic-zip-sha256 (it then needs license-key in "
+            "the transactor file)",
         )
     ]
 

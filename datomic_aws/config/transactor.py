@@ -35,7 +35,13 @@ DIGEST_SECRET_KEY = "datomic-aws-digest-secret"
 # The SSM parameter version holding this file's configuration, written back by ensure-transactor;
 # create-cf-template pins the launch template to it. Not part of the stored configuration.
 CONFIG_VERSION_KEY = "datomic-aws-config-version"
-_NOT_STORED = (*_BOOT_KEYS, CONFIG_VERSION_KEY)
+# The keyed digest of the configuration that version holds, written beside it by ensure-transactor:
+# create-cf-template refuses a file whose configuration no longer has that digest (edited since),
+# which would otherwise pin the old version. Keyed, so it reveals nothing (issue 11). A file
+# without it (written before it existed) cannot be checked and is not refused; the next
+# ensure-transactor records it. Not part of the stored configuration either.
+CONFIG_DIGEST_KEY = "datomic-aws-config-digest"
+_NOT_STORED = (*_BOOT_KEYS, CONFIG_VERSION_KEY, CONFIG_DIGEST_KEY)
 DEFAULT_READ_CAPACITY = 100
 DEFAULT_WRITE_CAPACITY = 50
 
@@ -236,8 +242,9 @@ def config_pin(transactor: TransactorSpec) -> str:
 
 def pin_problems(transactor: TransactorSpec) -> list[Problem]:
     """The transactor file's keys ensure-transactor writes for the pin (the digest's key, the
-    parameter version)."""
-    return [
+    parameter version), and a configuration edited since ensure-transactor stored that version
+    (`stale_pin`)."""
+    problems = [
         Problem(
             transactor.path,
             None,
@@ -250,4 +257,27 @@ def pin_problems(transactor: TransactorSpec) -> list[Problem]:
             (CONFIG_VERSION_KEY, config_version(transactor.values)),
         )
         if value is None
+    ]
+    return problems or stale_pin(transactor)
+
+
+def stale_pin(transactor: TransactorSpec) -> list[Problem]:
+    """The configuration no longer has the keyed digest recorded beside its version: it was edited
+    after ensure-transactor stored that version, so a template would pin the old configuration
+    (whose digest the instance then refuses). None without a recorded digest (cannot check)."""
+    values = transactor.values
+    recorded = values.get(CONFIG_DIGEST_KEY, "").strip()
+    current = config_digest(values)
+    if not recorded or current is None or hmac.compare_digest(recorded, current):
+        return []
+    return [
+        Problem(
+            transactor.path,
+            None,
+            CONFIG_VERSION_KEY,
+            f"the configuration changed since ensure-transactor stored it as version "
+            f"{config_version(values)}: a template would pin that older version",
+            f"run datomic-aws ensure-transactor {transactor.path} first; it stores this "
+            "configuration and records its version (apply does both)",
+        )
     ]

@@ -9,13 +9,14 @@ role; at a name from the file it is used as it is, but taking another role out o
 policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy. What widens
 a role's access behind the tool's back (a managed policy attached to it, an inline policy the tool
 did not write) is the operator's: never detached or deleted, reported as a warning on every run
-(`RolePlan.warnings`, `drift_warnings`); the grants the stack writes (template_observe.py:
-log shipping, Session Manager) are recognised as the tool's and left to the stack.
+(`RolePlan.warnings`, `drift_warnings`); the grants the stack writes (template_observe.py: S3
+download, log shipping, Session Manager) are recognised as the tool's and left to the stack.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from botocore.exceptions import ClientError
 from datomic_aws import names, policies
 from datomic_aws.aws_errors import has_code, ignoring, translating
 from datomic_aws.changes import Change
-from datomic_aws.errors import ResourceMismatch
+from datomic_aws.errors import ResourceMismatch, WaitTimeout
 from datomic_aws.policies import TRUST_POLICY, Document
 from datomic_aws.resources.owner import check_owner
 from datomic_aws.resources.plan import Operation, Planned, action_for
@@ -128,9 +129,8 @@ def foreign_policies(
 
 
 def stack_grant(name: str, system: str) -> bool:
-    """An inline policy the stack writes on the transactor role (the log shipping and Session
-    Manager grants of template_observe.py): the tool's, left to the stack."""
-    return name in (names.logs_shipping_policy(system), names.session_manager_policy(system))
+    """An inline policy the stack writes on the transactor role (template_observe.py)."""
+    return name in (policies.download_policy_name(system), *names.stack_policies(system))
 
 
 def written_by_us(name: str, system: str) -> bool:
@@ -167,8 +167,7 @@ def role_warnings(spec: RoleSpec, current: RoleState | None) -> tuple[str, ...]:
             spec.name,
             current.policies,
             current.attached,
-            # The stack's own grants (template_observe.py) are the tool's too, but never
-            # ensure-transactor's to remove: they are not in `managed`.
+            # The stack's grants are the tool's, but never ours to remove (not in `managed`).
             lambda name: (
                 name in spec.policies or spec.managed(name) or stack_grant(name, spec.system)
             ),
@@ -417,11 +416,63 @@ def _run(iam: IAMClient, op: Operation) -> None:
         _add_role(iam, op.spec)
 
 
-def execute_role(iam: IAMClient, plan: Planned) -> None:
-    """Only the planned operations, in order: the role first, then its profile."""
+@dataclass(frozen=True)
+class ProfileWait:
+    """How long a profile this run created or gave its role is waited for (reference §11), and
+    the clock and sleep it is waited with (tests inject both: they never really sleep)."""
+
+    # About a minute in all: IAM's propagation usually takes seconds.
+    timeout: float = 60.0
+    first_delay: float = 1.0
+    max_delay: float = 8.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+def wait_for_profile(iam: IAMClient, spec: RoleSpec, wait: ProfileWait) -> None:
+    """Until GetInstanceProfile answers the profile holding our role; WaitTimeout past the bound.
+
+    Reference §11: IAM is eventually consistent, and EC2 and Auto Scaling refuse a profile just
+    created or just given its role. During that window GetInstanceProfile answers NoSuchEntity
+    (botocore's own InstanceProfileExists waiter retries on its 404) or the profile without its
+    role; both are waited out with a doubling back-off, bounded in total."""
+    deadline = wait.clock() + wait.timeout
+    delay = wait.first_delay
+    while True:
+        profile = read_profile(iam, spec.name)
+        if profile is not None and spec.name in profile.roles:
+            return
+        remaining = deadline - wait.clock()
+        if remaining <= 0:
+            seen = "not found" if profile is None else "found without the role"
+            raise WaitTimeout(
+                f"IAM still answers the instance profile as {seen} {int(wait.timeout)}s after "
+                "this run created it or gave it its role (IAM is eventually consistent)",
+                _profile_resource(spec),
+                "the profile and its role are in place; rerun the same command in a minute "
+                "(it is safe to repeat)",
+            )
+        wait.sleep(min(delay, remaining))
+        delay = min(delay * 2, wait.max_delay)
+
+
+def _profile_written(plan: Planned) -> RoleSpec | None:
+    """The role's spec when the plan creates the profile or adds the role to it; else None."""
+    for op in plan.operations:
+        if isinstance(op, CreateProfile | AddRoleToProfile):
+            return op.spec
+    return None
+
+
+def execute_role(iam: IAMClient, plan: Planned, wait: ProfileWait | None = None) -> None:
+    """Only the planned operations, in order: the role first, then its profile; then, only when
+    the profile was created or given the role, the wait until IAM shows it (`wait_for_profile`)."""
     with translating(plan.resource):
         for op in plan.operations:
             _run(iam, op)
+        written = _profile_written(plan)
+        if written is not None:
+            wait_for_profile(iam, written, wait or ProfileWait())
 
 
 def _check_profile_owner(spec: RoleSpec, profile: ProfileState | None, *, adopt: bool) -> None:

@@ -4,7 +4,8 @@ Owns the event cursor (an operation reports only the events it caused, each once
 the one-line form of an event, the root causes of a failure picked from its events, `Waiting` (how
 long and how often to wait, and where progress lines go) and `wait_for_stack`, which polls until
 the stack leaves every *_IN_PROGRESS status and turns a failure, a timeout or an interrupt into
-the error that says what happened and what to run next.
+the error that says what happened and what to run next (`ProfileNotPropagated` when the launch
+template or the group was refused an instance profile not usable yet: `PROFILE_NOT_PROPAGATED`).
 
 It must not write to AWS, print (lines go to `on_event`) or decide what to do with a stack.
 """
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from datomic_aws.aws_errors import stack_missing
-from datomic_aws.errors import Interrupted, StackError, WaitTimeout
+from datomic_aws.errors import Interrupted, ProfileNotPropagated, StackError, WaitTimeout
 from datomic_aws.stack.read import StackInfo, read_stack
 from datomic_aws.stack.status import _CONTINUE_ROLLBACK, FAILURE_STATUSES, StackState
 
@@ -134,6 +135,34 @@ def failure_reasons(events: Collection[Mapping[str, Any]], limit: int = 3) -> li
     ]
 
 
+# Reference §11: IAM is eventually consistent, and EC2/Auto Scaling refuse an instance profile
+# created or given its role seconds before. CloudFormation reports that only in an event's free
+# text, with no error code: the one place a stack event's reason is matched by its words, and only
+# on a failed event of the launch template or the group. Auto Scaling with a launch template says
+# "You must use a valid fully-formed launch template. Value (<profile>) for parameter
+# iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name" (".arn" / "ARN" when the
+# profile is named by ARN); with a launch configuration, "Invalid IamInstanceProfile: <profile>".
+# The lead-in alone ("a valid fully-formed launch template") also prefixes other refusals (an AMI
+# that does not exist), so it is not one of them.
+PROFILE_NOT_PROPAGATED = (
+    "Invalid IAM Instance Profile name",
+    "Invalid IAM Instance Profile ARN",
+    "Invalid IamInstanceProfile",
+)
+_PROFILE_USERS = ("AWS::EC2::LaunchTemplate", "AWS::AutoScaling::AutoScalingGroup")
+
+
+def profile_not_propagated(events: Collection[Mapping[str, Any]]) -> bool:
+    """Whether a failed event of the launch template or the group gives a reason of
+    PROFILE_NOT_PROPAGATED (the profile was not usable yet)."""
+    return any(
+        str(e.get("ResourceStatus", "")).endswith("_FAILED")
+        and e.get("ResourceType") in _PROFILE_USERS
+        and any(text in str(e.get("ResourceStatusReason", "")) for text in PROFILE_NOT_PROPAGATED)
+        for e in events
+    )
+
+
 def _watch_hint(region: str, name: str) -> str:
     return f"watch it with `datomic-aws status {region} {name}`"
 
@@ -211,11 +240,14 @@ def _ended(info: StackInfo, cursor: EventCursor, region: str, label: str) -> Sta
     """The failure a stack ended in, quoting its first failed events."""
     reasons = failure_reasons(cursor.events) or ([info.reason] if info.reason else [])
     detail = "; ".join(reasons) if reasons else "no reason reported"
-    return StackError(
+    what, where, hint = (
         f"stack {label} ended {info.status}: {detail}",
         f"{region} {label}",
         _failure_hint(info, region, label),
     )
+    if profile_not_propagated(cursor.events):
+        return ProfileNotPropagated(what, where, hint, status=info.status)
+    return StackError(what, where, hint)
 
 
 def _failure_hint(info: StackInfo, region: str, name: str) -> str:

@@ -4,7 +4,9 @@ and the ownership check a command makes before it writes anything else.
 Each reads the stack, decides (status.decide, ownership included: a stack that is not this
 system's is refused before any write; `--adopt` takes over an untagged one) and acts through
 change sets, waiting and streaming events through `Waiting.on_event`. A dry run creates at most a
-preview change set and deletes it again (transport.DRY_RUN_WRITES).
+preview change set and deletes it again (transport.DRY_RUN_WRITES). A create or update that
+rolled back because the instance profile was not usable yet (reference §11) is run once more
+(`_create_retrying`, `_update_retrying`), said through `Waiting.on_event`.
 
 It must not print, prompt, build boto3 sessions (clients come from the `AwsContext` passed in),
 write to any resource other than the named stack, its change sets and the templates bucket, or
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from datomic_aws import names
 from datomic_aws.changes import Action, Change, noop
-from datomic_aws.errors import StackError, TemplateRejected
+from datomic_aws.errors import ProfileNotPropagated, StackError, TemplateRejected
 from datomic_aws.stack.changesets import (
     _change_set_changes,
     _create_change_set,
@@ -114,7 +116,49 @@ def create_stack(
         created = Change(run.resource, Action.CREATE, (PROTECTED,))
         return [*out, *run.side, created, *_template_changes(name, doc)]
     tags = _merged_tags(system, options.get("tags"))
-    return [*out, *_create(run, doc, tags, options.get("parameters"))]
+    return [*out, *_create_retrying(run, doc, tags, options.get("parameters"))]
+
+
+# What a stack of ours may hold for a failed create to be deleted and created again on its own:
+# nothing stateful (the table, roles, buckets and configuration live outside the stack).
+_STATELESS = frozenset(
+    (
+        "AWS::EC2::LaunchTemplate",
+        "AWS::AutoScaling::AutoScalingGroup",
+        "AWS::AutoScaling::LifecycleHook",
+    )
+)
+_PROPAGATION = "the instance profile was not usable yet (IAM is eventually consistent)"
+
+
+def _create_retrying(
+    run: _Run,
+    template: StackTemplate,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+) -> list[Change]:
+    """`_create`, once more when it rolled back because the profile was not usable yet
+    (reference §11): the ROLLBACK_COMPLETE stack is deleted first, and only when it is ours and
+    its template declares nothing stateful. A second failure is reported as it is."""
+    try:
+        return _create(run, template, tags, parameters)
+    except ProfileNotPropagated as exc:
+        info = read_stack(run.cfn, run.name) if exc.status == "ROLLBACK_COMPLETE" else None
+        resources = template.doc.get("Resources", {}).values()
+        declared = {str(r.get("Type")) if isinstance(r, dict) else "" for r in resources}
+        if (
+            info is None
+            or info.status != "ROLLBACK_COMPLETE"
+            or owner_of(info.tags, run.system) is not Owner.OURS
+            or not declared <= _STATELESS
+        ):
+            raise
+        run.say(
+            f"stack {run.name} rolled back: {_PROPAGATION}; deleting the rolled-back stack and "
+            "creating it once more"
+        )
+        run.delete(info)
+        return _create(run, template, tags, parameters)
 
 
 def _create(
@@ -248,12 +292,43 @@ def update_stack(
             noop(run.resource, info.status),
         ]
     run.check_groups(info, doc.doc)
-    changes = _update_once(
+    changes = _update_retrying(
         run, info, doc, all_tags, parameters, notes=notes, show=adopting, dry_run=dry_run
     )
     if adopting and changes[0].changed and not dry_run:
         changes.extend(_protected(run, info, dry_run=False))
     return [*run.side, *changes]
+
+
+def _update_retrying(
+    run: _Run,
+    info: StackInfo,
+    template: StackTemplate,
+    tags: Mapping[str, str],
+    parameters: Mapping[str, str] | None,
+    *,
+    notes: tuple[str, ...],
+    show: bool,
+    dry_run: bool,
+) -> list[Change]:
+    """`_update_once`, once more when it rolled back because the profile was not usable yet
+    (reference §11): the previous template is back in place (UPDATE_ROLLBACK_COMPLETE), so the
+    same update is asked again, its request keyed on the stack's new state (a re-read). A second
+    failure is reported as it is."""
+    try:
+        return _update_once(
+            run, info, template, tags, parameters, notes=notes, show=show, dry_run=dry_run
+        )
+    except ProfileNotPropagated as exc:
+        if exc.status != "UPDATE_ROLLBACK_COMPLETE":
+            raise
+        again = read_stack(run.cfn, info.stack_id)
+        if again is None or again.status != "UPDATE_ROLLBACK_COMPLETE":
+            raise
+        run.say(f"stack {run.name} rolled back: {_PROPAGATION}; updating it once more")
+        return _update_once(
+            run, again, template, tags, parameters, notes=notes, show=show, dry_run=dry_run
+        )
 
 
 def delete_stack(

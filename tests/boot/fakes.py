@@ -1,5 +1,5 @@
-"""The commands of the fake Amazon Linux: dnf, aws, curl, systemctl, useradd, ss, shutdown (unzip
-when the test machine has none), installed by `install(WORLD)` into WORLD/bin, first on the boot
+"""The commands of the fake Amazon Linux: dnf, aws, curl, systemctl, useradd, ss, shutdown, python3
+(unzip when the test machine has none), installed by `install(WORLD)` into WORLD/bin, first on the boot
 script's PATH.
 
 Each is a small bash script (a Python start per call would slow every poll) that records its call
@@ -8,9 +8,12 @@ does not know (exit 2), so a boot script that starts using a command differently
 loudly instead of being faked wrongly. What needs Python is handed to this file (`python -I -S
 fakes.py NAME WORLD ARGS...`, standard library only).
 
-- curl: instance metadata (IMDSv2: a token first), the Datomic download (WORLD/datomic.zip), and
-  real HTTP to loopback (the transactor's /health); anything else cannot be resolved (exit 6).
-- aws: `ssm get-parameter` prints WORLD/parameter.txt; the Auto Scaling and EC2 calls succeed.
+- curl: instance metadata (IMDSv2: a token first), the Datomic download (WORLD/datomic.zip, from
+  the public bucket or https://downloads.example.test/; `--proto`/`--proto-redir` only `=https`),
+  and real HTTP to loopback (the transactor's /health); anything else cannot be resolved (exit 6).
+- aws: `ssm get-parameter` prints WORLD/parameter.txt; `s3 cp` copies the Datomic zip when the
+  object is the one WORLD/s3-object names (else 403); the Auto Scaling and EC2 calls succeed.
+- python3: the test's Python, the call recorded (the boot script's keyed digest).
 - systemctl: a small systemd. `start` / `enable --now` really run the unit's ExecStart in the
   background, as systemd would expand it (EnvironmentFile, `$VAR` split into words, `${VAR}` one
   word), in the unit's WorkingDirectory, once its User exists (the process itself runs as root);
@@ -315,10 +318,26 @@ case "${1-} ${2-}" in
     cat "$WORLD/parameter.txt"
     echo
     ;;
+  "s3 cp")
+    # `s3 cp --only-show-errors --region R s3://BUCKET/KEY FILE` with the instance role: the
+    # object of WORLD/s3-object (a test's bucket), absent otherwise.
+    [ $# -eq 7 ] && [ "$3" = --only-show-errors ] && [ "$4" = --region ] || refuse "$@"
+    [[ $6 == s3://* ]] || refuse "$@"
+    [ -f "$WORLD/s3-object" ] && [ "$6" = "$(cat "$WORLD/s3-object")" ] || {
+      echo "fatal error: An error occurred (403) when calling the HeadObject operation: Forbidden" >&2
+      exit 1
+    }
+    cp "$WORLD/datomic.zip" "$7"
+    ;;
   "autoscaling complete-lifecycle-action" | "autoscaling record-lifecycle-action-heartbeat" | \\
     "autoscaling set-instance-health" | "ec2 create-tags") ;;
   *) refuse "$@" ;;
 esac
+""",
+    # The machine's Python (the boot script computes the keyed digest with it), its calls
+    # recorded like every other command's: what each was given on its command line.
+    "python3": """
+exec "${PYTHON[0]}" "$@"
 """,
     # Installing amazon-cloudwatch-agent puts its control command where the package does; that
     # one only records its call (the agent's configuration stays in the instance's /opt).
@@ -384,6 +403,7 @@ while [ $# -gt 0 ]; do
     -H) [[ $2 == "X-aws-ec2-metadata-token: "* ]] && token=${2#*: }; shift ;;
     -o) out=$2; shift ;;
     -w | --retry | --max-time) shift ;;
+    --proto | --proto-redir) [ "$2" = =https ] || refuse "${args[@]}"; shift ;;
     --retry-connrefused) ;;
     -[fsSL]*) [[ $1 =~ ^-[fsSL]+$ ]] || refuse "${args[@]}" ;;
     -*) refuse "${args[@]}" ;;
@@ -404,7 +424,9 @@ case $url in
       *) exit 22 ;;
     esac
     ;;
-  https://datomic-pro-downloads.s3.amazonaws.com/*/datomic-pro-*.zip) cp "$WORLD/datomic.zip" "$out" ;;
+  https://datomic-pro-downloads.s3.amazonaws.com/*/datomic-pro-*.zip | https://downloads.example.test/*)
+    cp "$WORLD/datomic.zip" "$out"
+    ;;
   http://127.0.0.1[:/]* | http://localhost[:/]* | "http://[::1]"[:/]*)
     for real in /usr/bin/curl /bin/curl; do
       [ -x "$real" ] && exec "$real" "${args[@]}"

@@ -59,25 +59,34 @@ FAST = BootTimings(
 )
 
 
-def render(tmp_path: Path, release: bytes, timings: BootTimings, text: str) -> tuple[str, str]:
-    """The boot script of the transactor file `text`, and the SSM value ensure-transactor stored."""
+def render(
+    tmp_path: Path, release: bytes, timings: BootTimings, text: str, download: str | None = None
+) -> tuple[str, str]:
+    """The boot script of the transactor file `text`, and the SSM value ensure-transactor stored.
+    `download`: the cf file's download lines, `{sha}` standing for the SHA-256 of `release` (by
+    default, datomic-zip-sha256 of it)."""
     folder = tmp_path / "files"
     folder.mkdir()
     (folder / "transactor.properties").write_text(text)
     sha = hashlib.sha256(release).hexdigest()
-    (folder / "cf.properties").write_text(CF + f"datomic-zip-sha256={sha}\n")
+    lines = f"datomic-zip-sha256={sha}\n" if download is None else download.format(sha=sha)
+    (folder / "cf.properties").write_text(CF + lines)
     transactor = load_transactor(folder / "transactor.properties")[1]
     cf = load_cf(folder / "cf.properties")[1]
     return render_boot_script(transactor, cf, timings), effective_config(transactor.values)
 
 
 def instance(
-    tmp_path: Path, extra: str = "", timings: BootTimings = FAST, stored: str | None = None
+    tmp_path: Path,
+    extra: str = "",
+    timings: BootTimings = FAST,
+    stored: str | None = None,
+    download: str | None = None,
 ) -> FakeAmazonLinux:
     """An instance of the launch template built for PARAMETER + extra; SSM holds `stored` at the
-    pinned version (by default, that configuration)."""
+    pinned version (by default, that configuration); `download` as `render` says."""
     release = datomic_zip(VERSION)
-    script, value = render(tmp_path, release, timings, PARAMETER + extra + PIN_LINES)
+    script, value = render(tmp_path, release, timings, PARAMETER + extra + PIN_LINES, download)
     return FakeAmazonLinux(tmp_path / "world", script, value if stored is None else stored, release)
 
 
@@ -318,3 +327,110 @@ def test_a_configuration_whose_keyed_digest_does_not_match_is_abandoned(
         # Refused before the transactor was installed as a unit.
         assert not any("enable" in c for c in box.calls("systemctl"))
         assert SECRET not in box.printed() and "another" not in box.printed()
+
+
+# ------------------------------------------------------------------------------ downloads
+
+RELEASE_SHA = "{sha}"  # the SHA-256 of the instance's fake release (`render`)
+S3_URL = "s3://acme-releases/datomic/datomic-pro-1.0.7556.zip"
+
+
+def download_calls(box: FakeAmazonLinux) -> tuple[list[list[str]], list[list[str]]]:
+    """The curl calls for the release (not metadata, not /health) and the `aws s3` calls."""
+    curls = [c for c in box.calls("curl") if c[-1].startswith("https://")]
+    return curls, box.aws("s3")
+
+
+def assert_refused_before_install(box: FakeAmazonLinux, says: str) -> None:
+    assert box.boot() == 1
+    assert box.lifecycle_results() == ["ABANDON"]
+    assert box.powered_off()
+    assert says in box.file("console").read_text()
+    assert not box.file("/opt/datomic/release").exists()
+    assert not any("enable" in c for c in box.calls("systemctl"))
+
+
+def test_the_public_release_is_fetched_over_https_only_and_verified(tmp_path: Path) -> None:
+    with instance(tmp_path) as box:
+        assert box.boot() == 0, box.printed()
+        curls, s3 = download_calls(box)
+        url = f"https://datomic-pro-downloads.s3.amazonaws.com/{VERSION}/datomic-pro-{VERSION}.zip"
+        assert [c[-1] for c in curls] == [url] and s3 == []
+        # HTTPS only, redirects included: curl refuses http:// (or any other scheme) anywhere.
+        (call,) = curls
+        assert call[call.index("--proto") + 1] == "=https"
+        assert call[call.index("--proto-redir") + 1] == "=https"
+        assert f"verified the SHA-256 of {url}" in box.file("console").read_text()
+
+
+def test_the_default_release_is_verified_against_the_digest_the_tool_pins(
+    tmp_path: Path,
+) -> None:
+    """No datomic-zip-sha256: the instance checks the zip against the published release's
+    SHA-256 (config/era.py); the fake zip is not that release, so it is refused."""
+    with instance(tmp_path, download="") as box:
+        assert_refused_before_install(box, "is not the pinned one")
+
+
+def test_a_custom_https_url_is_verified(tmp_path: Path) -> None:
+    url = "https://downloads.example.test/datomic/datomic-pro-1.0.7556.zip"
+    lines = f"datomic-download-url={url}\ndatomic-zip-sha256={RELEASE_SHA}\n"
+    with instance(tmp_path, download=lines) as box:
+        assert box.boot() == 0, box.printed()
+        curls, _ = download_calls(box)
+        assert [c[-1] for c in curls] == [url]
+        assert "--proto-redir" in curls[0]
+        assert f"verified the SHA-256 of {url}" in box.file("console").read_text()
+
+
+def test_a_zip_whose_sha256_differs_is_refused(tmp_path: Path) -> None:
+    url = "https://downloads.example.test/datomic/datomic-pro-1.0.7556.zip"
+    lines = f"datomic-download-url={url}\ndatomic-zip-sha256={'0' * 64}\n"
+    with instance(tmp_path, download=lines) as box:
+        assert_refused_before_install(box, f"the SHA-256 of {url} is not the pinned one")
+
+
+def test_an_s3_release_is_read_with_the_instance_role(tmp_path: Path) -> None:
+    lines = f"datomic-download-url={S3_URL}\ndatomic-zip-sha256={RELEASE_SHA}\n"
+    box = instance(tmp_path, download=lines)
+    (box.world / "s3-object").write_text(S3_URL)
+    with box:
+        assert box.boot() == 0, box.printed()
+        curls, s3 = download_calls(box)
+        assert curls == []
+        (call,) = s3
+        # No credentials of its own: the AWS CLI's default chain, the instance profile.
+        assert call[:5] == ["s3", "cp", "--only-show-errors", "--region", REGION]
+        assert call[5] == S3_URL and call[6].endswith(".zip")
+        assert f"verified the SHA-256 of {S3_URL}" in box.file("console").read_text()
+        assert box.lifecycle_results() == ["CONTINUE"]
+
+
+def test_an_s3_release_the_role_cannot_read_is_abandoned(tmp_path: Path) -> None:
+    lines = f"datomic-download-url={S3_URL}\ndatomic-zip-sha256={RELEASE_SHA}\n"
+    with instance(tmp_path, download=lines) as box:
+        assert_refused_before_install(box, f"cannot read {S3_URL} with the instance role")
+        _, s3 = download_calls(box)
+        assert len(s3) == 2  # tried again once: a new grant takes a moment to apply
+
+
+def test_the_digest_key_is_on_no_command_line(tmp_path: Path) -> None:
+    """/proc/*/cmdline is readable by every user of the instance: the keyed digest is computed
+    with the key passed through a pipe, never as an argument."""
+    key = PIN_LINES.split("datomic-aws-digest-secret=", 1)[1].split("\n", 1)[0]
+    with instance(tmp_path) as box:
+        assert box.boot() == 0, box.printed()
+        assert box.calls("python3"), "the digest was not computed by the recorded python3"
+        recorded = "".join(p.read_text() for p in (box.world / "state").glob("*.calls"))
+        assert key not in recorded
+        assert key not in box.printed()
+    # In the script, the key's variable is only assigned, given to the builtin printf, unset.
+    script = (box.world / "user-data.sh").read_text()
+    uses = [line.strip() for line in script.splitlines() if "digest_key" in line]
+    assert uses == [
+        'digest_key=$(property datomic-aws-digest-secret "$config")',
+        'digest=$(printf \'%s\' "$(<"$config")" | python3 -IS -c "$hmac" 3< <(printf \'%s\' '
+        '"$digest_key"))',
+        "unset digest_key",
+    ]
+    assert "hexkey" not in script and "openssl" not in script

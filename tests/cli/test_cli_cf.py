@@ -236,6 +236,26 @@ def test_invalid_cf_file_exits_2_before_any_aws_call(
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:CANARY9d1@dl.sitehost.test/datomic-pro.zip",
+        "https://dl.sitehost.test/datomic-pro.zip?X-Amz-Signature=CANARY9d1",
+        "s3://CANARY9d1@sitebucket/datomic-pro.zip",
+    ],
+)
+def test_download_url_with_a_credential_exits_2_and_never_prints_it(
+    cli: Any, tmp_path: Path, url: str
+) -> None:
+    _, cf = _folder(tmp_path, **{"# datomic-download-url=": f"datomic-download-url={url}"})
+    for args in (("ensure-cf",), ("--output", "json", "ensure-cf"), ("--debug", "ensure-cf")):
+        run = cli(*args, str(cf), env=UNREACHABLE)
+        assert run.code == 2, (run.stdout, run.stderr)
+        assert f"{cf}:50 datomic-download-url" in run.stdout + run.stderr
+        for secret in ("CANARY9d1", "sitehost", "sitebucket"):
+            assert secret not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
     ("edits", "key", "says"),
     [
         (

@@ -816,6 +816,8 @@ _CREATED_ID = re.compile(r"^(id sg-[0-9a-f]+|[-+]aws-security-group-id=.*)$")
 # bits each run generates (datomic-aws-digest-secret), so the dry run's digest is of a key it does
 # not keep. Only the creation's detail is masked; an update's digests are compared as they are.
 _FIRST_DIGEST = re.compile(r"^(SecureString, hmac-sha256) [0-9a-f]{12}$")
+# The same digest, recorded in the file beside the version (issue 10), when the key is new.
+_FIRST_RECORDED = re.compile(r"^(\+datomic-aws-config-digest=)[0-9a-f]{64}$")
 
 
 def _plan(doc: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
@@ -836,19 +838,18 @@ def _plan(doc: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
 
 def _file_plan(doc: dict[str, Any]) -> list[tuple[str, bool, list[str]]]:
     """Each file's path, whether it changes, and its changed lines."""
-    return [
-        (
-            f["path"],
-            f["changed"],
-            [
-                line
-                for line in (f["diff"] or "").splitlines()
-                if line[:1] in "+-" and line[:3] not in ("+++", "---")
-                if not _CREATED_ID.match(line)
-            ],
-        )
-        for f in doc["files"]
-    ]
+    plans = []
+    for f in doc["files"]:
+        lines = [
+            line
+            for line in (f["diff"] or "").splitlines()
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            if not _CREATED_ID.match(line)
+        ]
+        if any(line.startswith("+datomic-aws-digest-secret=") for line in lines):
+            lines = [_FIRST_RECORDED.sub(r"\1(new key)", line) for line in lines]
+        plans.append((f["path"], f["changed"], lines))
+    return plans
 
 
 def _same_plan_as_dry_run(cli: Any, *args: str) -> dict[str, Any]:

@@ -144,13 +144,20 @@ def diff_lines(result: Result) -> list[str]:
 
 
 # What ensure-transactor appends on a first run (issue 11, issue 10): the digest's key, generated
-# once at random, and the SSM parameter version the configuration was stored as.
-PIN_ADDED = ["+datomic-aws-digest-secret=KEY", "+datomic-aws-config-version=1"]
+# once at random, the SSM parameter version the configuration was stored as, and beside it the
+# keyed digest of that configuration (create-cf-template refuses a configuration edited since).
+PIN_ADDED = [
+    "+datomic-aws-digest-secret=KEY",
+    "+datomic-aws-config-version=1",
+    "+datomic-aws-config-digest=DIGEST",
+]
 
 
 def without_key(text: str) -> str:
-    """`text` with the digest's random key as KEY: two runs on two copies generate two keys."""
-    return re.sub(r"(datomic-aws-digest-secret=)[0-9a-f]{64}", r"\1KEY", text)
+    """`text` with the digest's random key as KEY and the digest under it as DIGEST: two runs on
+    two copies generate two keys."""
+    text = re.sub(r"(datomic-aws-digest-secret=)[0-9a-f]{64}", r"\1KEY", text)
+    return re.sub(r"(datomic-aws-config-digest=)[0-9a-f]{64}", r"\1DIGEST", text)
 
 
 def role_policies(iam: Any, role: str) -> dict[str, dict[str, Any]]:

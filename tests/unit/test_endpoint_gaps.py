@@ -107,16 +107,29 @@ def _protection_refused(stub: Stubber, code: str, status: int) -> None:
     )
 
 
-@pytest.mark.parametrize(("code", "status"), [("500", 500), ("InternalFailure", 501)])
-def test_no_update_termination_protection_names_the_sandbox(code: str, status: int) -> None:
+def test_no_update_termination_protection_names_the_sandbox() -> None:
     run, stub = _run(MOTO)
-    _protection_refused(stub, code, status)
+    _protection_refused(stub, "500", 500)
     with stub, pytest.raises(DatomicAwsError) as caught:
         run.protect(SID)
     stub.assert_no_pending_responses()
     (line,) = caught.value.lines()
     assert "UpdateTerminationProtection" in line and MOTO in line
     assert "`datomic-aws sandbox serve`" in line
+
+
+def test_localstack_answers_update_termination_protection_so_its_failure_is_no_gap() -> None:
+    """LocalStack implements UpdateTerminationProtection (localstack/localstack,
+    localstack-core/localstack/services/cloudformation/provider.py and v2/provider.py
+    `update_termination_protection`, added by its PR #7430, January 2023). Its answer to an
+    operation it does not implement (aws/skeleton.py `on_not_implemented_error`,
+    aws/handlers/service.py: InternalFailure, HTTP 501) is therefore a real failure there, reported
+    as it came, not mistaken for moto's gap."""
+    run, stub = _run("http://localhost.localstack.cloud:4566")
+    _protection_refused(stub, "InternalFailure", 501)
+    with stub, pytest.raises(ClientError) as caught:
+        run.protect(SID)
+    assert caught.value.response["Error"]["Code"] == "InternalFailure"
 
 
 def test_a_500_from_aws_itself_is_not_taken_for_the_gap() -> None:

@@ -292,7 +292,12 @@ def test_ensure_transactor_on_a_file_ending_in_a_continuation_stores_every_value
     role = after["aws-transactor-role"]
     assert role.startswith("datomic-")
     assert "aws-transactor-role" not in before
-    generated = ("aws-transactor-role", "aws-peer-role", "datomic-aws-digest-secret")
+    generated = (
+        "aws-transactor-role",
+        "aws-peer-role",
+        "datomic-aws-digest-secret",
+        "datomic-aws-config-digest",
+    )
     assert after == {
         **before,
         **{key: after[key] for key in generated},

@@ -21,6 +21,7 @@ from datomic_aws import names
 from datomic_aws.app.template import create_cf_template
 from datomic_aws.aws import AwsContext
 from datomic_aws.config.cf import load_cf
+from datomic_aws.config.era import RELEASE_SHA256
 from datomic_aws.config.transactor import config_digest, effective_config, load_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.resources import ec2 as ec2r
@@ -240,7 +241,8 @@ def test_no_sha256_of_the_configuration_or_of_a_secret_is_published(tmp_path: Pa
             digest = hashlib.sha256(form.encode()).hexdigest()
             assert digest not in text and digest[:12] not in text, candidate
     hexes = set(re.findall(r"[0-9a-f]{64}", text))
-    assert hexes == {_pin(build_template(transactor, spec))[2:]}  # the keyed digest alone
+    # The keyed digest, and the public SHA-256 of the release zip the instance verifies.
+    assert hexes == {_pin(build_template(transactor, spec))[2:], RELEASE_SHA256["1.0.7556"]}
 
 
 def test_lint_clean_in_three_regions(tmp_path: Path) -> None:
@@ -436,6 +438,20 @@ def test_boot_script_source_is_valid_bash(tmp_path: Path) -> None:
     helper.write_text(_helper_of(boot_script_source()))
     subprocess.run(["bash", "-n", str(helper)], check=True)
     _shellcheck(helper)
+
+
+def test_the_shipped_script_leaves_only_its_comments_out(tmp_path: Path) -> None:
+    t, c, _ = files(tmp_path)
+    script = render_boot_script(load_transactor(t)[1], load_cf(c)[1])
+    source = boot_script_source()
+    # The why-comments stay in the packaged file; instances get every other line, shebangs too.
+    assert [ln for ln in script.splitlines() if ln.lstrip().startswith("#")] == [
+        "#!/bin/bash",
+        "#!/bin/bash",
+    ]
+    kept = [ln for ln in source.splitlines() if not ln.lstrip().startswith("#") or ln[:2] == "#!"]
+    assert len(script.splitlines()) == len(kept)
+    assert len(source.splitlines()) - len(kept) > 40
 
 
 def test_boot_script_does_what_the_design_says(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 
 DDB = "protocol=ddb\nhost=localhost\nport=4334\naws-dynamodb-table=orders\n"
 CF = "aws-region=us-east-1\naws-instance-type=m7i.large\n"
+# A download location of the operator's comes with the SHA-256 of its zip (issue 11).
+SHA_LINE = f"datomic-zip-sha256={'ab' * 32}\n"
 
 
 def write(tmp_path: Path, text: str, name: str) -> Path:
@@ -204,7 +206,11 @@ def test_release_before_the_free_ones_needs_a_download_url(tmp_path: Path, versi
     assert key == "datomic-version"
     assert f"{version} is older than 1.0.6726" in message
     assert LATEST_DATOMIC_VERSION in hint and "datomic-download-url" in hint
-    text = CF + f"datomic-version={version}\ndatomic-download-url=https://example.com/d.zip\n"
+    text = (
+        CF
+        + f"datomic-version={version}\ndatomic-download-url=https://example.com/d.zip\n"
+        + SHA_LINE
+    )
     _, spec = load_cf(write(tmp_path, text, "cf.properties"))
     assert spec.datomic_version == version
 
@@ -221,7 +227,9 @@ def test_license_key_message_depends_on_the_version() -> None:
 
 def test_cross_file_license_key_for_an_old_release(tmp_path: Path) -> None:
     transactor = write(tmp_path, DDB + "aws-dynamodb-region=us-east-1\n", "transactor.properties")
-    text = CF + "datomic-version=1.0.6397\ndatomic-download-url=https://example.com/d.zip\n"
+    text = (
+        CF + "datomic-version=1.0.6397\ndatomic-download-url=https://example.com/d.zip\n" + SHA_LINE
+    )
     cf = write(tmp_path, text, "cf.properties")
     problems, _ = cross_file_checks(load_transactor(transactor)[1], load_cf(cf)[1])
     assert [p.key for p in problems] == ["license-key"]
@@ -320,7 +328,9 @@ def test_ensure_transactor_words_the_license_warning_for_the_sibling_cf_version(
     )
     alone = ensure_transactor(ctx, transactor, dry_run=True)
     assert [w for w in alone.warnings if "license-key is obsolete" in w]
-    text = CF + "datomic-version=1.0.6397\ndatomic-download-url=https://example.com/d.zip\n"
+    text = (
+        CF + "datomic-version=1.0.6397\ndatomic-download-url=https://example.com/d.zip\n" + SHA_LINE
+    )
     write(tmp_path, text, "cf.properties")
     old_release = ensure_transactor(ctx, transactor, dry_run=True)
     assert not [w for w in old_release.warnings if "license-key" in w]
