@@ -33,6 +33,8 @@ DATOMIC_ALARM = "DatomicAlarm"
 # Datomic's transactor publishes its metrics (aws-cloudwatch-region set) to the CloudWatch
 # namespace "Datomic", one dimension "Transactor" = aws-cloudwatch-dimension-value, once a minute;
 # the active transactor reports HeartbeatMsec, and `Alarm` counts problems that need an operator.
+# Source: Datomic's "Monitoring" page (docs.datomic.com/on-prem/monitoring.html); the reference
+# does not list these names yet (its §2 only names the two transactor keys).
 METRICS_NAMESPACE = "Datomic"
 METRICS_DIMENSION = "Transactor"
 METRICS_PERIOD_SECONDS = 60
