@@ -3,6 +3,7 @@ its file, line and key, exit 2, before any AWS call and with no write."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,3 +38,26 @@ def test_a_bad_observability_key_exits_2_naming_file_line_and_key(
     assert f" {key}" in run.stderr
     assert "Traceback" not in run.stderr
     assert cf.read_bytes() == before
+
+
+def test_the_keys_survive_ensure_cf_and_reach_the_template(cli: Any, tmp_path: Path) -> None:
+    """Through the loop: ensure-transactor, ensure-cf (keeps the keys; a rerun writes nothing),
+    create-cf-template (the log group and the Session Manager grant are in the template)."""
+    for name in ("transactor.properties", "cf.properties"):
+        shutil.copyfile(SAMPLES / name, tmp_path / name)
+    transactor, cf = tmp_path / "transactor.properties", tmp_path / "cf.properties"
+    keys = "aws-log-group-retention-days=14\naws-session-manager=true\n"
+    cf.write_text(cf.read_text(encoding="latin-1") + keys, encoding="latin-1")
+    assert cli("ensure-transactor", str(transactor)).code == 0
+    assert cli("ensure-cf", str(cf)).code == 0
+    after = cf.read_bytes()
+    assert keys.encode() in after
+    again = cli("--output", "json", "ensure-cf", str(cf))
+    assert again.code == 0 and again.json["changed"] is False
+    assert cf.read_bytes() == after
+    out = tmp_path / "cf.json"
+    run = cli("create-cf-template", str(transactor), str(cf), str(out), env=UNREACHABLE)
+    assert run.code == 0, run.stderr
+    resources = json.loads(out.read_text(encoding="utf-8"))["Resources"]
+    assert resources["LogGroup"]["Properties"]["RetentionInDays"] == 14
+    assert resources["SessionManagerGrant"]["Type"] == "AWS::IAM::Policy"
