@@ -67,6 +67,8 @@ def test_without_the_key_no_agent(tmp_path: Path) -> None:
     assert "amazon-cloudwatch-agent" not in without and "LOG_GROUP" not in without
     with_logs, _ = script(tmp_path / "other", release, LOG_KEY)
     assert "readonly LOG_GROUP='/datomic-aws/orders'" in with_logs
+    # EC2 refuses user data over 16 KB: the step keeps the script within test_template.py's bound.
+    assert len(with_logs.encode()) < 15 * 1024
 
 
 def test_an_agent_that_cannot_start_leaves_the_boot_going(tmp_path: Path) -> None:
