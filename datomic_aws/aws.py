@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_ec2.client import EC2Client
     from mypy_boto3_iam.client import IAMClient
+    from mypy_boto3_kms.client import KMSClient
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_ssm.client import SSMClient
     from mypy_boto3_sts.client import STSClient
@@ -164,6 +165,11 @@ class AwsContext:
     def client(
         self, service: Literal["iam"], region: str, endpoint_url: str | None = None
     ) -> IAMClient: ...
+
+    @overload
+    def client(
+        self, service: Literal["kms"], region: str, endpoint_url: str | None = None
+    ) -> KMSClient: ...
 
     @overload
     def client(

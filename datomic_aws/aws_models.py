@@ -60,6 +60,8 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "CreateTable",
             "DescribeContinuousBackups",
             "DescribeTable",
+            # Never called: KMS's TagResource has the same method name (tag_resource).
+            "TagResource",
             "UpdateContinuousBackups",
             "UpdateTable",
         }
@@ -96,6 +98,17 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "RemoveRoleFromInstanceProfile",
             "TagInstanceProfile",
             "UpdateAssumeRolePolicy",
+        }
+    ),
+    "kms": frozenset(
+        {
+            "CreateAlias",
+            "CreateKey",
+            "DescribeKey",
+            "GetKeyPolicy",
+            "ListResourceTags",
+            "PutKeyPolicy",
+            "TagResource",
         }
     ),
     "s3": frozenset(

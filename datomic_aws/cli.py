@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from datomic_aws import __version__
-from datomic_aws.app.help import HELP, OPTIONS
+from datomic_aws.app.help import HELP, LOOP_ORDER, OPTIONS
 from datomic_aws.app.session import Options
 from datomic_aws.errors import DatomicAwsError, ExitCode, Interrupted, UsageError
+from datomic_aws.terminal import Terminal
 
 if TYPE_CHECKING:
     from datomic_aws.aws import AwsContext
@@ -29,8 +30,10 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _echo_err(message: str) -> None:
-    click.echo(message, err=True)
+# The run's stderr lines (wait lines stamped with the elapsed time, the live line on a terminal)
+# and whether stdout is coloured: started by the group from the global options.
+_TERMINAL = Terminal(lambda text: click.echo(text, err=True, nl=False))
+_echo_err, _on_wait, _close_progress = _TERMINAL.line, _TERMINAL.wait_line, _TERMINAL.close
 
 
 def finish(opts: Options, result: Result, *, detailed_exitcode: bool = False) -> int:
@@ -38,10 +41,10 @@ def finish(opts: Options, result: Result, *, detailed_exitcode: bool = False) ->
     from datomic_aws import render
     from datomic_aws.app.failures import calls_of
 
+    _close_progress()
     sys.stderr.write(render.warnings_text(result))
     calls = calls_of(opts.contexts).as_dict() if opts.contexts else None
-    text = render.to_json(result, calls) if opts.output == "json" else render.to_text(result)
-    sys.stdout.write(text)
+    sys.stdout.write(render.output(result, calls, opts.output, color=_TERMINAL.color))
     sys.stdout.flush()
     return int(ExitCode.CHANGES_PENDING if detailed_exitcode and result.pending else ExitCode.OK)
 
@@ -82,7 +85,20 @@ def _seconds(name: str, default: float, *, minimum: float) -> Callable[[F], F]:
                         show_default=True, metavar="SECONDS", help=OPTIONS[name])  # fmt: skip
 
 
+class _Loop(click.Group):
+    """Commands listed in the order of the operator's loop, each with its whole summary."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        order = {name: n for n, name in enumerate(LOOP_ORDER)}
+        return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.short_help = cmd.short_help or (cmd.help or "").strip().split("\n", 1)[0]
+        super().add_command(cmd, name)
+
+
 @click.group(
+    cls=_Loop,
     help=HELP["datomic-aws"],
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=HELP["epilog"],
@@ -92,19 +108,16 @@ def _seconds(name: str, default: float, *, minimum: float) -> Callable[[F], F]:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help=OPTIONS["--output"])  # fmt: skip
 @_flag("--debug")
+@_flag("--no-color")
 @_seconds("--lock-timeout", 600.0, minimum=0)
 @click.version_option(__version__, prog_name="datomic-aws")
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    profile: str | None,
-    endpoint_url: str | None,
-    output: str,
-    debug: bool,
-    lock_timeout: float,
-) -> None:
+def cli(ctx: click.Context, profile: str | None, endpoint_url: str | None, output: str, debug: bool,
+        no_color: bool, lock_timeout: float) -> None:  # fmt: skip
+    tty = (sys.stdout.isatty(), sys.stderr.isatty())
+    _TERMINAL.start_for(output, no_color=no_color, tty=tty, env=os.environ)
     ctx.obj = Options(
-        profile, endpoint_url, output, debug, lock_timeout, ctx.invoked_subcommand or "", _echo_err
+        profile, endpoint_url, output, debug, lock_timeout, ctx.invoked_subcommand or "", _on_wait
     )
     from datomic_aws.checks import check_endpoint_url
 
@@ -117,50 +130,32 @@ def _input_output(fn: F) -> F:
     return _path("input_path", "INPUT")(fn)
 
 
-@cli.command("ensure-transactor", help=HELP["ensure-transactor"])
-@_input_output
-@change_options(adopt=True)
-@click.pass_obj
-def ensure_transactor_cmd(
-    opts: Options,
-    input_path: str,
-    output_path: str | None,
-    dry_run: bool,
-    detailed_exitcode: bool,
-    adopt: bool,
-) -> int:
-    from datomic_aws.app.ensure_transactor import ensure_transactor
-    from datomic_aws.app.inputs import check_ensure_paths
+def _ensure_command(name: str) -> None:
+    """ensure-transactor and ensure-cf: the same arguments and steps, each its app function."""
 
-    _check_detailed(dry_run, detailed_exitcode)
-    check_ensure_paths("transactor", input_path, output_path, dry_run=dry_run)
-    aws = opts.aws(dry_run=dry_run)
-    with opts.locked(output_path or input_path, dry_run=dry_run):
-        result = ensure_transactor(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
-    return finish(opts, result, detailed_exitcode=detailed_exitcode)
+    @cli.command(name, help=HELP[name])
+    @_input_output
+    @change_options(adopt=True)
+    @click.pass_obj
+    def command(opts: Options, input_path: str, output_path: str | None, dry_run: bool,
+                detailed_exitcode: bool, adopt: bool) -> int:  # fmt: skip
+        from datomic_aws.app.ensure_cf import ensure_cf
+        from datomic_aws.app.ensure_transactor import ensure_transactor
+        from datomic_aws.app.inputs import check_ensure_paths
+
+        kind, ensure = (
+            ("cf", ensure_cf) if name == "ensure-cf" else ("transactor", ensure_transactor)
+        )
+        _check_detailed(dry_run, detailed_exitcode)
+        check_ensure_paths(kind, input_path, output_path, dry_run=dry_run)
+        aws = opts.aws(dry_run=dry_run)
+        with opts.locked(output_path or input_path, dry_run=dry_run):
+            result = ensure(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
+        return finish(opts, result, detailed_exitcode=detailed_exitcode)
 
 
-@cli.command("ensure-cf", help=HELP["ensure-cf"])
-@_input_output
-@change_options(adopt=True)
-@click.pass_obj
-def ensure_cf_cmd(
-    opts: Options,
-    input_path: str,
-    output_path: str | None,
-    dry_run: bool,
-    detailed_exitcode: bool,
-    adopt: bool,
-) -> int:
-    from datomic_aws.app.ensure_cf import ensure_cf
-    from datomic_aws.app.inputs import check_ensure_paths
-
-    _check_detailed(dry_run, detailed_exitcode)
-    check_ensure_paths("cf", input_path, output_path, dry_run=dry_run)
-    aws = opts.aws(dry_run=dry_run)
-    with opts.locked(output_path or input_path, dry_run=dry_run):
-        result = ensure_cf(aws, input_path, output_path, dry_run=dry_run, adopt=adopt)
-    return finish(opts, result, detailed_exitcode=detailed_exitcode)
+_ensure_command("ensure-transactor")
+_ensure_command("ensure-cf")
 
 
 @cli.command("create-cf-template", help=HELP["create-cf-template"])
@@ -169,14 +164,8 @@ def ensure_cf_cmd(
 @_path("output_json", "OUTPUT_JSON")
 @change_options()
 @click.pass_obj
-def create_cf_template_cmd(
-    opts: Options,
-    transactor_props: str,
-    cf_props: str,
-    output_json: str,
-    dry_run: bool,
-    detailed_exitcode: bool,
-) -> int:
+def create_cf_template_cmd(opts: Options, transactor_props: str, cf_props: str, output_json: str,
+                           dry_run: bool, detailed_exitcode: bool) -> int:  # fmt: skip
     from datomic_aws.app.template import check_template_paths, create_cf_template
 
     _check_detailed(dry_run, detailed_exitcode)
@@ -196,7 +185,7 @@ def wait_options(fn: F) -> F:
 def _waiting(timeout: float, poll_interval: float) -> Any:
     from datomic_aws.stack.events import Waiting
 
-    return Waiting(timeout=timeout, poll_interval=poll_interval, on_event=_echo_err)
+    return Waiting(timeout=timeout, poll_interval=poll_interval, on_event=_on_wait)
 
 
 def _confirm(yes: bool, question: str) -> None:
@@ -223,17 +212,9 @@ _TEMPLATE = _path("template_json", "TEMPLATE_JSON")
 @change_options()
 @wait_options
 @click.pass_obj
-def create_cf_stack_cmd(
-    opts: Options,
-    region: str,
-    stack_name: str,
-    template_json: str,
-    recreate_failed: bool,
-    dry_run: bool,
-    detailed_exitcode: bool,
-    timeout: float,
-    poll_interval: float,
-) -> int:
+def create_cf_stack_cmd(opts: Options, region: str, stack_name: str, template_json: str,
+                        recreate_failed: bool, dry_run: bool, detailed_exitcode: bool,
+                        timeout: float, poll_interval: float) -> int:  # fmt: skip
     from datomic_aws.app import stacks
 
     _check_detailed(dry_run, detailed_exitcode)
@@ -283,20 +264,10 @@ _ADOPT_STACK = _flag("--adopt", key="--adopt stack")
 @change_options()
 @wait_options
 @click.pass_obj
-def update_stack_cmd(
-    opts: Options,
-    region: str,
-    stack_name: str,
-    template_json: str,
-    yes: bool,
-    strategy: str,
-    no_replace: bool,
-    adopt: bool,
-    dry_run: bool,
-    detailed_exitcode: bool,
-    timeout: float,
-    poll_interval: float,
-) -> int:
+def update_stack_cmd(opts: Options, region: str, stack_name: str, template_json: str, yes: bool,
+                     strategy: str, no_replace: bool, adopt: bool, dry_run: bool,
+                     detailed_exitcode: bool, timeout: float,
+                     poll_interval: float) -> int:  # fmt: skip
     from datomic_aws.app import stacks
 
     _check_detailed(dry_run, detailed_exitcode)
@@ -322,16 +293,9 @@ def update_stack_cmd(
 @change_options()
 @wait_options
 @click.pass_obj
-def delete_cf_stack_cmd(
-    opts: Options,
-    region: str,
-    stack_name: str,
-    yes: bool,
-    dry_run: bool,
-    detailed_exitcode: bool,
-    timeout: float,
-    poll_interval: float,
-) -> int:
+def delete_cf_stack_cmd(opts: Options, region: str, stack_name: str, yes: bool, dry_run: bool,
+                        detailed_exitcode: bool, timeout: float,
+                        poll_interval: float) -> int:  # fmt: skip
     from datomic_aws.app import stacks
     from datomic_aws.checks import check_stack_arguments
 
@@ -359,45 +323,40 @@ def status_cmd(opts: Options, region: str, stack_name: str, template_json: str |
 
 
 @cli.command("apply", help=HELP["apply"])
-@_path("directory", "DIR", folder=True)
+@click.argument("directories", metavar="[DIR...]", nargs=-1,
+                type=click.Path(file_okay=False, readable=False))  # fmt: skip
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N", help=OPTIONS["--jobs"])
 @_flag("--recreate-failed")
 @_replacement_options
 @change_options(adopt=True)
 @wait_options
 @click.pass_obj
-def apply_cmd(
-    opts: Options,
-    directory: str,
-    recreate_failed: bool,
-    yes: bool,
-    strategy: str,
-    no_replace: bool,
-    dry_run: bool,
-    detailed_exitcode: bool,
-    adopt: bool,
-    timeout: float,
-    poll_interval: float,
-) -> int:
+def apply_cmd(opts: Options, directories: tuple[str, ...], jobs: int | None, recreate_failed: bool,
+              yes: bool, strategy: str, no_replace: bool, dry_run: bool, detailed_exitcode: bool,
+              adopt: bool, timeout: float, poll_interval: float) -> int:  # fmt: skip
+    from functools import partial
+
     from datomic_aws.app.apply import apply_dir, check_folder
+    from datomic_aws.app.fleet import Settings, run_folders
     from datomic_aws.stack.transport import DRY_RUN_WRITES
 
     _check_detailed(dry_run, detailed_exitcode)
+    waiting = _waiting(timeout, poll_interval)
+    settings = Settings(dry_run, adopt, recreate_failed, detailed_exitcode, jobs, waiting)
+    when = " if the launch template changes"
+    confirm = partial(_replacement, strategy, no_replace, dry_run, yes, when)
+    if len(directories) > 1:  # several environments side by side
+        fleet = run_folders(opts, directories, settings, confirm)
+        _close_progress()
+        sys.stderr.write(fleet.stderr_text())
+        sys.stdout.write(fleet.output(opts.output, color=_TERMINAL.color))
+        return fleet.exit_code
+    directory = directories[0] if directories else "."  # the current folder, as terraform's
     inputs = check_folder(directory, dry_run=dry_run)
-    replacement = _replacement(
-        strategy, no_replace, dry_run, yes, " if the launch template changes"
-    )
+    replacement = confirm()
     aws = opts.aws(dry_run=dry_run, allowed_writes=DRY_RUN_WRITES)
     with opts.locked(os.path.join(directory, "cf.json"), dry_run=dry_run):
-        result = apply_dir(
-            aws,
-            directory,
-            dry_run=dry_run,
-            adopt=adopt,
-            recreate_failed=recreate_failed,
-            replacement=replacement,
-            waiting=_waiting(timeout, poll_interval),
-            inputs=inputs,
-        )
+        result = apply_dir(aws, directory, inputs=inputs, **settings.options(replacement))
     return finish(opts, result, detailed_exitcode=detailed_exitcode)
 
 
@@ -407,7 +366,11 @@ def apply_cmd(
 def demo_cmd(opts: Options, directory: str | None) -> int:
     from datomic_aws.sandbox.demo import run_demo
 
-    return run_demo(directory, out=click.echo, err=_echo_err, json_output=opts.output == "json")
+    def out(text: str) -> None:
+        _TERMINAL.line(text, write=lambda line: click.echo(line, nl=False))
+
+    json_output = opts.output == "json"
+    return run_demo(directory, out=out, err=_echo_err, wait=_on_wait, json_output=json_output)
 
 
 @click.command("serve", help=HELP["sandbox serve"])
@@ -423,9 +386,40 @@ def sandbox_serve_cmd(opts: Options, port: int, transactors: bool) -> int:
 cli.add_command(click.Group("sandbox", {"serve": sandbox_serve_cmd}, help=HELP["sandbox"]))
 
 
+@cli.command("completion", help=HELP["completion"])
+@click.argument("shell", metavar="SHELL", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_cmd(shell: str) -> int:
+    from datomic_aws.app.completion import script
+
+    click.echo(script(cli, shell), nl=False)
+    return 0
+
+
+def _arguments(argv: list[str] | None) -> list[str]:
+    """The command line, global options moved before the command (app/argv.py); when a shell
+    asks for completions (click's protocol, app/completion.py), answer and exit."""
+    from datomic_aws.app.argv import hoist_global_options
+    from datomic_aws.app.completion import COMPLETE_VAR, answer
+
+    if os.environ.get(COMPLETE_VAR):
+        text = answer(cli, os.environ[COMPLETE_VAR])
+        click.echo(text or "", nl=False)
+        sys.exit(0 if text is not None else 1)
+    groups = [cli, *(c for c in cli.commands.values() if isinstance(c, click.Group))]
+    commands = [c for g in groups for c in g.commands.values()]
+    globals_ = {o: not p.is_flag for p in _options(cli) if not p.is_eager for o in p.opts}
+    values = {o for c in commands for p in _options(c) if not p.is_flag for o in p.opts}
+    return hoist_global_options(list(sys.argv[1:] if argv is None else argv), globals_, values)
+
+
+def _options(command: click.Command) -> list[click.Option]:
+    return [p for p in command.params if isinstance(p, click.Option)]
+
+
 def _report(exc: DatomicAwsError, opts: Options | None) -> int:
     from datomic_aws.app.failures import error_document, request_id
 
+    _close_progress()
     for line in exc.lines():
         _echo_err(line)
     if opts is not None and opts.debug:
@@ -438,9 +432,12 @@ def _report(exc: DatomicAwsError, opts: Options | None) -> int:
     return int(exc.exit_code)
 
 
+_STOPPING = b"datomic-aws: stopping; restoring what this run changed (SIGKILL stops at once)\n"
+
+
 def _stopping() -> None:
     # os.write, not click.echo: the signal handler may run inside a write to the same stream.
-    os.write(2, b"datomic-aws: stopping; restoring what this run changed (SIGKILL stops at once)\n")
+    os.write(2, (b"\r\x1b[K" if _TERMINAL.live else b"") + _STOPPING)  # not into the live line
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -456,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         with interrupt_handlers(contexts, _stopping):
-            ctx = cli.make_context("datomic-aws", list(sys.argv[1:] if argv is None else argv))
+            ctx = cli.make_context("datomic-aws", _arguments(argv))
             run.append(ctx)
             with ctx:
                 rv = cli.invoke(ctx)
@@ -485,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
             known.__traceback__ = exc.__traceback__
             known.__cause__ = exc  # --debug shows botocore's own exception (an answer, say)
             code = _report(known, _opts(ctx))
+    _close_progress()
     sys.exit(code)
 
 

@@ -112,6 +112,12 @@ def ssm_parameter(system: str) -> str:
     return f"/datomic/{_part(system, r'A-Za-z0-9_.-')}/transactor.properties"
 
 
+def kms_alias(system: str) -> str:
+    """The alias of the configuration's key when the tool makes one (aws-ssm-kms-key=managed):
+    `alias/` then [A-Za-z0-9/_-], 256 characters; `alias/aws/` is AWS's own."""
+    return "alias/datomic-aws/" + _fit(_part(system, "A-Za-z0-9_-"), 256 - 18)
+
+
 def autoscaling_group(system: str) -> str:
     return _fit(f"datomic-{_part(system, r'A-Za-z0-9_.-')}-transactors", 255)
 
@@ -200,6 +206,12 @@ def partition(region: str) -> str:
     if region.startswith("us-gov-"):
         return "aws-us-gov"
     return "aws"
+
+
+def dns_suffix(region: str) -> str:
+    """The domain of the region's service endpoints (`ssm.<region>.<suffix>`, what
+    `kms:ViaService` names): China's differ (reference §11)."""
+    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
 
 
 def arn(service: str, region: str, account: str, resource: str, *, scope: str | None = None) -> str:

@@ -125,14 +125,39 @@ def instances_arn(account: str, region: str) -> str:
     return names.arn("ec2", region, account, "instance/*", scope=f"*:{account}")
 
 
-def runtime_policy(system: str, account: str, region: str) -> tuple[str, Document]:
-    """Read the stored configuration; report readiness to Auto Scaling; publish the HA role tag."""
+def via_ssm(region: str, parameter: str) -> dict[str, str]:
+    """The condition keys that limit a use of a KMS key to SSM and to one parameter: SSM
+    encrypts and decrypts a SecureString under the encryption context PARAMETER_ARN=<its ARN>."""
+    return {
+        "kms:ViaService": f"ssm.{region}.{names.dns_suffix(region)}",
+        "kms:EncryptionContext:PARAMETER_ARN": parameter,
+    }
+
+
+def runtime_policy(
+    system: str, account: str, region: str, decrypt_key: str | None = None
+) -> tuple[str, Document]:
+    """Read the stored configuration; report readiness to Auto Scaling; publish the HA role tag.
+    `decrypt_key`: the ARN of the operator's KMS key encrypting the configuration, whose key
+    policy is theirs: the decrypt is granted here, through SSM and for this parameter only."""
+    parameter = parameter_arn(system, account, region)
+    decrypt: tuple[Document, ...] = ()
+    if decrypt_key is not None:
+        decrypt = (
+            {
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": [decrypt_key],
+                "Condition": {"StringEquals": via_ssm(region, parameter)},
+            },
+        )
     return names.runtime_policy(system), _doc(
         {
             "Effect": "Allow",
             "Action": ["ssm:GetParameter"],
-            "Resource": [parameter_arn(system, account, region)],
+            "Resource": [parameter],
         },
+        *decrypt,
         {
             "Effect": "Allow",
             "Action": list(RUNTIME_GROUP_ACTIONS),

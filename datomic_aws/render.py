@@ -154,26 +154,76 @@ def _diff_excerpt(diff: str) -> list[str]:
     return lines
 
 
-def to_text(result: Result) -> str:
+def output(
+    result: Result, aws_calls: dict[str, Any] | None, output: str, *, color: bool = False
+) -> str:
+    """The command's stdout: one JSON document with `--output json`, else the readable report."""
+    return (
+        to_json(result, aws_calls) if output == "json" else to_text(result, aws_calls, color=color)
+    )
+
+
+def calls_line(calls: dict[str, Any]) -> str:
+    """The AWS call counts the run made, as the JSON's `aws_calls` has them."""
+    return f"AWS calls: {calls.get('total', 0)} ({calls.get('mutating', 0)} mutating)."
+
+
+def to_text(result: Result, aws_calls: dict[str, Any] | None = None, *, color: bool = False) -> str:
+    """The readable report; it ends with the summary and the AWS call counts. With `color` (a
+    terminal), creations and added lines are green, deletions and removed lines red, updates
+    yellow; the colour is added after the text is redacted."""
     if "status" in result.extra:
         return status_text(result.extra["status"])
-    lines = [f"{result.command}{' (dry run: nothing written)' if result.dry_run else ''}"]
+    lines = [(f"{result.command}{' (dry run: nothing written)' if result.dry_run else ''}", "")]
     for change in result.changes:
         symbol = _SYMBOL[change.action]
-        lines.append(f"  {symbol} {change.action.value:<6} {change.resource}")
+        head = f"  {symbol} {change.action.value:<6} {change.resource}"
+        lines.append((head, _ACTION_COLOR[change.action]))
         if change.changed:
-            lines.extend(f"      {d}" for d in change.details)
+            lines.extend((f"      {d}", _diff_color(d)) for d in change.details)
     for f in result.files:
         if f.changed:
             state = "rewritten" if f.written else "would be rewritten"
-            lines.append(f"  file {f.path}: {state}")
-            lines.extend("    " + line for line in _diff_excerpt(shown_diff(f)))
+            lines.append((f"  file {f.path}: {state}", _ACTION_COLOR[Action.UPDATE]))
+            lines.extend(("    " + d, _diff_color(d)) for d in _diff_excerpt(shown_diff(f)))
         else:
-            lines.append(f"  file {f.path}: unchanged")
+            lines.append((f"  file {f.path}: unchanged", ""))
     if result.extra.get("kept"):
-        lines.append(f"  kept: {result.extra['kept']}")
-    lines.append(summary(result))
-    return redact("\n".join(lines) + "\n", _secrets(result))
+        lines.append((f"  kept: {result.extra['kept']}", ""))
+    lines.append((summary(result), ""))
+    if aws_calls is not None:
+        lines.append((calls_line(aws_calls), ""))
+    text = redact("\n".join(line for line, _ in lines) + "\n", _secrets(result))
+    return _colored(text, [c for _, c in lines]) if color else text
+
+
+_GREEN, _RED, _YELLOW, _CYAN, _BOLD, _RESET = (f"\x1b[{n}m" for n in (32, 31, 33, 36, 1, 0))
+_ACTION_COLOR = {
+    Action.CREATE: _GREEN,
+    Action.UPDATE: _YELLOW,
+    Action.DELETE: _RED,
+    Action.NOOP: "",
+}
+
+
+def _diff_color(line: str) -> str:
+    """A unified diff's line: headers bold, hunks cyan, added green, removed red."""
+    if line.startswith(("--- ", "+++ ")):
+        return _BOLD
+    if line.startswith("@@"):
+        return _CYAN
+    return {"+": _GREEN, "-": _RED}.get(line[:1], "")
+
+
+def _colored(text: str, colors: list[str]) -> str:
+    """The redacted text with each line in its colour (plain when redaction changed the number of
+    lines: a colour is never worth a wrong line)."""
+    lines = text.rstrip("\n").split("\n")
+    if len(lines) != len(colors):
+        return text
+    return "".join(
+        f"{c}{line}{_RESET}\n" if c else f"{line}\n" for line, c in zip(lines, colors, strict=True)
+    )
 
 
 def warnings_text(result: Result) -> str:

@@ -94,9 +94,7 @@ def _shipped_source(cf: CfSpec) -> str:
     comment lines left out (shebangs kept). EC2 refuses user data over 16 KB (raw, before
     base64); the why-comments stay in the packaged file."""
     lines = template_observe.with_log_shipping(boot_script_source(), cf).splitlines(keepends=True)
-    return "".join(
-        line for line in lines if not line.lstrip().startswith("#") or line.startswith("#!")
-    )
+    return "".join(ln for ln in lines if not ln.lstrip().startswith("#") or ln[:2] == "#!")
 
 
 def _quote(value: str) -> str:

@@ -46,9 +46,9 @@ AUTOSCALING_NOTIFICATIONS = [
     "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
 ]
 
-# The boot script's step 2 header: the log-shipping step goes right before it, once Java and the
-# AWS CLI are installed and before the long download, so the rest of the boot is shipped too.
-_SHIP_LOGS_BEFORE = "\n# 2. Datomic Pro"
+# The boot script's step 4 header: the log-shipping step goes right before it, once the
+# configuration (its log-dir) is in place; the agent reads the boot log from its start.
+_SHIP_LOGS_BEFORE = "\n# 4. The instance helper"
 
 
 def _tags(system: str) -> list[names.Tag]:
@@ -282,5 +282,5 @@ def with_log_shipping(source: str, cf: CfSpec) -> str:
     step = resources.files("datomic_aws.boot").joinpath("ship-logs.sh").read_text("utf-8")
     head, found, tail = source.partition(_SHIP_LOGS_BEFORE)
     if not found:
-        raise AssertionError("the boot script has no step 2 to ship the logs before")
+        raise AssertionError("the boot script has no step 4 to ship the logs before")
     return f"{head}\n{step.rstrip()}\n{found}{tail}"

@@ -40,7 +40,7 @@ from datomic_aws.config.transactor import (
 )
 from datomic_aws.errors import DatomicAwsError
 from datomic_aws.properties import PropertiesText, write_back
-from datomic_aws.resources import dynamodb, iam, s3, ssm
+from datomic_aws.resources import dynamodb, iam, kms, s3, ssm
 from datomic_aws.resources.plan import Planned
 
 __all__ = [
@@ -285,7 +285,9 @@ def _iam_and_config_readers(
     peer_role = spec.peer_role or names.peer_role(system)
     updates = {"aws-transactor-role": transactor_role, "aws-peer-role": peer_role}
 
-    transactor_policies = dict([policies.runtime_policy(system, account, region)])
+    key = _configuration_key(ctx, spec, account, transactor_role, adopt=adopt)
+    decrypt = key.decrypt_arn if key is not None else None
+    transactor_policies = dict([policies.runtime_policy(system, account, region, decrypt)])
     peer_policies: dict[str, policies.Document] = {}
     if spec.protocol == "ddb" and spec.table:
         transactor_policies.update([policies.transactor_table_policy(spec.table, account, region)])
@@ -316,13 +318,55 @@ def _iam_and_config_readers(
         )
         readers.append(_role_reader(ctx, region, role, adopt=adopt))
 
-    parameter = _parameter(spec, props, updates)
+    if key is not None:
+        # After the roles (the key policy names the transactor role), before the parameter.
+        key_step = key.step
+        readers.append(lambda: key_step)
+    parameter = _parameter(spec, props, updates, key)
     readers.append(_parameter_reader(ctx, region, parameter, adopt=adopt, updates=updates))
     return updates
 
 
+@dataclass(frozen=True)
+class _Key:
+    """The configuration's KMS key as planned: its step, the KeyId the parameter is put with and
+    the key's other names, and the ARN the transactor role may decrypt with (the operator's key:
+    its key policy is theirs; ours names the role itself)."""
+
+    step: Step
+    key_id: str
+    names: frozenset[str]
+    decrypt_arn: str | None
+
+
+def _configuration_key(
+    ctx: AwsContext, spec: TransactorSpec, account: str, role: str, *, adopt: bool
+) -> _Key | None:
+    """Read before the other resources (the role's policy needs the operator's key's ARN); no
+    KMS call at all with SSM's default key."""
+    if spec.kms_key is None:
+        return None
+    client = ctx.client("kms", spec.region)
+    if spec.kms_key == kms.MANAGED:
+        parameter_arn = policies.parameter_arn(spec.system, account, spec.region)
+        wanted = kms.managed_key_spec(spec.system, account, spec.region, role, parameter_arn)
+        state = kms.read_managed_key(client, wanted)
+        plan = kms.plan_managed_key(wanted, state, adopt=adopt)
+        # Put by alias: the key may be created in this very run, before the parameter.
+        known = state.identifiers(wanted.alias) if state is not None else frozenset()
+        return _Key(
+            Step(plan, functools.partial(kms.execute_key, client, plan)), wanted.alias, known, None
+        )
+    named = kms.read_named_key(client, spec.kms_key, spec.region)
+    plan = kms.plan_named_key(spec.kms_key, spec.region, named)
+    assert named is not None  # plan_named_key refused a missing key
+    aliases = [spec.kms_key] if spec.kms_key.startswith("alias/") else []
+    known = named.identifiers(*aliases) | {spec.kms_key}
+    return _Key(Step(plan, lambda: None), named.arn, known, named.arn)
+
+
 def _parameter(
-    spec: TransactorSpec, props: PropertiesText, updates: dict[str, str]
+    spec: TransactorSpec, props: PropertiesText, updates: dict[str, str], key: _Key | None
 ) -> ssm.ParameterSpec:
     """The parameter of the rewritten file; adds the digest's key to `updates` when the file has
     none yet (generated once, kept in the file: config/transactor.py says why)."""
@@ -338,4 +382,6 @@ def _parameter(
         description=f"Datomic transactor configuration of system {spec.system} (datomic-aws)",
         digest=config_digest(final_values) or "",
         version=config_version(spec.values),
+        key=key.key_id if key is not None else ssm.DEFAULT_KEY,
+        key_names=key.names if key is not None else frozenset(),
     )

@@ -80,16 +80,33 @@ Delete the stack (lifting termination protection) and wait until it is gone.
       datomic-aws delete-cf-stack us-east-1 datomic-prod --yes
 """,
     "apply": """\
-Run the whole sequence for one environment folder.
+Run the whole sequence for one environment folder, or several side by side.
 
     ensure-transactor DIR/transactor.properties, ensure-cf DIR/cf.properties, create-cf-template
     into DIR/cf.json, then create-cf-stack or update-stack (with replacement) for the stack named
-    by aws-stack-name in cf.properties.
+    by aws-stack-name in cf.properties. DIR defaults to the current folder. DIR... may name
+    several folders (one system each): every folder is checked first, then they run --jobs at a
+    time; one failing does not stop the others; a summary table ends the output, and the exit code
+    is the worst of the folders' (130, 1, 2, 3, 0 in that order).
 
     \b
     Example:
       datomic-aws apply aws/prod
       datomic-aws apply --dry-run --detailed-exitcode aws/prod
+      cd aws/prod && datomic-aws apply
+      datomic-aws apply aws/prod aws/staging aws/dev --jobs 2
+""",
+    "completion": """\
+Print the shell completion script for bash, zsh or fish.
+
+    SHELL is bash, zsh or fish. Load the script from the shell's startup file (README: Shell
+    completion); commands, options and their choices then complete with Tab.
+
+    \b
+    Example:
+      eval "$(datomic-aws completion bash)"     (in ~/.bashrc)
+      eval "$(datomic-aws completion zsh)"      (in ~/.zshrc, after compinit)
+      datomic-aws completion fish > ~/.config/fish/completions/datomic-aws.fish
 """,
     "demo": """\
 Run the whole loop against an embedded AWS (moto): no account needed.
@@ -149,12 +166,28 @@ Show the stack, its last event, the group and each of its instances.
 """,
 }
 
+# `datomic-aws --help` lists the commands in the order of the operator's loop.
+LOOP_ORDER = (
+    "ensure-transactor",
+    "ensure-cf",
+    "create-cf-template",
+    "create-cf-stack",
+    "update-stack",
+    "apply",
+    "status",
+    "delete-cf-stack",
+    "demo",
+    "sandbox",
+    "completion",
+)
+
 # Each option's help, by its long name.
 OPTIONS: dict[str, str] = {
     "--profile": "AWS profile (default: AWS_PROFILE or the default chain).",
     "--endpoint-url": "AWS endpoint for every service (moto, LocalStack); AWS_ENDPOINT_URL also works.",
-    "--output": "json: exactly one JSON document on stdout.",
+    "--output": "json: exactly one JSON document on stdout. Global options go before or after the command.",
     "--debug": "On errors, add the traceback and the AWS request id.",
+    "--no-color": "No colour, even on a terminal (so does a non-empty NO_COLOR).",
     "--lock-timeout": "How long to wait for another run working on the same folder or stack (0: refuse at once).",
     "--recreate-failed stack": (
         "Delete and create again a stack left in ROLLBACK_COMPLETE (only one carrying our tags)."
@@ -175,5 +208,6 @@ OPTIONS: dict[str, str] = {
     "--no-replace": "Update the stack only; leave the running instances as they are.",
     "--strategy": "surge: start each replacement before stopping an old instance (no gap). terminate: Datomic's old way, with downtime.",
     "--detailed-exitcode": "With --dry-run: exit 3 when changes are pending, 0 when there are none.",
+    "--jobs": "With several folders: how many run at once (default: up to 4).",
     "--dry-run": "Plan only: read AWS, print the changes and the diff of files; write nothing.",
 }

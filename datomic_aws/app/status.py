@@ -16,7 +16,7 @@ from datomic_aws.aws import AwsContext
 from datomic_aws.aws_errors import error_code, has_code, translate, translating
 from datomic_aws.changes import Result
 from datomic_aws.deploy import group_of
-from datomic_aws.resources import iam
+from datomic_aws.resources import iam_drift
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -83,7 +83,7 @@ def role_drift(client: IAMClient, system: str, template: Template | None) -> lis
     out: list[str] = []
     for role in roles:
         try:
-            out += iam.read_foreign_policies(client, role, system)
+            out += iam_drift.read_foreign_policies(client, role, system)
         except ClientError as exc:
             if not has_code(exc, "AccessDenied", "AccessDeniedException"):
                 raise translate(exc, f"iam role {role}") from exc

@@ -161,12 +161,12 @@ transactor=$(find "$staging" -mindepth 3 -maxdepth 3 -path '*/bin/transactor' -t
 [ -n "$transactor" ] || fail "no bin/transactor in $url"
 release=$(dirname "$(dirname "$transactor")")
 # /opt/datomic and its bin/ stay root's: systemd runs bin/datomic-instance as root when the
-# transactor exits. Only the release (its log/ and data/ included) belongs to the transactor.
+# transactor exits. The release (unzipped by root) too: read-only to the transactor (see step 5).
 install -d -m 755 -o root -g root "$INSTALL_ROOT" "$INSTALL_ROOT/bin"
 rm -rf "${INSTALL_ROOT:?}/release"
 mv "$release" "$INSTALL_ROOT/release"
 rm -rf "$staging"
-chown -R datomic:datomic "$INSTALL_ROOT/release"
+chmod -R u+rwX,go=rX "$INSTALL_ROOT/release"
 
 # 3. The configuration, from SSM, readable by the transactor only and never printed: the version
 # this launch template was built for (GetParameter reads `name:version`, reference §11), refused
@@ -292,6 +292,12 @@ chmod 755 "$HELPER"
 # the arguments, the JVM options in the environment only, so each is passed once.
 printf 'JAVA_OPTS=%s\n' "$JAVA_OPTS" >"$JVM_ENV_FILE"
 chmod 644 "$JVM_ENV_FILE"
+# Its data-dir and log-dir (relative: in the release, where it runs) are all it may write.
+for k in data log; do
+  f=$(property $k-dir "$CONFIG_FILE") && f=${f:-$k} && [[ $f = /* ]] || f=$INSTALL_ROOT/release/$f
+  install -d -m 750 -o datomic -g datomic "$f"
+  rw+=" $f"
+done
 cat >"/etc/systemd/system/$UNIT" <<UNIT
 [Unit]
 Description=Datomic Pro transactor (datomic-aws)
@@ -308,6 +314,16 @@ ExecStart=/opt/datomic/release/bin/transactor -Xms$XMX -Xmx$XMX /etc/datomic/tra
 ExecStopPost=+/opt/datomic/bin/datomic-instance leave-group
 Restart=no
 LimitNOFILE=65536
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+ReadWritePaths=$rw
 
 [Install]
 WantedBy=multi-user.target

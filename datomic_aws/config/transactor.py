@@ -41,7 +41,11 @@ CONFIG_VERSION_KEY = "datomic-aws-config-version"
 # without it (written before it existed) cannot be checked and is not refused; the next
 # ensure-transactor records it. Not part of the stored configuration either.
 CONFIG_DIGEST_KEY = "datomic-aws-config-digest"
-_NOT_STORED = (*_BOOT_KEYS, CONFIG_VERSION_KEY, CONFIG_DIGEST_KEY)
+# The KMS key of the SSM parameter (resources/kms.py): blank = the AWS-managed alias/aws/ssm,
+# `managed` = a key the tool creates for the system, else the operator's key (id, ARN or alias).
+# Where the configuration is kept, not part of it: changing it re-encrypts the same value.
+KMS_KEY_KEY = "aws-ssm-kms-key"
+_NOT_STORED = (*_BOOT_KEYS, CONFIG_VERSION_KEY, CONFIG_DIGEST_KEY, KMS_KEY_KEY)
 DEFAULT_READ_CAPACITY = 100
 DEFAULT_WRITE_CAPACITY = 50
 
@@ -66,6 +70,8 @@ class TransactorSpec:
     secrets: tuple[str, ...]
     warnings: tuple[str, ...]
     license_key_line: int | None = None
+    # aws-ssm-kms-key: None for SSM's default key, "managed", or the operator's key.
+    kms_key: str | None = None
 
     @property
     def has_table(self) -> bool:
@@ -183,7 +189,13 @@ def spec_from(props: PropertiesText) -> TransactorSpec:
         secrets=secret_values(values),
         warnings=tuple(warnings),
         license_key_line=props.line_of("license-key"),
+        kms_key=_kms_key(values),
     )
+
+
+def _kms_key(values: Mapping[str, str]) -> str | None:
+    key = _optional(values, KMS_KEY_KEY)
+    return None if key in (None, "alias/aws/ssm") else key
 
 
 def load_transactor(path: str | Path) -> tuple[PropertiesText, TransactorSpec]:

@@ -9,8 +9,8 @@ role; at a name from the file it is used as it is, but taking another role out o
 policies.is_managed_policy_name); never deletes a role, a profile or a foreign policy. What widens
 a role's access behind the tool's back (a managed policy attached to it, an inline policy the tool
 did not write) is the operator's: never detached or deleted, reported as a warning on every run
-(`RolePlan.warnings`, `drift_warnings`); the grants the stack writes (template_observe.py: S3
-download, log shipping, Session Manager) are recognised as the tool's and left to the stack.
+(`RolePlan.warnings`, `drift_warnings`); the S3 grant the stack writes (policies.download_grant)
+is recognised as the tool's and left to the stack.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from datomic_aws import names, policies
+from datomic_aws import names
 from datomic_aws.aws_errors import has_code, ignoring, translating
 from datomic_aws.changes import Change
 from datomic_aws.errors import ResourceMismatch, WaitTimeout
 from datomic_aws.policies import TRUST_POLICY, Document
+from datomic_aws.properties import unified_diff
+from datomic_aws.resources import iam_drift
 from datomic_aws.resources.owner import check_owner
 from datomic_aws.resources.plan import Operation, Planned, action_for
 
@@ -94,82 +96,24 @@ def read_role(iam: IAMClient, spec: RoleSpec) -> RoleState | None:
         tags={t["Key"]: t["Value"] for t in role.get("Tags", [])},
         trust=_decode(role["AssumeRolePolicyDocument"]),
         policies=policies,
-        attached=read_attached(iam, spec.name),
+        attached=iam_drift.read_attached(iam, spec.name),
     )
-
-
-def read_attached(iam: IAMClient, role: str) -> tuple[str, ...]:
-    """The ARNs of the managed policies attached to the role, sorted (one call per 100)."""
-    arns: list[str] = []
-    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role):
-        arns.extend(p["PolicyArn"] for p in page.get("AttachedPolicies", []) if "PolicyArn" in p)
-    return tuple(sorted(arns))
-
-
-def foreign_policies(
-    role: str, inline: Iterable[str], attached: Iterable[str], ours: Callable[[str], bool]
-) -> list[str]:
-    """One warning per policy on the role that datomic-aws did not write: every attached managed
-    policy, and each inline policy `ours` does not claim. They may widen what the role can do;
-    the tool reports them and leaves them (they are the operator's to keep or remove)."""
-    out = [
-        f"iam role {role}: managed policy {arn} is attached, not by datomic-aws; it is left "
-        f"attached (if it is not meant to be: aws iam detach-role-policy --role-name {role} "
-        f"--policy-arn {arn})"
-        for arn in attached
-    ]
-    out += [
-        f"iam role {role}: inline policy {name} was not written by datomic-aws; it is left as "
-        f"it is (if it is not meant to be: aws iam delete-role-policy --role-name {role} "
-        f"--policy-name {name})"
-        for name in sorted(inline)
-        if not ours(name)
-    ]
-    return out
-
-
-def stack_grant(name: str, system: str) -> bool:
-    """An inline policy the stack writes on the transactor role (template_observe.py)."""
-    return name in (policies.download_policy_name(system), *names.stack_policies(system))
-
-
-def written_by_us(name: str, system: str) -> bool:
-    """An inline policy name the tool writes on a role of `system`, whatever the file says now:
-    the managed ones and the table's (a ddb table has the system's name, names.py)."""
-    return (
-        policies.is_managed_policy_name(name, system)
-        or stack_grant(name, system)
-        or name == policies.transactor_table_policy(system, "", "us-east-1")[0]
-        or name == policies.peer_table_policy(system, "", "us-east-1")[0]
-    )
-
-
-def read_foreign_policies(iam: IAMClient, role: str, system: str) -> list[str]:
-    """status: the warnings of `foreign_policies` for a role read by name (none when the role
-    does not exist). Two list calls; no policy document is read."""
-    inline: list[str] = []
-    try:
-        for page in iam.get_paginator("list_role_policies").paginate(RoleName=role):
-            inline.extend(page["PolicyNames"])
-    except ClientError as exc:
-        if has_code(exc, "NoSuchEntity"):
-            return []
-        raise
-    attached = read_attached(iam, role)
-    return foreign_policies(role, inline, attached, lambda name: written_by_us(name, system))
 
 
 def role_warnings(spec: RoleSpec, current: RoleState | None) -> tuple[str, ...]:
     if current is None:
         return ()
     return tuple(
-        foreign_policies(
+        iam_drift.foreign_policies(
             spec.name,
             current.policies,
             current.attached,
-            # The stack's grants are the tool's, but never ours to remove (not in `managed`).
+            # The stack's own grants (template.py) are the tool's too, but never
+            # ensure-transactor's to remove: they are not in `managed`.
             lambda name: (
-                name in spec.policies or spec.managed(name) or stack_grant(name, spec.system)
+                name in spec.policies
+                or spec.managed(name)
+                or iam_drift.written_by_the_stack(name, spec.system)
             ),
         )
     )
@@ -221,9 +165,19 @@ class PutPolicy:
     name: str
     document: str = field(repr=False)
     verb: str = ""  # "add" or "update"; blank on a role being created
+    before: str = field(default="", repr=False)  # the document an update replaces
 
     def describe(self) -> str:
-        return f"inline policy {self.name}" + (f": {self.verb}" if self.verb else "")
+        head = f"inline policy {self.name}" + (f": {self.verb}" if self.verb else "")
+        if not self.before:
+            return head
+        diff = unified_diff(_pretty(self.before), _pretty(self.document), f"{self.name}.json")
+        return f"{head}\n{diff.rstrip()}"
+
+
+def _pretty(document: str) -> str:
+    """A policy document as its diff shows it: one statement part per line, keys sorted."""
+    return json.dumps(json.loads(document), indent=2, sort_keys=True) + "\n"
 
 
 @dataclass(frozen=True)
@@ -303,7 +257,8 @@ def _role_operations(spec: RoleSpec, current: RoleState | None) -> tuple[Operati
         if name not in current.policies:
             ops.append(PutPolicy(spec.name, name, _policy_json(doc), "add"))
         elif _canonical(current.policies[name]) != _canonical(doc):
-            ops.append(PutPolicy(spec.name, name, _policy_json(doc), "update"))
+            before = _policy_json(current.policies[name])
+            ops.append(PutPolicy(spec.name, name, _policy_json(doc), "update", before))
     for name in sorted(current.policies):
         if name not in spec.policies and spec.managed(name):
             ops.append(DeletePolicy(spec.name, name))

@@ -4,12 +4,18 @@ transactors.
 Owns copying the packaged samples into the demo folder, the demo's own edits of them (the log
 bucket on, a short heartbeat), two rolls measured the same way (the default surge, then Datomic's
 old way, terminate first) and narrating each step and the measured availability of both, side by
-side, through the `out` / `err` callbacks. The embedded AWS itself (server, masked credentials,
-transactors, probe) is `datomic_aws.sandbox.embedded`. It never talks to real AWS.
+side, through the `out` / `err` callbacks (with `--output json`: one JSON document, written once at
+the end). The demo folder is a git repository with one commit per step, so that `git log -p` tells
+the story (without git, the demo says so and goes on). The embedded AWS itself (server, masked
+credentials, transactors, probe) is `datomic_aws.sandbox.embedded`. It never talks to real AWS.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,6 +68,51 @@ def _edit(path: Path, old: str, new: str) -> None:
     if old not in text:
         raise UsageError(f"the demo sample has no {old!r}", str(path), "please report this")
     path.write_text(text.replace(old, new, 1), encoding="latin-1")
+
+
+class _Repository:
+    """The demo folder as a git repository: one commit per step, so `git log -p` tells the story.
+    Without git, or when git fails, the demo says so once and goes on without it."""
+
+    FILES = ("transactor.properties", "cf.properties", "cf.json")
+
+    def __init__(self, folder: Path, err: Say) -> None:
+        self.folder = folder
+        self.err = err
+        self.git = shutil.which("git")
+        self.ok = self.git is not None
+        if self.git is None:
+            err("git is not installed: the demo folder will not be a git repository.")
+        elif not self._git("init", "-q"):
+            self._failed("git init")
+
+    def commit(self, message: str) -> None:
+        """Commit the demo's files as they are now (an empty commit when nothing changed)."""
+        if not self.ok:
+            return
+        files = [name for name in self.FILES if (self.folder / name).exists()]
+        if not (self._git("add", "--", *files) and self._git("commit", "-q", "--allow-empty",
+                                                              "-m", message)):  # fmt: skip
+            self._failed("git commit")
+
+    def _failed(self, what: str) -> None:
+        self.ok = False
+        self.err(f"{what} failed in {self.folder}: the demo goes on without the git repository.")
+
+    def _git(self, *args: str) -> bool:
+        # The operator's GIT_DIR and the like would point git at another repository.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        config = ("user.name=datomic-aws demo", "user.email=demo@datomic-aws.invalid",
+                  "commit.gpgsign=false", "core.hooksPath=/dev/null")  # fmt: skip
+        command = [str(self.git), "-C", str(self.folder)]
+        for item in config:
+            command += ["-c", item]
+        try:
+            proc = subprocess.run([*command, *args], capture_output=True, env=env, check=False,
+                                  stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return proc.returncode == 0
 
 
 def _instance_type(path: Path) -> str:
@@ -144,19 +195,19 @@ class _Demo:
     """The demo's steps against one embedded AWS: each apply narrated, each roll measured."""
 
     def __init__(
-        self, folder: Path, aws: EmbeddedAws, *, out: Say, err: Say, json_output: bool
+        self, folder: Path, aws: EmbeddedAws, repo: _Repository, *, out: Say, err: Say, wait: Say
     ) -> None:
         from datomic_aws.stack import Waiting
 
         self.folder = folder
         self.cf = folder / "cf.properties"
         self.aws = aws
+        self.repo = repo
         self.out = out
         self.err = err
-        self.json_output = json_output
-        self.waiting = Waiting(
-            poll_interval=0.2, heartbeat_interval=30, on_event=lambda m: err(f"   {m}")
-        )
+        self.waiting = Waiting(poll_interval=0.2, heartbeat_interval=30, on_event=wait)
+        # With --output json, each apply's document, gathered into the demo's one document.
+        self.steps: list[dict[str, Any]] | None = None
 
     def apply(self, title: str, strategy: Strategy = "surge") -> tuple[Result, dict[str, Any]]:
         from datomic_aws import render
@@ -168,9 +219,11 @@ class _Demo:
             ctx, self.folder, waiting=self.waiting, replacement=Replacement(strategy=strategy)
         )
         calls = ctx.call_log.as_dict()
-        text = render.to_json(result, calls) if self.json_output else render.to_text(result)
-        self.out(text.rstrip("\n"))
-        self.err(f"   AWS calls: {calls['total']} ({calls['mutating']} mutating)")
+        if self.steps is None:
+            self.out(render.to_text(result, calls).rstrip("\n"))
+        else:
+            self.steps.append({"step": title, **json.loads(render.to_json(result, calls))})
+        self.repo.commit(title)
         return result, calls
 
     def roll(self, first: Result, title: str, strategy: Strategy, note: str) -> Roll:
@@ -184,9 +237,9 @@ class _Demo:
         old_type = _instance_type(self.cf)
         new_type = _next_type(old_type)
         _edit(self.cf, f"aws-instance-type={old_type}", f"aws-instance-type={new_type}")
-        self.err(
-            f"\n   (the operator edits cf.properties: aws-instance-type={old_type} -> {new_type}{note})"
-        )
+        edit = f"the operator edits cf.properties: aws-instance-type={old_type} -> {new_type}"
+        self.err(f"\n   ({edit}{note})")
+        self.repo.commit(edit)
         _wait_until_serving(self.aws, region, system, group)
         self.aws.probe.clear()
         with InServicePoller(self.aws.endpoint, region, group) as poller:
@@ -234,41 +287,67 @@ def _availability(surge: Roll, terminate: Roll, calls: Calls) -> list[str]:
     ]
 
 
-def run_demo(directory: str | None, *, out: Say, err: Say, json_output: bool = False) -> int:
+def run_demo(
+    directory: str | None,
+    *,
+    out: Say,
+    err: Say,
+    wait: Say | None = None,
+    json_output: bool = False,
+) -> int:
+    """The demo; `wait` takes the lines of every wait (stack events, replacement steps)."""
     from datomic_aws.sandbox.embedded import embedded_aws
     from datomic_aws.sandbox.transactors import Settings
 
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="datomic-aws-demo-"))
-    files = copy_samples(folder)
-    _enable_demo_options(files["transactor.properties"])
     started = time.monotonic()
+    files = copy_samples(folder)
+    repo = _Repository(folder, err)
+    repo.commit("the samples datomic-aws ships (config_samples/)")
+    _enable_demo_options(files["transactor.properties"])
+    repo.commit("the demo's options: the log bucket on, a 500 ms heartbeat")
     with embedded_aws(transactors=True, settings=Settings(boot_seconds=DEMO_BOOT_SECONDS)) as aws:
-        demo = _Demo(folder, aws, out=out, err=err, json_output=json_output)
+        say_wait = wait or (lambda m: err(f"   {m}"))
+        demo = _Demo(folder, aws, repo, out=out, err=err, wait=say_wait)
+        demo.steps = [] if json_output else None
         err(
             f"Embedded AWS (moto) listening on {aws.endpoint}, every instance running an emulated "
             f"transactor (heartbeat {DEMO_HEARTBEAT_MSEC} ms, boot {DEMO_BOOT_SECONDS:g} s); "
             f"demo folder {folder}"
         )
-        first, _ = demo.apply(
-            f"apply {folder}: table, roles, bucket, configuration, security group, template, stack"
-        )
-        surge = demo.roll(
-            first, "apply again: update the stack, surge-replace the transactor", "surge", ""
-        )
-        terminate = demo.roll(
-            first,
-            "apply --strategy terminate: Datomic's old way, for comparison",
-            "terminate",
-            "; this time replaced the old way, terminate first",
-        )
-        third, third_calls = demo.apply("apply once more: nothing to do")
+        first, surge, terminate, third, third_calls = _steps(demo, folder)
     ok = _converged(first, surge, terminate, third, third_calls)
     for line in _availability(surge, terminate, third_calls):
         err(line)
-    err(f"{time.monotonic() - started:.1f} s in all.")
+    seconds = time.monotonic() - started
+    err(f"{seconds:.1f} s in all.")
+    story = f"a git repository with one commit per step: git -C {folder} log -p"
     err(
-        f"Done. The files are in {folder} (git init there to see the diffs); the embedded AWS is gone."
+        f"Done. The files are in {folder}, {story if repo.ok else 'not a git repository'}; the "
+        "embedded AWS is gone."
         if ok
         else "\nThe demo did not converge: see the output above."
     )
+    if demo.steps is not None:
+        doc = {"command": "demo", "folder": str(folder), "converged": ok, "git": repo.ok,
+               "seconds": round(seconds, 1), "steps": demo.steps}  # fmt: skip
+        out(json.dumps(doc, indent=2, sort_keys=True))
     return 0 if ok else 1
+
+
+def _steps(demo: _Demo, folder: Path) -> tuple[Result, Roll, Roll, Result, Calls]:
+    """Create, roll the surge way, roll the old way, then a no-op."""
+    first, _ = demo.apply(
+        f"apply {folder}: table, roles, bucket, configuration, security group, template, stack"
+    )
+    surge = demo.roll(
+        first, "apply again: update the stack, surge-replace the transactor", "surge", ""
+    )
+    terminate = demo.roll(
+        first,
+        "apply --strategy terminate: Datomic's old way, for comparison",
+        "terminate",
+        "; this time replaced the old way, terminate first",
+    )
+    third, third_calls = demo.apply("apply once more: nothing to do")
+    return first, surge, terminate, third, third_calls

@@ -23,10 +23,12 @@ AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/datomic-aws-logs.json"
 LOG_KEY = "aws-log-group-retention-days=30\n"
 
 
-def script(tmp_path: Path, release: bytes, cf_extra: str) -> tuple[str, str]:
+def script(
+    tmp_path: Path, release: bytes, cf_extra: str, transactor_extra: str = ""
+) -> tuple[str, str]:
     folder = tmp_path / "files"
     folder.mkdir(parents=True)
-    (folder / "transactor.properties").write_text(PARAMETER + PIN_LINES)
+    (folder / "transactor.properties").write_text(PARAMETER + transactor_extra + PIN_LINES)
     sha = hashlib.sha256(release).hexdigest()
     (folder / "cf.properties").write_text(CF + f"datomic-zip-sha256={sha}\n" + cf_extra)
     transactor = load_transactor(folder / "transactor.properties")[1]
@@ -34,9 +36,9 @@ def script(tmp_path: Path, release: bytes, cf_extra: str) -> tuple[str, str]:
     return render_boot_script(transactor, cf, FAST), effective_config(transactor.values)
 
 
-def box_of(tmp_path: Path, cf_extra: str) -> FakeAmazonLinux:
+def box_of(tmp_path: Path, cf_extra: str, transactor_extra: str = "") -> FakeAmazonLinux:
     release = datomic_zip(VERSION)
-    text, value = script(tmp_path, release, cf_extra)
+    text, value = script(tmp_path, release, cf_extra, transactor_extra)
     return FakeAmazonLinux(tmp_path / "world", text, value, release)
 
 
@@ -81,3 +83,15 @@ def test_an_agent_that_cannot_start_leaves_the_boot_going(tmp_path: Path) -> Non
         assert len(box.calls("amazon-cloudwatch-agent-ctl")) == 1
         console = box.file("console").read_text()
         assert "could not start the CloudWatch agent: the logs stay on the instance only" in console
+
+
+def test_the_transactors_log_dir_is_the_folder_shipped(tmp_path: Path) -> None:
+    """A log-dir of the transactor file (relative: in the release) is where the agent reads."""
+    with box_of(tmp_path, LOG_KEY, "log-dir=tx-logs\n") as box:
+        assert box.boot() == 0, box.printed()
+        config = json.loads(box.file(AGENT_CONFIG).read_text())
+        shipped = config["logs"]["logs_collected"]["files"]["collect_list"]
+        assert [f["file_path"] for f in shipped] == [
+            "/var/log/cloud-init-output.log",
+            "/opt/datomic/release/tx-logs/*.log",
+        ]

@@ -19,6 +19,7 @@ from datomic_aws import names
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import effective_config, load_transactor
 from datomic_aws.template import LAUNCH_HOOK_NAME, BootTimings, render_boot_script
+from tests.boot import fakes
 from tests.boot.fake_al import INSTANCE_ID, REGION, FakeAmazonLinux, datomic_zip
 from tests.unit.test_template import PIN_LINES
 
@@ -250,8 +251,9 @@ def test_the_health_endpoint_is_added_once_and_the_unit_enabled(tmp_path: Path) 
             0o755,
         )
         assert box.owner("/opt/datomic") == "root"
-        # The release (its log/ and data/) and the configuration's folder are the transactor's.
-        assert box.owner("/opt/datomic/release/bin/transactor") == "datomic"
+        # The configuration's folder is the transactor's; the release is root's (issue 11
+        # Deliver 8: test_the_transactor_runs_sandboxed_on_a_read_only_release).
+        assert box.owner("/opt/datomic/release/bin/transactor") == "root"
         assert box.owner("/etc/datomic") == "datomic"
 
 
@@ -434,3 +436,70 @@ def test_the_digest_key_is_on_no_command_line(tmp_path: Path) -> None:
         "unset digest_key",
     ]
     assert "hexkey" not in script and "openssl" not in script
+
+
+SANDBOX = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictSUIDSGID": "yes",
+}
+
+
+def unit_settings(box: FakeAmazonLinux, unit: str) -> dict[str, list[str]]:
+    return fakes.parse_unit(box.file(f"/etc/systemd/system/{unit}"))
+
+
+def writable_by_datomic(box: FakeAmazonLinux, path: str) -> bool:
+    """The datomic user (not root, in no group of root's) may write `path`: it owns it with the
+    owner's write bit, or anyone may write it."""
+    mode = box.file(path).stat().st_mode
+    return (box.owner(path) == "datomic" and bool(mode & 0o200)) or bool(mode & 0o002)
+
+
+def test_the_transactor_runs_sandboxed_on_a_read_only_release(tmp_path: Path) -> None:
+    with instance(tmp_path) as box:
+        assert box.boot() == 0, box.printed()
+        assert box.lifecycle_results() == ["CONTINUE"]
+        unit = unit_settings(box, TRANSACTOR_UNIT)
+        for key, value in SANDBOX.items():
+            assert unit[f"Service.{key}"] == [value], key
+        # Writable: Datomic's data and log folders (data-dir, log-dir: relative to the release,
+        # where bin/transactor runs), nothing else.
+        release = "/opt/datomic/release"
+        assert unit["Service.ReadWritePaths"] == [f"{release}/data {release}/log"]
+        assert unit["Service.User"] == ["datomic"]
+        # The transactor's leave-group still runs as root, outside the sandbox.
+        assert unit["Service.ExecStopPost"] == ["+/opt/datomic/bin/datomic-instance leave-group"]
+        tree = box.file(release)
+        written = {f"{release}/data", f"{release}/log"}
+        for path in [tree, *tree.rglob("*")]:
+            inside = "/" + str(path.relative_to(box.world))
+            if inside in written or any(inside.startswith(w + "/") for w in written):
+                continue
+            assert box.owner(inside) == "root", inside
+            assert not writable_by_datomic(box, inside), inside
+            # Readable (and the folders and programs usable) by the transactor user.
+            assert path.stat().st_mode & 0o004, inside
+        assert box.file(f"{release}/bin/transactor").stat().st_mode & 0o001
+        for folder in sorted(written):
+            assert box.owner(folder) == "datomic" and writable_by_datomic(box, folder), folder
+        # The transactor did write there (the fake logs its role into log/).
+        assert (box.file(f"{release}/log/transactor.log")).exists()
+
+
+def test_the_operators_data_and_log_folders_are_the_writable_ones(tmp_path: Path) -> None:
+    with instance(tmp_path, "data-dir=storage\nlog-dir = logs\n") as box:
+        assert box.boot() == 0, box.printed()
+        unit = unit_settings(box, TRANSACTOR_UNIT)
+        release = "/opt/datomic/release"
+        assert unit["Service.ReadWritePaths"] == [f"{release}/storage {release}/logs"]
+        assert box.owner(f"{release}/storage") == "datomic"
+        assert box.owner(f"{release}/logs") == "datomic"
+        # Datomic's defaults are not made: the transactor does not write them.
+        assert not box.file(f"{release}/data").exists()

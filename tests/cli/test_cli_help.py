@@ -69,14 +69,39 @@ def test_every_command_help_has_a_summary_its_arguments_and_an_example(name: str
     )
 
 
-def test_top_level_help_lists_every_command() -> None:
+# The order of the operator's loop (issue 13, "commands listed in the order of the operator loop").
+LOOP = [
+    "ensure-transactor",
+    "ensure-cf",
+    "create-cf-template",
+    "create-cf-stack",
+    "update-stack",
+    "apply",
+    "status",
+    "delete-cf-stack",
+    "demo",
+    "sandbox",
+    "completion",
+]
+
+
+def test_top_level_help_lists_every_command_in_the_loop_order_with_its_whole_summary() -> None:
     proc = subprocess.run(
         [*command_line(), "--help"], capture_output=True, text=True, timeout=30, check=False
     )
     assert proc.returncode == 0, proc.stderr
     listed = proc.stdout.split("Commands:", 1)[1].split("\n\n", 1)[0].splitlines()
-    names = {line.split()[0] for line in listed if line.startswith("  ") and line.split()}
-    assert names == set(COMMANDS)
-    for name in COMMANDS:
-        row = next(line for line in listed if line.split()[:1] == [name])
-        assert len(row.split(None, 1)) == 2, f"{name} is listed without a summary"
+    # A row starts two spaces in; a summary wider than the screen goes on under itself.
+    rows: list[list[str]] = []
+    for line in listed:
+        if line.startswith("  ") and not line.startswith("   "):
+            name, _, text = line.strip().partition(" ")
+            rows.append([name, text.strip()])
+        elif line.strip():
+            rows[-1][1] += " " + line.strip()
+    assert [name for name, _ in rows] == LOOP
+    assert set(LOOP) == set(COMMANDS)
+    for name, summary in rows:
+        assert summary, f"{name} is listed without a summary"
+        # The whole first line of its help, never cut ("...").
+        assert summary == (cli.commands[name].help or "").strip().splitlines()[0], name

@@ -31,7 +31,7 @@ from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.properties import PropertiesText
 from datomic_aws.resources import ec2 as ec2r
-from datomic_aws.resources import iam as iamr
+from datomic_aws.resources import iam_drift
 from datomic_aws.template import build_template
 
 if TYPE_CHECKING:
@@ -148,9 +148,9 @@ def test_read_foreign_policies_for_status(ctx: AwsContext, folder: Path) -> None
     ensure_transactor(ctx, folder / "transactor.properties", dry_run=False, adopt=False)
     iam = ctx.client("iam", "us-east-1")
     # The tool's own policies (runtime, table) are not reported.
-    assert iamr.read_foreign_policies(iam, TRANSACTOR_ROLE, SYSTEM) == []
-    assert iamr.read_foreign_policies(iam, PEER_ROLE, SYSTEM) == []
-    assert iamr.read_foreign_policies(iam, "no-such-role", SYSTEM) == []
+    assert iam_drift.read_foreign_policies(iam, TRANSACTOR_ROLE, SYSTEM) == []
+    assert iam_drift.read_foreign_policies(iam, PEER_ROLE, SYSTEM) == []
+    assert iam_drift.read_foreign_policies(iam, "no-such-role", SYSTEM) == []
     _plant(boto3.client("iam", region_name="us-east-1"))
     warnings = role_drift(iam, SYSTEM, None)
     assert [w.split(":")[0] for w in warnings] == [f"iam role {TRANSACTOR_ROLE}"] * 2 + [

@@ -14,7 +14,7 @@ import boto3
 from datomic_aws import names
 from datomic_aws.app.ensure_transactor import ensure_transactor
 from datomic_aws.aws import AwsContext
-from datomic_aws.resources import iam as iamr
+from datomic_aws.resources import iam_drift
 
 if TYPE_CHECKING:
     from conftest import CallRecorder
@@ -45,7 +45,7 @@ def test_the_stack_grants_are_neither_drift_nor_removed(
     assert not result.pending
     assert recorder.mutating == []
     assert set(stack_grants) <= set(iam.list_role_policies(RoleName=ROLE)["PolicyNames"])
-    assert iamr.read_foreign_policies(iam, ROLE, SYSTEM) == []
+    assert iam_drift.read_foreign_policies(iam, ROLE, SYSTEM) == []
 
 
 def test_the_grant_names_are_not_the_log_buckets() -> None:
@@ -55,4 +55,4 @@ def test_the_grant_names_are_not_the_log_buckets() -> None:
 
     for name in (names.logs_shipping_policy(SYSTEM), names.session_manager_policy(SYSTEM)):
         assert not policies.is_managed_policy_name(name, SYSTEM)
-        assert iamr.written_by_us(name, SYSTEM)
+        assert iam_drift.written_by_us(name, SYSTEM)

@@ -173,8 +173,20 @@ def test_role_dry_run_and_real_run_describe_the_same_operations(
     real = iam.plan_role(role, iam.read_role_and_profile(client, role), adopt=False)
     iam.execute_role(client, real)
     assert dry.change() == real.change()
+    # An update shows the policy document's diff (issue 13: "policy updates show the policy diff").
     assert lines(real.operations) == (
         "inline policy a: update",
+        "--- a/a.json",
+        "+++ b/a.json",
+        "@@ -1,7 +1,7 @@",
+        " {",
+        '   "Statement": [',
+        "     {",
+        '-      "Action": "s3:GetObject",',
+        '+      "Action": "s3:*",',
+        '       "Effect": "Allow",',
+        '       "Resource": "*"',
+        "     }",
         "inline policy b: add",
         "inline policy old: remove (no longer in the file)",
         f"instance profile {role.name}: add the role",

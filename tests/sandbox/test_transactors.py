@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -238,15 +239,25 @@ def test_the_demo_reports_the_availability_of_the_roll_and_passes(tmp_path: Path
     # Its wall time ("under a minute", README) is a speed goal: the benchmark measures it
     # (tests/bench/run.py), a test on a shared machine cannot.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # A machine without git: the demo says so and goes on (no repository, still a pass).
+    no_git = tmp_path / "bin"
+    no_git.mkdir()
     proc = subprocess.run(
         [sys.executable, "-m", "datomic_aws", "demo", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        env={**env, "PATH": str(no_git), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "git is not installed: the demo folder will not be a git repository." in proc.stderr
+    assert not (tmp_path / "demo" / ".git").exists()
+    assert "git init there" not in proc.stderr
+    # Every apply's text ends with its AWS call counts; every wait line with the elapsed time.
+    assert proc.stdout.count("AWS calls: ") == 4
+    waits = [line for line in proc.stderr.splitlines() if "AWS::CloudFormation::Stack" in line]
+    assert waits and all(re.match(r"\[\d+:\d\d\] ", line) for line in waits), waits
     assert "Availability of the roll, as a peer saw it" in proc.stderr
     assert "1 failover(s)" in proc.stderr
     assert "0 lost takeover race(s)" in proc.stderr
@@ -273,7 +284,9 @@ def _comparison(stderr: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_the_demo_json_output_is_one_json_document_per_apply(tmp_path: Path) -> None:
+def test_the_demo_json_output_is_one_document_and_its_folder_tells_the_story_in_git(
+    tmp_path: Path,
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.run(
         [sys.executable, "-m", "datomic_aws", "--output", "json", "demo", "--dir", str(tmp_path)],
@@ -284,11 +297,13 @@ def test_the_demo_json_output_is_one_json_document_per_apply(tmp_path: Path) -> 
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    decoder, text, at, docs = json.JSONDecoder(), proc.stdout, 0, []
-    while text[at:].strip():
-        at += len(text[at:]) - len(text[at:].lstrip())
-        doc, at = decoder.raw_decode(text, at)
-        docs.append(doc)
+    # Exactly one JSON document (`| python -m json.tool` reads it).
+    tool = subprocess.run([sys.executable, "-m", "json.tool"], input=proc.stdout, text=True,
+                          capture_output=True, check=False)  # fmt: skip
+    assert tool.returncode == 0, tool.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["command"] == "demo" and doc["converged"] is True and doc["git"] is True
+    docs = doc["steps"]
     # create, surge roll, terminate roll, no-op
     assert [d["command"] for d in docs] == ["apply"] * 4
     assert docs[1]["availability"]["min_in_service"] >= 1
@@ -297,3 +312,26 @@ def test_the_demo_json_output_is_one_json_document_per_apply(tmp_path: Path) -> 
     (terminate,) = docs[2]["availability"]["no_active_intervals"]
     assert surge < terminate
     assert docs[3]["changed"] is False and docs[3]["aws_calls"]["mutating"] == 0
+    # One commit per step, oldest first: `git log -p` tells the story.
+    log = subprocess.run(["git", "-C", str(tmp_path), "log", "--reverse", "--format=%s"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()  # fmt: skip
+    assert log[:2] == [
+        "the samples datomic-aws ships (config_samples/)",
+        "the demo's options: the log bucket on, a 500 ms heartbeat",
+    ]
+    assert [line.split(":")[0] for line in log[2:]] == [
+        f"apply {tmp_path}",
+        "the operator edits cf.properties",
+        "apply again",
+        "the operator edits cf.properties",
+        "apply --strategy terminate",
+        "apply once more",
+    ]
+    assert [d["step"] for d in docs] == [log[2], log[4], log[6], log[7]]
+    story = subprocess.run(["git", "-C", str(tmp_path), "log", "-p"], capture_output=True,
+                           text=True, check=True).stdout  # fmt: skip
+    assert "+aws-transactor-role=datomic-" in story  # the names the first apply wrote back
+    assert "-aws-instance-type=" in story and "+aws-instance-type=" in story
+    status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert status == ""

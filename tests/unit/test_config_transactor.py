@@ -718,9 +718,68 @@ def test_validate_returns_typed_values_when_valid() -> None:
 
 
 def test_unknown_keys_pass_through(tmp_path: Path) -> None:
-    spec = load(tmp_path, BASE + "memcached=host:11211\ndata-dir=/var/datomic\n")
+    # (data-dir was the example until issue 11 Deliver 8: it is validated now, see below.)
+    spec = load(tmp_path, BASE + "memcached=host:11211\nfuture-datomic-key=/var/datomic\n")
     assert spec.values["memcached"] == "host:11211"
-    assert spec.values["data-dir"] == "/var/datomic"
+    assert spec.values["future-datomic-key"] == "/var/datomic"
+
+
+@pytest.mark.parametrize(
+    "folder", ["data", "storage/", "a/b", "/var/lib/datomic", "/var/log/datomic/x"]
+)
+def test_data_and_log_folders_the_sandboxed_unit_can_write_are_accepted(
+    tmp_path: Path, folder: str
+) -> None:
+    spec = load(tmp_path, BASE + f"data-dir={folder}\nlog-dir={folder}\n")
+    assert spec.values["data-dir"] == folder
+
+
+@pytest.mark.parametrize(
+    "folder", ["/var/datomic", "/etc", "/opt/datomic/bin", "..", "../bin", "a/../b", ".", "x y"]
+)
+def test_data_and_log_folders_outside_the_writable_ones_are_refused(
+    tmp_path: Path, folder: str
+) -> None:
+    # The instance's systemd unit is sandboxed (ProtectSystem=strict): the transactor writes only
+    # in the release's data and log folders or under /var/lib/datomic, /var/log/datomic.
+    for key in ("data-dir", "log-dir"):
+        with pytest.raises(InvalidInput) as info:
+            load(tmp_path, BASE + f"{key}={folder}\n")
+        [problem] = info.value.problems
+        assert problem.key == key
+        assert "/var/lib/datomic" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", None),
+        ("alias/aws/ssm", None),
+        ("managed", "managed"),
+        ("alias/my-key", "alias/my-key"),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", "1234abcd-12ab-34cd-56ef-1234567890ab"),
+        (
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        ),
+    ],
+)
+def test_the_configuration_key(tmp_path: Path, value: str, expected: str | None) -> None:
+    spec = load(tmp_path, BASE + f"aws-ssm-kms-key={value}\n")
+    assert spec.kms_key == expected
+    # Where the configuration is kept, not part of it: the stored value does not carry it.
+    from datomic_aws.config.transactor import effective_config
+
+    assert "aws-ssm-kms-key" not in effective_config(spec.values)
+
+
+@pytest.mark.parametrize("value", ["Managed", "my-key", "arn:aws:s3:::bucket", "alias/"])
+def test_a_configuration_key_that_names_no_key_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        load(tmp_path, BASE + f"aws-ssm-kms-key={value}\n")
+    [problem] = info.value.problems
+    assert problem.key == "aws-ssm-kms-key"
+    assert "must be managed" in problem.message
 
 
 def test_unreadable_file_is_invalid_input(tmp_path: Path) -> None:

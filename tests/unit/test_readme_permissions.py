@@ -28,7 +28,10 @@ IAM_ACTION = {
     "s3:PutBucketEncryption": "s3:PutEncryptionConfiguration",
 }
 # An operation name more than one of our services has: which of them the code calls it on.
-AMBIGUOUS = {"delete_tags": ("autoscaling", "ec2")}  # the security group's, the group's tags
+AMBIGUOUS = {
+    "delete_tags": ("autoscaling", "ec2"),  # the security group's, the group's tags
+    "tag_resource": ("kms",),  # an adopted configuration key (DynamoDB tables are made tagged)
+}
 # Our own functions named like a CloudFormation operation (deploy.py calls stack.create_stack and
 # stack.update_stack, which go through change sets); CreateStack and UpdateStack are never called.
 OURS = ("create_stack", "update_stack")

@@ -17,6 +17,7 @@ from datomic_aws.config.era import RELEASE_SHA256
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.resources import iam as iamr
+from datomic_aws.resources import iam_drift
 from datomic_aws.stack.document import as_template
 from datomic_aws.template import build_template, dump_template, render_boot_script, user_data_sub
 from tests.unit.test_template import LINT_REGIONS, files
@@ -99,7 +100,7 @@ def test_the_s3_template_is_lint_clean(tmp_path: Path) -> None:
 
 def test_the_stacks_grant_is_not_foreign_and_never_ensure_transactors(tmp_path: Path) -> None:
     name = policies.download_policy_name("orders")
-    assert iamr.written_by_us(name, "orders")
+    assert iam_drift.written_by_us(name, "orders")
     # Not managed: ensure-transactor, which does not read cf.properties, never deletes it.
     assert not policies.is_managed_policy_name(name, "orders")
     spec = iamr.RoleSpec(
