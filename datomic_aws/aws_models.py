@@ -60,6 +60,8 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "CreateTable",
             "DescribeContinuousBackups",
             "DescribeTable",
+            # status: the heartbeat item, one consistent read.
+            "GetItem",
             # Never called: KMS's TagResource has the same method name (tag_resource).
             "TagResource",
             "UpdateContinuousBackups",
@@ -76,6 +78,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
             "DescribeInstanceTypeOfferings",
             "DescribeInstanceTypes",
             "DescribeInstances",
+            "DescribeLaunchTemplateVersions",
             "DescribeLaunchTemplates",
             "DescribeSecurityGroups",
             "DescribeSubnets",

@@ -312,14 +312,14 @@ def delete_cf_stack_cmd(opts: Options, region: str, stack_name: str, yes: bool, 
 @_REGION
 @_STACK
 @click.option("--template", "template_json", type=_FILE, help=OPTIONS["--template"])
+@click.option("--transactor", type=_FILE, help=OPTIONS["--transactor"])
 @click.pass_obj
-def status_cmd(opts: Options, region: str, stack_name: str, template_json: str | None) -> int:
+def status_cmd(opts: Options, /, region: str, stack_name: str, **files: str | None) -> int:
     from datomic_aws.app import stacks
 
-    result = stacks.status(opts.aws, region, stack_name, template_json)
+    result = stacks.status(opts.aws, region, stack_name, **files)
     finish(opts, result)
-    in_sync = result.extra["status"].get("in_sync", False)
-    return int(ExitCode.OK if in_sync else ExitCode.CHANGES_PENDING)
+    return int(ExitCode.OK if result.extra["status"]["in_sync"] else ExitCode.CHANGES_PENDING)
 
 
 @cli.command("apply", help=HELP["apply"])

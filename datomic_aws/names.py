@@ -25,6 +25,9 @@ MANAGED_BY = "datomic-aws"
 TAG_ROLE = "datomic:role"
 ROLE_ACTIVE = "active"
 ROLE_STANDBY = "standby"
+# The heartbeat item the embedded AWS's emulated transactors keep in the storage table (`owner`,
+# `stamp` in epoch seconds), which status reads. Datomic's own storage layout is private to Datomic.
+HEARTBEAT_ITEM_ID = "datomic-aws-sandbox:transactor-heartbeat"
 
 
 def tags(system: str) -> dict[str, str]:

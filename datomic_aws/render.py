@@ -121,6 +121,7 @@ def status_text(doc: dict[str, Any]) -> str:
             else "DIFFERS from the deployed one"
         )
         lines.append(f"  template {template['path']}: {state}")
+    lines.extend(_status_health_lines(doc))
     group = doc.get("group")
     if group:
         lines.append(
@@ -128,6 +129,8 @@ def status_text(doc: dict[str, Any]) -> str:
             f"{group['max']}, {group['in_service']} in service, launch template version "
             f"{group['launch_template_version']}"
         )
+        if group.get("suspended_processes"):
+            lines.append(f"  suspended processes: {', '.join(group['suspended_processes'])}")
         for i in group["instances"]:
             current = {True: "current", False: "OUTDATED", None: "?"}[i["current"]]
             role = i.get("role") or "-"  # "-": the instance publishes no role (yet)
@@ -138,6 +141,38 @@ def status_text(doc: dict[str, Any]) -> str:
     if doc.get("out_of_sync"):
         lines.append("  out of sync: " + "; ".join(doc["out_of_sync"]))
     return "\n".join(lines) + "\n"
+
+
+def _pin_text(pin: dict[str, Any]) -> str:
+    digest = (pin.get("digest") or "")[:12] or "(no digest)"
+    version = "?" if pin.get("version") is None else pin["version"]
+    return f"version {version}, hmac-sha256 {digest}"
+
+
+def _status_health_lines(doc: dict[str, Any]) -> list[str]:
+    """status: the configuration the instances run against SSM and the local file, and the
+    heartbeat's age (issue 13)."""
+    lines = []
+    config = doc.get("configuration")
+    if config:
+        state = "in sync" if config["in_sync"] else "DRIFTED"
+        lines.append(f"  configuration {config['parameter']} ({config['region']}): {state}")
+        for version, pin in config["running"].items():
+            lines.append(f"    instances on v{version}: {_pin_text(pin)}")
+        ssm = config["ssm"]
+        lines.append(f"    SSM: {_pin_text(ssm) if ssm else 'no such parameter'}")
+        if config.get("local"):
+            lines.append(f"    {config['local']['path']}: {_pin_text(config['local'])}")
+    beat = doc.get("heartbeat")
+    if beat:
+        where = f"table {beat['table']} ({beat['region']})"
+        if beat["age_seconds"] is None:
+            lines.append(f"  heartbeat: none found in {where}: {beat['note']}")
+        else:
+            lines.append(
+                f"  heartbeat: {beat['age_seconds']:.1f} s ago by {beat['owner']} in {where}"
+            )
+    return lines
 
 
 _DIFF_LINES = 60

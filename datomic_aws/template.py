@@ -1,9 +1,8 @@
 """The transactor's CloudFormation template: a pure function of the two properties files' specs.
 
 Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
-lifecycle hook, outputs; the optional resources, the transactor role's grant on an s3://
-datomic-download-url and the observability keys', are template_observe.py's), the rendering of the
-boot script (datomic_aws/boot/transactor-boot.sh)
+lifecycle hook, outputs; the optional ones are template_observe.py's), the rendering of the boot
+script (datomic_aws/boot/transactor-boot.sh)
 into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, at
@@ -52,8 +51,10 @@ ROLE_POLL_SECONDS = 5
 # which is why GroupSize is limited to the values the mapping lists (the cf schema's maximum).
 MAX_GROUP_SIZE = 10
 
-ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023's root device name
-ROOT_VOLUME_GIB = 20
+# Amazon Linux 2023's root device name (DescribeImages: RootDeviceName of Amazon's AL2023 images,
+# x86_64 and arm64 alike; tests/embedded/test_root_device.py reads it from the image data moto
+# carries). A mapping on that name sets the root volume; on another it would add a second disk.
+ROOT_DEVICE = "/dev/xvda"
 
 AL2023_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
@@ -100,6 +101,16 @@ def _shipped_source(cf: CfSpec) -> str:
 def _quote(value: str) -> str:
     """Single-quoted for bash; the schema keeps quotes out of the values, this keeps it safe."""
     return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+# The constants the rendered boot script keeps one per line (the shared user data layout), read
+# back by status and by the embedded AWS's emulated transactors.
+_CONSTANT = re.compile(r"^readonly ([A-Z][A-Z0-9_]*)='((?:[^']|'\"'\"')*)'[ \t]*$", re.MULTILINE)
+
+
+def parse_user_data(text: str) -> dict[str, str]:
+    """`readonly NAME='value'` lines of the boot script -> {NAME: value} (_quote undone)."""
+    return {m.group(1): m.group(2).replace("'\"'\"'", "'") for m in _CONSTANT.finditer(text)}
 
 
 def _escape_for_sub(text: str) -> str:
@@ -294,13 +305,25 @@ def _parameters(cf: CfSpec) -> dict[str, Any]:
     return params
 
 
+def _root_ebs(cf: CfSpec) -> dict[str, Any]:
+    """The root volume (aws-root-volume-*), always encrypted (the account's default EBS key)."""
+    volume = cf.root_volume
+    ebs: dict[str, Any] = {
+        "VolumeType": volume.volume_type,
+        "VolumeSize": volume.size_gib,
+        "Encrypted": True,
+        "DeleteOnTermination": True,
+    }
+    if volume.iops is not None:
+        ebs["Iops"] = volume.iops
+    return ebs
+
+
 def _launch_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
     system = transactor.system
     instance_name = names.instance(system)
     return {
         "Type": "AWS::EC2::LaunchTemplate",
-        # A new instance comes only once the role's grants from the stack are in place.
-        **template_observe.depends_on(cf),
         "Properties": {
             "LaunchTemplateData": {
                 "ImageId": {"Ref": "ImageId"},
@@ -313,17 +336,7 @@ def _launch_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
                     # Only the host itself reads instance metadata; no container hop allowed.
                     "HttpPutResponseHopLimit": 1,
                 },
-                "BlockDeviceMappings": [
-                    {
-                        "DeviceName": ROOT_DEVICE,
-                        "Ebs": {
-                            "VolumeType": "gp3",
-                            "VolumeSize": ROOT_VOLUME_GIB,
-                            "Encrypted": True,
-                            "DeleteOnTermination": True,
-                        },
-                    }
-                ],
+                "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": _root_ebs(cf)}],
                 "Monitoring": {"Enabled": cf.monitoring},
                 # EC2's default is stop: a powered-off transactor would linger in the group
                 # (reference §11). The boot script and the transactor unit power off to leave it.
@@ -424,7 +437,7 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "GroupSizes": {str(n): {"MaxSize": n + 1} for n in range(1, MAX_GROUP_SIZE + 1)}
         },
         "Resources": {
-            "LaunchTemplate": _launch_template(transactor, cf),
+            "LaunchTemplate": _launch_template(transactor, cf) | template_observe.depends_on(cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
         }
         | template_observe.role_grants(transactor, cf, instance_profile(transactor)),

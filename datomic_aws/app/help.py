@@ -151,18 +151,22 @@ Provision and update the AWS side of a Datomic Pro transactor, idempotently.
     "status": """\
 Show the stack, its last event, the group and each of its instances.
 
-    Read-only: stack STACK_NAME in REGION, its status and last event, the group's sizes, and each
-    instance with the Datomic role it publishes (active, standby, - when none) and its launch
-    template version, current or outdated. --template compares a local template with the
-    deployed one.
+    Read-only: stack STACK_NAME in REGION, its status and last event, the group's sizes and
+    suspended processes, and each instance with the Datomic role it publishes (active, standby,
+    - when none) and its launch template version, current or outdated; the configuration the
+    instances run (version and keyed digest) against SSM's; for ddb, the age of the last
+    heartbeat. --template compares a local template with the deployed one, --transactor the
+    local transactor file's configuration with SSM's.
 
     Exit codes for scripts: 0 when the stack, the template (with --template) and the instances
-    are in sync; 3 when the stack is missing or in progress, the local template differs from the
-    deployed one, or an instance is outdated (the JSON's "out_of_sync" says which).
+    are in sync and the configuration has not drifted; 3 when the stack is missing or in
+    progress, the local template differs from the deployed one, the configuration drifted, or an
+    instance is outdated (the JSON's "out_of_sync" says which).
 
     \b
     Example:
-      datomic-aws status us-east-1 datomic-prod --template aws/prod/cf.json
+      datomic-aws status us-east-1 datomic-prod --template aws/prod/cf.json \\
+          --transactor aws/prod/transactor.properties
 """,
 }
 
@@ -200,6 +204,8 @@ OPTIONS: dict[str, str] = {
     "--adopt": "Take over resources that have the derived names but not our tags.",
     "--yes": "Do not ask for confirmation.",
     "--template": "A local template to compare with the deployed one.",
+    "--transactor": "The local transactor file: its configuration is compared with SSM's, and "
+    "its DynamoDB table holds the heartbeat.",
     "--dir": "Folder for the demo's files (default: a new temporary folder, kept).",
     "--port": "Port on 127.0.0.1 (default 0: a free one, shown in the exports).",
     "--transactors": "Run an emulated Datomic transactor on every instance Auto Scaling launches.",

@@ -115,14 +115,23 @@ def delete(
     return delete_cf_stack(session(dry_run=dry_run), region, name, dry_run=dry_run, waiting=waiting)
 
 
-def status(session: Session, region: str, name: str, template_json: str | Path | None) -> Result:
-    """status REGION STACK_NAME [--template TEMPLATE_JSON]: read-only."""
+def status(
+    session: Session,
+    region: str,
+    name: str,
+    template_json: str | Path | None = None,
+    transactor: str | Path | None = None,
+) -> Result:
+    """status REGION STACK_NAME [--template TEMPLATE_JSON] [--transactor TRANSACTOR_PROPS]:
+    read-only; the files are read and checked before any call."""
     from datomic_aws.app.status import stack_status
     from datomic_aws.checks import check_stack_arguments
+    from datomic_aws.config.transactor import load_transactor
 
     template = None
     if template_json:
         template = stack_template(region, name, template_json, deploys=False)  # checks the names
     else:
         check_stack_arguments(region, name)
-    return stack_status(session(dry_run=True), region, name, template=template)
+    spec = load_transactor(transactor)[1] if transactor else None
+    return stack_status(session(dry_run=True), region, name, template=template, transactor=spec)

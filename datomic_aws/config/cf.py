@@ -20,6 +20,7 @@ from datomic_aws.config.common import load_schema, read_properties, validate
 from datomic_aws.config.download import digest_problems, unverified_warning, url_problems
 from datomic_aws.config.era import java_opts_problems, version_problems
 from datomic_aws.config.observe import ObserveSpec, observe_problems, observe_spec
+from datomic_aws.config.volume import RootVolume, root_volume
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 
@@ -106,6 +107,8 @@ class CfSpec:
     warnings: tuple[str, ...]
     # aws-ingress-allow-public=true: aws-ingress-cidrs may hold public CIDRs.
     allow_public_ingress: bool = False
+    # aws-root-volume-size/-type/-iops (config/volume.py).
+    root_volume: RootVolume = field(default_factory=RootVolume)
     # The opt-in observability keys (config/observe.py); all off by default.
     observe: ObserveSpec = field(default_factory=ObserveSpec)
     # Line of each schema key in the file (set or commented out), for problems found later.
@@ -326,6 +329,8 @@ def spec_from(props: PropertiesText) -> CfSpec:
     allow_public = typed.get(ALLOW_PUBLIC_KEY) is True
     problems = problems + cidr_problems + group_problems
     problems += _public_problems(props, cidrs, allow_public)
+    volume, volume_problems = root_volume(props, typed, (p.key for p in problems))
+    problems += volume_problems
     problems += observe_problems(props, typed, {p.key for p in problems})
     if "java-opts" not in {p.key for p in problems}:
         problems += java_opts_problems(
@@ -366,6 +371,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         warnings=tuple(_warnings(props, load_schema("cf"), values)),
         lines=_lines(props, load_schema("cf")),
         allow_public_ingress=allow_public,
+        root_volume=volume,
         observe=observe_spec(props, typed),
     )
 

@@ -102,6 +102,12 @@ def describe_parameter(ssm: SSMClient, name: str) -> tuple[int, str, str] | None
             return None
 
 
+def stored_digest(description: str) -> str | None:
+    """The keyed digest a parameter's Description keeps (None when it keeps none)."""
+    m = _DIGEST_IN_DESCRIPTION.search(description)
+    return m.group(1) if m else None
+
+
 def read_parameter_tags(ssm: SSMClient, spec: ParameterSpec) -> dict[str, str]:
     tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=spec.name)["TagList"]
     return {t["Key"]: t["Value"] for t in tags}

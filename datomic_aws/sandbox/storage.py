@@ -13,12 +13,14 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from datomic_aws import names
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 # The emulation's own heartbeat item (Datomic's storage layout is private to Datomic).
-HEARTBEAT_KEY = "datomic-aws-sandbox:transactor-heartbeat"
+HEARTBEAT_KEY = names.HEARTBEAT_ITEM_ID
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ throw-away credentials.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from datomic_aws import names
 from datomic_aws.config.transactor import DIGEST_SECRET_KEY, value_digest
 from datomic_aws.sandbox import moto_fixes
 from datomic_aws.sandbox.storage import DynamoStorage, MemoryStorage, Record, Storage
+from datomic_aws.template import parse_user_data
 
 if TYPE_CHECKING:
     import boto3.session
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
     from mypy_boto3_ssm.client import SSMClient
 
-# The constants the rendered boot script keeps one per line (the shared user data layout).
-_CONSTANT = re.compile(r"^readonly ([A-Z][A-Z0-9_]*)='((?:[^']|'\"'\"')*)'[ \t]*$", re.MULTILINE)
 DEFAULT_HEARTBEAT_MSEC = 5000
 
 # Why an emulated transactor exited (the probe counts them).
@@ -103,11 +101,6 @@ class WorldClock:
 
 
 CLOCK = WorldClock()
-
-
-def parse_user_data(text: str) -> dict[str, str]:
-    """`readonly NAME='value'` lines of the boot script -> {NAME: value} (bash quoting undone)."""
-    return {m.group(1): m.group(2).replace("'\"'\"'", "'") for m in _CONSTANT.finditer(text)}
 
 
 @dataclass
