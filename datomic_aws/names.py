@@ -153,6 +153,35 @@ def log_policy(bucket: str) -> str:
     return f"{bucket}-transactor-logs"
 
 
+def log_group(system: str) -> str:
+    """The CloudWatch Logs group of the transactors' logs (aws-log-group-retention-days):
+    [.-_/#A-Za-z0-9], 512 characters."""
+    return _fit(f"/datomic-aws/{_part(system, r'A-Za-z0-9_.-')}", 512)
+
+
+def logs_shipping_policy(system: str) -> str:
+    """The transactor role's inline policy that the stack writes to ship logs to `log_group`.
+    Not ending in `log_policy("")`: that suffix is the log bucket's, which ensure-transactor
+    removes when the file drops the bucket."""
+    return _fit(f"datomic-{system}-transactor-cloudwatch-logs", 128)
+
+
+def session_manager_policy(system: str) -> str:
+    """The transactor role's inline policy that the stack writes for Session Manager."""
+    return _fit(f"datomic-{system}-transactor-session-manager", 128)
+
+
+def stack_policies(system: str) -> tuple[str, str]:
+    """The observability grants' policy names (the S3 download's is policies.py's)."""
+    return logs_shipping_policy(system), session_manager_policy(system)
+
+
+def alarm(system: str, what: str) -> str:
+    """A CloudWatch alarm of the system (any text, 255 characters, unique per account and
+    region)."""
+    return _fit(f"datomic-{system}-{what}", 255)
+
+
 # CloudFormation refuses a TemplateBody above this many bytes; a larger template goes by TemplateURL.
 TEMPLATE_BODY_LIMIT = 51_200
 

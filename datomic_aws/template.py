@@ -1,8 +1,8 @@
 """The transactor's CloudFormation template: a pure function of the two properties files' specs.
 
 Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
-lifecycle hook, outputs, and for an s3:// datomic-download-url the transactor role's grant on that
-object), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
+lifecycle hook, outputs; the optional ones are template_observe.py's), the rendering of the boot
+script (datomic_aws/boot/transactor-boot.sh)
 into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, at
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from datomic_aws import names, policies
+from datomic_aws import names, template_observe
 from datomic_aws.config.cf import CfSpec
-from datomic_aws.config.download import pinned_sha256, s3_location
+from datomic_aws.config.download import pinned_sha256
 from datomic_aws.config.era import license_findings, obsolete_license_warning
 from datomic_aws.config.transactor import TransactorSpec, config_pin, pin_problems
 from datomic_aws.errors import InvalidInput, Problem
@@ -90,10 +90,11 @@ def boot_script_source() -> str:
     return resources.files("datomic_aws.boot").joinpath("transactor-boot.sh").read_text("utf-8")
 
 
-def _shipped_source() -> str:
-    """The script as instances receive it: its comment lines left out (shebangs kept). EC2 refuses
-    user data over 16 KB (raw, before base64); the why-comments stay in the packaged file."""
-    lines = boot_script_source().splitlines(keepends=True)
+def _shipped_source(cf: CfSpec) -> str:
+    """The script as instances receive it (with the log-shipping step when logs are on): its
+    comment lines left out (shebangs kept). EC2 refuses user data over 16 KB (raw, before
+    base64); the why-comments stay in the packaged file."""
+    lines = template_observe.with_log_shipping(boot_script_source(), cf).splitlines(keepends=True)
     return "".join(ln for ln in lines if not ln.lstrip().startswith("#") or ln[:2] == "#!")
 
 
@@ -160,6 +161,7 @@ def _constants(
         "POLL_SECONDS": f"{timings.poll_seconds:g}",
         "HEARTBEAT_EVERY_SECONDS": str(timings.heartbeat_every_seconds),
         "ROLE_POLL_SECONDS": f"{timings.role_poll_seconds:g}",
+        **template_observe.boot_constants(transactor, cf),
     }
 
 
@@ -180,7 +182,7 @@ def render_boot_script(
         **_parameter_defaults(cf),
         "CONFIG_PIN": config_pin(transactor),
     }
-    return _BootTemplate(_shipped_source()).substitute(
+    return _BootTemplate(_shipped_source(cf)).substitute(
         {key: _quote(value) for key, value in values.items()}
     )
 
@@ -191,7 +193,7 @@ def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
     values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
     # The Fn::Sub variable holding the pin: the script's text does not change with the configuration.
     values["CONFIG_PIN"] = _quote("${ConfigPin}")
-    return _BootTemplate(_escape_for_sub(_shipped_source())).substitute(values)
+    return _BootTemplate(_escape_for_sub(_shipped_source(cf))).substitute(values)
 
 
 def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
@@ -216,6 +218,7 @@ def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
                 )
             )
     problems.extend(cross_file_checks(transactor, cf)[0])
+    problems.extend(template_observe.observe_problems(transactor, cf))
     return problems
 
 
@@ -404,22 +407,9 @@ def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]
                 for t in _tags(system, names.instance(system))
                 if t["Key"] not in names.tags(system)
             ],
+            **template_observe.notification_configurations(cf),
         },
     }
-
-
-def _download_grant(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
-    """With an s3:// datomic-download-url, the stack grants the transactor role that object; a
-    new launch template version (a new instance) comes only once the grant is in place."""
-    location = s3_location(cf.download_url)
-    if location is None:
-        return {}
-    role = instance_profile(transactor)
-    grant = policies.download_grant(
-        transactor.system, role, location.bucket, location.key, cf.region
-    )
-    launch_template = _launch_template(transactor, cf) | {"DependsOn": [policies.DOWNLOAD_GRANT]}
-    return {policies.DOWNLOAD_GRANT: grant, "LaunchTemplate": launch_template}
 
 
 def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
@@ -447,10 +437,10 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "GroupSizes": {str(n): {"MaxSize": n + 1} for n in range(1, MAX_GROUP_SIZE + 1)}
         },
         "Resources": {
-            "LaunchTemplate": _launch_template(transactor, cf),
+            "LaunchTemplate": _launch_template(transactor, cf) | template_observe.depends_on(cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
         }
-        | _download_grant(transactor, cf),
+        | template_observe.role_grants(transactor, cf, instance_profile(transactor)),
         "Outputs": {
             "AutoScalingGroupName": {
                 "Description": "The transactors' Auto Scaling group",

@@ -24,6 +24,7 @@ from datomic_aws.config.common import (
 )
 from datomic_aws.config.download import digest_problems, unverified_warning, url_problems
 from datomic_aws.config.era import java_opts_problems, version_problems
+from datomic_aws.config.observe import ObserveSpec, observe_problems, observe_spec
 from datomic_aws.config.volume import RootVolume, root_volume
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
@@ -113,6 +114,8 @@ class CfSpec:
     allow_public_ingress: bool = False
     # aws-root-volume-size/-type/-iops (config/volume.py).
     root_volume: RootVolume = field(default_factory=RootVolume)
+    # The opt-in observability keys (config/observe.py); all off by default.
+    observe: ObserveSpec = field(default_factory=ObserveSpec)
     # Line of each schema key in the file (set or commented out), for problems found later.
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
 
@@ -336,6 +339,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
     problems += _public_problems(props, cidrs, allow_public)
     volume, volume_problems = root_volume(props, typed, (p.key for p in problems))
     problems += volume_problems
+    problems += observe_problems(props, typed, {p.key for p in problems})
     if "java-opts" not in {p.key for p in problems}:
         problems += java_opts_problems(
             props.path, props.line_of("java-opts"), _optional(values, "java-opts")
@@ -377,6 +381,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         lines=_lines(props, load_schema("cf")),
         allow_public_ingress=allow_public,
         root_volume=volume,
+        observe=observe_spec(props, typed),
     )
 
 
