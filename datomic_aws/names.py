@@ -25,6 +25,8 @@ MANAGED_BY = "datomic-aws"
 TAG_ROLE = "datomic:role"
 ROLE_ACTIVE = "active"
 ROLE_STANDBY = "standby"
+# The launching lifecycle hook the boot script completes (template.py declares it).
+LAUNCH_HOOK_NAME = "transactor-listening"
 # The heartbeat item the embedded AWS's emulated transactors keep in the storage table (`owner`,
 # `stamp` in epoch seconds), which status reads. Datomic's own storage layout is private to Datomic.
 HEARTBEAT_ITEM_ID = "datomic-aws-sandbox:transactor-heartbeat"

@@ -13,7 +13,7 @@ from pathlib import Path
 from datomic_aws import names
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import effective_config, load_transactor
-from datomic_aws.template import render_boot_script
+from datomic_aws.user_data import render_boot_script
 from tests.boot.fake_al import FakeAmazonLinux, datomic_zip
 from tests.boot.test_boot_script import CF, FAST, PARAMETER, VERSION, lifecycle_call
 from tests.unit.test_template import PIN_LINES

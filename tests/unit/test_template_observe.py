@@ -22,7 +22,8 @@ from datomic_aws.config.observe import DEFAULT_HEARTBEAT_MINUTES
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.errors import InvalidInput
 from datomic_aws.resources import ec2 as ec2r
-from datomic_aws.template import build_template, dump_template, render_boot_script
+from datomic_aws.template import build_template, dump_template
+from datomic_aws.user_data import render_boot_script
 from tests.unit.test_config_cf import BASE, problems_of, spec_of
 from tests.unit.test_template import CF, GOLDEN, LINT_REGIONS, TRANSACTOR, _shellcheck, files
 
