@@ -34,6 +34,8 @@ METRICS_NAMESPACE = "Datomic"
 METRICS_DIMENSION = "Transactor"
 METRICS_PERIOD_SECONDS = 60
 HEARTBEAT_METRIC = "HeartbeatMsec"
+# The launching lifecycle hook the boot script completes (template.py declares it).
+LAUNCH_HOOK_NAME = "transactor-listening"
 
 
 def tags(system: str) -> dict[str, str]:
@@ -157,6 +159,35 @@ def runtime_policy(system: str) -> str:
 def log_policy(bucket: str) -> str:
     """The transactor role's inline policy for writing to its log bucket."""
     return f"{bucket}-transactor-logs"
+
+
+def log_group(system: str) -> str:
+    """The CloudWatch Logs group of the transactors' logs (aws-log-group-retention-days):
+    [.-_/#A-Za-z0-9], 512 characters."""
+    return _fit(f"/datomic-aws/{_part(system, r'A-Za-z0-9_.-')}", 512)
+
+
+def logs_shipping_policy(system: str) -> str:
+    """The transactor role's inline policy that the stack writes to ship logs to `log_group`.
+    Not ending in `log_policy("")`: that suffix is the log bucket's, which ensure-transactor
+    removes when the file drops the bucket."""
+    return _fit(f"datomic-{system}-transactor-cloudwatch-logs", 128)
+
+
+def session_manager_policy(system: str) -> str:
+    """The transactor role's inline policy that the stack writes for Session Manager."""
+    return _fit(f"datomic-{system}-transactor-session-manager", 128)
+
+
+def stack_policies(system: str) -> tuple[str, str]:
+    """The observability grants' policy names (the S3 download's is policies.py's)."""
+    return logs_shipping_policy(system), session_manager_policy(system)
+
+
+def alarm(system: str, what: str) -> str:
+    """A CloudWatch alarm of the system (any text, 255 characters, unique per account and
+    region)."""
+    return _fit(f"datomic-{system}-{what}", 255)
 
 
 # CloudFormation refuses a TemplateBody above this many bytes; a larger template goes by TemplateURL.

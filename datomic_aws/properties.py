@@ -48,6 +48,11 @@ class Entry:
     key: str
     value: str
     line: int
+    # The key may be named in output: a plain name (letters, digits, `-`, `.`, `_`) written as a
+    # setting (`key=value`, `key: value`). Not a bare word, which Java reads as a key with an empty
+    # value but which may be a secret of its own (the rest of a password whose line lost its
+    # trailing backslash), nor a key with escapes (`secret\:value=`), which may hold one.
+    nameable: bool = True
 
 
 # Java's line terminators, and only those (str.splitlines also splits on \x85, \x0c, \x1c...).
@@ -114,7 +119,9 @@ class PropertiesText:
         self._index: dict[str, int] = {}
         for i, el in enumerate(self._elements):
             if isinstance(el, javaproperties.KeyValue):
-                self._entries[el.key] = Entry(el.key, el.value, self._lines[i])
+                self._entries[el.key] = Entry(
+                    el.key, el.value, self._lines[i], _nameable(el.source)
+                )
                 self._index[el.key] = i
 
     @classmethod
@@ -227,10 +234,22 @@ class PropertiesText:
         return "\r\n" if crlf > lf else "\n"
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _nameable(source: str) -> bool:
+    m = _KEY_PART.match(source)
+    return bool(
+        m and _PLAIN_KEY.fullmatch(m.group("key")) and any(c in m.group("sep") for c in "=:")
+    )
+
+
 def masked_lines(text: str, shown: Callable[[str], bool]) -> list[str]:
     """The physical lines of `text` (line endings kept) as output may show them: the value of a key
     `shown` refuses is MASK on its first line and every line it continues onto, a commented
-    `# key=value` likewise, and credentials inside any line are masked (secrets.mask_credentials).
+    `# key=value` likewise, the key too when it is not nameable (a bare word, a key with escapes),
+    and credentials inside any line are masked (secrets.mask_credentials), a shown value whose
+    credential runs over lines whole.
     A text that does not parse back line for line is masked whole."""
     bom = next((b for b in _BOMS if text.startswith(b)), "")
     out: list[str] = []
@@ -240,11 +259,17 @@ def masked_lines(text: str, shown: Callable[[str], bool]) -> list[str]:
         commented = _COMMENTED.match(el.source) if isinstance(el, javaproperties.Comment) else None
         if commented:
             key = javaproperties.unescape(commented.group("key"))
-        if key is None or shown(key):
+        # A credential continued over lines (`://user:\` then `pass@host`) is in no one line:
+        # the value of a shown key that holds one across lines is masked whole.
+        split = (
+            len(lines) > 1 and isinstance(el, javaproperties.KeyValue) and has_credential(el.value)
+        )
+        if key is None or (shown(key) and not split):
             out.extend(mask_credentials(line) for line in lines)
             continue
         m = commented or (_KEY_PART.match(lines[0]) if lines else None)
-        head = lines[0][: m.end()] if m else ""
+        # The key is shown only when it is nameable (`Entry.nameable`): otherwise it may be the secret.
+        head = lines[0][: m.end()] if m and (commented or _nameable(lines[0])) else ""
         out.extend(_masked(line, head if i == 0 else "") for i, line in enumerate(lines))
     if bom and out:
         out[0] = bom + out[0]

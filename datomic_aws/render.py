@@ -210,7 +210,8 @@ def to_text(result: Result, aws_calls: dict[str, Any] | None = None, *, color: b
     terminal), creations and added lines are green, deletions and removed lines red, updates
     yellow; the colour is added after the text is redacted."""
     if "status" in result.extra:
-        return status_text(result.extra["status"])
+        calls = f"{calls_line(aws_calls)}\n" if aws_calls is not None else ""
+        return status_text(result.extra["status"]) + calls
     lines = [(f"{result.command}{' (dry run: nothing written)' if result.dry_run else ''}", "")]
     for change in result.changes:
         symbol = _SYMBOL[change.action]

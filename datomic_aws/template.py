@@ -1,9 +1,8 @@
 """The transactor's CloudFormation template: a pure function of the two properties files' specs.
 
 Owns the template's shape (parameters, launch template, Auto Scaling group with its launching
-lifecycle hook, outputs, and for an s3:// datomic-download-url the transactor role's grant on that
-object), the rendering of the boot script (datomic_aws/boot/transactor-boot.sh)
-into user data, and the deterministic dump. `build_template` makes no AWS call and reads no clock
+lifecycle hook, outputs; the optional ones are template_observe.py's; the user data is
+user_data.py's), and the deterministic dump. `build_template` makes no AWS call and reads no clock
 and no randomness, so identical files give a byte-identical template. It must never put a transactor
 configuration value or a secret in the template: the instance reads its configuration from SSM, at
 the parameter version the transactor file names, and only that version and the configuration's
@@ -16,36 +15,26 @@ It must not read or write the operator's files: app/ loads the specs and writes 
 from __future__ import annotations
 
 import json
-import re
-import string
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-from datomic_aws import names, policies
+from datomic_aws import names, template_observe
 from datomic_aws.config.cf import CfSpec
-from datomic_aws.config.download import pinned_sha256, s3_location
 from datomic_aws.config.era import license_findings, obsolete_license_warning
 from datomic_aws.config.transactor import TransactorSpec, config_pin, pin_problems
 from datomic_aws.errors import InvalidInput, Problem
+from datomic_aws.user_data import user_data_sub
 
 # The stack package uploads a template above this instead, but one this tool generates should never
 # come near it.
 MAX_TEMPLATE_BYTES = names.TEMPLATE_BODY_LIMIT
 
-LAUNCH_HOOK_NAME = "transactor-listening"
+LAUNCH_HOOK_NAME = names.LAUNCH_HOOK_NAME
 # Time Auto Scaling waits for the boot script to report; on expiry it abandons (terminates) the
 # instance. Installing Java, downloading Datomic and starting the transactor takes 2-4 minutes.
 # The script records a heartbeat after each step and every HEARTBEAT_EVERY_SECONDS while it waits,
 # which restarts this timeout (reference §11).
 LAUNCH_HOOK_HEARTBEAT_SECONDS = 900
-# The script gives up a little earlier than Auto Scaling, counted from its own start, so the failure
-# is logged by the instance (and reported with ABANDON) even without a single heartbeat.
-READY_TIMEOUT_SECONDS = 780
-HEARTBEAT_EVERY_SECONDS = 60
-# How often the script checks readiness, and the instance re-reads its role for the role tag.
-POLL_SECONDS = 5
-ROLE_POLL_SECONDS = 5
 
 # CloudFormation has no arithmetic: MaxSize = GroupSize + 1 comes from a mapping keyed by GroupSize,
 # which is why GroupSize is limited to the values the mapping lists (the cf schema's maximum).
@@ -67,56 +56,6 @@ _REQUIRED_GENERATED = (
 )
 
 
-class _BootTemplate(string.Template):
-    """`@@NAME` placeholders: plain words to bash and shellcheck, never confused with `$x`."""
-
-    delimiter = "@@"
-    idpattern = r"[A-Z][A-Z0-9_]*"
-    flags = re.RegexFlag(
-        0
-    )  # upper-case only: `@@` followed by anything else is an error, not a silent no-op
-
-
-# Values that come from stack parameters: in the template they are `${Param}` for Fn::Sub, so the
-# console or `update-stack` can change them without regenerating the template.
-_PARAMETER_PLACEHOLDERS = {
-    "XMX": "Xmx",
-    "JAVA_OPTS": "JavaOpts",
-    "DATOMIC_VERSION": "DatomicVersion",
-}
-
-
-def boot_script_source() -> str:
-    return resources.files("datomic_aws.boot").joinpath("transactor-boot.sh").read_text("utf-8")
-
-
-def _shipped_source() -> str:
-    """The script as instances receive it: its comment lines left out (shebangs kept). EC2 refuses
-    user data over 16 KB (raw, before base64); the why-comments stay in the packaged file."""
-    lines = boot_script_source().splitlines(keepends=True)
-    return "".join(ln for ln in lines if not ln.lstrip().startswith("#") or ln[:2] == "#!")
-
-
-def _quote(value: str) -> str:
-    """Single-quoted for bash; the schema keeps quotes out of the values, this keeps it safe."""
-    return "'" + value.replace("'", "'\"'\"'") + "'"
-
-
-# The constants the rendered boot script keeps one per line (the shared user data layout), read
-# back by status and by the embedded AWS's emulated transactors.
-_CONSTANT = re.compile(r"^readonly ([A-Z][A-Z0-9_]*)='((?:[^']|'\"'\"')*)'[ \t]*$", re.MULTILINE)
-
-
-def parse_user_data(text: str) -> dict[str, str]:
-    """`readonly NAME='value'` lines of the boot script -> {NAME: value} (_quote undone)."""
-    return {m.group(1): m.group(2).replace("'\"'\"'", "'") for m in _CONSTANT.finditer(text)}
-
-
-def _escape_for_sub(text: str) -> str:
-    """Fn::Sub reads `${x}` as a reference; `${!x}` is CloudFormation's escape for a literal."""
-    return text.replace("${", "${!")
-
-
 def instance_profile(transactor: TransactorSpec) -> str:
     return transactor.transactor_role or names.transactor_role(transactor.system)
 
@@ -127,71 +66,6 @@ def architecture(cf: CfSpec) -> str:
 
 def image_parameter_path(cf: CfSpec) -> str:
     return AL2023_IMAGE_PARAMETER.format(arch=cf.architecture)
-
-
-@dataclass(frozen=True)
-class BootTimings:
-    """The boot script's clock: the defaults are what instances get; tests render shorter ones."""
-
-    ready_timeout_seconds: int = READY_TIMEOUT_SECONDS
-    poll_seconds: float = POLL_SECONDS
-    heartbeat_every_seconds: int = HEARTBEAT_EVERY_SECONDS
-    role_poll_seconds: float = ROLE_POLL_SECONDS
-
-
-_DEFAULT_TIMINGS = BootTimings()
-
-
-def _constants(
-    transactor: TransactorSpec, cf: CfSpec, timings: BootTimings = _DEFAULT_TIMINGS
-) -> dict[str, str]:
-    return {
-        "SYSTEM": transactor.system,
-        "CONFIG_REGION": transactor.region,
-        "SSM_PARAMETER": names.ssm_parameter(transactor.system),
-        "GROUP_NAME": names.autoscaling_group(transactor.system),
-        "HOOK_NAME": LAUNCH_HOOK_NAME,
-        "ROLE_TAG": names.TAG_ROLE,
-        "ROLE_ACTIVE": names.ROLE_ACTIVE,
-        "ROLE_STANDBY": names.ROLE_STANDBY,
-        "DOWNLOAD_URL": cf.download_url or "",
-        "ZIP_SHA256": pinned_sha256(cf.download_url, cf.zip_sha256, cf.datomic_version) or "",
-        "READY_TIMEOUT_SECONDS": str(timings.ready_timeout_seconds),
-        "POLL_SECONDS": f"{timings.poll_seconds:g}",
-        "HEARTBEAT_EVERY_SECONDS": str(timings.heartbeat_every_seconds),
-        "ROLE_POLL_SECONDS": f"{timings.role_poll_seconds:g}",
-    }
-
-
-def _parameter_defaults(cf: CfSpec) -> dict[str, str]:
-    return {
-        "XMX": cf.java_xmx or "",
-        "JAVA_OPTS": cf.java_opts or "",
-        "DATOMIC_VERSION": cf.datomic_version or "",
-    }
-
-
-def render_boot_script(
-    transactor: TransactorSpec, cf: CfSpec, timings: BootTimings = _DEFAULT_TIMINGS
-) -> str:
-    """The script an instance receives when the stack runs with the template's default parameters."""
-    values = {
-        **_constants(transactor, cf, timings),
-        **_parameter_defaults(cf),
-        "CONFIG_PIN": config_pin(transactor),
-    }
-    return _BootTemplate(_shipped_source()).substitute(
-        {key: _quote(value) for key, value in values.items()}
-    )
-
-
-def user_data_sub(transactor: TransactorSpec, cf: CfSpec) -> str:
-    """The Fn::Sub body of the user data: the same script, parameters left as `${Param}`."""
-    values = {k: _escape_for_sub(_quote(v)) for k, v in _constants(transactor, cf).items()}
-    values.update({k: _quote("${" + p + "}") for k, p in _PARAMETER_PLACEHOLDERS.items()})
-    # The Fn::Sub variable holding the pin: the script's text does not change with the configuration.
-    values["CONFIG_PIN"] = _quote("${ConfigPin}")
-    return _BootTemplate(_escape_for_sub(_shipped_source())).substitute(values)
 
 
 def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
@@ -216,6 +90,7 @@ def template_problems(transactor: TransactorSpec, cf: CfSpec) -> list[Problem]:
                 )
             )
     problems.extend(cross_file_checks(transactor, cf)[0])
+    problems.extend(template_observe.observe_problems(transactor, cf))
     return problems
 
 
@@ -404,22 +279,9 @@ def _autoscaling_group(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]
                 for t in _tags(system, names.instance(system))
                 if t["Key"] not in names.tags(system)
             ],
+            **template_observe.notification_configurations(cf),
         },
     }
-
-
-def _download_grant(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
-    """With an s3:// datomic-download-url, the stack grants the transactor role that object; a
-    new launch template version (a new instance) comes only once the grant is in place."""
-    location = s3_location(cf.download_url)
-    if location is None:
-        return {}
-    role = instance_profile(transactor)
-    grant = policies.download_grant(
-        transactor.system, role, location.bucket, location.key, cf.region
-    )
-    launch_template = _launch_template(transactor, cf) | {"DependsOn": [policies.DOWNLOAD_GRANT]}
-    return {policies.DOWNLOAD_GRANT: grant, "LaunchTemplate": launch_template}
 
 
 def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
@@ -447,10 +309,10 @@ def build_template(transactor: TransactorSpec, cf: CfSpec) -> dict[str, Any]:
             "GroupSizes": {str(n): {"MaxSize": n + 1} for n in range(1, MAX_GROUP_SIZE + 1)}
         },
         "Resources": {
-            "LaunchTemplate": _launch_template(transactor, cf),
+            "LaunchTemplate": _launch_template(transactor, cf) | template_observe.depends_on(cf),
             "AutoScalingGroup": _autoscaling_group(transactor, cf),
         }
-        | _download_grant(transactor, cf),
+        | template_observe.role_grants(transactor, cf, instance_profile(transactor)),
         "Outputs": {
             "AutoScalingGroupName": {
                 "Description": "The transactors' Auto Scaling group",

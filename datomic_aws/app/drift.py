@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from datomic_aws.template import parse_user_data
+from datomic_aws.user_data import parse_user_data
 
 # How much of a keyed digest the text shows (the JSON has it whole; it reveals nothing without
 # the key that only the file and the SSM value hold).

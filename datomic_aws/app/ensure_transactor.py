@@ -39,7 +39,7 @@ from datomic_aws.config.transactor import (
     new_digest_secret,
 )
 from datomic_aws.errors import DatomicAwsError
-from datomic_aws.properties import PropertiesText, write_back
+from datomic_aws.properties import PropertiesText, remove_stale_temps, write_back
 from datomic_aws.resources import dynamodb, iam, kms, s3, ssm
 from datomic_aws.resources.plan import Planned
 
@@ -118,6 +118,8 @@ def converge_transactor(ctx: AwsContext, planned: TransactorPlan, *, dry_run: bo
     crash leaves a predictable prefix done; then the file. A plan with nothing pending, or a dry
     run, is the run's result as planned."""
     if dry_run or not planned.plan.pending:
+        if not dry_run:  # as a write would: a killed run's temporary copy holds every secret
+            remove_stale_temps(planned.output)
         planned.plan.dry_run = dry_run
         return planned.plan
     for step in planned.steps:

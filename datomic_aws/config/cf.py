@@ -16,9 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datomic_aws.config.common import load_schema, read_properties, validate
+from datomic_aws.config.common import (
+    load_schema,
+    published_credential_problems,
+    read_properties,
+    validate,
+)
 from datomic_aws.config.download import digest_problems, unverified_warning, url_problems
 from datomic_aws.config.era import java_opts_problems, version_problems
+from datomic_aws.config.observe import ObserveSpec, observe_problems, observe_spec
 from datomic_aws.config.volume import RootVolume, root_volume
 from datomic_aws.errors import InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
@@ -108,6 +114,8 @@ class CfSpec:
     allow_public_ingress: bool = False
     # aws-root-volume-size/-type/-iops (config/volume.py).
     root_volume: RootVolume = field(default_factory=RootVolume)
+    # The opt-in observability keys (config/observe.py); all off by default.
+    observe: ObserveSpec = field(default_factory=ObserveSpec)
     # Line of each schema key in the file (set or commented out), for problems found later.
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
 
@@ -292,7 +300,10 @@ def _warnings(
     out += [unverified] if unverified else []
     for key, entry in props.entries().items():
         where = f"{props.path}:{entry.line}"
-        if key in OBSOLETE_KEYS:
+        if key not in known and not entry.nameable:
+            # Not quoted: a bare word or a key with escapes may hold a secret.
+            out.append(f"{where} is not a key=value setting datomic-aws knows; it is ignored")
+        elif key in OBSOLETE_KEYS:
             out.append(f"{where} {key} is obsolete and ignored: {OBSOLETE_KEYS[key]}")
         elif key not in known:
             out.append(f"{where} {key} is not a cf key datomic-aws knows; it is ignored")
@@ -328,11 +339,13 @@ def spec_from(props: PropertiesText) -> CfSpec:
     problems += _public_problems(props, cidrs, allow_public)
     volume, volume_problems = root_volume(props, typed, (p.key for p in problems))
     problems += volume_problems
+    problems += observe_problems(props, typed, {p.key for p in problems})
     if "java-opts" not in {p.key for p in problems}:
         problems += java_opts_problems(
             props.path, props.line_of("java-opts"), _optional(values, "java-opts")
         )
     problems += _download_problems(props, values)
+    problems += published_credential_problems(props, "cf", problems)
     if "datomic-version" not in {p.key for p in problems}:
         problems += version_problems(
             props.path,
@@ -368,6 +381,7 @@ def spec_from(props: PropertiesText) -> CfSpec:
         lines=_lines(props, load_schema("cf")),
         allow_public_ingress=allow_public,
         root_volume=volume,
+        observe=observe_spec(props, typed),
     )
 
 

@@ -217,6 +217,35 @@ def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], l
     return typed, problems
 
 
+def published_credential_problems(
+    props: PropertiesText, schema_name: str, found: Iterable[Problem]
+) -> list[Problem]:
+    """A credential (URL user-info, Oracle's `user/pass@`, a `password=` parameter or JVM property)
+    in a value that is published: every value of the cf file that its schema knows reaches the
+    template, the stack's parameters or the user data, which whoever can read the stack reads, so
+    it must hold no secret (design §3, §4: no secret in the template or the user data). Refused
+    naming the key, never quoting the value; a key refused by a rule of its own is not named
+    twice."""
+    refused = {p.key for p in found}
+    out = []
+    for key in load_schema(schema_name).get("properties", {}):
+        raw = props.get(key)
+        if key not in refused and raw and has_credential(raw):
+            out.append(
+                Problem(
+                    props.path,
+                    props.line_of(key),
+                    key,
+                    f"{key} holds a credential (a user-info, password or token); the values of "
+                    "this file are published in the template, the stack's parameters and the "
+                    "user data",
+                    "keep secrets out of this file: the transactor's belong in "
+                    "transactor.properties, which is stored encrypted in SSM",
+                )
+            )
+    return out
+
+
 _REGION_REF = "#/$defs/region"
 
 

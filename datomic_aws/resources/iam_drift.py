@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from datomic_aws import policies
+from datomic_aws import names, policies
 from datomic_aws.aws_errors import has_code
 
 if TYPE_CHECKING:
@@ -73,5 +73,6 @@ def read_foreign_policies(iam: IAMClient, role: str, system: str) -> list[str]:
 
 
 def written_by_the_stack(name: str, system: str) -> bool:
-    """An inline policy the generated template puts on the transactor role (template.py)."""
-    return name == policies.download_policy_name(system)
+    """An inline policy the generated template puts on the transactor role (template_observe.py:
+    the S3 download's grant, the log shipping and Session Manager grants)."""
+    return name in (policies.download_policy_name(system), *names.stack_policies(system))

@@ -44,6 +44,15 @@ DEMO_BOOT_SECONDS = 3.0
 
 
 def copy_samples(directory: Path) -> dict[str, Path]:
+    """The samples into a new or empty folder: `--dir aws/prod` must never overwrite an
+    operator's files (or an earlier demo's), so anything already there is refused first."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise UsageError(
+            "the demo folder must be new or empty: the demo writes its own transactor.properties, "
+            "cf.properties and cf.json there",
+            str(directory),
+            "give --dir a folder that does not exist yet (or leave --dir out for a temporary one)",
+        )
     directory.mkdir(parents=True, exist_ok=True)
     samples = resources.files("datomic_aws.config_samples")
     copied = {}

@@ -29,7 +29,7 @@ from datomic_aws.sandbox import moto_fixes
 from datomic_aws.sandbox.clock import CLOCK
 from datomic_aws.sandbox.metrics import HeartbeatMetrics
 from datomic_aws.sandbox.storage import DynamoStorage, MemoryStorage, Record, Storage
-from datomic_aws.template import parse_user_data
+from datomic_aws.user_data import parse_user_data
 
 if TYPE_CHECKING:
     import boto3.session

@@ -19,6 +19,8 @@ fakes.py NAME WORLD ARGS...`, standard library only).
   word), in the unit's WorkingDirectory, once its User exists (the process itself runs as root);
   is-active reports that process; when it exits, ExecStopPost runs. `enable` links the unit into
   its WantedBy target. `poweroff` is recorded, nothing more.
+- dnf: `install` only; installing amazon-cloudwatch-agent adds its amazon-cloudwatch-agent-ctl
+  under /opt/aws, which records its call and does nothing more.
 - ss: `ss -Hltn "sport = :PORT"` from /proc/net/tcp{,6} (the namespace's own sockets).
 - useradd appends to /etc/passwd and /etc/group (the namespace's overlay of /etc).
 - chown and install (`install -d`), only in a user namespace (not root on the test machine), where
@@ -337,8 +339,20 @@ esac
     "python3": """
 exec "${PYTHON[0]}" "$@"
 """,
+    # Installing amazon-cloudwatch-agent puts its control command where the package does; that
+    # one only records its call (the agent's configuration stays in the instance's /opt).
     "dnf": """
 [ "${1-}" = install ] || refuse "$@"
+if [[ " $* " == *" amazon-cloudwatch-agent "* ]]; then
+  ctl=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
+  mkdir -p "${ctl%/*}"
+  printf '#!/bin/bash\nexec %q "$@"\n' "$WORLD/bin/amazon-cloudwatch-agent-ctl" >"$ctl"
+  chmod 755 "$ctl"
+fi
+""",
+    # WORLD/agent-fails makes it fail, as an agent that cannot start would.
+    "amazon-cloudwatch-agent-ctl": """
+[ ! -e "$WORLD/agent-fails" ] || exit 1
 """,
     "shutdown": "",
     "useradd": """

@@ -18,7 +18,8 @@ import pytest
 from datomic_aws import names
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import effective_config, load_transactor
-from datomic_aws.template import LAUNCH_HOOK_NAME, BootTimings, render_boot_script
+from datomic_aws.template import LAUNCH_HOOK_NAME
+from datomic_aws.user_data import BootTimings, render_boot_script
 from tests.boot import fakes
 from tests.boot.fake_al import INSTANCE_ID, REGION, FakeAmazonLinux, datomic_zip
 from tests.unit.test_template import PIN_LINES

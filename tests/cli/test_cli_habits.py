@@ -163,6 +163,10 @@ def test_the_text_ends_with_the_aws_call_counts_and_is_never_coloured_when_piped
     assert int(last.split()[2]) > 0 and "(0 mutating)" not in last
     assert doc["aws_calls"]["mutating"] == 0
     assert "\x1b[" not in run.stdout + run.stderr
+    # status too: its report ends with what it read (and it never writes).
+    status = _run("status", "us-east-1", "datomic-no-such-stack", env=_env(endpoint))
+    assert status.returncode == 3, status.stderr
+    assert status.stdout.splitlines()[-1] == "AWS calls: 1 (0 mutating).", status.stdout
 
 
 def _on_a_terminal(*args: str, env: dict[str, str]) -> str:

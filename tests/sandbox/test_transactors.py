@@ -335,3 +335,24 @@ def test_the_demo_json_output_is_one_document_and_its_folder_tells_the_story_in_
     status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"],
                             capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert status == ""
+
+
+def test_the_demo_never_writes_into_a_folder_that_holds_files(tmp_path: Path) -> None:
+    """`demo --dir aws/prod` by mistake: the operator's files stay as they were, nothing is added."""
+    folder = tmp_path / "prod"
+    folder.mkdir()
+    mine = folder / "transactor.properties"
+    mine.write_bytes(b"protocol=ddb\naws-dynamodb-table=prod\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "datomic_aws", "demo", "--dir", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "the demo folder must be new or empty" in proc.stderr
+    assert mine.read_bytes() == b"protocol=ddb\naws-dynamodb-table=prod\n"
+    assert [p.name for p in folder.iterdir()] == ["transactor.properties"]

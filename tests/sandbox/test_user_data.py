@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datomic_aws import names, template
+from datomic_aws import names, template, user_data
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.sandbox.transactors import parse_user_data
@@ -15,7 +15,7 @@ from tests.unit.test_template import files
 def test_the_rendered_boot_script_names_what_a_transactor_needs(tmp_path: Path) -> None:
     t, c, _ = files(tmp_path)
     transactor, cf = load_transactor(t)[1], load_cf(c)[1]
-    constants = parse_user_data(template.render_boot_script(transactor, cf))
+    constants = parse_user_data(user_data.render_boot_script(transactor, cf))
     assert constants["SYSTEM"] == transactor.system
     assert constants["CONFIG_REGION"] == transactor.region
     assert constants["SSM_PARAMETER"] == names.ssm_parameter(transactor.system)

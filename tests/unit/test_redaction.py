@@ -16,7 +16,9 @@ import pytest
 
 from datomic_aws import render
 from datomic_aws.changes import Result
+from datomic_aws.config.cf import spec_from
 from datomic_aws.config.common import _shown_value, is_secret_key, is_shown_key, validate
+from datomic_aws.errors import InvalidInput
 from datomic_aws.properties import PropertiesText, masked_lines, write_if_changed
 from datomic_aws.secrets import MASK, has_credential, mask_credentials
 
@@ -138,3 +140,44 @@ def test_error_lines_mask_credentials_whatever_composed_them() -> None:
     assert "TOKEN-88" not in "\n".join(plain.lines())
     invalid = InvalidInput([Problem("f", 3, "k", "k got 'jdbc:oracle:thin:s/TIGER-89@db'")])
     assert "TIGER-89" not in "\n".join(invalid.lines())
+
+
+def test_a_key_is_named_only_when_written_as_a_plain_setting() -> None:
+    # A bare word (the rest of a password whose line lost its backslash) and a key with escapes
+    # (`db\:secret=`) may be secrets themselves: masked whole, the key included.
+    text = "sql-password=head\n    tail-secret\ndb\\:key-secret=x\nmemcached-auth=v\n"
+    lines = masked_lines(text, is_shown_key)
+    assert lines == [
+        "sql-password=" + MASK + "\n",
+        "    " + MASK + "\n",
+        MASK + "\n",
+        "memcached-auth=" + MASK + "\n",
+    ]
+    entries = PropertiesText(text).entries()
+    assert not entries["tail-secret"].nameable and not entries["db:key-secret"].nameable
+    assert entries["memcached-auth"].nameable
+
+
+def test_a_credential_continued_over_lines_masks_the_shown_value_whole() -> None:
+    text = "sql-url=jdbc:postgresql://datomic:\\\n    split-secret@db:5432/datomic\nport=4334\n"
+    assert masked_lines(text, is_shown_key) == [
+        "sql-url=" + MASK + "\n",
+        "    " + MASK + "\n",
+        "port=4334\n",
+    ]
+
+
+def test_a_credential_in_a_published_cf_value_is_refused_without_quoting_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cf.properties"
+    path.write_text(
+        "aws-region=us-east-1\naws-instance-type=m7i.large\n"
+        "java-opts=-Djavax.net.ssl.trustStorePassword=jvm-secret -XX:+UseG1GC\n",
+        encoding="latin-1",
+    )
+    with pytest.raises(InvalidInput) as err:
+        spec_from(PropertiesText.load(path))
+    text = "\n".join(err.value.lines())
+    assert f"{path}:3 java-opts" in text and "credential" in text
+    assert "jvm-secret" not in text

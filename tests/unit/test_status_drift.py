@@ -8,7 +8,7 @@ import base64
 from datetime import datetime, timezone
 from pathlib import Path
 
-from datomic_aws import names, template
+from datomic_aws import names, user_data
 from datomic_aws.app.drift import (
     HeartbeatMetric,
     Pin,
@@ -89,7 +89,7 @@ def test_boot_constants_read_back_what_the_rendered_user_data_pins(tmp_path: Pat
     parameter, its region and the system."""
     t, c, _ = files(tmp_path)
     transactor, cf = load_transactor(t)[1], load_cf(c)[1]
-    script = template.render_boot_script(transactor, cf)
+    script = user_data.render_boot_script(transactor, cf)
     found = boot_constants(base64.b64encode(script.encode()).decode())
     assert found is not None
     assert found.pin == Pin.parse(config_pin(transactor))

@@ -29,12 +29,14 @@ from datomic_aws.template import (
     LAUNCH_HOOK_HEARTBEAT_SECONDS,
     LAUNCH_HOOK_NAME,
     MAX_TEMPLATE_BYTES,
-    READY_TIMEOUT_SECONDS,
-    boot_script_source,
     build_template,
     dump_template,
-    render_boot_script,
     render_template,
+)
+from datomic_aws.user_data import (
+    READY_TIMEOUT_SECONDS,
+    boot_script_source,
+    render_boot_script,
     user_data_sub,
 )
 

@@ -19,7 +19,8 @@ from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.resources import iam as iamr
 from datomic_aws.resources import iam_drift
 from datomic_aws.stack.document import as_template
-from datomic_aws.template import build_template, dump_template, render_boot_script, user_data_sub
+from datomic_aws.template import build_template, dump_template
+from datomic_aws.user_data import render_boot_script, user_data_sub
 from tests.unit.test_template import LINT_REGIONS, files
 
 SHA = "0123456789abcdef" * 4
