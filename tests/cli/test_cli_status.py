@@ -159,7 +159,8 @@ def test_status_reports_configuration_drift_until_apply_rolls_it_out(
     assert text.code == 3
     assert "(us-east-1): DRIFTED\n" in text.stdout
     assert f"    SSM: version {new['version']}, hmac-sha256 {new['digest'][:12]}\n" in text.stdout
-    assert text.stdout.rstrip().endswith(f"out of sync: {reason}")
+    *_, last_finding, calls = text.stdout.splitlines()
+    assert last_finding.endswith(f"out of sync: {reason}") and calls.startswith("AWS calls: ")
 
     # apply rolls the new configuration out: in sync again, exit 0.
     applied = env.apply()
