@@ -216,6 +216,15 @@ class AwsContext:
                 raise CredentialsError(str(exc)) from exc
         return self._account
 
+    def learn_account(self, arn: str) -> None:
+        """The account of `arn` (arn:partition:service:region:account:resource), a resource this
+        run found by name with its own credentials, so in its own account: `account_id` then
+        asks STS nothing."""
+        parts = arn.split(":", 5)
+        if len(parts) == 6 and parts[0] == "arn" and len(parts[4]) == 12 and parts[4].isdigit():
+            with self._lock:
+                self._account = self._account or parts[4]
+
     def cancel(self) -> None:
         """Stop every other thread at its next AWS call or retry (see the class docstring)."""
         self._cancelled_by = threading.get_ident()
