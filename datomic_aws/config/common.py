@@ -82,7 +82,6 @@ def _valid_before(name: str, typed: Mapping[str, Any]) -> Path | None:
     import importlib.util
 
     from datomic_aws.aws_models import cache_root
-    from datomic_aws.secrets import has_credential
 
     if any(
         (is_secret_key(k) and k not in RANDOM_SECRETS) or (isinstance(v, str) and has_credential(v))
