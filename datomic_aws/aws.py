@@ -1,4 +1,4 @@
-"""The only place a boto3 Session and its clients are built.
+"""The only place a (botocore) session and its clients are built.
 
 Owns credentials (standard chain, profile), endpoint override (moto, LocalStack), botocore retry
 configuration, the per-run log of AWS calls (what `--output json` reports and tests count), the
@@ -24,7 +24,7 @@ from datomic_aws.aws_errors import ACTION_KEY, is_unreadable_answer
 from datomic_aws.errors import CredentialsError, DryRunViolation, Interrupted
 
 if TYPE_CHECKING:
-    import boto3
+    import botocore.session
     from mypy_boto3_autoscaling.client import AutoScalingClient
     from mypy_boto3_cloudformation.client import CloudFormationClient
     from mypy_boto3_cloudwatch.client import CloudWatchClient
@@ -113,32 +113,40 @@ class AwsContext:
     _gate: tuple[int, Gate] | None = field(default=None, init=False, repr=False)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
-    def session(self) -> boto3.Session:
+    def session(self) -> botocore.session.Session:
         with self._lock:
             return self._session_locked()
 
-    def _session_locked(self) -> boto3.Session:
+    def _session_locked(self) -> botocore.session.Session:
         if self._session is None:
-            import boto3
+            # botocore's own session, not boto3's: clients are all this tool builds, and boto3
+            # (its resources, its S3 transfer methods injected into every S3 client) costs ~40 ms
+            # of every run's start-up.
             import botocore
             import botocore.exceptions
             import botocore.session
 
             from datomic_aws.aws_models import ModelCache, models_folder
 
-            core = botocore.session.get_session()
-            self._models = ModelCache(core, models_folder(botocore.__version__))
+            session = botocore.session.get_session()
+            self._models = ModelCache(session, models_folder(botocore.__version__))
+            if self.profile is not None:
+                session.set_config_variable("profile", self.profile)
             try:
-                session = boto3.Session(botocore_session=core, profile_name=self.profile)
+                # An unknown profile fails now (as boto3.Session(profile_name=...) did), not at
+                # the first call.
+                session.get_scoped_config()
             except botocore.exceptions.ProfileNotFound as exc:
                 raise CredentialsError(str(exc)) from exc
-            session.events.register("before-call.*.*", self._before_call)
-            session.events.register("before-send", self._before_send)
-            session.events.register("before-parse.*.*", _refuse_html)
-            session.events.register("after-call.*.*", _name_failed_action)
-            session.events.register("after-call-error", self._name_unreadable_answer)
-            for event, handler in self.hooks:
-                session.events.register(event, handler)
+            ours: list[Hook] = [
+                ("before-call.*.*", self._before_call),
+                ("before-send", self._before_send),
+                ("before-parse.*.*", _refuse_html),
+                ("after-call.*.*", _name_failed_action),
+                ("after-call-error", self._name_unreadable_answer),
+            ]
+            for event, handler in (*ours, *self.hooks):
+                session.register(event, handler)
             self._session = session
         return self._session  # type: ignore[no-any-return]
 
@@ -205,8 +213,8 @@ class AwsContext:
                     connect_timeout=10,
                     read_timeout=60,
                 )
-                self._clients[key] = self._session_locked().client(
-                    service,  # type: ignore[call-overload]
+                self._clients[key] = self._session_locked().create_client(
+                    service,
                     region_name=region,
                     endpoint_url=endpoint_url or self.endpoint_url,
                     config=config,
@@ -227,6 +235,15 @@ class AwsContext:
             ) as exc:
                 raise CredentialsError(str(exc)) from exc
         return self._account
+
+    def learn_account(self, arn: str) -> None:
+        """The account of `arn` (arn:partition:service:region:account:resource), a resource this
+        run found by name with its own credentials, so in its own account: `account_id` then
+        asks STS nothing."""
+        parts = arn.split(":", 5)
+        if len(parts) == 6 and parts[0] == "arn" and len(parts[4]) == 12 and parts[4].isdigit():
+            with self._lock:
+                self._account = self._account or parts[4]
 
     def cancel(self) -> None:
         """Stop every other thread at its next AWS call or retry (see the class docstring)."""

@@ -34,6 +34,18 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config_samples"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode for the processes the tests start (the CLI above all), as Python writes it by
+    default.
+
+    The end-to-end tests start the CLI hundreds of times. With PYTHONDONTWRITEBYTECODE set (as it
+    is in some shells and CI images), every one of them would compile each module of the package
+    again (a sixth of a short command's CPU). The processes started from here (the xdist workers
+    too) write it to `__pycache__` (ignored by git); the installed packages' own is read as it is.
+    """
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def shared_botocore_loader() -> Iterator[None]:
     """One botocore data loader per test process instead of one per session.

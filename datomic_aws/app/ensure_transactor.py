@@ -194,7 +194,10 @@ def _reader(read_and_plan: Callable[[], P], execute: Callable[[P], None]) -> Rea
     return read
 
 
-def _table_reader(ctx: AwsContext, spec: TransactorSpec) -> Reader:
+def _table_reader(ctx: AwsContext, spec: TransactorSpec, *, ahead: bool = False) -> Reader:
+    """With `ahead`, DescribeTable is asked now, before the other readers are built: the ARN of
+    a table found by name names the caller's account, which the roles' policies and the log
+    bucket are planned with (so no GetCallerIdentity when the table exists)."""
     assert spec.table is not None
     table = dynamodb.TableSpec(
         name=spec.table,
@@ -207,8 +210,13 @@ def _table_reader(ctx: AwsContext, spec: TransactorSpec) -> Reader:
         local=spec.protocol == "ddb-local",
     )
     client = ctx.client("dynamodb", spec.region, spec.table_endpoint)
+    described = None
+    if ahead and not table.local:  # DynamoDB Local's ARNs name no account of ours
+        described = dynamodb.describe_table(client, table)
+        if described.table is not None:
+            ctx.learn_account(described.table.get("TableArn", ""))
     return _reader(
-        functools.partial(dynamodb.read_and_plan_table, client, table),
+        functools.partial(dynamodb.read_and_plan_table, client, table, described),
         functools.partial(dynamodb.execute_table, client),
     )
 
@@ -265,7 +273,7 @@ def _readers(
     """The resources of the file, in the order they are written, and the keys written back."""
     readers: list[Reader] = []
     if spec.has_table:
-        readers.append(_table_reader(ctx, spec))
+        readers.append(_table_reader(ctx, spec, ahead=spec.has_iam))
     updates: dict[str, str] = {}
     if spec.has_iam:
         updates = _iam_and_config_readers(ctx, spec, props, adopt=adopt, readers=readers)

@@ -8,22 +8,25 @@ never appears in a message. No AWS, no I/O beyond reading the packaged schemas.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import javaproperties
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from datomic_aws.errors import FileAccessError, InvalidInput, Problem
 from datomic_aws.properties import PropertiesText
 from datomic_aws.secrets import has_credential
 from datomic_aws.secrets import is_secret_key as is_secret_key  # re-exported: the config's API
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 
 def secret_values(values: Mapping[str, str]) -> tuple[str, ...]:
@@ -58,7 +61,60 @@ def load_schema(name: str) -> dict[str, Any]:
 def _validator(name: str) -> Draft202012Validator:
     """One validator per schema, built on first use and kept: a validator caches what it
     resolved (`load_schema` is cached too, so its schema is the one `validate` reads)."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load_schema(name))
+
+
+# Secrets the tool generates at random (config/transactor.py DIGEST_SECRET_KEY).
+RANDOM_SECRETS = frozenset({"datomic-aws-digest-secret"})
+
+
+def _valid_before(name: str, typed: Mapping[str, Any]) -> Path | None:
+    """Where the memo of `typed` having passed schema `name` is (None: not kept for it).
+
+    The check is a pure function of the schema, the typed values and jsonschema's code, and most
+    runs read the files the previous run read: a memo (an empty file named by their digest, in
+    the cache folder of datomic_aws/aws_models.py) spares the next run jsonschema (~70 ms to
+    import). Never for values with an operator's secret in them: no digest of a password is
+    written anywhere (the generated digest key is 256 random bits, which no digest reveals). Only
+    a pass is kept, so every refusal is worked out and reported in full each time."""
+    import importlib.util
+
+    from datomic_aws.aws_models import cache_root
+
+    if any(
+        (is_secret_key(k) and k not in RANDOM_SECRETS) or (isinstance(v, str) and has_credential(v))
+        for k, v in typed.items()
+    ):
+        return None
+    spec = importlib.util.find_spec("jsonschema")
+    if spec is None or spec.origin is None:
+        return None
+    code = Path(spec.origin).with_name("validators.py")
+    try:
+        stamp = f"{code}:{code.stat().st_mtime_ns}"
+    except OSError:
+        return None
+    schema = json.dumps(load_schema(name), sort_keys=True)
+    values = json.dumps(typed, sort_keys=True)
+    digest = hashlib.sha256("\0".join((stamp, schema, values)).encode()).hexdigest()
+    return cache_root() / "valid" / digest
+
+
+def _schema_errors(name: str, typed: Mapping[str, Any]) -> list[ValidationError]:
+    """jsonschema's errors for `typed` (none when it passed before: `_valid_before`)."""
+    memo = _valid_before(name, typed)
+    if memo is not None and memo.exists():
+        return []
+    errors = list(_validator(name).iter_errors(typed))
+    if memo is not None and not errors:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            memo.touch()
+        except OSError:
+            pass  # a cache that cannot be written is no error
+    return errors
 
 
 def _declared_type(schema: Mapping[str, Any], key: str) -> str | None:
@@ -203,9 +259,8 @@ def _continues(line: str) -> bool:
 def validate(props: PropertiesText, schema_name: str) -> tuple[dict[str, Any], list[Problem]]:
     schema = load_schema(schema_name)
     typed = to_typed(props.values(), schema)
-    validator = _validator(schema_name)
     problems: list[Problem] = []
-    for err in validator.iter_errors(typed):
+    for err in _schema_errors(schema_name, typed):
         # An if/then failure is reported through its inner errors, which carry the key.
         leaves = [err] if not err.context else list(err.context)
         for leaf in leaves:

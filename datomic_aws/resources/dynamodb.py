@@ -23,7 +23,7 @@ from datomic_aws.resources.plan import Operation, Planned, action_for
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import UpdateTableInputTypeDef
+    from mypy_boto3_dynamodb.type_defs import TableDescriptionTypeDef, UpdateTableInputTypeDef
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,34 @@ def _resource(spec: TableSpec) -> str:
     return f"dynamodb table {spec.name}"
 
 
-def read_table(ddb: DynamoDBClient, spec: TableSpec) -> TableState | None:
+@dataclass(frozen=True)
+class Described:
+    """DescribeTable's answer (None: no such table), read ahead by a caller that needs the ARN
+    (it names the account); `read_table` goes on from it without asking again."""
+
+    table: TableDescriptionTypeDef | None
+
+
+def _describe(ddb: DynamoDBClient, spec: TableSpec) -> TableDescriptionTypeDef | None:
     try:
-        table = ddb.describe_table(TableName=spec.name)["Table"]
+        return ddb.describe_table(TableName=spec.name)["Table"]
     except ClientError as exc:
         if has_code(exc, "ResourceNotFoundException"):
             return None
         raise
+
+
+def describe_table(ddb: DynamoDBClient, spec: TableSpec) -> Described:
+    with translating(_resource(spec)):
+        return Described(_describe(ddb, spec))
+
+
+def read_table(
+    ddb: DynamoDBClient, spec: TableSpec, described: Described | None = None
+) -> TableState | None:
+    table = described.table if described is not None else _describe(ddb, spec)
+    if table is None:
+        return None
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
     key_schema = tuple(
         (k["AttributeName"], str(types.get(k["AttributeName"], "?")), str(k["KeyType"]))
@@ -322,6 +343,8 @@ def execute_table(ddb: DynamoDBClient, plan: TablePlan, sleep: Sleep = time.slee
         _run_updates(ddb, plan.spec, plan.operations, sleep)
 
 
-def read_and_plan_table(ddb: DynamoDBClient, spec: TableSpec) -> TablePlan:
+def read_and_plan_table(
+    ddb: DynamoDBClient, spec: TableSpec, described: Described | None = None
+) -> TablePlan:
     with translating(_resource(spec)):
-        return plan_table(spec, read_table(ddb, spec))
+        return plan_table(spec, read_table(ddb, spec, described))

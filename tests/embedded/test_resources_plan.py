@@ -425,3 +425,32 @@ def test_prepare_cf_takes_the_loaded_file_and_does_not_read_it_again(
     result = converge_cf(ctx, run, dry_run=False)
     assert result.files[0].written
     assert "aws-security-group-id=sg-" in out.read_text(encoding="latin-1")
+
+
+def test_a_noop_ensure_transactor_takes_the_account_from_the_tables_arn(
+    mocked_aws: None, tmp_path: Path
+) -> None:
+    """The table, found by name with the run's credentials, is in the caller's account: its ARN
+    names it, so a run that finds the table asks STS nothing (a first run, with no table, asks)."""
+    path = environment(tmp_path / "env") / "transactor.properties"
+    first = AwsContext()
+    ensure_transactor(first, path)
+    assert first.call_log.calls["sts:GetCallerIdentity"] == 1
+
+    noop = AwsContext()
+    assert not ensure_transactor(noop, path).pending
+    assert "sts:GetCallerIdentity" not in noop.call_log.calls
+    assert noop.call_log.calls["dynamodb:DescribeTable"] == 1
+    assert noop.account_id("us-east-1") == first.account_id("us-east-1")
+    # The log bucket's derived name carries the account: the same bucket was found again.
+    assert noop.call_log.calls["s3:GetBucketTagging"] == 1
+
+
+def test_an_arn_names_the_account_only_when_it_is_one() -> None:
+    ctx = AwsContext()
+    for arn in ("", "arn:aws:dynamodb:us-east-1::table/t", "arn:aws:s3:::bucket", "not:an:arn"):
+        ctx.learn_account(arn)
+        assert ctx._account is None, arn
+    ctx.learn_account("arn:aws:dynamodb:us-east-1:123456789012:table/t")
+    ctx.learn_account("arn:aws:dynamodb:us-east-1:210987654321:table/t")  # the first one stays
+    assert ctx.account_id("us-east-1") == "123456789012"

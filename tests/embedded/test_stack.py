@@ -83,7 +83,7 @@ class Harness:
         self.params: list[tuple[str, dict[str, Any]]] = []
         self.ctx = AwsContext(hooks=[("before-parameter-build", self._record)], **ctx_kwargs)
         # One model loader for every test: parsing botocore's JSON models dominates client setup.
-        self.ctx.session()._session.register_component("data_loader", _LOADER)
+        self.ctx.session().register_component("data_loader", _LOADER)
         self.cfn = Stubber(self.ctx.client("cloudformation", region))
         self.s3 = Stubber(self.ctx.client("s3", region))
         self.sts = Stubber(self.ctx.client("sts", region))

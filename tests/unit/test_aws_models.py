@@ -117,7 +117,7 @@ def test_a_second_run_builds_its_clients_from_the_trimmed_models(
     _new_process()
     ctx = AwsContext()
     ec2 = ctx.client("ec2", "us-east-1")
-    loader = ctx.session()._session.get_component("data_loader")
+    loader = ctx.session().get_component("data_loader")
     version = written[0].parent.name
     _, path = loader.load_data_with_path(f"ec2/{version}/service-2")
     assert loader is not botocore.session.get_session().get_component("data_loader")
