@@ -250,7 +250,8 @@ def test_download_url_with_a_credential_exits_2_and_never_prints_it(
     for args in (("ensure-cf",), ("--output", "json", "ensure-cf"), ("--debug", "ensure-cf")):
         run = cli(*args, str(cf), env=UNREACHABLE)
         assert run.code == 2, (run.stdout, run.stderr)
-        assert f"{cf}:50 datomic-download-url" in run.stdout + run.stderr
+        line = cf.read_text().splitlines().index(f"datomic-download-url={url}") + 1
+        assert f"{cf}:{line} datomic-download-url" in run.stdout + run.stderr
         for secret in ("CANARY9d1", "sitehost", "sitebucket"):
             assert secret not in run.stdout + run.stderr
 

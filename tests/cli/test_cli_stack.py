@@ -573,7 +573,8 @@ def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
     )
     assert f"    {old}  m7i.large " in text
     assert " Healthy   -        v1  current" in text
-    assert text.rstrip().endswith("v1  current")
+    *_, last_row, calls = text.splitlines()
+    assert last_row.endswith("v1  current") and calls.startswith("AWS calls: ")
 
     # The role each instance publishes (datomic:role, kept current by the instance).
     boto("ec2").create_tags(Resources=[old], Tags=[{"Key": "datomic:role", "Value": "active"}])
@@ -609,14 +610,17 @@ def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
     text = text_run.stdout
     assert f"  template {stale}: DIFFERS from the deployed one\n" in text
     assert "v1  OUTDATED\n" in text
-    assert text.rstrip().endswith(
+    *_, finding, calls = text.splitlines()
+    assert finding.endswith(
         f"out of sync: the template {stale} differs from the deployed one; outdated instance(s): {old}"
     )
+    assert calls.startswith("AWS calls: ")
     # The current template matches, but the instance is still outdated: still 3.
     current_template = cli(*status)
     assert current_template.code == 3
     assert "matches the deployed one" in current_template.stdout
-    assert current_template.stdout.rstrip().endswith(f"out of sync: outdated instance(s): {old}")
+    finding = current_template.stdout.splitlines()[-2]
+    assert finding.endswith(f"out of sync: outdated instance(s): {old}")
     # Once replaced: in sync, exit 0. (Without a role: no emulated transactor would take over.)
     boto("ec2").delete_tags(Resources=[old], Tags=[{"Key": "datomic:role"}])
     _ok(cli("update-stack", REGION, STACK, str(folder.template), *FAST))
@@ -624,7 +628,9 @@ def test_status_text_and_json(cli: Any, boto: Any, tmp_path: Path) -> None:
 
     missing = cli("status", REGION, "no-such-stack")
     assert missing.code == 3
-    assert missing.stdout == f"stack no-such-stack ({REGION}): does not exist\n"
+    assert missing.stdout == (
+        f"stack no-such-stack ({REGION}): does not exist\nAWS calls: 1 (0 mutating).\n"
+    )
     missing_json = cli("--output", "json", "status", REGION, "no-such-stack")
     assert missing_json.code == 3
     assert missing_json.json["status"] == {
