@@ -86,7 +86,10 @@ class AwsContext:
     `cancel()` (the CLI's signal handler calls it) makes every later call and retry attempt of any
     *other* thread raise `Interrupted` before it is sent: Python delivers an interrupt only to the
     main thread, which unwinds (restoring what it must, through its own calls), while the workers
-    of a parallel phase would otherwise carry on writing.
+    of a parallel phase would otherwise carry on writing. A context whose command runs in a worker
+    thread (`apply DIR...`: one folder per thread) names that thread `runner`: the runner gets one
+    `Interrupted`, as the main thread gets its KeyboardInterrupt, and its unwinding's own calls
+    then go through, so that a raised group's sizes and the stack lock are restored there too.
     """
 
     profile: str | None = None
@@ -110,6 +113,8 @@ class AwsContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _cancelled_by: int | None = field(default=None, init=False, repr=False)
+    runner: int | None = field(default=None, init=False, repr=False)
+    _runner_told: bool = field(default=False, init=False, repr=False)
     _gate: tuple[int, Gate] | None = field(default=None, init=False, repr=False)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
@@ -255,10 +260,19 @@ class AwsContext:
         return self._cancelled.is_set()
 
     def _check_cancelled(self) -> None:
-        if self._cancelled.is_set() and threading.get_ident() != self._cancelled_by:
-            raise Interrupted(
-                "interrupted", "", "rerun the same command to converge; it is safe to repeat"
-            )
+        if not self._cancelled.is_set():
+            return
+        me = threading.get_ident()
+        if me == self._cancelled_by:
+            return
+        if me == self.runner:
+            with self._lock:
+                told, self._runner_told = self._runner_told, True
+            if told:
+                return
+        raise Interrupted(
+            "interrupted", "", "rerun the same command to converge; it is safe to repeat"
+        )
 
     @contextmanager
     def gated(self, gate: Gate) -> Iterator[None]:

@@ -271,7 +271,8 @@ def _stack_key(loaded: Inputs) -> str:
 def run_fleet(opts: Options, runs: list[FolderRun], settings: Settings) -> Fleet:
     """The valid folders, `settings.jobs` at a time (default: up to 4), each converged by
     `apply_dir` with its own context and lock. An interrupt (the CLI's handler cancels every
-    context's calls) lets the running folders stop at their next AWS call; the folders not
+    context's calls) stops each running folder at its next AWS call, which then unwinds as a
+    single apply does (a raised group's sizes and the stack lock restored); the folders not
     started yet are skipped."""
     from datomic_aws.stack.transport import DRY_RUN_WRITES
 
@@ -299,6 +300,8 @@ def run_fleet(opts: Options, runs: list[FolderRun], settings: Settings) -> Fleet
 def _run_folder(opts: Options, aws: AwsContext, run: FolderRun, settings: Settings) -> None:
     from datomic_aws.app.apply import apply_dir
 
+    # An interrupt reaches this thread as one Interrupted; its unwinding's calls then go through.
+    aws.runner = threading.get_ident()
     try:
         with opts.locked(os.path.join(run.folder, "cf.json"), dry_run=settings.dry_run):
             options = settings.options()

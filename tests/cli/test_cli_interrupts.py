@@ -135,6 +135,50 @@ def test_sigterm_during_a_surge_restores_the_sizes_and_exits_130(
     _no_lock(boto)
 
 
+def test_sigterm_during_a_fleets_surge_restores_that_folders_sizes_and_lock(
+    cli: Any, boto: Any, proxy: Proxy, tmp_path: Path
+) -> None:
+    """`apply DIR DIR`: each folder runs in a worker thread, where no KeyboardInterrupt arrives.
+    The folder's run is stopped at its next AWS call and unwinds as a single apply does: the
+    raised sizes restored, the surplus gone, the stack lock released (its calls not cut short)."""
+    folder = _created(cli, tmp_path)
+    before = _sizes(_group(boto))
+    _change_type(cli, folder, "m7i.xlarge")
+    invalid = tmp_path / "invalid"
+    invalid.mkdir()
+    for name in ("transactor.properties", "cf.properties"):
+        shutil.copyfile(folder.path / name, invalid / name)
+    Folder(invalid).edit(
+        Folder(invalid).cf, **{"aws-autoscaling-group-size=1": "aws-autoscaling-group-size=x"}
+    )
+
+    proxy.held_operations.add("TerminateInstanceInAutoScalingGroup")
+    proc, lines = _start("apply", str(folder.path), str(invalid), *FAST, endpoint=proxy.url)
+    seen: list[str] = []
+    try:
+        _wait_for(lines, "launching a replacement", seen)
+        assert proxy.wait_held("TerminateInstanceInAutoScalingGroup", timeout=60), seen
+        assert _sizes(_group(boto))[1] == before[1] + 1  # raised
+        proxy.held_operations.clear()  # the restore's own calls go through
+        proc.send_signal(signal.SIGTERM)
+        # A worker blocked in a call is not woken by a signal: the held attempt is dropped, and
+        # botocore's retry of it is where the interrupt reaches the folder's thread.
+        proxy.release()
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = _drain(lines, seen)
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    group = _group(boto)
+    assert _sizes(group) == before, stderr
+    assert len(group["Instances"]) == before[1], stderr
+    assert "datomic-aws:max-size" not in {t["Key"] for t in group.get("Tags", [])}
+    _no_lock(boto)
+
+
 def test_sigterm_during_a_write_back_leaves_no_temporary_file(
     endpoint: str, tmp_path: Path
 ) -> None:
