@@ -24,7 +24,6 @@ from datomic_aws.config.cf import load_cf
 from datomic_aws.config.era import RELEASE_SHA256
 from datomic_aws.config.transactor import config_digest, effective_config, load_transactor
 from datomic_aws.errors import InvalidInput
-from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.template import (
     LAUNCH_HOOK_HEARTBEAT_SECONDS,
     LAUNCH_HOOK_NAME,
@@ -39,6 +38,7 @@ from datomic_aws.user_data import (
     render_boot_script,
     user_data_sub,
 )
+from tests.unit.moto_network import stack_prerequisites
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cf.json"
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
@@ -487,21 +487,12 @@ def test_boot_script_does_what_the_design_says(tmp_path: Path) -> None:
 
 def test_stack_from_the_template_launches_the_transactor(ctx: AwsContext, tmp_path: Path) -> None:
     region = "us-east-1"
+    net = stack_prerequisites(ctx, region, subnets=2, system="orders")
+    vpc_id, subnets, group_id = net.vpc_id, net.subnets, net.group_id
     ec2 = ctx.client("ec2", region)
-    vpc = ec2r.read_vpc(ec2, None)
-    assert vpc is not None
-    subnets = [s.subnet_id for s in ec2r.default_subnets(ec2, vpc.vpc_id)][:2]
-    group_id = ec2.create_security_group(
-        GroupName="datomic-orders-transactor", Description="x", VpcId=vpc.vpc_id
-    )["GroupId"]
-    iam = ctx.client("iam", region)
-    role = names.transactor_role("orders")
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"}))
-    iam.create_instance_profile(InstanceProfileName=role)
-    iam.add_role_to_instance_profile(InstanceProfileName=role, RoleName=role)
     t, c, out = files(
         tmp_path,
-        aws_vpc_id=vpc.vpc_id,
+        aws_vpc_id=vpc_id,
         aws_subnet_ids=",".join(subnets),
         aws_security_group_id=group_id,
         aws_instance_type="c7i.large",

@@ -15,12 +15,12 @@ from datomic_aws.aws import AwsContext
 from datomic_aws.config.cf import load_cf
 from datomic_aws.config.era import RELEASE_SHA256
 from datomic_aws.config.transactor import load_transactor
-from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.resources import iam as iamr
 from datomic_aws.resources import iam_drift
 from datomic_aws.stack.document import as_template
 from datomic_aws.template import build_template, dump_template
 from datomic_aws.user_data import render_boot_script, user_data_sub
+from tests.unit.moto_network import stack_prerequisites
 from tests.unit.test_template import LINT_REGIONS, files
 
 SHA = "0123456789abcdef" * 4
@@ -126,20 +126,12 @@ def test_the_stack_is_created_with_capability_iam_and_writes_the_grant(
     ctx: AwsContext, tmp_path: Path, moto_fixed: None
 ) -> None:
     region = "us-east-1"
-    ec2 = ctx.client("ec2", region)
-    vpc = ec2r.read_vpc(ec2, None)
-    assert vpc is not None
-    subnets = [s.subnet_id for s in ec2r.default_subnets(ec2, vpc.vpc_id)][:2]
-    group_id = ec2.create_security_group(
-        GroupName="datomic-orders-transactor", Description="x", VpcId=vpc.vpc_id
-    )["GroupId"]
+    net = stack_prerequisites(ctx, region, subnets=2, system="orders")
+    vpc_id, subnets, group_id = net.vpc_id, net.subnets, net.group_id
     iam = ctx.client("iam", region)
-    iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(policies.TRUST_POLICY))
-    iam.create_instance_profile(InstanceProfileName=ROLE)
-    iam.add_role_to_instance_profile(InstanceProfileName=ROLE, RoleName=ROLE)
     transactor, cf = specs(
         tmp_path,
-        aws_vpc_id=vpc.vpc_id,
+        aws_vpc_id=vpc_id,
         aws_subnet_ids=",".join(subnets),
         aws_security_group_id=group_id,
         datomic_download_url=S3_URL,

@@ -21,9 +21,9 @@ from datomic_aws.config.cf import load_cf
 from datomic_aws.config.observe import DEFAULT_HEARTBEAT_MINUTES
 from datomic_aws.config.transactor import load_transactor
 from datomic_aws.errors import InvalidInput
-from datomic_aws.resources import ec2 as ec2r
 from datomic_aws.template import build_template, dump_template
 from datomic_aws.user_data import render_boot_script
+from tests.unit.moto_network import stack_prerequisites
 from tests.unit.test_config_cf import BASE, problems_of, spec_of
 from tests.unit.test_template import CF, GOLDEN, LINT_REGIONS, TRANSACTOR, _shellcheck, files
 
@@ -281,19 +281,10 @@ def test_the_stack_with_every_key_is_created_in_moto(ctx: AwsContext, tmp_path: 
     """The resources deploy (moto's CloudFormation), and the user data it launches is the script
     with the log-shipping step, valid bash (and shellcheck-clean where shellcheck is)."""
     region = "us-east-1"
-    ec2 = ctx.client("ec2", region)
-    vpc = ec2r.read_vpc(ec2, None)
-    assert vpc is not None
-    subnets = [s.subnet_id for s in ec2r.default_subnets(ec2, vpc.vpc_id)][:1]
-    group_id = ec2.create_security_group(
-        GroupName="datomic-orders-transactor", Description="x", VpcId=vpc.vpc_id
-    )["GroupId"]
-    iam = ctx.client("iam", region)
-    role = names.transactor_role("orders")
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"}))
-    iam.create_instance_profile(InstanceProfileName=role)
-    iam.add_role_to_instance_profile(InstanceProfileName=role, RoleName=role)
-    cf = CF.replace("aws-vpc-id=vpc-0123456789abcdef0", f"aws-vpc-id={vpc.vpc_id}")
+    net = stack_prerequisites(ctx, region, subnets=1, system="orders")
+    vpc_id, subnets, group_id = net.vpc_id, net.subnets, net.group_id
+    ec2, iam, role = ctx.client("ec2", region), ctx.client("iam", region), net.role
+    cf = CF.replace("aws-vpc-id=vpc-0123456789abcdef0", f"aws-vpc-id={vpc_id}")
     cf = cf.replace("subnet-0123456789abcdef0,subnet-0123456789abcdef1", subnets[0])
     cf = cf.replace("sg-0123456789abcdef0", group_id)
     t, c, out = files(tmp_path, transactor=TRANSACTOR + METRICS, cf=cf + ALL_ON)
