@@ -5,8 +5,11 @@ services below cost ~0.2 s of CPU per run (a fifth of a no-op apply, more than e
 together). After a run builds a client from botocore's own model, it writes the model of
 `OPERATIONS[service]` (those operations, the shapes they reach, no documentation) into a per-user
 cache folder keyed by botocore's version and this table; later runs put that folder first on
-botocore's search path. Endpoint rules, paginators, waiters and endpoints.json still come from
-botocore's files (a non-builtin endpoints.json would switch botocore's endpoint resolution mode).
+botocore's search path. The same folder keeps botocore's list of services (botocore walks its ~420
+service folders for it, per type of data) and endpoints.json with only the services of
+CLIENT_SERVICES (~20 ms to parse whole), served as botocore's builtin data, which it is: a
+non-builtin endpoints.json would switch botocore's endpoint resolution mode. Endpoint rule sets,
+paginators and waiters still come from botocore's files.
 
 STS is not trimmed: botocore's own credential providers call operations of it (AssumeRole...)
 through the same session.
@@ -152,6 +155,12 @@ OPERATIONS: dict[str, frozenset[str]] = {
     ),
 }
 
+# Services whose clients a session of this tool builds: ours (AwsContext.client) and those botocore's
+# credential and token providers build through the same session (AssumeRole, SSO, sign-in).
+# tests/unit/test_aws_models.py checks the latter against botocore's source.
+PROVIDER_SERVICES = frozenset({"signin", "sso", "sso-oidc", "sts"})
+CLIENT_SERVICES = frozenset(OPERATIONS) | PROVIDER_SERVICES
+
 _MODEL = "service-2"
 _DROPPED = frozenset({"documentation", "documentationUrl"})
 
@@ -218,6 +227,8 @@ def trim(model: dict[str, Any], operations: frozenset[str]) -> dict[str, Any]:
 # clients) keep their whole models.
 _LOADERS: dict[tuple[str, str | None], Any] = {}
 _LOADERS_LOCK = threading.Lock()
+# For what a loader's replaced methods keep (they call each other: reentrant).
+_MEMO_LOCK = threading.RLock()
 
 
 class ModelCache:
@@ -236,6 +247,8 @@ class ModelCache:
                 loader = botocore.loaders.create_loader(data_path)
                 if self._usable:
                     loader.search_paths.insert(0, str(folder))
+                    _list_services_from_cache(loader, folder)
+                    _endpoints_from_cache(loader, folder)
                 _LOADERS[key] = loader
         botocore_session.register_component("data_loader", loader)
         self._loader = loader
@@ -251,14 +264,8 @@ class ModelCache:
             return
         model = self._loader.load_service_model(service, _MODEL, version)
         text = json.dumps(trim(model, OPERATIONS[service]), separators=(",", ":"))
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text, encoding="utf-8")
-            # Atomic: a concurrent run reads botocore's model or the whole trimmed one.
-            os.replace(tmp, target)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        # Atomic: a concurrent run reads botocore's model or the whole trimmed one.
+        _write_atomically(target, text)
 
 
 def _can_create(folder: Path) -> bool:
@@ -267,3 +274,156 @@ def _can_create(folder: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _list_services_from_cache(loader: Any, folder: Path) -> None:
+    """Make `loader.list_available_services` read botocore's own part of its answer from
+    `folder`: botocore walks its ~420 service folders for it once per type of data it loads
+    (service models, endpoint rule sets), ~20 ms of every run. The answer is the same list:
+    botocore's folder is listed once per botocore version (the folder's key), every other folder
+    of the search path (~/.aws/models, AWS_DATA_PATH) still live, and the cache folder not at all
+    (it holds only trimmed copies of botocore's models, so nothing botocore's list lacks)."""
+    import botocore.loaders
+
+    original = loader.list_available_services
+
+    def listed(type_name: str) -> list[str]:
+        services = set(_builtin_services(loader, folder, type_name))
+        for path in loader.search_paths:
+            if path in (str(folder), botocore.loaders.Loader.BUILTIN_DATA_PATH):
+                continue
+            services.update(_services_under(loader, path, type_name))
+        return sorted(services)
+
+    def cached(type_name: str) -> list[str]:
+        with _MEMO_LOCK:
+            if type_name not in memo:
+                memo[type_name] = listed(type_name)
+            return memo[type_name]
+
+    memo: dict[str, list[str]] = {}
+    cached.__doc__ = original.__doc__
+    loader.list_available_services = cached
+
+
+def _builtin_services(loader: Any, folder: Path, type_name: str) -> list[str]:
+    import botocore.loaders
+
+    target = folder / f"services-{type_name}.json"
+    try:
+        names = json.loads(target.read_text(encoding="utf-8"))
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return names
+    except (OSError, ValueError):
+        pass
+    names = _services_under(loader, botocore.loaders.Loader.BUILTIN_DATA_PATH, type_name)
+    _write_atomically(target, json.dumps(names))
+    return names
+
+
+def _services_under(loader: Any, path: str, type_name: str) -> list[str]:
+    """botocore's Loader.list_available_services, for one folder of the search path."""
+    if not os.path.isdir(path):
+        return []
+    found = []
+    for service in os.listdir(path):
+        service_dir = os.path.join(path, service)
+        if not os.path.isdir(service_dir):
+            continue
+        if any(
+            loader.file_loader.exists(os.path.join(service_dir, version, type_name))
+            for version in os.listdir(service_dir)
+        ):
+            found.append(service)
+    return sorted(found)
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    """A concurrent run reads the old state or the whole new file; a failure leaves nothing."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _endpoints_from_cache(loader: Any, folder: Path) -> None:
+    """Make `loader` load botocore's endpoints.json (1.2 MB, ~20 ms to parse on every run) as a
+    copy kept in `folder` with only the services of CLIENT_SERVICES: every partition, region and
+    default as botocore has them. It answers with the builtin path, as botocore's own loader
+    would: botocore resolves endpoints with its rule sets only for its builtin endpoints data,
+    which this copy is, less services no client of the session is of. A customer endpoints.json
+    ahead of botocore's on the search path is loaded as before."""
+    import botocore.loaders
+
+    original = loader.load_data_with_path
+    builtin = botocore.loaders.Loader.BUILTIN_DATA_PATH
+    kept: list[tuple[Any, str]] = []
+
+    def load_data_with_path(name: str) -> tuple[Any, str]:
+        if name != "endpoints":
+            return original(name)  # type: ignore[no-any-return]
+        first = next(
+            (
+                path
+                for path in loader.search_paths
+                if path != str(folder) and loader.file_loader.exists(os.path.join(path, name))
+            ),
+            None,
+        )
+        if first != builtin:
+            return original(name)  # type: ignore[no-any-return]
+        with _MEMO_LOCK:
+            if not kept:
+                kept.append((_trimmed_endpoints(loader, folder), os.path.join(builtin, name)))
+            return kept[0]
+
+    loader.load_data_with_path = load_data_with_path
+
+
+def _trimmed_endpoints(loader: Any, folder: Path) -> Any:
+    services = sorted(CLIENT_SERVICES)
+    digest = hashlib.sha256(json.dumps(services).encode()).hexdigest()[:12]
+    target = folder / f"endpoints-{digest}.json"
+    import botocore.loaders
+
+    files = botocore.loaders.JSONFileLoader()
+    try:
+        # As botocore reads it (its JSON reader, its OrderedDicts).
+        data = files.load_file(str(target.with_suffix("")))
+        if isinstance(data, dict) and "partitions" in data:
+            return data
+    except (OSError, ValueError):
+        pass
+    full = files.load_file(os.path.join(botocore.loaders.Loader.BUILTIN_DATA_PATH, "endpoints"))
+    data = trim_endpoints(full, endpoint_prefixes(loader, services))
+    _write_atomically(target, json.dumps(data, separators=(",", ":")))
+    return data
+
+
+def endpoint_prefixes(loader: Any, services: list[str]) -> frozenset[str]:
+    """The keys of `services` in endpoints.json (cloudwatch's is "monitoring")."""
+    return frozenset(
+        loader.load_service_model(service, _MODEL)["metadata"]["endpointPrefix"]
+        for service in services
+    )
+
+
+def trim_endpoints(data: dict[str, Any], prefixes: frozenset[str]) -> dict[str, Any]:
+    """botocore's endpoints data with only the services of `prefixes`, in every partition."""
+    return {
+        **data,
+        "partitions": [
+            {
+                **partition,
+                "services": {
+                    name: body
+                    for name, body in partition.get("services", {}).items()
+                    if name in prefixes
+                },
+            }
+            for partition in data["partitions"]
+        ],
+    }

@@ -138,3 +138,111 @@ def test_a_cache_folder_that_cannot_be_made_changes_nothing(
     ec2 = AwsContext().client("ec2", "us-east-1")
     assert len(ec2.meta.service_model.operation_names) == len(FULL["ec2"]["operations"])
     assert blocker.read_text() == ""
+
+
+# What each service's client is asked, to see where it sends a request and how it signs it.
+_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
+    "autoscaling": ("describe_auto_scaling_groups", {}),
+    "cloudformation": ("describe_stacks", {}),
+    "cloudwatch": ("list_tags_for_resource", {"ResourceARN": "arn:aws:cloudwatch:x"}),
+    "dynamodb": ("describe_table", {"TableName": "t"}),
+    "ec2": ("describe_vpcs", {}),
+    "iam": ("get_role", {"RoleName": "r"}),
+    "kms": ("describe_key", {"KeyId": "k"}),
+    "s3": ("head_bucket", {"Bucket": "bucket-of-datomic"}),
+    "ssm": ("get_parameter", {"Name": "n"}),
+    "sts": ("get_caller_identity", {}),
+}
+_REGIONS = ("us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1")
+
+
+class _Sent(Exception):
+    pass
+
+
+def _where(client: Any, operation: str, params: dict[str, Any]) -> tuple[Any, ...]:
+    """Where `client` sends `operation` and the scope it signs it with, without sending it."""
+    seen: list[tuple[str, str]] = []
+
+    def stop(request: Any, **_: Any) -> None:
+        seen.append((request.url, str(request.headers.get("Authorization", b"")).split(",")[0]))
+        raise _Sent
+
+    client.meta.events.register("before-send", stop)
+    with pytest.raises(_Sent):
+        getattr(client, operation)(**params)
+    meta = client.meta
+    return meta.endpoint_url, meta.region_name, meta.partition, seen[0][0], seen[0][1][-60:]
+
+
+def _botocores_client(service: str, region: str, endpoint_url: str | None) -> Any:
+    session = botocore.session.Session()
+    session.set_credentials("AKIDEXAMPLE", "secret")
+    return session.create_client(service, region_name=region, endpoint_url=endpoint_url)
+
+
+@pytest.mark.usefixtures("own_loaders")
+@pytest.mark.parametrize("endpoint_url", [None, "http://127.0.0.1:5000"])
+def test_clients_from_the_cache_resolve_endpoints_as_botocores_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint_url: str | None
+) -> None:
+    monkeypatch.setenv("DATOMIC_AWS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    for run in ("filling", "from the cache"):
+        _new_process()
+        ctx = AwsContext(endpoint_url=endpoint_url)
+        for region in _REGIONS:
+            for service, (operation, params) in _PROBES.items():
+                ours = _where(ctx.client(service, region), operation, params)  # type: ignore[call-overload]
+                theirs = _where(_botocores_client(service, region, endpoint_url), operation, params)
+                assert ours == theirs, (run, service, region)
+            for service in sorted(aws_models.PROVIDER_SERVICES - set(_PROBES)):
+                mine = ctx.session().create_client(service, region_name=region)
+                own = _botocores_client(service, region, None)
+                assert (mine.meta.endpoint_url, mine.meta.partition) == (
+                    own.meta.endpoint_url,
+                    own.meta.partition,
+                ), (run, service, region)
+    assert list(models_folder(botocore.__version__, tmp_path).glob("endpoints-*.json"))
+
+
+def test_the_kept_endpoints_include_every_client_botocores_providers_build() -> None:
+    # botocore's credential and token providers build clients through the session they serve.
+    root = Path(botocore.__file__).parent
+    source = "\n".join(p.read_text(encoding="utf-8") for p in root.glob("*.py"))
+    built = set(re.findall(r"_client_creator\(\s*['\"]([a-z0-9-]+)['\"]", source))
+    built |= set(re.findall(r"create_nested_client\(\s*[^,()]+,\s*['\"]([a-z0-9-]+)['\"]", source))
+    assert {"sts", "sso"} <= built, "the scan finds nothing: the pattern is stale"
+    assert built <= aws_models.PROVIDER_SERVICES
+
+
+@pytest.mark.usefixtures("own_loaders")
+def test_the_cached_list_of_services_is_botocores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATOMIC_AWS_CACHE_DIR", str(tmp_path))
+    for _ in range(2):
+        _new_process()
+        loader = AwsContext().session().get_component("data_loader")
+        for type_name in ("service-2", "endpoint-rule-set-1", "waiters-2", "paginators-1"):
+            own = botocore.loaders.create_loader().list_available_services(type_name)
+            assert loader.list_available_services(type_name) == own, type_name
+    assert list(models_folder(botocore.__version__, tmp_path).glob("services-*.json"))
+
+
+@pytest.mark.usefixtures("own_loaders")
+def test_a_customer_endpoints_file_is_loaded_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    custom = tmp_path / "models"
+    custom.mkdir()
+    (custom / "endpoints.json").write_text('{"partitions": [], "version": 3}', encoding="utf-8")
+    monkeypatch.setenv("DATOMIC_AWS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("AWS_DATA_PATH", str(custom))
+    session = AwsContext().session()
+    data, path = session.get_component("data_loader").load_data_with_path("endpoints")
+    assert (data, Path(f"{path}.json")) == (
+        {"partitions": [], "version": 3},
+        custom / "endpoints.json",
+    )
