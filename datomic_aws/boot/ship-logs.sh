@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # 3b. Logs to CloudWatch Logs (aws-log-group-retention-days): the Amazon CloudWatch agent, from the
 # Amazon Linux 2023 repository, ships this boot's log (cloud-init's output, from its start) and
 # the transactor's log folder (its log-dir, as step 5 resolves it) to the stack's log group, one

@@ -442,6 +442,16 @@ def test_boot_script_source_is_valid_bash(tmp_path: Path) -> None:
     _shellcheck(helper)
 
 
+def test_every_packaged_shell_file_passes_shellcheck_on_its_own() -> None:
+    """The optional steps (boot/ship-logs.sh) too: a checkout's shellcheck reads each file alone."""
+    folder = Path(__file__).resolve().parents[2] / "datomic_aws" / "boot"
+    scripts = sorted(folder.glob("*.sh"))
+    assert len(scripts) >= 2, scripts
+    for script in scripts:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+        _shellcheck(script)
+
+
 def test_the_shipped_script_leaves_only_its_comments_out(tmp_path: Path) -> None:
     t, c, _ = files(tmp_path)
     script = render_boot_script(load_transactor(t)[1], load_cf(c)[1])
