@@ -26,6 +26,7 @@ from datomic_aws.errors import (
     WaitTimeout,
 )
 from datomic_aws.stack import Intent, Owner, StackState, Verdict
+from tests.clock import FakeClock
 
 REGION = "us-east-1"
 NAME = "datomic-prod"
@@ -57,19 +58,6 @@ def template(size: int = 0, instance_type: str = "t3.small") -> str:
         text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
         doc["Description"] = "x" * (size - len(text.encode()))
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 _LOADER = botocore.loaders.create_loader()
@@ -194,6 +182,26 @@ class Harness:
             expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT},
         )
         return bucket
+
+    def protection(self, enabled: bool) -> None:
+        """UpdateTerminationProtection on the stack (by id), turning it on or off."""
+        self.cfn.add_response(
+            "update_termination_protection",
+            {"StackId": SID},
+            {"StackName": SID, "EnableTerminationProtection": enabled},
+        )
+
+    def created(self) -> None:
+        """The create's end: CREATE_COMPLETE with its events, then the protection turned on."""
+        self.describe("CREATE_COMPLETE", by=SID)
+        self.events(
+            [
+                event(12, "CREATE_COMPLETE"),
+                event(11, "CREATE_IN_PROGRESS"),
+                event(10, "REVIEW_IN_PROGRESS"),
+            ]
+        )
+        self.protection(True)
 
     def bucket_ready(self, key: str, *, uploaded: bool = True) -> None:
         """The templates bucket exists and is hardened; the object is (or is not) there."""
@@ -710,11 +718,7 @@ def test_same_template_on_our_unprotected_stack_finishes_the_protection(h: Harne
     body = template()
     h.describe("CREATE_COMPLETE", protected=False)
     h.get_template(body)
-    h.cfn.add_response(
-        "update_termination_protection",
-        {"StackId": SID},
-        {"StackName": SID, "EnableTerminationProtection": True},
-    )
+    h.protection(True)
     changes = stack.update_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
     assert [(c.resource, c.action) for c in changes] == [
         (f"stack/{NAME} termination protection", Action.UPDATE),
@@ -937,11 +941,7 @@ def test_rollback_complete_ours_is_deleted_then_created(h: Harness) -> None:
     key = stack.template_key(NAME, body)
     h.describe("ROLLBACK_COMPLETE", protected=True)
     # delete: lift protection, delete by id, wait until gone
-    h.cfn.add_response(
-        "update_termination_protection",
-        {"StackId": SID},
-        {"StackName": SID, "EnableTerminationProtection": False},
-    )
+    h.protection(False)
     h.events([event(0, "ROLLBACK_COMPLETE")])
     h.cfn.add_response("delete_stack", {}, {"StackName": SID, "ClientRequestToken": ANY})
     h.describe("DELETE_COMPLETE", by=SID)
@@ -972,19 +972,7 @@ def test_rollback_complete_ours_is_deleted_then_created(h: Harness) -> None:
     # The execution is not visible yet: REVIEW_IN_PROGRESS must not end the wait.
     h.describe("REVIEW_IN_PROGRESS", by=SID)
     h.events([event(10, "REVIEW_IN_PROGRESS")])
-    h.describe("CREATE_COMPLETE", by=SID)
-    h.events(
-        [
-            event(12, "CREATE_COMPLETE"),
-            event(11, "CREATE_IN_PROGRESS"),
-            event(10, "REVIEW_IN_PROGRESS"),
-        ]
-    )
-    h.cfn.add_response(
-        "update_termination_protection",
-        {"StackId": SID},
-        {"StackName": SID, "EnableTerminationProtection": True},
-    )
+    h.created()
     changes = stack.create_stack(
         h.ctx,
         REGION,

@@ -153,19 +153,7 @@ def test_a_create_refused_for_the_profile_is_deleted_and_created_once_more(
     _deleted(h, 4)
     _head(h, body)
     _executed_create(h, body, 10)
-    h.describe("CREATE_COMPLETE", by=SID)
-    h.events(
-        [
-            event(12, "CREATE_COMPLETE"),
-            event(11, "CREATE_IN_PROGRESS"),
-            event(10, "REVIEW_IN_PROGRESS"),
-        ]
-    )
-    h.cfn.add_response(
-        "update_termination_protection",
-        {"StackId": SID},
-        {"StackName": SID, "EnableTerminationProtection": True},
-    )
+    h.created()
     changes = stack.create_stack(h.ctx, REGION, NAME, body, system=SYSTEM, waiting=h.waiting())
     assert [(c.resource, c.action) for c in changes][:2] == [
         (f"stack/{NAME}", Action.CREATE),

@@ -34,25 +34,13 @@ from datomic_aws.resources.iam import (
     execute_role,
     plan_role,
 )
+from tests.clock import FakeClock
 
 SYSTEM = "prod"
 ROLE = names.transactor_role(SYSTEM)
 ACCOUNT = "123456789012"
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 SPEC = RoleSpec(ROLE, SYSTEM, False, {}, "test role")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def _stub() -> Stubber:
