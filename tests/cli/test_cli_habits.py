@@ -178,18 +178,24 @@ def _on_a_terminal(*args: str, env: dict[str, str]) -> str:
         proc = subprocess.run([*command_line(), *args], stdout=secondary, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL, env=env, timeout=120, check=False)  # fmt: skip
         os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: the terminal is closed and drained
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        shown = _drained(main)
     finally:
         os.close(main)
     assert proc.returncode == 0, proc.stderr
+    return shown
+
+
+def _drained(main: int) -> str:
+    """What the pseudo-terminal's other end received, once its writer has closed it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     return b"".join(chunks).decode()
 
 
@@ -250,17 +256,9 @@ def _stderr_on_a_terminal(*args: str, env: dict[str, str], hold: Path) -> tuple[
         proc = subprocess.run([*command_line(), *args], stdout=subprocess.PIPE, stderr=secondary,
                               stdin=subprocess.DEVNULL, env=env, timeout=120, check=False)  # fmt: skip
     os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the terminal is closed and drained
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+    shown = _drained(main)
     os.close(main)
-    return proc.returncode, b"".join(chunks).decode()
+    return proc.returncode, shown
 
 
 def test_a_live_line_ticks_under_the_wait_lines_on_a_terminal_only(
