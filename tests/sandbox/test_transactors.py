@@ -15,7 +15,7 @@ from typing import Any
 
 from datomic_aws import names
 from datomic_aws.config.transactor import value_digest
-from datomic_aws.sandbox.demo import DEMO_BOOT_SECONDS, DEMO_HEARTBEAT_MSEC
+from datomic_aws.sandbox.demo import DEMO_HEARTBEAT_MSEC
 from datomic_aws.sandbox.transactors import (
     CONFIG_REFUSED,
     DIED_AT_START,
@@ -270,8 +270,10 @@ def test_the_demo_reports_the_availability_of_the_roll_and_passes(tmp_path: Path
     assert table["InService floor"] == ["1", "0"]
     surge, terminate = (float(x.split()[0]) for x in table["longest interval without an active"])
     bound = 2 * DEMO_HEARTBEAT_MSEC / 1000 + 1
+    # Beyond Datomic's bound is the claim. Not ">= the boot time": Auto Scaling launches the
+    # replacement inside the terminate call, so its boot overlaps the old transactor's shutdown
+    # and the measured gap can be a little shorter than a boot (2.96 s for a 3 s boot, once in CI).
     assert surge <= bound < terminate, table
-    assert terminate >= DEMO_BOOT_SECONDS, table
 
 
 def _comparison(stderr: str) -> dict[str, list[str]]:
