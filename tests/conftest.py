@@ -46,6 +46,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker more than the CPUs. The end-to-end tests spend part of their time
+    waiting (for a CLI process, an emulated transactor's boot, botocore's back-off between
+    retries), and the extra worker keeps the CPUs busy meanwhile: on the project's 2-core machine,
+    3 workers took the suite from 415 s to 327 s of wall time."""
+    return (os.cpu_count() or 1) + 1
+
+
 @pytest.fixture(autouse=True, scope="session")
 def shared_botocore_loader() -> Iterator[None]:
     """One botocore data loader per test process instead of one per session.

@@ -188,10 +188,13 @@ def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
 
 
 def _check_named_subnets(
-    client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, zones: frozenset[str] | None, plan: CfPlan
+    found: dict[str, ec2r.Subnet],
+    spec: CfSpec,
+    vpc: ec2r.Vpc,
+    zones: frozenset[str] | None,
+    plan: CfPlan,
 ) -> None:
     key = "aws-subnet-ids"
-    found = ec2r.read_subnets(client, spec.subnet_ids)
     for subnet_id in spec.subnet_ids:
         subnet = found.get(subnet_id)
         if subnet is None:
@@ -245,20 +248,42 @@ def _default_subnets(
 
 
 def _check_subnets(
-    client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, zones: frozenset[str] | None, plan: CfPlan
+    client: EC2Client,
+    spec: CfSpec,
+    vpc: ec2r.Vpc,
+    found: dict[str, ec2r.Subnet] | None,
+    zones: frozenset[str] | None,
+    plan: CfPlan,
 ) -> list[str]:
-    """The file's subnets, each in the VPC and in a zone offering the instance type; else the VPC's
-    default subnets in such zones (written back). `zones` None: the type's zones are unknown."""
-    if spec.subnet_ids:
-        _check_named_subnets(client, spec, vpc, zones, plan)
+    """The file's subnets (`found`: those EC2 knows), each in the VPC and in a zone offering the
+    instance type; else the VPC's default subnets in such zones (written back). `zones` None: the
+    type's zones are unknown."""
+    if found is not None:
+        _check_named_subnets(found, spec, vpc, zones, plan)
         return list(spec.subnet_ids)
     return _default_subnets(client, spec, vpc, zones, plan)
+
+
+def _vpc_of_subnets(spec: CfSpec, found: dict[str, ec2r.Subnet]) -> ec2r.Vpc | None:
+    """The file's VPC when every subnet it lists exists in it: no DescribeVpcs then.
+
+    Reference: DeleteVpc refuses a VPC that still has subnets (DependencyViolation, "has
+    dependencies and cannot be deleted"), so a subnet found in a VPC proves the VPC exists. A
+    default subnet exists only in the default VPC; without one, whether the VPC is the default
+    one is not known (only the plan's wording depends on it)."""
+    subnets = [found.get(s) for s in spec.subnet_ids]
+    if not spec.vpc_id or not subnets or any(s is None or s.vpc_id != spec.vpc_id for s in subnets):
+        return None
+    return ec2r.Vpc(spec.vpc_id, any(s.default_for_az for s in subnets if s is not None))
 
 
 def _check_network(
     client: EC2Client, spec: CfSpec, info: ec2r.InstanceType | None, plan: CfPlan
 ) -> ec2r.Vpc | None:
-    vpc = ec2r.read_vpc(client, spec.vpc_id)
+    found = ec2r.read_subnets(client, spec.subnet_ids) if spec.subnet_ids else None
+    vpc = _vpc_of_subnets(spec, found) if found is not None else None
+    if vpc is None:
+        vpc = ec2r.read_vpc(client, spec.vpc_id)
     if vpc is None:
         if spec.vpc_id:
             plan.problems.append(
@@ -281,7 +306,7 @@ def _check_network(
         return None
     if not spec.vpc_id:
         plan.updates["aws-vpc-id"] = vpc.vpc_id
-    subnets = _check_subnets(client, spec, vpc, info.zones if info else None, plan)
+    subnets = _check_subnets(client, spec, vpc, found, info.zones if info else None, plan)
     plan.network = noop(
         f"ec2 vpc {vpc.vpc_id}",
         f"{'default VPC, ' if vpc.is_default else ''}subnets " + ", ".join(subnets),

@@ -36,7 +36,6 @@ RULE_DESCRIPTION = "Datomic peers to transactor (datomic-aws)"
 class Vpc:
     vpc_id: str
     is_default: bool
-    cidrs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,7 @@ def read_vpc(client: EC2Client, vpc_id: str | None) -> Vpc | None:
         raise translate(exc, f"ec2 vpc {vpc_id or '(default)'}") from exc
     if not vpcs:
         return None
-    vpc = vpcs[0]
-    cidrs = tuple(
-        a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", []) if "CidrBlock" in a
-    )
-    return Vpc(vpc["VpcId"], bool(vpc.get("IsDefault")), cidrs or (vpc.get("CidrBlock", ""),))
+    return Vpc(vpcs[0]["VpcId"], bool(vpcs[0].get("IsDefault")))
 
 
 def _subnet(raw: SubnetTypeDef) -> Subnet:

@@ -27,6 +27,7 @@ import pytest
 from tests.conftest import moto_server
 
 from .faulty_proxy import read_body
+from .forkserver import ForkServer
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -66,8 +67,37 @@ def command_line() -> list[str]:
     return [found] if found else [sys.executable, "-m", "datomic_aws"]
 
 
+_FORK_SERVER: list[ForkServer] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_fork_server() -> Iterator[None]:
+    yield
+    for server in _FORK_SERVER:
+        server.close()
+
+
+def _fork_server() -> ForkServer:
+    """This worker's fork server (tests/cli/forkserver.py), started at its first CLI run."""
+    if not _FORK_SERVER:
+        _FORK_SERVER.append(ForkServer())
+    return _FORK_SERVER[0]
+
+
+def _starts_fresh(env: dict[str, str]) -> bool:
+    """A run whose environment changes how Python starts (a PYTHON* or locale variable the fork
+    server was not started with) starts as a new process, as does every run with
+    DATOMIC_AWS_TEST_FRESH=1."""
+    if os.environ.get("DATOMIC_AWS_TEST_FRESH"):
+        return True
+    started = _fork_server().env
+    keys = {k for k in (*env, *started) if k.startswith(("PYTHON", "LC_")) or k == "LANG"}
+    return any(env.get(k) != started.get(k) for k in keys)
+
+
 def runner(endpoint: str) -> Any:
-    """Run `datomic-aws ARGS...` against the server at `endpoint`; returns a Run."""
+    """Run `datomic-aws ARGS...` against the server at `endpoint`; returns a Run. Each run is its
+    own process, forked from this worker's fork server (see tests/cli/forkserver.py)."""
 
     def run(
         *args: str,
@@ -80,6 +110,8 @@ def runner(endpoint: str) -> Any:
         full_env.update(env or {})
         for key in unset:  # e.g. the credentials, for a command that must not need them
             full_env.pop(key, None)
+        if not _starts_fresh(full_env):
+            return Run(*_fork_server().run(list(args), full_env, timeout))
         proc = subprocess.run(
             [*command_line(), *args],
             capture_output=True,
@@ -90,6 +122,7 @@ def runner(endpoint: str) -> Any:
         )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
+    run.endpoint = endpoint  # type: ignore[attr-defined]
     return run
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from datomic_aws import names
 from datomic_aws.app.ensure_cf import ensure_cf
@@ -357,6 +358,51 @@ def test_subnet_outside_the_vpc(ctx: AwsContext, folder: Path, recorder: CallRec
     assert [p.key for p in err.problems] == ["java-xmx", "aws-subnet-ids"]
     assert f"is in {other}" in err.problems[1].message
     assert f"aws-vpc-id={other}" in err.problems[1].hint
+
+
+def test_a_vpc_is_proven_by_its_subnets(
+    ctx: AwsContext, folder: Path, recorder: CallRecorder
+) -> None:
+    """Once the file names the VPC and its subnets (written back by the first run), the subnets
+    found in that VPC prove it exists: no DescribeVpcs (issue 12, one read per attribute)."""
+    cf = folder / "cf.properties"
+    first = run(ctx, cf)
+    assert "default VPC, subnets " in first.changes[0].details[0]
+    recorder.operations.clear()
+    again = run(ctx, cf)
+    assert "ec2:DescribeVpcs" not in recorder.operations
+    assert recorder.operations.count("ec2:DescribeSubnets") == 1
+    # Worded the same: the written-back subnets are the default VPC's own (DefaultForAz).
+    assert again.changes[0].details == first.changes[0].details
+
+
+def test_a_named_vpc_that_is_gone_is_still_named(
+    ctx: AwsContext, folder: Path, recorder: CallRecorder
+) -> None:
+    """Subnets that do not prove the VPC (one is in another VPC): the VPC is read, and a VPC that
+    does not exist is reported as such, beside the subnet."""
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    other = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=other, CidrBlock="10.50.1.0/24")["Subnet"]["SubnetId"]
+    recorder.operations.clear()
+    err = invalid(
+        ctx, folder, recorder, {"aws-vpc-id": "vpc-0000000000000000f", "aws-subnet-ids": subnet}
+    )
+    assert recorder.operations.count("ec2:DescribeVpcs") == 1
+    assert [p.key for p in err.problems] == ["aws-vpc-id"]
+    assert "vpc-0000000000000000f does not exist" in err.problems[0].message
+
+
+def test_aws_refuses_to_delete_a_vpc_that_has_subnets(mocked_aws: None) -> None:
+    """The claim `_vpc_of_subnets` rests on (EC2 API reference, DeleteVpc: every subnet must be
+    deleted first, else DependencyViolation "has dependencies and cannot be deleted")."""
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.60.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_subnet(VpcId=vpc, CidrBlock="10.60.1.0/24")
+    with pytest.raises(ClientError) as info:
+        ec2.delete_vpc(VpcId=vpc)
+    assert info.value.response["Error"]["Code"] == "DependencyViolation"
+    assert "has dependencies and cannot be deleted" in info.value.response["Error"]["Message"]
 
 
 @pytest.mark.parametrize(
