@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datomic_aws import names
+from datomic_aws.app.cf_network import check_network
+from datomic_aws.app.cf_plan import CfPlan, problem
 from datomic_aws.aws import AwsContext
-from datomic_aws.changes import Change, Result, noop
+from datomic_aws.changes import Result
 from datomic_aws.config.cf import (
     DEFAULT_JAVA_OPTS,
     LATEST_DATOMIC_VERSION,
@@ -40,19 +42,6 @@ if TYPE_CHECKING:
 
 
 _CF_STEM = re.compile(r"^(?:(?P<prefix>.+)(?P<sep>[-_.]))?cf$")
-
-
-@dataclass
-class CfPlan:
-    """What ensure-cf found and will do; built by reads only."""
-
-    system: str
-    updates: dict[str, str] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    group: ec2r.SecurityGroupSpec | None = None
-    group_state: ec2r.SecurityGroupState | None = None
-    network: Change | None = None
 
 
 def sibling_transactor(cf_path: str | Path) -> Path | None:
@@ -90,10 +79,6 @@ def resolve_system(props: PropertiesText, spec: CfSpec) -> tuple[str, dict[str, 
     )
 
 
-def _problem(spec: CfSpec, key: str, message: str, hint: str = "") -> Problem:
-    return Problem(spec.path, spec.line_of(key), key, message, hint)
-
-
 def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.InstanceType | None:
     """One rule for Datomic-era types: AWS's own CurrentGeneration flag (c1, c3, m3... are false)."""
     key = "aws-instance-type"
@@ -101,7 +86,7 @@ def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.
     if info is not None and not info.current_generation:
         offered = "" if info.offered else f", and is not offered in {spec.region}"
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 key,
                 f"{key} {spec.instance_type} is a previous-generation type (CurrentGeneration=false "
@@ -112,7 +97,7 @@ def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.
         return None
     if info is None or not info.offered:
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 key,
                 f"{key} {spec.instance_type} is not an instance type offered in {spec.region}",
@@ -122,7 +107,7 @@ def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.
         return None
     if spec.ami is None and spec.architecture not in info.architectures:
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 key,
                 f"{key} {spec.instance_type} runs {', '.join(info.architectures)}, not the "
@@ -141,7 +126,7 @@ def _check_ami(
     arch = ec2r.read_image_architecture(client, spec.ami)
     if arch is None:
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 "aws-ami",
                 f"aws-ami {spec.ami} is not an image you can launch in {spec.region}",
@@ -150,7 +135,7 @@ def _check_ami(
         )
     elif info is not None and arch not in info.architectures:
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 "aws-ami",
                 f"aws-ami {spec.ami} is an {arch} image; {spec.instance_type} runs "
@@ -176,7 +161,7 @@ def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
         )
     if heap_mib(spec.java_xmx) > limit:
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 "java-xmx",
                 f"java-xmx {spec.java_xmx} does not fit in the {info.memory_mib} MiB of "
@@ -185,133 +170,6 @@ def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
                 "a larger instance type",
             )
         )
-
-
-def _check_named_subnets(
-    found: dict[str, ec2r.Subnet],
-    spec: CfSpec,
-    vpc: ec2r.Vpc,
-    zones: frozenset[str] | None,
-    plan: CfPlan,
-) -> None:
-    key = "aws-subnet-ids"
-    for subnet_id in spec.subnet_ids:
-        subnet = found.get(subnet_id)
-        if subnet is None:
-            plan.problems.append(
-                _problem(spec, key, f"{key}: subnet {subnet_id} does not exist in {spec.region}")
-            )
-        elif subnet.vpc_id != vpc.vpc_id:
-            which = "aws-vpc-id" if spec.vpc_id else "the default VPC"
-            plan.problems.append(
-                _problem(
-                    spec,
-                    key,
-                    f"{key}: subnet {subnet_id} is in {subnet.vpc_id}, not in {which} {vpc.vpc_id}",
-                    f"list subnets of {vpc.vpc_id}, or set aws-vpc-id={subnet.vpc_id}",
-                )
-            )
-        elif zones is not None and subnet.availability_zone not in zones:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    key,
-                    f"{key}: subnet {subnet_id} is in {subnet.availability_zone}, which does not"
-                    f" offer {spec.instance_type}",
-                    f"list subnets in zones that offer it ({', '.join(sorted(zones))}),"
-                    " or choose another aws-instance-type",
-                )
-            )
-
-
-def _default_subnets(
-    client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, zones: frozenset[str] | None, plan: CfPlan
-) -> list[str]:
-    subnets = ec2r.default_subnets(client, vpc.vpc_id)
-    # Reference §11: a type may be missing in some zones of a region; a group spread over such a
-    # zone's subnet fails there, so that subnet is left out (and the run says so).
-    kept = [s for s in subnets if zones is None or s.availability_zone in zones]
-    for subnet in subnets:
-        if subnet not in kept:
-            plan.warnings.append(
-                f"default subnet {subnet.subnet_id} left out: {spec.instance_type} is not offered"
-                f" in {subnet.availability_zone}"
-            )
-    if kept:
-        plan.updates["aws-subnet-ids"] = ",".join(s.subnet_id for s in kept)
-        return [s.subnet_id for s in kept]
-    what = f"{vpc.vpc_id} has no default subnets"
-    hint = "list the subnets for the transactors in aws-subnet-ids (one per zone you want)"
-    in_zones = f" in a zone offering {spec.instance_type}" if subnets else ""
-    plan.problems.append(_problem(spec, "aws-subnet-ids", what + in_zones, hint))
-    return []
-
-
-def _check_subnets(
-    client: EC2Client,
-    spec: CfSpec,
-    vpc: ec2r.Vpc,
-    found: dict[str, ec2r.Subnet] | None,
-    zones: frozenset[str] | None,
-    plan: CfPlan,
-) -> list[str]:
-    """The file's subnets (`found`: those EC2 knows), each in the VPC and in a zone offering the
-    instance type; else the VPC's default subnets in such zones (written back). `zones` None: the
-    type's zones are unknown."""
-    if found is not None:
-        _check_named_subnets(found, spec, vpc, zones, plan)
-        return list(spec.subnet_ids)
-    return _default_subnets(client, spec, vpc, zones, plan)
-
-
-def _vpc_of_subnets(spec: CfSpec, found: dict[str, ec2r.Subnet]) -> ec2r.Vpc | None:
-    """The file's VPC when every subnet it lists exists in it: no DescribeVpcs then.
-
-    Reference: DeleteVpc refuses a VPC that still has subnets (DependencyViolation, "has
-    dependencies and cannot be deleted"), so a subnet found in a VPC proves the VPC exists. A
-    default subnet exists only in the default VPC; without one, whether the VPC is the default
-    one is not known (only the plan's wording depends on it)."""
-    subnets = [found.get(s) for s in spec.subnet_ids]
-    if not spec.vpc_id or not subnets or any(s is None or s.vpc_id != spec.vpc_id for s in subnets):
-        return None
-    return ec2r.Vpc(spec.vpc_id, any(s.default_for_az for s in subnets if s is not None))
-
-
-def _check_network(
-    client: EC2Client, spec: CfSpec, info: ec2r.InstanceType | None, plan: CfPlan
-) -> ec2r.Vpc | None:
-    found = ec2r.read_subnets(client, spec.subnet_ids) if spec.subnet_ids else None
-    vpc = _vpc_of_subnets(spec, found) if found is not None else None
-    if vpc is None:
-        vpc = ec2r.read_vpc(client, spec.vpc_id)
-    if vpc is None:
-        if spec.vpc_id:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    "aws-vpc-id",
-                    f"aws-vpc-id {spec.vpc_id} does not exist in {spec.region}",
-                    "leave it blank to use the region's default VPC",
-                )
-            )
-        else:
-            plan.problems.append(
-                _problem(
-                    spec,
-                    "aws-vpc-id",
-                    f"{spec.region} has no default VPC",
-                    "set aws-vpc-id (and aws-subnet-ids) to the VPC the transactor runs in",
-                )
-            )
-        return None
-    if not spec.vpc_id:
-        plan.updates["aws-vpc-id"] = vpc.vpc_id
-    subnets = _check_subnets(client, spec, vpc, found, info.zones if info else None, plan)
-    plan.network = noop(
-        f"ec2 vpc {vpc.vpc_id}",
-        f"{'default VPC, ' if vpc.is_default else ''}subnets " + ", ".join(subnets),
-    )
-    return vpc
 
 
 def _check_group(client: EC2Client, spec: CfSpec, vpc: ec2r.Vpc, plan: CfPlan) -> None:
@@ -349,7 +207,7 @@ def _group_mismatch(
     """The group of the file's id is in another VPC, or is not the group the file names."""
     if found.vpc_id != vpc.vpc_id:
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 "aws-security-group-id",
                 f"aws-security-group-id {spec.security_group_id} is in {found.vpc_id}, "
@@ -360,7 +218,7 @@ def _group_mismatch(
         return True
     if spec.security_group and found.name != spec.security_group:
         plan.problems.append(
-            _problem(
+            problem(
                 spec,
                 "aws-security-group-id",
                 f"aws-security-group-id {spec.security_group_id} is the group "
@@ -394,7 +252,7 @@ def _resolve_sources(
                 sources.add(ec2r.Source("group", ec2r.SELF))
             elif ec2r.find_group(client, group_id=ref.group_id) is None:
                 plan.problems.append(
-                    _problem(
+                    problem(
                         spec,
                         key,
                         f"{key}: there is no security group {ref.group_id} in {spec.region}",
@@ -404,7 +262,7 @@ def _resolve_sources(
                 sources.add(ec2r.Source("group", ref.group_id))
         elif foreign:
             plan.problems.append(
-                _problem(
+                problem(
                     spec,
                     key,
                     f"{key}: {ref.text} names a group of another account; in a VPC such a group is "
@@ -418,7 +276,7 @@ def _resolve_sources(
             raw = ec2r.find_group(client, vpc_id=plan.group.vpc_id, name=ref.name)
             if raw is None:
                 plan.problems.append(
-                    _problem(
+                    problem(
                         spec,
                         key,
                         f"{key}: there is no security group named {ref.name!r} in {plan.group.vpc_id}",
@@ -438,7 +296,7 @@ def plan_cf(ctx: AwsContext, spec: CfSpec, system: str) -> CfPlan:
     _check_ami(client, spec, info, plan)
     if info is not None:
         _check_heap(spec, info, plan)
-    vpc = _check_network(client, spec, info, plan)
+    vpc = check_network(client, spec, info, plan)
     if vpc is not None:
         _check_group(client, spec, vpc, plan)
     if plan.group is not None:
