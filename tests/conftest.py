@@ -44,6 +44,19 @@ def pytest_configure(config: pytest.Config) -> None:
     too) write it to `__pycache__` (ignored by git); the installed packages' own is read as it is.
     """
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    _sigint_as_a_terminal_delivers_it()
+
+
+def _sigint_as_a_terminal_delivers_it() -> None:
+    """A suite started as a background job of a shell without job control (`python -m pytest &`
+    in a script) inherits SIGINT ignored, and so would every process it starts: the CLI then keeps
+    ignoring it, as nohup asks (app/signals.py), and the tests that press Ctrl-C fail (serve never
+    stops, an interrupted apply runs on). A handler here (in the controller and in each worker)
+    becomes the default disposition in the processes they start."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
