@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from datomic_aws.app.signals import background_thread
+
 _CLEAR = "\r\x1b[K"  # back to the start of the line, and erase it
 
 
@@ -130,7 +132,7 @@ class Terminal:
     def _start_ticker(self) -> None:
         if self._ticker is None:
             stop = self._stop
-            self._ticker = threading.Thread(target=self._run, args=(stop,), daemon=True)
+            self._ticker = background_thread(self._run, stop)
             self._ticker.start()
 
     def _run(self, stop: threading.Event) -> None:

@@ -10,13 +10,14 @@ and the template's `write_if_changed`.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
 from datomic_aws import names, stack
 from datomic_aws.app.documents import Template, template_from_doc
 from datomic_aws.app.inputs import Inputs, load_both
+from datomic_aws.app.signals import worker_pool
 from datomic_aws.app.template import template_result
 from datomic_aws.aws import AwsContext
 from datomic_aws.aws_errors import translating
@@ -127,7 +128,7 @@ def _ensure_steps(
     transactor, cf = folder / APPLY_FILES[0], folder / APPLY_FILES[1]
     # The owner check and the two ensure steps read disjoint resources and write nothing: they run
     # side by side, and every input problem of both ensure steps is reported together.
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with worker_pool(3) as pool:
         owner_job = pool.submit(
             _check_stack_owner, ctx, loaded, adopt=adopt, recreate_failed=recreate_failed
         )
@@ -145,7 +146,7 @@ def _ensure_steps(
         owner = owner_job.result()
         planned, cf_run = _both(planned_job, cf_job)
     # Nothing was written so far. The writes touch disjoint resources and files: side by side too.
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with worker_pool(2) as pool:
         first_job = pool.submit(converge_transactor, ctx, planned, dry_run=dry_run)
         second_job = pool.submit(converge_cf, ctx, cf_run, dry_run=dry_run)
         return (owner, *_both(first_job, second_job))

@@ -16,12 +16,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from datomic_aws import names, policies
+from datomic_aws.app.signals import worker_pool
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Result
 from datomic_aws.config.cf import load_cf
@@ -109,7 +109,7 @@ def _read_all(readers: list[Reader]) -> tuple[Step, ...]:
     """The resources are independent: their reads run side by side; the steps keep their order."""
     if len(readers) <= 1:
         return tuple(reader() for reader in readers)
-    with ThreadPoolExecutor(max_workers=len(readers)) as pool:
+    with worker_pool(len(readers)) as pool:
         return tuple(pool.map(lambda reader: reader(), readers))
 
 

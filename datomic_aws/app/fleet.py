@@ -21,10 +21,11 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from datomic_aws.app.signals import worker_pool
 from datomic_aws.errors import DatomicAwsError, ExitCode, InvalidInput, UsageError
 
 if TYPE_CHECKING:
@@ -281,7 +282,7 @@ def run_fleet(opts: Options, runs: list[FolderRun], settings: Settings) -> Fleet
     ready = [r for r in runs if r.inputs is not None]
     jobs = settings.jobs or min(4, max(1, len(ready)))
     futures: dict[Future[None], FolderRun] = {}
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fleet") as pool:
+    with worker_pool(jobs, thread_name_prefix="fleet") as pool:
         for run in ready:
             aws = opts.aws(dry_run=settings.dry_run, allowed_writes=DRY_RUN_WRITES)
             aws.hooks = memo.hooks(run.served)  # before its session exists: see AwsContext

@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 import time
 
+from datomic_aws.app.signals import background_thread
+
 
 class WorldClock:
     """The embedded world's clock: wall time, minus every moment the whole process was frozen.
@@ -40,7 +42,7 @@ class WorldClock:
     def start(self) -> None:
         if self._thread is None:
             self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._run, name="world-clock", daemon=True)
+            self._thread = background_thread(self._run, name="world-clock")
             self._thread.start()
 
     def stop(self) -> None:

@@ -28,13 +28,13 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from datomic_aws.app.signals import background_thread
 from datomic_aws.errors import UsageError
 from datomic_aws.sandbox.request_log import RequestLog
 
@@ -89,9 +89,9 @@ class EmbeddedAws:
 
             self.emulation = Emulation(self.endpoint, settings)
             self.probe = Probe(self.emulation)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="embedded-aws", daemon=True
-        )
+        # Its request threads, and the emulated transactors moto's requests start, inherit the
+        # server thread's signal mask: SIGINT and SIGTERM reach the main thread (app/signals.py).
+        self._thread = background_thread(self._server.serve_forever, name="embedded-aws")
 
     def start(self) -> EmbeddedAws:
         self._thread.start()

@@ -17,6 +17,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from datomic_aws.app.signals import background_thread
 from datomic_aws.sandbox.clock import CLOCK
 from datomic_aws.sandbox.transactors import LOST_RACE, Emulation, Exit
 
@@ -66,7 +67,7 @@ class Probe:
     def start(self) -> None:
         if self._thread is None:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="sandbox-probe", daemon=True)
+            self._thread = background_thread(self._run, name="sandbox-probe")
             self._thread.start()
 
     def stop(self) -> None:
@@ -216,7 +217,7 @@ class InServicePoller:
         self.samples: list[InServiceSample] = []
         self.seen: list[dict[str, InServiceSample]] = []
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = background_thread(self._run, name="in-service-poller")
 
     @property
     def in_service(self) -> list[int]:

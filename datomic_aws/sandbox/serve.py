@@ -46,9 +46,12 @@ def exports(env: dict[str, str]) -> str:
 
 
 def until_interrupted() -> None:
-    """Block until SIGINT or SIGTERM: the CLI's handlers raise KeyboardInterrupt in this thread."""
+    """Block until SIGINT or SIGTERM: the CLI's handlers raise KeyboardInterrupt in this thread.
+
+    In steps of a second: a signal that a thread not blocking it took (one a library started; the
+    tool's own block both, app/signals.py) runs its handler only when this thread next wakes."""
     while True:
-        time.sleep(3600)
+        time.sleep(1)
 
 
 def serve(

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from datomic_aws import names
+from datomic_aws.app.signals import background_thread
 from datomic_aws.config.transactor import DIGEST_SECRET_KEY, value_digest
 from datomic_aws.sandbox import moto_fixes
 from datomic_aws.sandbox.clock import CLOCK
@@ -237,9 +238,7 @@ class Transactor:
         self.settings = settings
         self.state = _State()
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._main, name=f"transactor-{self.instance_id}", daemon=True
-        )
+        self._thread = background_thread(self._main, name=f"transactor-{self.instance_id}")
         self._asg: AutoScalingClient | None = None
         self._ec2_client: EC2Client | None = None
         self._instance: Any = None

@@ -34,6 +34,7 @@ WAIT = ("--poll-interval", "0.2", "--timeout", "300")
 def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     full = dict(os.environ)
     full["PYTHONPATH"] = os.pathsep.join([str(REPO), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    full["PYTHONFAULTHANDLER"] = "1"
     full.update(env or {})
     return subprocess.Popen(
         [*command_line(), *args, "sandbox", "serve", "--transactors"],
@@ -54,6 +55,11 @@ def _stop(proc: subprocess.Popen[str], signum: int) -> tuple[int, str]:
     proc.send_signal(signum)
     try:
         _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        # Where it hangs: PYTHONFAULTHANDLER (see _start) prints every thread's stack on SIGABRT.
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"not stopped 30 s after signal {signum}:\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from datomic_aws.app.signals import background_thread
 from datomic_aws.sandbox.moto_fixes import lifecycle
 from datomic_aws.sandbox.moto_fixes._registry import MOTO_LOCK
 
@@ -77,9 +78,7 @@ class _Clock:
         if self._thread is not None:
             return
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="moto-autoscaling-clock", daemon=True
-        )
+        self._thread = background_thread(self._run, name="moto-autoscaling-clock")
         self._thread.start()
 
     def stop(self) -> None:
