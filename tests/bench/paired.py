@@ -37,7 +37,7 @@ def find_aws_cli() -> str | None:
 
 @dataclass(frozen=True)
 class NoopComparison:
-    aws_cli: str  # the path and `aws --version`, or what was missing
+    aws_cli: str  # the program's name and `aws --version`, or what was missing
     paired: Paired | None  # None: not measured (`error` says why)
     error: str = ""
 
@@ -101,7 +101,8 @@ def compare_noop(
             "the AWS CLI is not installed",
         )
     version = aws_version(aws, env)
-    label = f"{aws} ({version or 'aws --version failed'})"
+    # The program's name, not its path: the report is committed, and a path is this machine's.
+    label = f"{os.path.basename(aws)} ({version or 'aws --version failed'})"
     cmd = deploy_command(aws, endpoint, region, stack, template)
     try:
         ours(), run_deploy(cmd, env)  # warm-up, and both are shown to be no-ops
