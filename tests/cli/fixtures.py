@@ -67,6 +67,19 @@ def command_line() -> list[str]:
     return [found] if found else [sys.executable, "-m", "datomic_aws"]
 
 
+def start_cli(endpoint: str, *args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    """`datomic-aws ARGS...` against `endpoint` in a new process, left running: for the tests that
+    signal or kill it, or read its progress as it comes (stderr is a pipe, stdin empty)."""
+    return subprocess.Popen(
+        [*command_line(), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AWS_ENDPOINT_URL": endpoint},
+    )
+
+
 _FORK_SERVER: list[ForkServer] = []
 
 
@@ -122,7 +135,6 @@ def runner(endpoint: str) -> Any:
         )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
-    run.endpoint = endpoint  # type: ignore[attr-defined]
     return run
 
 

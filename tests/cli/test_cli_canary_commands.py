@@ -17,14 +17,12 @@ over any file of the same name), so there is no place for an operator's secret i
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from tests.cli.faulty_proxy import FaultyProxy
-from tests.cli.fixtures import Proxy, command_line
+from tests.cli.fixtures import Proxy, start_cli
 from tests.cli.test_cli_canary import (
     CANARIES,
     CF_MASKED,
@@ -177,14 +175,7 @@ def _interrupted_apply(endpoint: str, folder: Path) -> None:
     """Ctrl-C while apply stores the configuration: exit 130, nothing printed or left behind."""
     proxy = Proxy(endpoint)
     proxy.held_operations.add("PutParameter")
-    proc = subprocess.Popen(
-        [*command_line(), *DEBUG, "apply", str(folder), *FAST],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "AWS_ENDPOINT_URL": proxy.url},
-    )
+    proc = start_cli(proxy.url, *DEBUG, "apply", str(folder), *FAST)
     try:
         assert proxy.wait_held("PutParameter", timeout=120), proxy.log
         proc.send_signal(signal.SIGINT)

@@ -20,14 +20,14 @@ UNREACHABLE = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
 
 
 def _both(
-    cli: Any, monkeypatch: pytest.MonkeyPatch, folder: Path, *args: str, **kw: Any
+    cli: Any, endpoint: str, monkeypatch: pytest.MonkeyPatch, folder: Path, *args: str, **kw: Any
 ) -> tuple[Any, Any]:
     """One run forked (no subprocess may start) and the same run in a new process, each from its
     own copy of `folder` (the runs may write to it) and a fresh moto state, named alike so that
     outputs compare."""
     runs = []
     for fresh in (False, True):
-        reset = urllib.request.Request(f"{cli.endpoint}/moto-api/reset", method="POST")
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(reset, timeout=10).close()
         shutil.rmtree(folder.parent / "run", ignore_errors=True)
         work = shutil.copytree(folder, folder.parent / "run")
@@ -60,10 +60,10 @@ def _no_subprocess(*_a: Any, **_k: Any) -> Any:
     ids=lambda a: " ".join(a),
 )
 def test_a_forked_run_prints_and_exits_as_a_new_process(
-    cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: tuple[str, ...]
+    cli: Any, endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
     folder = environment(tmp_path / "env", digest_secret="ab" * 32)
-    (forked, forked_files), (fresh, fresh_files) = _both(cli, monkeypatch, folder, *args)
+    (forked, forked_files), (fresh, fresh_files) = _both(cli, endpoint, monkeypatch, folder, *args)
     assert forked.code == fresh.code
     assert _same(forked.stdout) == _same(fresh.stdout)
     assert _same(forked.stderr) == _same(fresh.stderr)
@@ -71,13 +71,14 @@ def test_a_forked_run_prints_and_exits_as_a_new_process(
 
 
 def test_the_environment_and_the_folder_are_the_runs_own(
-    cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli: Any, endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Credentials removed, an unreachable endpoint, another folder: the forked run sees what
     it is given, not what the server started with."""
     folder = environment(tmp_path / "env")
     forked, fresh = _both(
         cli,
+        endpoint,
         monkeypatch,
         folder,
         "ensure-transactor",

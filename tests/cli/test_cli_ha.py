@@ -11,7 +11,6 @@ codes, sizes) is asserted exactly; only the waits are generous, for a loaded mac
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -25,7 +24,7 @@ import pytest
 
 from datomic_aws import names
 from datomic_aws.replace import AZ_REBALANCE, AZ_TAG, MAX_TAG, MIN_TAG
-from tests.cli.fixtures import command_line
+from tests.cli.fixtures import start_cli
 from tests.sandbox.helpers import roles, wait_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "datomic_aws" / "config_samples"
@@ -79,7 +78,7 @@ class Env:
         return self.run("--output", "json", "apply", str(self.path), *FAST, *args, timeout=180)
 
     def apply_args(self, *args: str) -> list[str]:
-        return [*command_line(), "apply", str(self.path), *FAST, *args]
+        return ["apply", str(self.path), *FAST, *args]
 
     def set_type(self, new_type: str) -> str:
         old = self.value(self.cf, "aws-instance-type")
@@ -339,14 +338,7 @@ def test_a_kill_at_any_point_of_a_roll_then_a_rerun_converges(
     env.control.clear_probe()
     reached = KILL_POINTS[point](env, size)
 
-    proc = subprocess.Popen(
-        env.apply_args(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "AWS_ENDPOINT_URL": env.endpoint},
-    )
+    proc = start_cli(env.endpoint, *env.apply_args(), stdout=subprocess.DEVNULL)
     try:
         wait_for(
             lambda: reached() or proc.poll() is not None, f"the roll to reach {point}", 120, 0.02

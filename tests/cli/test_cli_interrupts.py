@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from datomic_aws.sandbox.probe import InServicePoller
 from tests.cli.faulty_proxy import FaultyProxy
-from tests.cli.fixtures import Proxy, command_line
+from tests.cli.fixtures import Proxy, start_cli
 from tests.cli.test_cli_stack import (
     FAST,
     GROUP,
@@ -49,14 +49,7 @@ LOCK = f"/datomic-aws/locks/{STACK}"
 
 
 def _start(*args: str, endpoint: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-    proc = subprocess.Popen(
-        [*command_line(), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "AWS_ENDPOINT_URL": endpoint},
-    )
+    proc = start_cli(endpoint, *args)
     lines: queue.Queue[str] = queue.Queue()
 
     def read() -> None:
@@ -95,6 +88,36 @@ def _no_lock(boto: Any) -> None:
 # --- SIGTERM ------------------------------------------------------------------------------------
 
 
+def _sigterm_mid_surge(
+    proc: subprocess.Popen[str],
+    lines: queue.Queue[str],
+    proxy: Proxy,
+    boto: Any,
+    before: tuple[int, int, int],
+    *,
+    release: bool = False,
+) -> str:
+    """SIGTERM once the run has raised the group and its termination of the old instance is held
+    (the restore's own calls then go through; `release` drops the held one); exit 130; stderr."""
+    seen: list[str] = []
+    try:
+        _wait_for(lines, "launching a replacement", seen)
+        assert proxy.wait_held("TerminateInstanceInAutoScalingGroup", timeout=60), seen
+        assert _sizes(_group(boto))[1] == before[1] + 1  # raised
+        proxy.held_operations.clear()
+        proc.send_signal(signal.SIGTERM)
+        if release:
+            proxy.release()
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = _drain(lines, seen)
+    assert code == 130, stderr
+    return stderr
+
+
 def test_sigterm_during_a_surge_restores_the_sizes_and_exits_130(
     cli: Any, boto: Any, proxy: Proxy, tmp_path: Path
 ) -> None:
@@ -108,20 +131,7 @@ def test_sigterm_during_a_surge_restores_the_sizes_and_exits_130(
     proc, lines = _start(
         "update-stack", REGION, STACK, str(folder.template), *FAST, endpoint=proxy.url
     )
-    seen: list[str] = []
-    try:
-        _wait_for(lines, "launching a replacement", seen)
-        assert proxy.wait_held("TerminateInstanceInAutoScalingGroup", timeout=60), seen
-        assert _sizes(_group(boto))[1] == before[1] + 1  # raised
-        proxy.held_operations.clear()  # the restore's own calls go through
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    stderr = _drain(lines, seen)
-    assert code == 130, stderr
+    stderr = _sigterm_mid_surge(proc, lines, proxy, boto, before)
     errors = _errors(stderr)
     assert len(errors) == 1, stderr
     assert errors[0].startswith(f"Error: interrupted while terminating {old}"), errors
@@ -154,23 +164,9 @@ def test_sigterm_during_a_fleets_surge_restores_that_folders_sizes_and_lock(
 
     proxy.held_operations.add("TerminateInstanceInAutoScalingGroup")
     proc, lines = _start("apply", str(folder.path), str(invalid), *FAST, endpoint=proxy.url)
-    seen: list[str] = []
-    try:
-        _wait_for(lines, "launching a replacement", seen)
-        assert proxy.wait_held("TerminateInstanceInAutoScalingGroup", timeout=60), seen
-        assert _sizes(_group(boto))[1] == before[1] + 1  # raised
-        proxy.held_operations.clear()  # the restore's own calls go through
-        proc.send_signal(signal.SIGTERM)
-        # A worker blocked in a call is not woken by a signal: the held attempt is dropped, and
-        # botocore's retry of it is where the interrupt reaches the folder's thread.
-        proxy.release()
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    stderr = _drain(lines, seen)
-    assert code == 130, stderr
+    # A worker blocked in a call is not woken by a signal: the held attempt is dropped, and
+    # botocore's retry of it is where the interrupt reaches the folder's thread.
+    stderr = _sigterm_mid_surge(proc, lines, proxy, boto, before, release=True)
     assert "Traceback" not in stderr
     group = _group(boto)
     assert _sizes(group) == before, stderr

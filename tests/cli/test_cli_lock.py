@@ -11,7 +11,7 @@ from typing import Any
 
 from datomic_aws.config.transactor import load_transactor
 
-from .fixtures import Proxy, command_line
+from .fixtures import Proxy, command_line, start_cli
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 
@@ -28,14 +28,7 @@ def test_concurrent_runs_on_one_folder_are_serialised(
     )
 
     def start(url: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*command_line(), "--output", "json", "ensure-transactor", str(path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "AWS_ENDPOINT_URL": url},
-        )
+        return start_cli(url, "--output", "json", "ensure-transactor", str(path))
 
     proxy.held_operations.add("CreateTable")
     first = start(proxy.url)

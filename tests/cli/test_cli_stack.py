@@ -17,7 +17,6 @@ import queue
 import re
 import shutil
 import signal
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from datomic_aws.aws import is_mutating
 from datomic_aws.sandbox.probe import InServicePoller
-from tests.cli.fixtures import Proxy, command_line
+from tests.cli.fixtures import Proxy, start_cli
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config_samples"
 REGION = "us-east-1"
@@ -383,22 +382,8 @@ def test_update_killed_in_the_middle_of_a_surge_converges_on_rerun(
 
     # The old instance's termination never reaches AWS: the process is killed while it waits.
     proxy.held_operations.add("TerminateInstanceInAutoScalingGroup")
-    env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}
-    proc = subprocess.Popen(
-        [
-            *command_line(),
-            "update-stack",
-            REGION,
-            STACK,
-            str(folder.template),
-            "--poll-interval",
-            "2",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    proc = start_cli(
+        proxy.url, "update-stack", REGION, STACK, str(folder.template), "--poll-interval", "2"
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stderr, lines), daemon=True).start()
