@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from datomic_aws.secrets import mask_credentials
 
@@ -58,6 +58,15 @@ class DatomicAwsError(Exception):
         return "\n".join(self.lines())
 
 
+class _KeyedFile(Protocol):
+    """A properties file, or a spec loaded from one: where it is and the line of each key."""
+
+    @property
+    def path(self) -> str: ...
+
+    def line_of(self, key: str) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class Problem:
     """One invalid value in an input file."""
@@ -67,6 +76,11 @@ class Problem:
     key: str | None
     message: str
     hint: str = ""
+
+    @classmethod
+    def at(cls, source: _KeyedFile, key: str, message: str, hint: str = "") -> Problem:
+        """A problem of `source` at the line of `key`."""
+        return cls(source.path, source.line_of(key), key, message, hint)
 
     @property
     def where(self) -> str:

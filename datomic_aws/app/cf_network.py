@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from datomic_aws.app.cf_plan import CfPlan, problem
+from datomic_aws.app.cf_plan import CfPlan
 from datomic_aws.changes import noop
 from datomic_aws.config.cf import CfSpec
+from datomic_aws.errors import Problem
 from datomic_aws.resources import ec2 as ec2r
 
 if TYPE_CHECKING:
@@ -31,12 +32,12 @@ def _check_named_subnets(
         subnet = found.get(subnet_id)
         if subnet is None:
             plan.problems.append(
-                problem(spec, key, f"{key}: subnet {subnet_id} does not exist in {spec.region}")
+                Problem.at(spec, key, f"{key}: subnet {subnet_id} does not exist in {spec.region}")
             )
         elif subnet.vpc_id != vpc.vpc_id:
             which = "aws-vpc-id" if spec.vpc_id else "the default VPC"
             plan.problems.append(
-                problem(
+                Problem.at(
                     spec,
                     key,
                     f"{key}: subnet {subnet_id} is in {subnet.vpc_id}, not in {which} {vpc.vpc_id}",
@@ -45,7 +46,7 @@ def _check_named_subnets(
             )
         elif zones is not None and subnet.availability_zone not in zones:
             plan.problems.append(
-                problem(
+                Problem.at(
                     spec,
                     key,
                     f"{key}: subnet {subnet_id} is in {subnet.availability_zone}, which does not"
@@ -75,7 +76,7 @@ def _default_subnets(
     what = f"{vpc.vpc_id} has no default subnets"
     hint = "list the subnets for the transactors in aws-subnet-ids (one per zone you want)"
     in_zones = f" in a zone offering {spec.instance_type}" if subnets else ""
-    plan.problems.append(problem(spec, "aws-subnet-ids", what + in_zones, hint))
+    plan.problems.append(Problem.at(spec, "aws-subnet-ids", what + in_zones, hint))
     return []
 
 
@@ -119,7 +120,7 @@ def check_network(
     if vpc is None:
         if spec.vpc_id:
             plan.problems.append(
-                problem(
+                Problem.at(
                     spec,
                     "aws-vpc-id",
                     f"aws-vpc-id {spec.vpc_id} does not exist in {spec.region}",
@@ -128,7 +129,7 @@ def check_network(
             )
         else:
             plan.problems.append(
-                problem(
+                Problem.at(
                     spec,
                     "aws-vpc-id",
                     f"{spec.region} has no default VPC",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from datomic_aws import names
 from datomic_aws.app.cf_network import check_network
-from datomic_aws.app.cf_plan import CfPlan, problem
+from datomic_aws.app.cf_plan import CfPlan
 from datomic_aws.aws import AwsContext
 from datomic_aws.changes import Result
 from datomic_aws.config.cf import (
@@ -86,7 +86,7 @@ def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.
     if info is not None and not info.current_generation:
         offered = "" if info.offered else f", and is not offered in {spec.region}"
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 key,
                 f"{key} {spec.instance_type} is a previous-generation type (CurrentGeneration=false "
@@ -97,7 +97,7 @@ def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.
         return None
     if info is None or not info.offered:
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 key,
                 f"{key} {spec.instance_type} is not an instance type offered in {spec.region}",
@@ -107,7 +107,7 @@ def _check_instance_type(client: EC2Client, spec: CfSpec, plan: CfPlan) -> ec2r.
         return None
     if spec.ami is None and spec.architecture not in info.architectures:
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 key,
                 f"{key} {spec.instance_type} runs {', '.join(info.architectures)}, not the "
@@ -126,7 +126,7 @@ def _check_ami(
     arch = ec2r.read_image_architecture(client, spec.ami)
     if arch is None:
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 "aws-ami",
                 f"aws-ami {spec.ami} is not an image you can launch in {spec.region}",
@@ -135,7 +135,7 @@ def _check_ami(
         )
     elif info is not None and arch not in info.architectures:
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 "aws-ami",
                 f"aws-ami {spec.ami} is an {arch} image; {spec.instance_type} runs "
@@ -161,7 +161,7 @@ def _check_heap(spec: CfSpec, info: ec2r.InstanceType, plan: CfPlan) -> None:
         )
     if heap_mib(spec.java_xmx) > limit:
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 "java-xmx",
                 f"java-xmx {spec.java_xmx} does not fit in the {info.memory_mib} MiB of "
@@ -207,7 +207,7 @@ def _group_mismatch(
     """The group of the file's id is in another VPC, or is not the group the file names."""
     if found.vpc_id != vpc.vpc_id:
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 "aws-security-group-id",
                 f"aws-security-group-id {spec.security_group_id} is in {found.vpc_id}, "
@@ -218,7 +218,7 @@ def _group_mismatch(
         return True
     if spec.security_group and found.name != spec.security_group:
         plan.problems.append(
-            problem(
+            Problem.at(
                 spec,
                 "aws-security-group-id",
                 f"aws-security-group-id {spec.security_group_id} is the group "
@@ -252,7 +252,7 @@ def _resolve_sources(
                 sources.add(ec2r.Source("group", ec2r.SELF))
             elif ec2r.find_group(client, group_id=ref.group_id) is None:
                 plan.problems.append(
-                    problem(
+                    Problem.at(
                         spec,
                         key,
                         f"{key}: there is no security group {ref.group_id} in {spec.region}",
@@ -262,7 +262,7 @@ def _resolve_sources(
                 sources.add(ec2r.Source("group", ref.group_id))
         elif foreign:
             plan.problems.append(
-                problem(
+                Problem.at(
                     spec,
                     key,
                     f"{key}: {ref.text} names a group of another account; in a VPC such a group is "
@@ -276,7 +276,7 @@ def _resolve_sources(
             raw = ec2r.find_group(client, vpc_id=plan.group.vpc_id, name=ref.name)
             if raw is None:
                 plan.problems.append(
-                    problem(
+                    Problem.at(
                         spec,
                         key,
                         f"{key}: there is no security group named {ref.name!r} in {plan.group.vpc_id}",

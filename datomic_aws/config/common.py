@@ -179,7 +179,7 @@ def _problems_of(
         for key in cast(list[str], err.validator_value):
             if key not in typed:
                 message = schema.get("x-message") or "is required"
-                yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)
+                yield Problem.at(props, key, f"{key} {message}", hint)
         return
     if not err.path:
         # err.message may quote the whole instance, secrets included: never shown.
@@ -191,7 +191,7 @@ def _problems_of(
     shown = _shown_value(key, props.get(key), secret_values(props.values()))
     if shown is not None and err.validator not in ("not", "required"):
         message += f" (got {shown!r})"
-    yield Problem(props.path, props.line_of(key), key, f"{key} {message}", hint)
+    yield Problem.at(props, key, f"{key} {message}", hint)
 
 
 def read_properties(path: str | Path) -> PropertiesText:

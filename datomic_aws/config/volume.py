@@ -54,15 +54,11 @@ def root_volume(
     return volume, _problems(props, volume)
 
 
-def _problem(props: PropertiesText, key: str, what: str, hint: str) -> Problem:
-    return Problem(props.path, props.line_of(key), key, what, hint)
-
-
 def _problems(props: PropertiesText, v: RootVolume) -> list[Problem]:
     kind, iops = v.volume_type, v.iops
     if kind in _NEEDS_IOPS and iops is None:
         return [
-            _problem(
+            Problem.at(
                 props,
                 TYPE_KEY,
                 f"{TYPE_KEY}={kind} needs {IOPS_KEY}: {kind} volumes have the IOPS they are given",
@@ -73,7 +69,7 @@ def _problems(props: PropertiesText, v: RootVolume) -> list[Problem]:
         return []
     if kind == "gp2":
         return [
-            _problem(
+            Problem.at(
                 props,
                 IOPS_KEY,
                 f"{IOPS_KEY} does not apply to gp2 volumes (their IOPS follow their size)",
@@ -82,7 +78,7 @@ def _problems(props: PropertiesText, v: RootVolume) -> list[Problem]:
         ]
     if kind == "gp3" and iops < _GP3_BASELINE_IOPS:
         return [
-            _problem(
+            Problem.at(
                 props,
                 IOPS_KEY,
                 f"{IOPS_KEY}={iops} is below the {_GP3_BASELINE_IOPS} IOPS every gp3 volume has",
@@ -92,7 +88,7 @@ def _problems(props: PropertiesText, v: RootVolume) -> list[Problem]:
     most = _MAX_IOPS_PER_GIB[kind] * v.size_gib
     if iops > most:
         return [
-            _problem(
+            Problem.at(
                 props,
                 IOPS_KEY,
                 f"{IOPS_KEY}={iops} is more than a {v.size_gib} GiB {kind} volume allows "
